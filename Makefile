@@ -1,0 +1,38 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG := $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
+
+.PHONY: run test bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+## Start the server on the embedded SQLite default (prints the URL and, on first start, the admin key).
+run: install
+	$(BIN)/botline serve --config $(CONFIG)
+
+## Install what the tests need and run the whole suite.
+test: install-dev
+	$(BIN)/python -m pytest
+
+## Benchmarks (results go to docs/benchmarks.md by hand, with the command).
+bench: install-dev
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,1 @@
+"""botline: a self-hostable asyncio chat-bot runtime."""

@@ -1,0 +1,1 @@
+"""HTTP routes (aiohttp) and the middlewares that authenticate and map errors once."""

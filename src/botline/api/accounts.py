@@ -1,0 +1,178 @@
+"""Accounts, API keys, login and balance (seed sections Accounts, API Keys, Authentication, Information)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from botline.accounts import expiry, issue_key, masked, new_salt
+from botline.api.http import ApiError, json_response, message_response, not_found, read_model
+from botline.api.state import principal, services
+from botline.domain.accounts import Account, AccountParameters
+from botline.domain.base import CamelModel
+
+ACCESS_TOKEN_LIFETIME_DAYS = 180
+LOGIN_WINDOW_SECONDS = 60
+
+routes = web.RouteTableDef()
+
+
+class CreateKeyRequest(CamelModel):
+    label: str = Field(default="", max_length=200)
+    duration: int = -1
+    """Days until the key expires; -1 for a key that never expires."""
+
+    @field_validator("duration")
+    @classmethod
+    def _valid_duration(cls, value: int) -> int:
+        if value == 0 or value < -1 or value > 36500:
+            raise ValueError("must be a number of days from 1 to 36500, or -1 for a key that never expires")
+        return value
+
+
+class UpdateAccountRequest(CamelModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    parameters: AccountParameters | None = None
+
+
+class LoginRequest(CamelModel):
+    login_key: str = Field(min_length=1)
+
+
+def account_view(account: Account) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "email": account.email,
+        "emailSha256": hashlib.sha256(account.email.strip().lower().encode()).hexdigest() if account.email else "",
+        "plan": account.plan.value,
+        "isAdmin": account.is_admin,
+        "parameters": account.parameters.wire(),
+    }
+
+
+@routes.get("/api/v1/accounts/api-key")
+async def list_keys(request: web.Request) -> web.Response:
+    account = principal(request).account
+    keys = await services(request).store.api_keys.list_for_account(account.id)
+    return json_response({
+        "apiKeys": [
+            {"id": k.id, "expiresAt": k.wire()["expiresAt"], "usedAt": k.wire()["usedAt"], "label": k.label,
+             "key": masked(k)}
+            for k in keys
+        ],
+        "salt": account.salt,
+    })
+
+
+@routes.post("/api/v1/accounts/api-key")
+async def create_key(request: web.Request) -> web.Response:
+    body = await read_model(request, CreateKeyRequest)
+    svc = services(request)
+    issued = await issue_key(
+        svc.store, principal(request).account.id, label=body.label, expires_at=expiry(svc.clock.now(), body.duration)
+    )
+    return json_response({"grantKey": issued.secret})
+
+
+@routes.delete("/api/v1/accounts/api-key/{key_id}")
+async def delete_key(request: web.Request) -> web.Response:
+    svc = services(request)
+    key_id = request.match_info["key_id"]
+    if not await svc.store.api_keys.delete(principal(request).account.id, key_id):
+        raise not_found("API key")
+    svc.authenticator.forget_key(key_id)
+    return message_response("API key deleted.")
+
+
+@routes.put("/api/v1/accounts")
+async def update_account(request: web.Request) -> web.Response:
+    body = await read_model(request, UpdateAccountRequest)
+    svc = services(request)
+    account = await svc.store.accounts.get(principal(request).account.id)
+    if account is None:
+        raise not_found("Account")
+    if body.name is not None:
+        account.name = body.name
+    if body.parameters is not None:
+        account.parameters = body.parameters
+    await svc.store.accounts.update(account)
+    svc.authenticator.forget_account(account.id)
+    return message_response("Account updated.")
+
+
+@routes.post("/api/v1/accounts/roll-salt")
+async def roll_salt(request: web.Request) -> web.Response:
+    svc = services(request)
+    account = await svc.store.accounts.get(principal(request).account.id)
+    if account is None:
+        raise not_found("Account")
+    account.salt = new_salt()
+    await svc.store.accounts.update(account)
+    svc.authenticator.forget_account(account.id)
+    return json_response({"message": "Salt rolled: webhook URLs built on the old salt no longer work.",
+                          "salt": account.salt})
+
+
+@routes.post("/api/v1/auth/login")
+async def login(request: web.Request) -> web.Response:
+    """Exchanges a login key (any valid API key of the account) for a 180-day access token."""
+    svc = services(request)
+    retry_after = await svc.limiter.hit(
+        f"login:{request.remote}", limit=svc.settings.auth.login_attempts_per_minute,
+        window_seconds=LOGIN_WINDOW_SECONDS,
+    )
+    if retry_after is not None:
+        raise ApiError(429, "Too many login attempts; try again in a minute.",
+                       headers={"Retry-After": str(int(retry_after))})
+    body = await read_model(request, LoginRequest)
+    found = await svc.authenticator.authenticate(body.login_key)
+    if found is None or found.account.disabled:
+        raise ApiError(400, "Invalid login key, or the account is disabled.")
+    token = await issue_key(
+        svc.store, found.account.id, label="access token",
+        expires_at=svc.clock.now() + timedelta(days=ACCESS_TOKEN_LIFETIME_DAYS),
+    )
+    return json_response({"accessToken": token.secret, "account": account_view(found.account)})
+
+
+@routes.get("/api/v1/information/balance")
+async def balance(request: web.Request) -> web.Response:
+    """Real recorded usage; billing is off, so `balance` is null (unlimited) unless an admin set one."""
+    svc = services(request)
+    account = principal(request).account
+    await svc.usage.flush()
+    now = svc.clock.now()
+    usage = svc.store.usage
+
+    async def window(hours: int) -> dict[str, Any]:
+        models = await usage.by_model(account.id, since=now - timedelta(hours=hours))
+        total = sum(m.total_tokens for m in models) or 1
+        return {
+            "usedPercent": 0.0,
+            "resetAt": (now + timedelta(hours=hours)).isoformat(),
+            "isExhausted": False,
+            "models": [
+                {"modelName": m.model, "requestCount": m.requests, "consumedUnits": m.total_tokens,
+                 "usageSharePercent": round(100.0 * m.total_tokens / total, 2)}
+                for m in models
+            ],
+        }
+
+    last_day = await usage.totals(account.id, since=now - timedelta(hours=24))
+    return json_response({
+        "balance": account.balance,
+        "billingEnabled": False,
+        "usage24h": 0.0,
+        "tokens24h": {"requests": last_day.requests, "inputTokens": last_day.input_tokens,
+                      "outputTokens": last_day.output_tokens},
+        "plan": account.plan.value,
+        "storageUsage": 0,
+        "subscriptionModelUsage": {"plan": account.plan.value, "sixHours": await window(6),
+                                   "weekly": await window(24 * 7)},
+        "planLimits": {"includesSubscriptionModels": True, "includedStorage": 0},
+    })

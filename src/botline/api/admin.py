@@ -1,0 +1,112 @@
+"""Administration of accounts (seed section Administration); only for keys of admin accounts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from botline.api.http import ApiError, json_response, message_response, not_found, read_model
+from botline.api.state import principal, services
+from botline.domain.accounts import Account, Plan
+from botline.domain.base import CamelModel
+
+routes = web.RouteTableDef()
+
+
+class AccountPatch(CamelModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    plan: Plan | None = None
+    is_admin: bool | None = None
+    disabled: bool | None = None
+
+
+class BalanceAdjustment(CamelModel):
+    operation: Literal["add", "remove", "set"]
+    amount: float = Field(ge=0)
+    description: str = Field(default="", max_length=500)
+
+
+def _require_admin(request: web.Request) -> None:
+    if not principal(request).account.is_admin:
+        raise ApiError(403, "This API key is not an administrator's.")
+
+
+def admin_account_view(account: Account) -> dict[str, Any]:
+    return {"id": account.id, "name": account.name, "email": account.email, "plan": account.plan.value,
+            "isAdmin": account.is_admin, "disabled": account.disabled, "balance": account.balance,
+            "createdAt": account.wire()["createdAt"]}
+
+
+async def _target(request: web.Request) -> Account:
+    _require_admin(request)
+    account = await services(request).store.accounts.get(request.match_info["account_id"])
+    if account is None:
+        raise not_found("Account")
+    return account
+
+
+@routes.get("/api/v1/admin/accounts")
+async def list_accounts(request: web.Request) -> web.Response:
+    """?query= searches id, name and email; ?viewMode=disabled lists only disabled accounts."""
+    _require_admin(request)
+    query = request.query.get("query", "").strip().lower()
+    view_mode = request.query.get("viewMode", "default")
+    accounts = await services(request).store.accounts.list()
+    selected = [
+        a for a in accounts
+        if (not query or any(query in f.lower() for f in (a.id, a.name, a.email)))
+        and (view_mode != "disabled" or a.disabled)
+    ]
+    return json_response([admin_account_view(a) for a in selected])
+
+
+@routes.get("/api/v1/admin/accounts/{account_id}")
+async def get_account(request: web.Request) -> web.Response:
+    account = await _target(request)
+    return json_response({**admin_account_view(account), "parameters": account.parameters.wire()})
+
+
+@routes.patch("/api/v1/admin/accounts/{account_id}")
+async def patch_account(request: web.Request) -> web.Response:
+    account = await _target(request)
+    patch = await read_model(request, AccountPatch)
+    for field, value in patch.model_dump(exclude_none=True).items():
+        setattr(account, field, value)
+    svc = services(request)
+    await svc.store.accounts.update(account)
+    svc.authenticator.forget_account(account.id)
+    return message_response("Account updated.")
+
+
+@routes.get("/api/v1/admin/accounts/{account_id}/usage")
+async def account_usage(request: web.Request) -> web.Response:
+    account = await _target(request)
+    svc = services(request)
+    await svc.usage.flush()
+    models = await svc.store.usage.by_model(account.id)
+    totals = await svc.store.usage.totals(account.id)
+    return json_response({
+        "accountId": account.id,
+        "models": [m.wire() | {"totalTokens": m.total_tokens} for m in models],
+        "totals": totals.wire() | {"totalTokens": totals.total_tokens},
+    })
+
+
+@routes.post("/api/v1/admin/accounts/{account_id}/balance-adjustments")
+async def adjust_balance(request: web.Request) -> web.Response:
+    """Balances are informational while billing is off: inference is never blocked by them."""
+    account = await _target(request)
+    adjustment = await read_model(request, BalanceAdjustment)
+    current = account.balance or 0.0
+    account.balance = {
+        "add": current + adjustment.amount,
+        "remove": current - adjustment.amount,
+        "set": adjustment.amount,
+    }[adjustment.operation]
+    svc = services(request)
+    await svc.store.accounts.update(account)
+    svc.authenticator.forget_account(account.id)
+    return json_response({"message": "Balance adjusted.", "balance": account.balance})

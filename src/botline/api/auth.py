@@ -1,0 +1,138 @@
+"""API-key authentication with a short in-memory cache, and the middleware that applies it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from botline.accounts import hash_key
+from botline.domain.accounts import Account, ApiKey
+from botline.domain.clock import Clock
+from botline.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+TOUCH_INTERVAL = timedelta(minutes=1)
+"""usedAt is written at most this often per key, off the request path."""
+PUBLIC_PREFIXES = ("/api/v1/public/", "/api/v1/webhooks/", "/chat/", "/static/")
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/auth/login", "/embed.js", "/metrics", "/openapi.json"})
+PROTECTED_PREFIXES = ("/api/v1/", "/v1/")
+BEARER = "bearer "
+QUERY_KEY = "api-key"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the account and the key it used."""
+
+    account: Account
+    key: ApiKey
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+class Authenticator:
+    """Resolves secrets to principals; a verified key is trusted from memory for `cache_seconds`.
+
+    Deleting a key or changing an account calls `forget_*` on this replica at once; other
+    replicas notice within `cache_seconds` (documented in docs/deploy.md).
+    """
+
+    def __init__(self, store: Store, clock: Clock, *, cache_seconds: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = cache_seconds
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._touches: set[asyncio.Task[None]] = set()
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        key_hash = hash_key(secret)
+        cached = self._cache.get(key_hash)
+        if cached is not None and time.monotonic() - cached[1] < self._ttl:
+            principal = cached[0]
+        else:
+            principal = await self._load(key_hash)
+            if principal is None:
+                self._cache.pop(key_hash, None)
+                return None
+            self._cache[key_hash] = (principal, time.monotonic())
+        now = self._clock.now()
+        if principal.key.is_expired(now):
+            return None
+        self._touch(principal.key, now)
+        return principal
+
+    async def _load(self, key_hash: str) -> Principal | None:
+        key = await self._store.api_keys.get_by_hash(key_hash)
+        if key is None:
+            return None
+        account = await self._store.accounts.get(key.account_id)
+        return None if account is None else Principal(account=account, key=key)
+
+    def forget_key(self, key_id: str) -> None:
+        self._cache = {h: entry for h, entry in self._cache.items() if entry[0].key.id != key_id}
+
+    def forget_account(self, account_id: str) -> None:
+        self._cache = {h: entry for h, entry in self._cache.items() if entry[0].account.id != account_id}
+
+    def _touch(self, key: ApiKey, now: datetime) -> None:
+        if key.used_at is not None and now - key.used_at < TOUCH_INTERVAL:
+            return
+        key.used_at = now
+        task = asyncio.create_task(self._write_touch(key.id, now))
+        self._touches.add(task)
+        task.add_done_callback(self._touches.discard)
+
+    async def _write_touch(self, key_id: str, used_at: datetime) -> None:
+        try:
+            await self._store.api_keys.touch(key_id, used_at)
+        except StoreError as exc:
+            log.warning("could not record key use: %s", exc)
+
+    async def close(self) -> None:
+        if self._touches:
+            await asyncio.gather(*self._touches, return_exceptions=True)
+
+
+def _secret_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith(BEARER):
+        return header[len(BEARER):].strip() or None
+    return request.query.get(QUERY_KEY) or None
+
+
+def requires_key(path: str) -> bool:
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return False
+    return path.startswith(PROTECTED_PREFIXES)
+
+
+def auth_middleware(
+    authenticator_of: Callable[[web.Application], Authenticator],
+    unauthorized: Callable[[web.Request, int, str], web.StreamResponse],
+) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
+    """Attaches the Principal to every protected request; answers 401/403 otherwise."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not requires_key(request.path):
+            return await handler(request)
+        secret = _secret_of(request)
+        principal = await authenticator_of(request.app).authenticate(secret) if secret else None
+        if principal is None:
+            return unauthorized(request, 401, "Missing or invalid API key.")
+        if principal.account.disabled:
+            return unauthorized(request, 403, "This account is disabled.")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    return middleware

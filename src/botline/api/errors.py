@@ -1,0 +1,86 @@
+"""The one boundary where every failure becomes a JSON `{"message": ...}` answer, plus the access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from botline.api.http import ApiError, json_response
+from botline.gateway.errors import GatewayError, UpstreamError
+from botline.logs import request_id
+from botline.store.base import ConflictError, StoreUnavailable
+
+log = logging.getLogger("botline.access")
+REQUEST_ID_HEADER = "X-Request-Id"
+OPENAI_PREFIX = "/v1/"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_OPENAI_ERROR_TYPES = {401: "invalid_request_error", 403: "permission_error", 404: "invalid_request_error",
+                       429: "rate_limit_error"}
+
+
+def error_response(request: web.Request, status: int, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """`{"message"}`; on /v1 routes also OpenAI's `{"error": {...}}` so the openai SDK reads it."""
+    body: dict[str, object] = {"message": message}
+    if request.path.startswith(OPENAI_PREFIX):
+        error_type = _OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+        body["error"] = {"message": message, "type": error_type, "param": None, "code": None}
+    return json_response(body, status=status, headers=headers)
+
+
+def _http_exception_message(exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPNotFound):
+        return "Not found."
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return f"Method {exc.method} is not allowed here."
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return "The request body is too large."
+    return exc.reason
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex[:16]
+    token = request_id.set(rid)
+    started = time.perf_counter()
+    try:
+        response = await _answer(request, handler)
+        response.headers[REQUEST_ID_HEADER] = rid
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s %s %s", request.method, request.path, response.status,
+                extra={"status": response.status, "ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+        return response
+    finally:
+        request_id.reset(token)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(request, exc.status, exc.message, exc.headers)
+    except UpstreamError as exc:
+        headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+        return error_response(request, exc.status_code, exc.message, headers)
+    except GatewayError as exc:
+        return error_response(request, exc.status_code, exc.message)
+    except ConflictError as exc:
+        return error_response(request, 409, f"Conflict: {exc}.")
+    except StoreUnavailable:
+        logging.getLogger(__name__).warning("store unavailable", exc_info=True)
+        return error_response(request, 503, "Storage is unavailable right now; try again shortly.")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(request, exc.status, _http_exception_message(exc))
+    except Exception:  # the last resort: log it, never show a traceback
+        logging.getLogger(__name__).exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(request, 500, "Internal error; it has been logged.")

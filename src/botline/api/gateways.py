@@ -1,0 +1,120 @@
+"""AI gateway management (seed section AI Gateways), validation against the upstream, usage stats."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json, read_model
+from botline.api.state import Services, principal, services
+from botline.domain.base import CamelModel
+from botline.domain.gateways import API_KEY_MASK, Gateway, GatewayParameters
+from botline.gateway import completion
+from botline.gateway.errors import UpstreamError
+from botline.gateway.registry import create_gateway, save_gateway
+
+routes = web.RouteTableDef()
+VALIDATION_PROMPT = [{"role": "user", "content": "Reply with the single word: ok"}]
+
+
+class GatewayBody(CamelModel):
+    name: str = Field(min_length=1, max_length=200)
+    parameters: GatewayParameters
+
+
+def gateway_view(gateway: Gateway) -> dict[str, Any]:
+    return {"id": gateway.id, "name": gateway.name, "slug": gateway.slug, "parameters": gateway.public_parameters(),
+            "createdAt": gateway.wire()["createdAt"], "updatedAt": gateway.wire()["updatedAt"]}
+
+
+async def _owned(request: web.Request) -> Gateway:
+    gateway = await services(request).store.gateways.get(principal(request).account.id, request.match_info["id"])
+    if gateway is None:
+        raise not_found("AI gateway")
+    return gateway
+
+
+@routes.post("/api/v1/ai-gateways")
+async def create(request: web.Request) -> web.Response:
+    body = await read_model(request, GatewayBody)
+    gateway = await create_gateway(services(request).store, principal(request).account.id, body.name, body.parameters)
+    return json_response({"aiGatewayId": gateway.id})
+
+
+@routes.get("/api/v1/ai-gateways")
+async def list_gateways(request: web.Request) -> web.Response:
+    needle = request.query.get("filter", "").strip().lower()
+    gateways = await services(request).store.gateways.list_for_account(principal(request).account.id)
+    return json_response([
+        {"id": g.id, "name": g.name, "inferenceEndpoint": g.parameters.base_address,
+         "modelName": g.parameters.model_name, "slug": g.slug}
+        for g in gateways
+        if not needle or any(needle in field.lower() for field in (g.name, g.parameters.model_name, g.slug, g.id))
+    ])
+
+
+@routes.get("/api/v1/ai-gateways/{id}")
+async def view(request: web.Request) -> web.Response:
+    return json_response(gateway_view(await _owned(request)))
+
+
+@routes.patch("/api/v1/ai-gateways/{id}")
+async def edit(request: web.Request) -> web.Response:
+    """Merges the given top-level parameters into the stored ones; a masked or absent apiKey keeps the old one."""
+    gateway = await _owned(request)
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    patch = data.get("parameters") or {}
+    if not isinstance(patch, dict):
+        raise ApiError(400, "Invalid value for parameters: must be an object.")
+    merged = {**gateway.parameters.wire(), **patch}
+    if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK:
+        merged["apiKey"] = gateway.parameters.api_key
+    body = parse_model(GatewayBody, {"name": data.get("name", gateway.name), "parameters": merged})
+    gateway.name, gateway.parameters = body.name, body.parameters
+    svc = services(request)
+    await save_gateway(svc.store, gateway, svc.clock)
+    return message_response("AI gateway updated.")
+
+
+@routes.delete("/api/v1/ai-gateways/{id}")
+async def delete(request: web.Request) -> web.Response:
+    gateway = await _owned(request)
+    await services(request).store.gateways.delete(gateway.account_id, gateway.id)
+    return message_response("AI gateway deleted.")
+
+
+@routes.post("/api/v1/ai-gateways/{id}/validate")
+async def validate(request: web.Request) -> web.Response:
+    """A real, minimal call to the upstream with the stored credentials."""
+    gateway = await _owned(request)
+    svc = services(request)
+    params = gateway.parameters
+    client = svc.clients.get(params.base_address, params.api_key).with_options(max_retries=0)
+    try:
+        answer = await completion.complete(
+            client, {"model": params.model_name, "messages": VALIDATION_PROMPT, "max_completion_tokens": 16}
+        )
+    except UpstreamError as exc:
+        return json_response({"success": False, "message": exc.message})
+    return json_response({"success": True, "message": f"The model {answer.model} answered."})
+
+
+async def _totals(svc: Services, gateway: Gateway, hours: int | None) -> dict[str, int]:
+    since = None if hours is None else svc.clock.now() - timedelta(hours=hours)
+    totals = await svc.store.usage.totals(gateway.account_id, gateway_id=gateway.id, since=since)
+    return {"requests": totals.requests, "errors": totals.errors, "inputTokens": totals.input_tokens,
+            "outputTokens": totals.output_tokens, "totalTokens": totals.total_tokens}
+
+
+@routes.get("/api/v1/ai-gateways/{id}/stats")
+async def stats(request: web.Request) -> web.Response:
+    gateway = await _owned(request)
+    svc = services(request)
+    await svc.usage.flush()
+    return json_response({"gatewayId": gateway.id, **await _totals(svc, gateway, None),
+                          "last24h": await _totals(svc, gateway, 24)})

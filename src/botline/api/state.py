@@ -1,0 +1,39 @@
+"""What route handlers reach through `request.app[SERVICES]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from botline.api.auth import PRINCIPAL, Authenticator, Principal
+from botline.config import Settings
+from botline.domain.clock import Clock
+from botline.gateway.accounting import UsageRecorder
+from botline.gateway.llm import ClientPool
+from botline.gateway.pipeline import TurnPipeline
+from botline.ratelimit import RateLimiter
+from botline.store.base import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    clock: Clock
+    pipeline: TurnPipeline
+    clients: ClientPool
+    usage: UsageRecorder
+    authenticator: Authenticator
+    limiter: RateLimiter
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]

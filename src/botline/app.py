@@ -1,0 +1,87 @@
+"""Builds the aiohttp Application: one cleanup context per resource, unwound in reverse order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from botline.accounts import admin_account, bootstrap_admin_keys
+from botline.api import accounts, admin, gateways, health, openai_compat
+from botline.api.auth import Authenticator, auth_middleware
+from botline.api.errors import error_middleware, error_response
+from botline.api.state import SERVICES, Services
+from botline.config import Settings
+from botline.domain.clock import Clock, SystemClock
+from botline.gateway.accounting import UsageRecorder
+from botline.gateway.llm import ClientPool
+from botline.gateway.pipeline import PipelineServices, TurnPipeline
+from botline.gateway.registry import apply_declared
+from botline.gateway.remote import RemoteFetcher
+from botline.gateway.tokens import TokenCounters
+from botline.ratelimit import RateLimiter
+from botline.store import open_store
+from botline.store.base import Store
+
+log = logging.getLogger(__name__)
+
+STORE = web.AppKey("store", Store)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+CLIENTS = web.AppKey("clients", ClientPool)
+
+AdminKeyAnnouncer = Callable[[str], None]
+
+
+def build_app(
+    settings: Settings, *, clock: Clock | None = None, announce_admin_key: AdminKeyAnnouncer | None = None
+) -> web.Application:
+    """The whole server. `announce_admin_key` receives a freshly created bootstrap key (shown once)."""
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware(lambda a: a[SERVICES].authenticator, error_response)],
+    )
+    clock = clock or SystemClock()
+
+    async def store_context(app: web.Application) -> AsyncIterator[None]:
+        async with await open_store(settings.storage.url, redis_prefix=settings.storage.redis_prefix) as store:
+            app[STORE] = store
+            yield
+
+    async def http_context(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as http:
+            app[HTTP] = http
+            yield
+
+    async def clients_context(app: web.Application) -> AsyncIterator[None]:
+        app[CLIENTS] = ClientPool(settings.llm)
+        yield
+        await app[CLIENTS].close()
+
+    async def services_context(app: web.Application) -> AsyncIterator[None]:
+        store = app[STORE]
+        new_key = await bootstrap_admin_keys(store, [k.get_secret_value() for k in settings.auth.admin_keys])
+        if new_key and announce_admin_key:
+            announce_admin_key(new_key)
+        if settings.gateways:
+            await apply_declared(store, (await admin_account(store)).id, settings.gateways, clock)
+        usage = UsageRecorder(store.usage)
+        await usage.start()
+        authenticator = Authenticator(store, clock, cache_seconds=settings.auth.key_cache_seconds)
+        pipeline = TurnPipeline(PipelineServices(
+            clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
+            usage=usage, settings=settings.llm, clock=clock,
+        ))
+        app[SERVICES] = Services(
+            settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
+            authenticator=authenticator, limiter=RateLimiter(store, clock),
+        )
+        yield
+        await authenticator.close()
+        await usage.close()
+
+    app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
+    for module in (health, accounts, admin, gateways, openai_compat):
+        app.router.add_routes(module.routes)
+    return app

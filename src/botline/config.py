@@ -1,0 +1,191 @@
+"""Typed configuration: a YAML file, `${VAR:-default}` interpolation, then BOTLINE_* env overrides.
+
+Precedence (highest first): environment (`BOTLINE_SERVER__PORT=9000`), the YAML file, defaults.
+Every problem is reported as one `ConfigError` line that names the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from botline.domain.gateways import GatewayParameters
+
+DEFAULT_CONFIG_FILE = "config.yaml"
+CONFIG_FILE_ENV = "BOTLINE_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one line naming the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    """Base of talkUrl and webhook URLs; default http://{host}:{port}."""
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class StorageSettings(Section):
+    url: str = "sqlite:///./data/botline.db"
+    redis_prefix: str = "botline"
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> StorageSettings:
+        if not self.url.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+            raise ValueError("url must start with sqlite:/// or redis://")
+        return self
+
+
+class AuthSettings(Section):
+    admin_keys: list[SecretStr] = Field(default_factory=list)
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    key_cache_seconds: float = Field(default=10.0, ge=0)
+    """How long a verified API key is trusted from memory before the Store is asked again."""
+
+
+class ProviderSettings(Section):
+    api_url: str
+
+
+class ProvidersSettings(Section):
+    telegram: ProviderSettings = ProviderSettings(api_url="https://api.telegram.org")
+    zapi: ProviderSettings = ProviderSettings(api_url="https://api.z-api.io")
+    kapso: ProviderSettings = ProviderSettings(api_url="https://api.kapso.ai")
+
+
+class LLMSettings(Section):
+    max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries on 408/409/429/5xx and connection errors (the openai SDK's backoff, Retry-After honoured)."""
+    request_timeout_seconds: float = Field(default=120.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_tool_rounds: int = Field(default=8, ge=1, le=64)
+    tool_call_timeout_seconds: float = Field(default=30.0, gt=0)
+    context_location_timeout_seconds: float = Field(default=3.0, gt=0)
+    function_sources_cache_seconds: float = Field(default=600.0, ge=0)
+
+
+class GatewayDefinition(Section):
+    """A gateway declared in the file, created or updated at start in the admin account."""
+
+    name: str = Field(min_length=1)
+    parameters: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        """False when the upstream is not configured (e.g. OPENAI_MODEL unset): it is skipped."""
+        return bool(self.parameters.get("baseAddress")) and bool(self.parameters.get("modelName"))
+
+    @model_validator(mode="after")
+    def _valid_parameters(self) -> GatewayDefinition:
+        if self.complete:
+            try:
+                GatewayParameters.model_validate(self.parameters)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                detail = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"parameters.{_error_location(first)}: {detail}") from None
+        return self
+
+
+class LoggingSettings(Section):
+    level: str = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOTLINE_", env_nested_delimiter="__", extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    gateways: list[GatewayDefinition] = Field(default_factory=list)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment must win over it.
+        return env_settings, init_settings
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replaces `${VAR}` and `${VAR:-default}` with environment values (empty when unset)."""
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        value = env.get(match.group(1))
+        return value if value else (match.group(2) or "")
+
+    return _ENV_REFERENCE.sub(replace, text)
+
+
+def resolve_config_path(explicit: str | None) -> Path | None:
+    """--config, else $BOTLINE_CONFIG, else ./config.yaml when it exists, else none (defaults)."""
+    if explicit:
+        return Path(explicit)
+    if env_path := os.environ.get(CONFIG_FILE_ENV):
+        return Path(env_path)
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def _error_location(error: dict[str, Any]) -> str:
+    parts = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+    return ".".join(parts) or "config"
+
+
+def load_settings(path: Path | None, **overrides: Any) -> Settings:
+    """Loads and validates the configuration; raises ConfigError with one readable line."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
+        try:
+            loaded = yaml.safe_load(interpolate(text))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path}{where}: invalid YAML") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping of sections")
+        data = loaded or {}
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        location = _error_location(first)
+        if message.startswith("parameters."):
+            location, _, message = f"{location}.{message}".partition(": ")
+        raise ConfigError(f"config key {location}: {message}") from exc

@@ -1,0 +1,1 @@
+"""Typed domain models shared by every layer (no I/O here)."""

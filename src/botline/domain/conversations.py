@@ -1,0 +1,69 @@
+"""Sessions (one conversation with one end user) and the messages in them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from botline.domain.base import CamelModel, new_id, utcnow
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class MessageStatus(StrEnum):
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class Session(CamelModel):
+    """A conversation. Its `tag` is the external user id memories and schedules key on."""
+
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    chat_client_id: str
+    access_key: str
+    tag: str | None = None
+    extra_context: str | None = None
+    context_location: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class TokenUsage(CamelModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class Message(CamelModel):
+    """One stored message of a session, in OpenAI chat shape plus bookkeeping."""
+
+    id: str = Field(default_factory=new_id)
+    session_id: str
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    usage: TokenUsage | None = None
+    status: MessageStatus = MessageStatus.COMPLETE
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,254 @@
+"""AI gateways: an upstream OpenAI-compatible model plus how botline shapes every call to it.
+
+Field names and enums follow the AIVAX contract (seed section "AI Gateways"). Every field is
+accepted, stored and returned; docs/gateways.md lists which ones inference applies today.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator
+
+from botline.domain.base import CamelModel, new_id, utcnow
+
+
+class StrictCamelModel(CamelModel):
+    """Rejects unknown keys, so a typo in a parameter is a clear 400 instead of a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GatewayFlag(StrEnum):
+    NO_SYSTEM_INSTRUCT = "NoSystemInstruct"
+    NO_TEMPERATURE = "NoTemperature"
+    THINKING_PROCESS = "ThinkingProcess"
+    NO_ASSISTANT_PREFILLING = "NoAssistantPrefilling"
+    RETURN_REASONING_TOKENS = "ReturnReasoningTokens"
+    DISABLE_MULTI_MODAL_INPUT = "DisableMultiModalInput"
+    DIFFUSING_STREAM = "DiffusingStream"
+    OPEN_AI_STRICT_JSON = "OpenAiStrictJson"
+    STRUCTURED_OUTPUT_SUPPORT = "StructuredOutputSupport"
+    PRESERVE_THINKING_TOKENS = "PreserveThinkingTokens"
+    NO_STOP_PARAMETER = "NoStopParameter"
+    NO_REASONING_EFFORT = "NoReasoningEffort"
+    REWRITE_TOOL_CALLS_AS_USER_MESSAGES = "RewriteToolCallsAsUserMessages"
+    DISABLE_REASONING_SUMMARY = "DisableReasoningSummary"
+    DISABLE_REASONING_DETAILS = "DisableReasoningDetails"
+    INCLUDE_STORED_REASONING = "IncludeStoredReasoning"
+    STRICT_USER_ASSISTANT_TURNS = "StrictUserAssistantTurns"
+
+
+class ContextOverflowAction(StrEnum):
+    THROW = "Throw"
+    TRUNCATE = "Truncate"
+
+
+class QueryStrategy(StrEnum):
+    PLAIN = "Plain"
+    CONCATENATE = "Concatenate"
+    FULL_REWRITE = "FullRewrite"
+    USER_REWRITE = "UserRewrite"
+    QUERY_FUNCTION = "QueryFunction"
+
+
+class MultimodalFeature(StrEnum):
+    IMAGE = "Image"
+    AUDIO = "Audio"
+    VIDEO = "Video"
+    FILE = "File"
+    OTHER_FILES = "OtherFiles"
+    ALL = "All"
+
+
+class SentinelFunction(StrEnum):
+    WEB_SEARCH = "WebSearch"
+    CODE = "Code"
+    OPEN_URL = "OpenUrl"
+    REMEMBER = "Remember"
+    IMAGE_GENERATION = "ImageGeneration"
+    X_POSTS_SEARCH = "XPostsSearch"
+    GENERATE_DOCUMENT = "GenerateDocument"
+    GENERATE_WEB_PAGE = "GenerateWebPage"
+    ADVANCED_WEB_USAGE = "AdvancedWebUsage"
+    REQUEST = "Request"
+    CALENDAR = "Calendar"
+
+
+class BashOptions(StrictCamelModel):
+    allow_data_persistence: bool = False
+    tool_list: list[str] = Field(default_factory=list)
+    tool_exclusion_mode: str = "WhiteList"
+
+
+class QueryStrategyParameters(StrictCamelModel):
+    rewrite_context_size: int = 0
+    concatenate_context_size: int = 0
+
+
+PROTOCOL_FUNCTION_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_$]{2,}$")
+CALLBACK_URL = re.compile(r"^https?://.+")
+
+
+class ProtocolFunction(StrictCamelModel):
+    """A tool the model may call; botline POSTs the arguments to callbackUrl."""
+
+    name: str
+    description: str = Field(min_length=10)
+    headers: dict[str, str] = Field(default_factory=dict)
+    callback_url: str
+    content_format: dict[str, Any]
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not PROTOCOL_FUNCTION_NAME.match(value):
+            raise ValueError("must be a JavaScript identifier of at least 3 characters")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not CALLBACK_URL.match(value):
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
+class RemoteResource(StrictCamelModel):
+    """A URL whose content is fetched and cached (instruction sources, MCP sources)."""
+
+    name: str = Field(min_length=3)
+    description: str | None = None
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    cache_duration: int = 600
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if not CALLBACK_URL.match(value):
+            raise ValueError("must be an absolute http(s) URL")
+        return value
+
+
+class SentinelOptions(StrictCamelModel):
+    enabled_functions: list[SentinelFunction] = Field(default_factory=list)
+
+
+class BuiltinFunctionsOptions(StrictCamelModel):
+    web_search_mode: str = "Full"
+    web_search_max_results: int = 5
+    image_generation_max_results: int = 1
+    image_generation_quality: str = "Low"
+    image_generation_allow_mature_content: bool = False
+    image_generation_allow_reference_usage: bool = False
+    image_generation_model_name: str | None = None
+    include_all_memory_context: bool = False
+
+
+class ModerationParameters(StrictCamelModel):
+    violence_threshold: int = 0
+    sexual_explicit_threshold: int = 0
+    political_threshold: int = 0
+    dangerous_content_threshold: int = 0
+    jailbreak_threshold: int = 0
+
+
+class ModelRoutingParameters(StrictCamelModel):
+    low_complexity_model_name: str = Field(min_length=1)
+    low_complexity_model_reasoning_effort: str | None = None
+    medium_complexity_model_name: str = Field(min_length=1)
+    medium_complexity_model_reasoning_effort: str | None = None
+    high_complexity_model_name: str = Field(min_length=1)
+    high_complexity_model_reasoning_effort: str | None = None
+
+
+class GatewayParameters(StrictCamelModel):
+    """Everything the seed's gateway `parameters` object holds."""
+
+    base_address: str = Field(min_length=1)
+    api_key: str | None = None
+    model_name: str = Field(min_length=1)
+    skills: list[str] = Field(default_factory=list)
+    hide_tools_without_skill: bool = False
+    always_visible_tools: list[str] = Field(default_factory=list)
+    enable_bash: bool = False
+    bash_options: BashOptions | None = None
+    knowledge_collections: list[str] = Field(default_factory=list)
+    reranker_name: str | None = None
+    knowledge_base_maximum_results: int = 5
+    knowledge_base_minimum_score: float = 0.0
+    knowledge_use_references: bool = False
+    knowledge_use_meta_descriptions: bool = False
+    query_strategy: QueryStrategy = QueryStrategy.PLAIN
+    query_strategy_parameters: QueryStrategyParameters = Field(default_factory=QueryStrategyParameters)
+    temperature: float | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop: str | None = None
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    context_maximum_size: int | None = Field(default=None, ge=1)
+    context_overflow_action: ContextOverflowAction = ContextOverflowAction.THROW
+    system_instruction: str | None = None
+    worker_script_source: str | None = None
+    user_prompt_template: str | None = None
+    assistant_prefill: str | None = None
+    include_prefilling_in_messages: bool = False
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    flags: list[GatewayFlag] = Field(default_factory=list)
+    tools: list[Any] | None = None
+    protocol_functions: list[ProtocolFunction] = Field(default_factory=list)
+    protocol_function_sources: list[str] = Field(default_factory=list)
+    mcp_sources: list[RemoteResource] = Field(default_factory=list)
+    system_instructions_sources: list[RemoteResource] = Field(default_factory=list)
+    enabled_multimodal_features: list[MultimodalFeature] = Field(default_factory=list)
+    tool_context_count: int | None = Field(default=None, ge=0)
+    sentinel_options: SentinelOptions | None = None
+    builtin_functions_options: BuiltinFunctionsOptions | None = None
+    moderation_parameters: ModerationParameters | None = None
+    known_tool_handler_name: str | None = None
+    tool_invocation_explanations: bool = False
+    model_routing_parameters: ModelRoutingParameters | None = None
+    additional_settings: dict[str, Any] | None = None
+
+    @field_validator("base_address")
+    @classmethod
+    def _valid_base_address(cls, value: str) -> str:
+        if not CALLBACK_URL.match(value):
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    def has_flag(self, flag: GatewayFlag) -> bool:
+        return flag in self.flags
+
+
+API_KEY_MASK = "********"
+
+
+class Gateway(CamelModel):
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    name: str
+    slug: str
+    parameters: GatewayParameters
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def public_parameters(self) -> dict[str, Any]:
+        """The parameters as returned by the API: the upstream apiKey masked, never echoed."""
+        data = self.parameters.wire()
+        data["apiKey"] = API_KEY_MASK if self.parameters.api_key else None
+        return data
+
+
+def slugify(name: str) -> str:
+    """A URL-friendly slug: ascii, lowercase, words joined by '-'."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug or "gateway"

@@ -1,0 +1,25 @@
+"""Who a turn is for: the identity and origin passed to tools, callbacks and usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class CallSource(StrEnum):
+    WEB_CHAT = "WebChatClient"
+    TELEGRAM = "Telegram"
+    ZAPI = "WhatsApp_ZApi"
+    EVOLUTION = "WhatsApp_Evolution"
+    KAPSO = "WhatsApp_Kapso"
+    OPENAI_COMPATIBLE = "OpenAiCompatible"
+    SCHEDULER = "Scheduler"
+
+
+@dataclass(frozen=True)
+class Caller:
+    call_source: CallSource
+    external_user_id: str | None = None
+    conversation_token: str | None = None
+    session_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,94 @@
+"""Pooled AsyncOpenAI clients and the mapping of SDK errors to our typed errors.
+
+One AsyncOpenAI per (baseAddress, apiKey), on the SDK's aiohttp transport. Retries with exponential
+backoff and jitter on 408/409/429/5xx and connection errors, Retry-After honoured (the SDK caps it
+at 120 s), are the SDK's own: we set `max_retries` and do not write a second retry loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NoReturn
+
+import httpx2
+import openai
+
+from botline.config import LLMSettings
+from botline.gateway.errors import UpstreamError
+
+_PLACEHOLDER_KEY = "not-needed"
+"""Sent when a gateway has no apiKey (local models); the SDK insists on a value."""
+
+
+class ClientPool:
+    """Hands out one shared AsyncOpenAI per upstream; `close()` releases every pool."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self._settings = settings
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+
+    def get(self, base_address: str, api_key: str | None) -> openai.AsyncOpenAI:
+        pool_key = hashlib.sha256(f"{base_address}\0{api_key or ''}".encode()).hexdigest()
+        client = self._clients.get(pool_key)
+        if client is None:
+            timeout = openai.Timeout(
+                self._settings.request_timeout_seconds, connect=self._settings.connect_timeout_seconds
+            )
+            client = openai.AsyncOpenAI(
+                base_url=base_address,
+                api_key=api_key or _PLACEHOLDER_KEY,
+                max_retries=self._settings.max_retries,
+                timeout=timeout,
+                http_client=openai.DefaultAioHttpClient(timeout=timeout),
+            )
+            self._clients[pool_key] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+
+def _upstream_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if isinstance(message, str) and message:
+            return message
+    return exc.message
+
+
+def raise_upstream(exc: openai.OpenAIError) -> NoReturn:
+    """Maps an SDK exception to UpstreamError (the single mapping boundary)."""
+    if isinstance(exc, openai.APITimeoutError):
+        raise UpstreamError("The AI model did not answer in time.", status_code=504) from exc
+    if isinstance(exc, openai.APIConnectionError):
+        raise UpstreamError("The AI model could not be reached.", status_code=502) from exc
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retry_after = _retry_after(exc.response.headers)
+        text = _upstream_text(exc)
+        if status == 429:
+            raise UpstreamError(
+                f"The AI model is rate limited: {text}", status_code=429, upstream_status=status,
+                retry_after=retry_after,
+            ) from exc
+        if status in (401, 403):
+            raise UpstreamError(
+                f"The AI model rejected the gateway's credentials: {text}", status_code=502, upstream_status=status
+            ) from exc
+        if status == 400 or status == 404 or status == 422:
+            raise UpstreamError(
+                f"The AI model refused the request: {text}", status_code=502, upstream_status=status
+            ) from exc
+        raise UpstreamError(f"The AI model failed: {text}", status_code=502, upstream_status=status) from exc
+    raise UpstreamError(f"The AI model failed: {exc}", status_code=502) from exc
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

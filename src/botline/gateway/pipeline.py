@@ -1,0 +1,304 @@
+"""One turn: assemble the context, call the model, run the tool loop, account for usage.
+
+Every channel (web chat, Telegram, WhatsApp, /v1, scheduled continuations) calls `TurnPipeline.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from botline.config import LLMSettings
+from botline.domain.clock import Clock
+from botline.domain.conversations import TokenUsage
+from botline.domain.gateways import Gateway, GatewayFlag, ProtocolFunction
+from botline.domain.usage import UsageRecord
+from botline.gateway.accounting import UsageRecorder
+from botline.gateway.caller import Caller
+from botline.gateway.completion import Round, complete, stream
+from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
+from botline.gateway.errors import GatewayError, SourceUnavailable
+from botline.gateway.llm import ClientPool
+from botline.gateway.remote import RemoteFetcher
+from botline.gateway.tokens import TokenCounters, approximate, message_text
+from botline.gateway.tools import ProtocolFunctionTool, Tool, ToolSet
+
+log = logging.getLogger(__name__)
+
+
+class ToolStatus(StrEnum):
+    STARTED = "started"
+    FINISHED = "finished"
+
+
+class TurnSink(Protocol):
+    """Receives a turn's progress as it happens (streaming consumers)."""
+
+    async def text(self, delta: str) -> None: ...
+
+    async def reasoning(self, delta: str) -> None: ...
+
+    async def tool(self, name: str, status: ToolStatus) -> None: ...
+
+
+class NullSink:
+    """For callers that only want the final result."""
+
+    async def text(self, delta: str) -> None:
+        return None
+
+    async def reasoning(self, delta: str) -> None:
+        return None
+
+    async def tool(self, name: str, status: ToolStatus) -> None:
+        return None
+
+
+@dataclass
+class TurnRequest:
+    gateway: Gateway
+    messages: list[ChatMessage]
+    """The conversation so far, OpenAI shape, ending with the new user input."""
+    caller: Caller
+    extra_context: str | None = None
+    context_location: str | None = None
+    instructions: Sequence[str] = ()
+    """Extra system blocks from hooks (memories, channel notes)."""
+    tools: Sequence[Tool] = ()
+    """Built-in tools from hooks (memory, schedules)."""
+    client_tools: list[dict[str, Any]] | None = None
+    """/v1 caller's own tools: offered to the model, returned to the caller, never executed here."""
+    client_parameters: dict[str, Any] = field(default_factory=dict)
+    """/v1 caller's other OpenAI parameters; the gateway's own settings win over them."""
+    stream: bool = False
+
+
+@dataclass
+class ToolRun:
+    name: str
+    arguments: str
+    result: str
+
+
+@dataclass
+class TurnResult:
+    text: str
+    reasoning: str
+    model: str
+    finish_reason: str
+    usage: TokenUsage
+    client_tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_runs: list[ToolRun] = field(default_factory=list)
+    new_messages: list[ChatMessage] = field(default_factory=list)
+    """Assistant and tool messages the turn produced, in order (for session storage)."""
+
+
+@dataclass
+class PipelineServices:
+    clients: ClientPool
+    fetcher: RemoteFetcher
+    http: aiohttp.ClientSession
+    counters: TokenCounters
+    usage: UsageRecorder
+    settings: LLMSettings
+    clock: Clock
+
+
+class TurnPipeline:
+    def __init__(self, services: PipelineServices) -> None:
+        self._s = services
+
+    async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
+        sink = sink or NullSink()
+        params = request.gateway.parameters
+        tools = ToolSet([*await self._protocol_tools(request.gateway), *request.tools])
+        messages = await self._assemble(request)
+        tool_specs = [*tools.specs(), *(request.client_tools or [])]
+        if params.context_maximum_size:
+            counter = await self._s.counters.for_model(params.model_name)
+            reserved = counter(orjson.dumps(tool_specs).decode()) if tool_specs else 0
+            messages = fit_context(
+                messages, maximum=params.context_maximum_size, action=params.context_overflow_action,
+                counter=counter, reserved=reserved,
+            )
+        prefill = self._prefill(request.gateway)
+        if prefill:
+            messages.append({"role": "assistant", "content": prefill})
+            if params.include_prefilling_in_messages:
+                await sink.text(prefill)
+        return await self._loop(request, messages, tools, tool_specs, prefill, sink)
+
+    async def _loop(
+        self, request: TurnRequest, messages: list[ChatMessage], tools: ToolSet,
+        tool_specs: list[dict[str, Any]], prefill: str | None, sink: TurnSink,
+    ) -> TurnResult:
+        params = request.gateway.parameters
+        client = self._s.clients.get(params.base_address, params.api_key)
+        usage, produced, runs = TokenUsage(), [], []
+        max_rounds = self._s.settings.max_tool_rounds
+        for round_number in range(1, max_rounds + 1):
+            offer_tools = tool_specs if round_number < max_rounds else []
+            body = self._request_body(request, messages, offer_tools)
+            answer = await self._call(request, client, body, sink)
+            usage += answer.usage or TokenUsage()
+            client_calls = [c for c in answer.tool_calls if c["function"]["name"] not in tools]
+            if not answer.tool_calls or client_calls and request.client_tools is not None:
+                text = answer.content
+                if prefill and params.include_prefilling_in_messages:
+                    text = prefill + text
+                final: ChatMessage = {"role": "assistant", "content": text}
+                if client_calls:
+                    final["tool_calls"] = client_calls
+                produced.append(final)
+                return TurnResult(
+                    text=text, reasoning=answer.reasoning, model=answer.model, finish_reason=answer.finish_reason,
+                    usage=usage, client_tool_calls=client_calls, tool_runs=runs, new_messages=produced,
+                )
+            assistant: ChatMessage = {"role": "assistant", "content": answer.content or None,
+                                      "tool_calls": answer.tool_calls}
+            messages.append(assistant)
+            produced.append(assistant)
+            for call in answer.tool_calls:
+                name, arguments = call["function"]["name"], call["function"]["arguments"]
+                await sink.tool(name, ToolStatus.STARTED)
+                result = await tools.call(name, arguments, request.caller)
+                await sink.tool(name, ToolStatus.FINISHED)
+                runs.append(ToolRun(name=name, arguments=arguments, result=result))
+                tool_message: ChatMessage = {"role": "tool", "tool_call_id": call["id"], "content": result}
+                messages.append(tool_message)
+                produced.append(tool_message)
+            if params.tool_context_count is not None:
+                messages = apply_tool_context_count(messages, params.tool_context_count)
+        raise GatewayError("The AI model kept calling tools without answering.")  # pragma: no cover
+
+    async def _call(
+        self, request: TurnRequest, client: Any, body: dict[str, Any], sink: TurnSink
+    ) -> Round:
+        gateway = request.gateway
+        record = UsageRecord(
+            account_id=gateway.account_id, gateway_id=gateway.id, model=gateway.parameters.model_name,
+            session_id=request.caller.session_id, at=self._s.clock.now(),
+        )
+        try:
+            answer = await (stream(client, body, sink) if request.stream else complete(client, body))
+        except GatewayError:
+            record.error = True
+            self._s.usage.add(record)
+            raise
+        except asyncio.CancelledError:
+            self._s.usage.add(record)
+            raise
+        if answer.usage is None:  # the upstream did not report usage: estimate it
+            answer.usage = TokenUsage(
+                prompt_tokens=sum(approximate(message_text(m)) for m in body["messages"]),
+                completion_tokens=approximate(answer.content + answer.reasoning),
+            )
+        record.input_tokens = answer.usage.prompt_tokens
+        record.output_tokens = answer.usage.completion_tokens
+        self._s.usage.add(record)
+        return answer
+
+    def _request_body(
+        self, request: TurnRequest, messages: list[ChatMessage], tool_specs: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        params = request.gateway.parameters
+        body: dict[str, Any] = dict(request.client_parameters)
+        body["model"] = params.model_name
+        body["messages"] = messages
+        gateway_values: dict[str, Any] = {
+            "temperature": None if params.has_flag(GatewayFlag.NO_TEMPERATURE) else params.temperature,
+            "top_p": params.top_p,
+            "presence_penalty": params.presence_penalty,
+            "frequency_penalty": params.frequency_penalty,
+            "stop": None if params.has_flag(GatewayFlag.NO_STOP_PARAMETER) else params.stop,
+            "max_completion_tokens": params.max_completion_tokens,
+            "reasoning_effort": None if params.has_flag(GatewayFlag.NO_REASONING_EFFORT) else params.reasoning_effort,
+            "verbosity": params.verbosity,
+        }
+        body.update({key: value for key, value in gateway_values.items() if value is not None})
+        if params.has_flag(GatewayFlag.NO_TEMPERATURE):
+            body.pop("temperature", None)
+        if params.has_flag(GatewayFlag.NO_STOP_PARAMETER):
+            body.pop("stop", None)
+        if params.has_flag(GatewayFlag.NO_REASONING_EFFORT):
+            body.pop("reasoning_effort", None)
+        if tool_specs:
+            body["tools"] = tool_specs
+        else:
+            body.pop("tools", None)
+            body.pop("tool_choice", None)
+            body.pop("parallel_tool_calls", None)
+        if request.caller.external_user_id and "user" not in body:
+            body["user"] = request.caller.external_user_id
+        return body
+
+    async def _assemble(self, request: TurnRequest) -> list[ChatMessage]:
+        params = request.gateway.parameters
+        blocks: list[str] = []
+        if params.system_instruction:
+            blocks.append(params.system_instruction)
+        for source in params.system_instructions_sources:
+            try:
+                body = await self._s.fetcher.cached(
+                    source.url, headers=source.headers, ttl=source.cache_duration,
+                    timeout=self._s.settings.context_location_timeout_seconds,
+                )
+            except SourceUnavailable as exc:
+                log.warning("instruction source %s skipped: %s", source.name, exc.message)
+                continue
+            blocks.append(body.decode("utf-8", errors="replace"))
+        if request.extra_context:
+            blocks.append(request.extra_context)
+        if request.context_location:
+            located = await self._s.fetcher.fresh_text(
+                request.context_location, timeout=self._s.settings.context_location_timeout_seconds
+            )
+            if located:
+                blocks.append(located)
+        blocks.extend(request.instructions)
+        blocks.append(f"Current date and time: {_minute(self._s.clock.now())} (UTC).")
+        system = "\n\n".join(blocks)
+        conversation = request.messages
+        if params.user_prompt_template:
+            conversation = apply_user_prompt_template(conversation, params.user_prompt_template)
+        role = "user" if params.has_flag(GatewayFlag.NO_SYSTEM_INSTRUCT) else "system"
+        return [{"role": role, "content": system}, *conversation]
+
+    @staticmethod
+    def _prefill(gateway: Gateway) -> str | None:
+        params = gateway.parameters
+        if params.assistant_prefill and not params.has_flag(GatewayFlag.NO_ASSISTANT_PREFILLING):
+            return params.assistant_prefill
+        return None
+
+    async def _protocol_tools(self, gateway: Gateway) -> list[Tool]:
+        params = gateway.parameters
+        functions: list[ProtocolFunction] = list(params.protocol_functions)
+        for url in params.protocol_function_sources:
+            functions.extend(await self._source_functions(url))
+        timeout = self._s.settings.tool_call_timeout_seconds
+        return [ProtocolFunctionTool(f, self._s.http, timeout=timeout) for f in functions]
+
+    async def _source_functions(self, url: str) -> list[ProtocolFunction]:
+        """A protocol function source: GET url -> {"functions": [...]}, cached; failure fails the turn."""
+        body = await self._s.fetcher.cached(
+            url, headers={}, ttl=self._s.settings.function_sources_cache_seconds,
+            timeout=self._s.settings.tool_call_timeout_seconds,
+        )
+        try:
+            listed = orjson.loads(body)["functions"]
+            return [ProtocolFunction.model_validate(item) for item in listed]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SourceUnavailable(f"The function source {url} did not return a valid function list.") from exc
+
+
+def _minute(moment: datetime) -> str:
+    return moment.replace(second=0, microsecond=0).isoformat()

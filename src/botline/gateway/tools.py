@@ -1,0 +1,129 @@
+"""Tools the model may call during a turn: protocol functions (HTTP callbacks) and built-ins.
+
+A tool's failure never breaks the turn: the model receives a short error text instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import jsonschema
+import orjson
+
+from botline.domain.gateways import ProtocolFunction
+from botline.gateway.caller import Caller
+
+log = logging.getLogger(__name__)
+
+ToolSpec = dict[str, Any]
+
+
+class ToolFailure(Exception):
+    """The tool could not do its work; `message` is what the model is told."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Tool(ABC):
+    """Something the model can call. The model sees `spec()`, never how it runs."""
+
+    name: str
+
+    @abstractmethod
+    def spec(self) -> ToolSpec:
+        """The OpenAI `tools[]` entry."""
+
+    @abstractmethod
+    async def run(self, arguments: dict[str, Any], caller: Caller) -> str:
+        """Does the work; returns text for the model or raises ToolFailure."""
+
+
+def function_spec(name: str, description: str, parameters: dict[str, Any]) -> ToolSpec:
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
+
+
+class ProtocolFunctionTool(Tool):
+    """POSTs validated arguments to the function's callbackUrl; any 2xx body goes to the model."""
+
+    def __init__(self, function: ProtocolFunction, http: aiohttp.ClientSession, *, timeout: float) -> None:
+        self.name = function.name
+        self._function = function
+        self._http = http
+        self._timeout = timeout
+        self._validator = jsonschema.validators.validator_for(function.content_format)(function.content_format)
+
+    def spec(self) -> ToolSpec:
+        return function_spec(self.name, self._function.description, self._function.content_format)
+
+    async def run(self, arguments: dict[str, Any], caller: Caller) -> str:
+        errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "arguments"
+            raise ToolFailure(f"Invalid arguments for {self.name} at {where}: {errors[0].message}")
+        body = {
+            "type": "tool_call",
+            "function": {"name": self.name, "content": arguments},
+            "context": {
+                "externalUserId": caller.external_user_id,
+                "metadata": caller.metadata,
+                "callSource": caller.call_source.value,
+                "conversationToken": caller.conversation_token,
+                "moment": datetime.now(UTC).isoformat(),
+            },
+        }
+        headers = {**self._function.headers, "Content-Type": "application/json"}
+        try:
+            async with self._http.post(
+                self._function.callback_url,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as response:
+                text = await response.text(errors="replace")
+                if 200 <= response.status < 300:
+                    return text
+                log.warning("protocol function %s answered HTTP %s", self.name, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("protocol function %s failed: %s", self.name, type(exc).__name__)
+        raise ToolFailure(f"The tool {self.name} failed to run. Tell the user it is unavailable right now.")
+
+
+class ToolSet:
+    """The tools offered in one turn, by name (first definition of a name wins)."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self._tools.setdefault(tool.name, tool)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __bool__(self) -> bool:
+        return bool(self._tools)
+
+    def specs(self) -> list[ToolSpec]:
+        return [tool.spec() for tool in self._tools.values()]
+
+    async def call(self, name: str, raw_arguments: str, caller: Caller) -> str:
+        """Runs one tool call; always returns the text the model receives."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return f"There is no tool named {name}."
+        try:
+            arguments = orjson.loads(raw_arguments or "{}")
+        except orjson.JSONDecodeError:
+            return f"The arguments for {name} are not valid JSON."
+        if not isinstance(arguments, dict):
+            return f"The arguments for {name} must be a JSON object."
+        try:
+            return await tool.run(arguments, caller)
+        except ToolFailure as exc:
+            return exc.message

@@ -1,0 +1,180 @@
+"""The Store: one narrow async repository per aggregate, with SQLite and Redis backends.
+
+Every backend passes the same contract suite (tests/store/). All timestamps are UTC.
+Lookups scoped by account return None for another account's object, so isolation is
+enforced at the storage boundary and not only in the HTTP layer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+
+from botline.domain.accounts import Account, ApiKey
+from botline.domain.conversations import Message, Session
+from botline.domain.gateways import Gateway
+from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+
+
+class StoreError(Exception):
+    """Root of every storage failure."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached right now (maps to 503)."""
+
+
+class ConflictError(StoreError):
+    """A uniqueness rule was broken (maps to 409)."""
+
+
+class AccountRepository(ABC):
+    @abstractmethod
+    async def create(self, account: Account) -> None: ...
+
+    @abstractmethod
+    async def get(self, account_id: str) -> Account | None: ...
+
+    @abstractmethod
+    async def update(self, account: Account) -> None:
+        """Replace a stored account; unknown ids are ignored."""
+
+    @abstractmethod
+    async def list(self) -> list[Account]:
+        """Every account, oldest first."""
+
+
+class ApiKeyRepository(ABC):
+    @abstractmethod
+    async def create(self, key: ApiKey) -> None: ...
+
+    @abstractmethod
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    async def list_for_account(self, account_id: str) -> list[ApiKey]:
+        """The account's keys, oldest first."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, key_id: str) -> bool:
+        """True when the key existed in that account and is now gone."""
+
+    @abstractmethod
+    async def touch(self, key_id: str, used_at: datetime) -> None:
+        """Record when a key was last used."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """How many keys exist in all accounts."""
+
+
+class GatewayRepository(ABC):
+    @abstractmethod
+    async def create(self, gateway: Gateway) -> None:
+        """Raises ConflictError when the slug is taken in that account."""
+
+    @abstractmethod
+    async def get(self, account_id: str, gateway_id: str) -> Gateway | None: ...
+
+    @abstractmethod
+    async def get_by_slug(self, account_id: str, slug: str) -> Gateway | None: ...
+
+    @abstractmethod
+    async def list_for_account(self, account_id: str) -> list[Gateway]:
+        """The account's gateways, oldest first."""
+
+    @abstractmethod
+    async def update(self, gateway: Gateway) -> None:
+        """Replace a stored gateway; raises ConflictError when the new slug is taken."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, gateway_id: str) -> bool: ...
+
+
+class SessionRepository(ABC):
+    @abstractmethod
+    async def create(self, session: Session) -> None: ...
+
+    @abstractmethod
+    async def get(self, account_id: str, session_id: str) -> Session | None: ...
+
+    @abstractmethod
+    async def get_by_access_key(self, access_key: str) -> Session | None: ...
+
+    @abstractmethod
+    async def update(self, session: Session) -> None: ...
+
+    @abstractmethod
+    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
+        """The client's sessions, oldest first."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, session_id: str) -> bool:
+        """Deletes the session and all its messages."""
+
+
+class MessageRepository(ABC):
+    @abstractmethod
+    async def append(self, message: Message) -> None:
+        """Adds a message at the end of its session."""
+
+    @abstractmethod
+    async def update(self, message: Message) -> None:
+        """Replaces a stored message in place (same position)."""
+
+    @abstractmethod
+    async def list(self, session_id: str) -> list[Message]:
+        """The session's messages in the order they were appended."""
+
+    @abstractmethod
+    async def delete_after(self, session_id: str, message_id: str) -> int:
+        """Deletes every message appended after `message_id`; returns how many."""
+
+
+class UsageRepository(ABC):
+    @abstractmethod
+    async def record(self, records: Sequence[UsageRecord]) -> None:
+        """Adds records to the hourly aggregates (called in batches)."""
+
+    @abstractmethod
+    async def totals(
+        self, account_id: str, *, gateway_id: str | None = None, since: datetime | None = None
+    ) -> UsageTotals:
+        """Sums over the account (or one gateway) from the hour containing `since`."""
+
+    @abstractmethod
+    async def by_model(self, account_id: str, *, since: datetime | None = None) -> list[ModelUsage]:
+        """Totals per upstream model name, sorted by model name."""
+
+
+class CounterRepository(ABC):
+    @abstractmethod
+    async def increment(self, key: str, *, ttl_seconds: int) -> int:
+        """Adds one to a counter that disappears `ttl_seconds` after its first increment; returns the count."""
+
+
+class Store(ABC):
+    """The persistence boundary. Use as `async with await open_store(url) as store:`."""
+
+    accounts: AccountRepository
+    api_keys: ApiKeyRepository
+    gateways: GatewayRepository
+    sessions: SessionRepository
+    messages: MessageRepository
+    usage: UsageRepository
+    counters: CounterRepository
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raises StoreUnavailable when the backend does not answer."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Releases connections; idempotent."""
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

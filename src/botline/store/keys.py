@@ -1,0 +1,128 @@
+"""Every Redis key the Redis backend uses, built in one place.
+
+Layout (P is the prefix, "botline" by default):
+
+    P:account:{id}                                string  Account JSON
+    P:accounts                                    zset    account ids, scored by created_at (µs)
+    P:api_key:{id}                                string  ApiKey JSON
+    P:api_key_hash:{sha256}                       string  key id (unique index)
+    P:api_keys                                    set     every key id (count)
+    P:account:{account}:api_keys                  zset    the account's key ids by created_at
+    P:gateway:{id}                                string  Gateway JSON
+    P:account:{account}:gateway_slug:{slug}       string  gateway id (unique per account)
+    P:account:{account}:gateways                  zset    the account's gateway ids by created_at
+    P:session:{id}                                string  Session JSON
+    P:session_access_key:{key}                    string  session id (unique index)
+    P:account:{account}:client:{client}:sessions  zset    the client's session ids by created_at
+    P:session:{id}:message_ids                    list    message ids in append order
+    P:session:{id}:messages                       hash    message id -> Message JSON
+    P:account:{account}:usage                     zset    usage bucket members, all score 0 (lex)
+    P:usage:{account}:{gateway}:{hour}:{model}    hash    requests/errors/input_tokens/output_tokens
+
+Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
+model name is always the last part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+KEY_SEPARATOR = ":"
+GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBucket:
+    """One hourly usage aggregate. `member()` sorts by hour first, so a lex range selects `since`."""
+
+    hour: str
+    gateway_id: str
+    model: str
+
+    def member(self) -> str:
+        return json.dumps([self.hour, self.gateway_id, self.model])
+
+    @classmethod
+    def from_member(cls, member: str) -> UsageBucket:
+        hour, gateway_id, model = json.loads(member)
+        return cls(hour=hour, gateway_id=gateway_id, model=model)
+
+    @staticmethod
+    def lex_from_hour(hour: str) -> str:
+        """The inclusive ZRANGEBYLEX lower bound of every member at or after `hour`."""
+        return "[" + json.dumps([hour])[:-1]
+
+
+class RedisKeys:
+    """Builds the key names of one store; the prefix lets several stores share a Redis."""
+
+    def __init__(self, prefix: str = "botline") -> None:
+        if not prefix:
+            raise ValueError("a Redis key prefix must not be empty")
+        self.prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        return KEY_SEPARATOR.join((self.prefix, *parts))
+
+    def pattern(self) -> str:
+        """A SCAN MATCH pattern for every key of this prefix (glob characters in it escaped)."""
+        return KEY_SEPARATOR.join((GLOB_SPECIAL.sub(r"\\\g<0>", self.prefix), "*"))
+
+    # accounts
+    def account(self, account_id: str) -> str:
+        return self._key("account", account_id)
+
+    def accounts_index(self) -> str:
+        return self._key("accounts")
+
+    # API keys
+    def api_key(self, key_id: str) -> str:
+        return self._key("api_key", key_id)
+
+    def api_key_by_hash(self, key_hash: str) -> str:
+        return self._key("api_key_hash", key_hash)
+
+    def api_keys_all(self) -> str:
+        return self._key("api_keys")
+
+    def api_keys_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "api_keys")
+
+    # gateways
+    def gateway(self, gateway_id: str) -> str:
+        return self._key("gateway", gateway_id)
+
+    def gateway_by_slug(self, account_id: str, slug: str) -> str:
+        return self._key("account", account_id, "gateway_slug", slug)
+
+    def gateways_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "gateways")
+
+    # sessions and messages
+    def session(self, session_id: str) -> str:
+        return self._key("session", session_id)
+
+    def session_by_access_key(self, access_key: str) -> str:
+        return self._key("session_access_key", access_key)
+
+    def sessions_of_client(self, account_id: str, chat_client_id: str) -> str:
+        return self._key("account", account_id, "client", chat_client_id, "sessions")
+
+    def message_ids(self, session_id: str) -> str:
+        return self._key("session", session_id, "message_ids")
+
+    def messages(self, session_id: str) -> str:
+        return self._key("session", session_id, "messages")
+
+    # usage
+    def usage_index(self, account_id: str) -> str:
+        return self._key("account", account_id, "usage")
+
+    def usage_bucket(self, account_id: str, bucket: UsageBucket) -> str:
+        return self._key("usage", account_id, bucket.gateway_id, bucket.hour, bucket.model)
+
+    # rate-limit counters
+    def counter(self, name: str) -> str:
+        return self._key("counter", name)

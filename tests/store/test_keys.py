@@ -1,0 +1,37 @@
+"""Redis key names: one builder, prefixed, and usage buckets that sort by hour."""
+
+from __future__ import annotations
+
+import pytest
+
+from botline.store.keys import RedisKeys, UsageBucket
+
+
+def test_every_key_starts_with_the_prefix() -> None:
+    keys = RedisKeys("tenant-a")
+    assert keys.account("42") == "tenant-a:account:42"
+    assert keys.gateway_by_slug("42", "support") == "tenant-a:account:42:gateway_slug:support"
+    assert keys.message_ids("s1") == "tenant-a:session:s1:message_ids"
+    assert keys.pattern() == "tenant-a:*"
+
+
+def test_an_empty_prefix_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RedisKeys("")
+
+
+def test_glob_characters_in_the_prefix_are_escaped_in_the_pattern() -> None:
+    assert RedisKeys("a*b?[c]").pattern() == r"a\*b\?\[c\]:*"
+
+
+def test_a_usage_member_round_trips_any_model_name() -> None:
+    bucket = UsageBucket(hour="2026-11-25T09", gateway_id="gw:1", model='vendor/model:free "beta"')
+    assert UsageBucket.from_member(bucket.member()) == bucket
+
+
+def test_usage_members_from_an_hour_sort_at_or_above_its_lex_bound() -> None:
+    bound = UsageBucket.lex_from_hour("2026-11-25T09").removeprefix("[")
+    before = UsageBucket(hour="2026-11-25T08", gateway_id="g", model="zzz").member()
+    same = UsageBucket(hour="2026-11-25T09", gateway_id="a", model="a").member()
+    after = UsageBucket(hour="2026-11-25T10", gateway_id="a", model="a").member()
+    assert before < bound <= same < after

@@ -1,0 +1,73 @@
+"""What only the Redis backend does: client ownership, key prefixes, unreachable servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from botline.domain.accounts import Account
+from botline.store import StoreUnavailable
+from botline.store.keys import RedisKeys
+from botline.store.redis import RedisStore
+from tests.support.redis_server import delete_prefix, unique_prefix
+
+CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def prefixes(redis_url: str) -> AsyncIterator[list[str]]:
+    """Prefixes handed out to a test, with their keys deleted afterwards."""
+    handed_out: list[str] = []
+    yield handed_out
+    for prefix in handed_out:
+        await delete_prefix(redis_url, prefix)
+
+
+async def test_unreachable_redis_is_store_unavailable() -> None:
+    async with await RedisStore.from_url(CLOSED_PORT_URL) as store:
+        with pytest.raises(StoreUnavailable) as ping_failure:
+            await store.ping()
+        assert isinstance(ping_failure.value.__cause__, redis_errors.ConnectionError)
+        with pytest.raises(StoreUnavailable):
+            await store.accounts.get("any")
+        with pytest.raises(StoreUnavailable):
+            await store.gateways.delete("account", "gateway")
+
+
+async def test_a_client_that_returns_bytes_is_refused(redis_url: str) -> None:
+    raw = Redis.from_url(redis_url)
+    try:
+        with pytest.raises(ValueError, match="decode_responses"):
+            RedisStore(raw, "botline")
+    finally:
+        await raw.aclose()
+
+
+async def test_a_passed_in_client_stays_open_after_close(client: Redis, prefixes: list[str]) -> None:
+    prefixes.append(unique_prefix())
+    store = RedisStore(client, prefixes[0])
+    await store.close()
+    assert await client.ping() is True
+
+
+async def test_prefixes_keep_stores_apart(client: Redis, prefixes: list[str]) -> None:
+    prefixes.extend([unique_prefix(), unique_prefix()])
+    mine, theirs = (RedisStore(client, prefix) for prefix in prefixes)
+    alice = Account(name="alice", salt="s")
+    await mine.accounts.create(alice)
+    assert await theirs.accounts.get(alice.id) is None
+    assert await theirs.accounts.list() == []
+    keys = RedisKeys(prefixes[0])
+    assert await client.get(keys.account(alice.id)) == alice.model_dump_json(by_alias=True)
+    written = [key async for key in client.scan_iter(match=keys.pattern())]
+    assert sorted(written) == sorted([keys.account(alice.id), keys.accounts_index()])

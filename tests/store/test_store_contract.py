@@ -1,0 +1,483 @@
+"""The Store contract: every backend (see conftest `store`) must pass every test here."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from botline.domain.accounts import Account, ApiKey
+from botline.domain.conversations import Message, MessageStatus, Role, Session
+from botline.domain.gateways import Gateway, GatewayParameters
+from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+from botline.store import ConflictError, Store
+
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+ALICE = "account-alice"
+BOB = "account-bob"
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def account(name: str, created_at: datetime = T0) -> Account:
+    return Account(name=name, salt=f"salt-{name}", created_at=created_at)
+
+
+def api_key(account_id: str, key_hash: str, created_at: datetime = T0) -> ApiKey:
+    return ApiKey(account_id=account_id, key_hash=key_hash, key_tail=key_hash[-4:], created_at=created_at)
+
+
+def gateway(account_id: str, slug: str, created_at: datetime = T0) -> Gateway:
+    parameters = GatewayParameters(base_address="https://llm.example.com/v1", model_name="model-a")
+    return Gateway(account_id=account_id, name=slug.title(), slug=slug, parameters=parameters, created_at=created_at)
+
+
+def session(
+    account_id: str = ALICE, client_id: str = "client-1", access_key: str = "ak-1", created_at: datetime = T0
+) -> Session:
+    return Session(
+        account_id=account_id,
+        chat_client_id=client_id,
+        access_key=access_key,
+        created_at=created_at,
+        expires_at=created_at + timedelta(days=1),
+    )
+
+
+def message(session_id: str, content: str, created_at: datetime = T0) -> Message:
+    return Message(session_id=session_id, role=Role.USER, content=content, created_at=created_at)
+
+
+def usage(
+    gateway_id: str,
+    model: str,
+    when: datetime,
+    account_id: str = ALICE,
+    *,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    error: bool = False,
+) -> UsageRecord:
+    return UsageRecord(
+        account_id=account_id,
+        gateway_id=gateway_id,
+        model=model,
+        at=when,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        error=error,
+    )
+
+
+class TestLifecycle:
+    async def test_ping_answers_on_a_live_store(self, store: Store) -> None:
+        await store.ping()
+
+    async def test_close_twice_is_harmless(self, store: Store) -> None:
+        await store.close()
+        await store.close()
+
+
+class TestAccounts:
+    async def test_created_account_reads_back_equal(self, store: Store) -> None:
+        alice = account("alice")
+        alice.parameters.notifications.emails.append("ops@example.com")
+        await store.accounts.create(alice)
+        assert await store.accounts.get(alice.id) == alice
+
+    async def test_unknown_account_is_none(self, store: Store) -> None:
+        assert await store.accounts.get("nobody") is None
+
+    async def test_creating_the_same_id_twice_conflicts(self, store: Store) -> None:
+        alice = account("alice")
+        await store.accounts.create(alice)
+        with pytest.raises(ConflictError):
+            await store.accounts.create(alice.model_copy(update={"name": "impostor"}))
+        assert [a.name for a in await store.accounts.list()] == ["alice"]
+
+    async def test_update_replaces_the_document(self, store: Store) -> None:
+        alice = account("alice")
+        await store.accounts.create(alice)
+        await store.accounts.update(alice.model_copy(update={"name": "Alice B.", "balance": 12.5}))
+        stored = await store.accounts.get(alice.id)
+        assert stored is not None and (stored.name, stored.balance) == ("Alice B.", 12.5)
+
+    async def test_update_of_an_unknown_id_is_ignored(self, store: Store) -> None:
+        ghost = account("ghost")
+        await store.accounts.update(ghost)
+        assert await store.accounts.get(ghost.id) is None
+        assert await store.accounts.list() == []
+
+    async def test_list_is_oldest_first(self, store: Store) -> None:
+        for name, minute in [("second", 2), ("first", 0), ("third", 5)]:
+            await store.accounts.create(account(name, at(minute)))
+        assert [a.name for a in await store.accounts.list()] == ["first", "second", "third"]
+
+
+class TestApiKeys:
+    async def test_key_is_found_by_its_hash(self, store: Store) -> None:
+        key = api_key(ALICE, "hash-1")
+        await store.api_keys.create(key)
+        assert await store.api_keys.get_by_hash("hash-1") == key
+        assert await store.api_keys.get_by_hash("hash-2") is None
+
+    async def test_a_hash_is_unique_across_accounts(self, store: Store) -> None:
+        await store.api_keys.create(api_key(ALICE, "hash-1"))
+        with pytest.raises(ConflictError):
+            await store.api_keys.create(api_key(BOB, "hash-1"))
+        assert await store.api_keys.count() == 1
+        assert await store.api_keys.list_for_account(BOB) == []
+
+    async def test_list_holds_only_the_accounts_keys_oldest_first(self, store: Store) -> None:
+        newer, older = api_key(ALICE, "h-new", at(10)), api_key(ALICE, "h-old", at(1))
+        for key in (newer, api_key(BOB, "h-bob"), older):
+            await store.api_keys.create(key)
+        assert [k.key_hash for k in await store.api_keys.list_for_account(ALICE)] == ["h-old", "h-new"]
+
+    async def test_delete_is_scoped_by_account(self, store: Store) -> None:
+        key = api_key(ALICE, "hash-1")
+        await store.api_keys.create(key)
+        assert await store.api_keys.delete(BOB, key.id) is False
+        assert await store.api_keys.get_by_hash("hash-1") == key
+        assert await store.api_keys.delete(ALICE, key.id) is True
+        assert await store.api_keys.get_by_hash("hash-1") is None
+        assert await store.api_keys.list_for_account(ALICE) == []
+        assert await store.api_keys.delete(ALICE, key.id) is False
+
+    async def test_a_deleted_keys_hash_can_be_used_again(self, store: Store) -> None:
+        first = api_key(ALICE, "hash-1")
+        await store.api_keys.create(first)
+        await store.api_keys.delete(ALICE, first.id)
+        second = api_key(BOB, "hash-1")
+        await store.api_keys.create(second)
+        assert await store.api_keys.get_by_hash("hash-1") == second
+
+    async def test_touch_records_when_the_key_was_used(self, store: Store) -> None:
+        key = api_key(ALICE, "hash-1")
+        await store.api_keys.create(key)
+        used = at(42)
+        await store.api_keys.touch(key.id, used)
+        stored = await store.api_keys.get_by_hash("hash-1")
+        assert stored is not None and stored.used_at == used
+        assert stored.model_copy(update={"used_at": None}) == key
+
+    async def test_touching_an_unknown_key_creates_nothing(self, store: Store) -> None:
+        await store.api_keys.touch("no-such-key", at(1))
+        assert await store.api_keys.count() == 0
+
+    async def test_count_spans_every_account(self, store: Store) -> None:
+        assert await store.api_keys.count() == 0
+        bob_key = api_key(BOB, "h3")
+        for key in (api_key(ALICE, "h1"), api_key(ALICE, "h2"), bob_key):
+            await store.api_keys.create(key)
+        assert await store.api_keys.count() == 3
+        await store.api_keys.delete(BOB, bob_key.id)
+        assert await store.api_keys.count() == 2
+
+
+class TestGateways:
+    async def test_created_gateway_is_found_by_id_and_slug(self, store: Store) -> None:
+        support = gateway(ALICE, "support")
+        await store.gateways.create(support)
+        assert await store.gateways.get(ALICE, support.id) == support
+        assert await store.gateways.get_by_slug(ALICE, "support") == support
+        assert await store.gateways.get_by_slug(ALICE, "sales") is None
+
+    async def test_another_account_cannot_see_it(self, store: Store) -> None:
+        support = gateway(ALICE, "support")
+        await store.gateways.create(support)
+        assert await store.gateways.get(BOB, support.id) is None
+        assert await store.gateways.get_by_slug(BOB, "support") is None
+        assert await store.gateways.list_for_account(BOB) == []
+
+    async def test_slug_taken_in_the_account_conflicts_on_create(self, store: Store) -> None:
+        await store.gateways.create(gateway(ALICE, "support"))
+        with pytest.raises(ConflictError):
+            await store.gateways.create(gateway(ALICE, "support"))
+        assert len(await store.gateways.list_for_account(ALICE)) == 1
+
+    async def test_the_same_slug_is_free_in_another_account(self, store: Store) -> None:
+        await store.gateways.create(gateway(ALICE, "support"))
+        bobs = gateway(BOB, "support")
+        await store.gateways.create(bobs)
+        assert await store.gateways.get_by_slug(BOB, "support") == bobs
+
+    async def test_list_is_oldest_first(self, store: Store) -> None:
+        for slug, minute in [("b", 3), ("a", 1), ("c", 7)]:
+            await store.gateways.create(gateway(ALICE, slug, at(minute)))
+        assert [g.slug for g in await store.gateways.list_for_account(ALICE)] == ["a", "b", "c"]
+
+    async def test_update_replaces_fields_and_keeps_the_slug(self, store: Store) -> None:
+        support = gateway(ALICE, "support")
+        await store.gateways.create(support)
+        renamed = support.model_copy(update={"name": "Helpdesk"})
+        await store.gateways.update(renamed)
+        assert await store.gateways.get_by_slug(ALICE, "support") == renamed
+
+    async def test_update_to_a_new_slug_moves_the_lookup_and_frees_the_old_one(self, store: Store) -> None:
+        support = gateway(ALICE, "support")
+        await store.gateways.create(support)
+        await store.gateways.update(support.model_copy(update={"slug": "helpdesk"}))
+        moved = await store.gateways.get_by_slug(ALICE, "helpdesk")
+        assert moved is not None and moved.id == support.id
+        assert await store.gateways.get_by_slug(ALICE, "support") is None
+        await store.gateways.create(gateway(ALICE, "support"))
+        assert len(await store.gateways.list_for_account(ALICE)) == 2
+
+    async def test_update_to_a_taken_slug_conflicts_and_changes_nothing(self, store: Store) -> None:
+        support, sales = gateway(ALICE, "support"), gateway(ALICE, "sales")
+        await store.gateways.create(support)
+        await store.gateways.create(sales)
+        with pytest.raises(ConflictError):
+            await store.gateways.update(sales.model_copy(update={"slug": "support", "name": "Stolen"}))
+        assert await store.gateways.get(ALICE, sales.id) == sales
+        assert await store.gateways.get_by_slug(ALICE, "sales") == sales
+        assert await store.gateways.get_by_slug(ALICE, "support") == support
+
+    async def test_update_from_another_account_is_ignored(self, store: Store) -> None:
+        support = gateway(ALICE, "support")
+        await store.gateways.create(support)
+        await store.gateways.update(support.model_copy(update={"account_id": BOB, "name": "Hijacked"}))
+        assert await store.gateways.get(ALICE, support.id) == support
+        assert await store.gateways.get(BOB, support.id) is None
+
+    async def test_delete_is_scoped_by_account_and_frees_the_slug(self, store: Store) -> None:
+        support = gateway(ALICE, "support")
+        await store.gateways.create(support)
+        assert await store.gateways.delete(BOB, support.id) is False
+        assert await store.gateways.get(ALICE, support.id) == support
+        assert await store.gateways.delete(ALICE, support.id) is True
+        assert await store.gateways.get(ALICE, support.id) is None
+        assert await store.gateways.get_by_slug(ALICE, "support") is None
+        assert await store.gateways.list_for_account(ALICE) == []
+        assert await store.gateways.delete(ALICE, support.id) is False
+        await store.gateways.create(gateway(ALICE, "support"))
+
+
+class TestSessions:
+    async def test_created_session_is_found_by_id_and_access_key(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        assert await store.sessions.get(ALICE, chat.id) == chat
+        assert await store.sessions.get_by_access_key("ak-1") == chat
+        assert await store.sessions.get_by_access_key("ak-2") is None
+
+    async def test_another_account_cannot_get_it(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        assert await store.sessions.get(BOB, chat.id) is None
+
+    async def test_an_access_key_is_unique(self, store: Store) -> None:
+        await store.sessions.create(session(access_key="ak-1"))
+        with pytest.raises(ConflictError):
+            await store.sessions.create(session(account_id=BOB, access_key="ak-1"))
+        assert await store.sessions.list_for_client(BOB, "client-1") == []
+
+    async def test_update_persists_changes(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        changed = chat.model_copy(update={"tag": "user-7", "metadata": {"plan": "pro"}})
+        await store.sessions.update(changed)
+        assert await store.sessions.get(ALICE, chat.id) == changed
+
+    async def test_update_can_change_the_access_key(self, store: Store) -> None:
+        chat = session(access_key="ak-old")
+        await store.sessions.create(chat)
+        rotated = chat.model_copy(update={"access_key": "ak-new"})
+        await store.sessions.update(rotated)
+        assert await store.sessions.get_by_access_key("ak-new") == rotated
+        assert await store.sessions.get_by_access_key("ak-old") is None
+
+    async def test_update_to_a_taken_access_key_conflicts(self, store: Store) -> None:
+        first, second = session(access_key="ak-1"), session(access_key="ak-2")
+        await store.sessions.create(first)
+        await store.sessions.create(second)
+        with pytest.raises(ConflictError):
+            await store.sessions.update(second.model_copy(update={"access_key": "ak-1"}))
+        assert await store.sessions.get_by_access_key("ak-1") == first
+        assert await store.sessions.get_by_access_key("ak-2") == second
+
+    async def test_list_for_client_holds_only_that_clients_sessions_oldest_first(self, store: Store) -> None:
+        late, early = session(access_key="late", created_at=at(9)), session(access_key="early", created_at=at(2))
+        other_client = session(client_id="client-2", access_key="other-client")
+        other_account = session(account_id=BOB, access_key="other-account")
+        for chat in (late, other_client, early, other_account):
+            await store.sessions.create(chat)
+        listed = await store.sessions.list_for_client(ALICE, "client-1")
+        assert [s.access_key for s in listed] == ["early", "late"]
+
+    async def test_delete_removes_the_session_and_its_messages_only(self, store: Store) -> None:
+        doomed, kept = session(access_key="ak-doomed"), session(access_key="ak-kept")
+        for chat in (doomed, kept):
+            await store.sessions.create(chat)
+            await store.messages.append(message(chat.id, f"hello from {chat.access_key}"))
+        assert await store.sessions.delete(BOB, doomed.id) is False
+        assert await store.sessions.delete(ALICE, doomed.id) is True
+        assert await store.sessions.get(ALICE, doomed.id) is None
+        assert await store.sessions.get_by_access_key("ak-doomed") is None
+        assert await store.messages.list(doomed.id) == []
+        assert [m.content for m in await store.messages.list(kept.id)] == ["hello from ak-kept"]
+        assert [s.id for s in await store.sessions.list_for_client(ALICE, "client-1")] == [kept.id]
+        assert await store.sessions.delete(ALICE, doomed.id) is False
+
+
+class TestMessages:
+    async def test_list_is_in_append_order_not_timestamp_order(self, store: Store) -> None:
+        for content, minute in [("one", 5), ("two", 1), ("three", 3)]:
+            await store.messages.append(message("s-1", content, at(minute)))
+        assert [m.content for m in await store.messages.list("s-1")] == ["one", "two", "three"]
+
+    async def test_messages_read_back_equal_and_stay_in_their_session(self, store: Store) -> None:
+        mine = message("s-1", "mine")
+        mine.tool_calls.append({"id": "call-1", "type": "function"})
+        await store.messages.append(mine)
+        await store.messages.append(message("s-2", "theirs"))
+        assert await store.messages.list("s-1") == [mine]
+        assert await store.messages.list("s-unknown") == []
+
+    async def test_appending_the_same_message_twice_conflicts(self, store: Store) -> None:
+        hello = message("s-1", "hello")
+        await store.messages.append(hello)
+        with pytest.raises(ConflictError):
+            await store.messages.append(hello)
+        assert await store.messages.list("s-1") == [hello]
+
+    async def test_update_replaces_in_place(self, store: Store) -> None:
+        first, middle, last = (message("s-1", text) for text in ("first", "middle", "last"))
+        for item in (first, middle, last):
+            await store.messages.append(item)
+        edited = middle.model_copy(update={"content": "edited", "status": MessageStatus.CANCELLED})
+        await store.messages.update(edited)
+        assert await store.messages.list("s-1") == [first, edited, last]
+
+    async def test_update_of_an_unknown_message_adds_nothing(self, store: Store) -> None:
+        await store.messages.append(message("s-1", "only"))
+        await store.messages.update(message("s-1", "stray"))
+        assert [m.content for m in await store.messages.list("s-1")] == ["only"]
+
+    async def test_delete_after_removes_every_later_message(self, store: Store) -> None:
+        items = [message("s-1", f"m{n}") for n in range(5)]
+        for item in items:
+            await store.messages.append(item)
+        assert await store.messages.delete_after("s-1", items[1].id) == 3
+        assert await store.messages.list("s-1") == items[:2]
+        assert await store.messages.delete_after("s-1", items[1].id) == 0
+        again = message("s-1", "again")
+        await store.messages.append(again)
+        assert await store.messages.list("s-1") == [*items[:2], again]
+
+    async def test_delete_after_an_unknown_message_deletes_nothing(self, store: Store) -> None:
+        await store.messages.append(message("s-1", "kept"))
+        assert await store.messages.delete_after("s-1", "no-such-message") == 0
+        assert len(await store.messages.list("s-1")) == 1
+
+
+class TestUsage:
+    async def test_totals_sum_every_record_of_the_account(self, store: Store) -> None:
+        await store.usage.record(
+            [
+                usage("gw-1", "model-a", at(5), input_tokens=10, output_tokens=3),
+                usage("gw-1", "model-a", at(6), input_tokens=7, output_tokens=2, error=True),
+                usage("gw-2", "model-b", at(70), input_tokens=1, output_tokens=1),
+                usage("gw-1", "model-a", at(5), account_id=BOB, input_tokens=1000),
+            ]
+        )
+        await store.usage.record([usage("gw-2", "model-b", at(71), input_tokens=2)])
+        totals = await store.usage.totals(ALICE)
+        assert totals == UsageTotals(requests=4, errors=1, input_tokens=20, output_tokens=6)
+        assert totals.total_tokens == 26
+
+    async def test_an_unknown_account_has_zero_totals(self, store: Store) -> None:
+        await store.usage.record([])
+        assert await store.usage.totals(ALICE) == UsageTotals()
+        assert await store.usage.by_model(ALICE) == []
+
+    async def test_totals_filter_by_gateway(self, store: Store) -> None:
+        await store.usage.record(
+            [usage("gw-1", "model-a", at(1), input_tokens=5), usage("gw-2", "model-a", at(2), input_tokens=50)]
+        )
+        assert await store.usage.totals(ALICE, gateway_id="gw-2") == UsageTotals(requests=1, input_tokens=50)
+        assert await store.usage.totals(ALICE, gateway_id="gw-none") == UsageTotals()
+
+    async def test_since_counts_from_the_start_of_its_hour(self, store: Store) -> None:
+        await store.usage.record(
+            [
+                usage("gw-1", "model-a", at(-1), input_tokens=1),  # 08:59, the hour before
+                usage("gw-1", "model-a", at(10), input_tokens=10),  # 09:10
+                usage("gw-1", "model-a", at(130), input_tokens=100),  # 11:10
+            ]
+        )
+        assert (await store.usage.totals(ALICE, since=at(50))).input_tokens == 110
+        assert (await store.usage.totals(ALICE, since=at(61))).input_tokens == 100
+        assert (await store.usage.totals(ALICE, since=at(200))).requests == 0
+        in_paris = at(50).astimezone(timezone(timedelta(hours=1)))
+        assert (await store.usage.totals(ALICE, gateway_id="gw-1", since=in_paris)).input_tokens == 110
+
+    async def test_by_model_groups_and_sorts_by_model_name(self, store: Store) -> None:
+        await store.usage.record(
+            [
+                usage("gw-1", "zeta", at(1), input_tokens=1, output_tokens=2),
+                usage("gw-2", "alpha", at(2), input_tokens=3, error=True),
+                usage("gw-1", "alpha", at(90), input_tokens=4, output_tokens=5),
+                usage("gw-1", "omega", at(-60), input_tokens=9),
+            ]
+        )
+        assert await store.usage.by_model(ALICE, since=at(0)) == [
+            ModelUsage(model="alpha", requests=2, errors=1, input_tokens=7, output_tokens=5),
+            ModelUsage(model="zeta", requests=1, input_tokens=1, output_tokens=2),
+        ]
+        assert [m.model for m in await store.usage.by_model(ALICE)] == ["alpha", "omega", "zeta"]
+        assert await store.usage.by_model(BOB) == []
+
+
+class TestConcurrency:
+    async def test_racing_creates_of_one_slug_let_exactly_one_win(self, store: Store) -> None:
+        contenders = [gateway(ALICE, "support") for _ in range(8)]
+        outcomes = await asyncio.gather(*(store.gateways.create(g) for g in contenders), return_exceptions=True)
+        assert sum(outcome is None for outcome in outcomes) == 1
+        assert all(isinstance(o, ConflictError) for o in outcomes if o is not None)
+        winner = await store.gateways.get_by_slug(ALICE, "support")
+        assert winner is not None and [g.id for g in await store.gateways.list_for_account(ALICE)] == [winner.id]
+
+    async def test_racing_appends_all_land(self, store: Store) -> None:
+        items = [message("s-1", f"m{n}") for n in range(20)]
+        await asyncio.gather(*(store.messages.append(item) for item in items))
+        assert sorted(str(m.content) for m in await store.messages.list("s-1")) == sorted(f"m{n}" for n in range(20))
+
+    async def test_racing_renames_to_one_slug_let_exactly_one_win(self, store: Store) -> None:
+        contenders = [gateway(ALICE, f"gw-{n}") for n in range(6)]
+        for contender in contenders:
+            await store.gateways.create(contender)
+        renames = (store.gateways.update(g.model_copy(update={"slug": "support"})) for g in contenders)
+        outcomes = await asyncio.gather(*renames, return_exceptions=True)
+        assert sum(outcome is None for outcome in outcomes) == 1
+        slugs = sorted(g.slug for g in await store.gateways.list_for_account(ALICE))
+        assert slugs.count("support") == 1 and len(slugs) == 6
+        for slug in slugs:
+            found = await store.gateways.get_by_slug(ALICE, slug)
+            assert found is not None and found.slug == slug
+
+
+class TestScoping:
+    async def test_delete_after_a_message_of_another_session_deletes_nothing(self, store: Store) -> None:
+        await store.messages.append(message("s-1", "kept-1"))
+        await store.messages.append(message("s-1", "kept-2"))
+        foreign = message("s-2", "foreign")
+        await store.messages.append(foreign)
+        assert await store.messages.delete_after("s-1", foreign.id) == 0
+        assert len(await store.messages.list("s-1")) == 2
+
+
+class TestCounters:
+    async def test_increment_counts_per_key(self, store: Store) -> None:
+        assert [await store.counters.increment("login:1.2.3.4", ttl_seconds=60) for _ in range(3)] == [1, 2, 3]
+        assert await store.counters.increment("login:5.6.7.8", ttl_seconds=60) == 1
+
+    async def test_a_counter_starts_again_after_its_ttl(self, store: Store) -> None:
+        assert await store.counters.increment("short", ttl_seconds=1) == 1
+        assert await store.counters.increment("short", ttl_seconds=1) == 2
+        await asyncio.sleep(1.1)  # the TTL is enforced by the backend's own clock
+        assert await store.counters.increment("short", ttl_seconds=1) == 1

@@ -59,13 +59,13 @@ def _serve(settings: Settings) -> None:
     def announce(key: str) -> None:
         print(f"Admin API key (shown once; only its hash is stored): {key}", flush=True)
 
-    async def say_listening(_: web.Application) -> None:
+    def say_listening(_: str) -> None:
+        """run_app calls this once the socket is listening."""
         print(f"botline is serving on {settings.server.base_url} (storage: {_storage_kind(settings)})", flush=True)
 
-    app = build_app(settings, announce_admin_key=announce)
-    app.on_startup.append(say_listening)
     web.run_app(
-        app, host=settings.server.host, port=settings.server.port, print=None, access_log=None,
+        build_app(settings, announce_admin_key=announce), host=settings.server.host, port=settings.server.port,
+        print=say_listening, access_log=None,
         shutdown_timeout=settings.server.shutdown_grace_seconds, handler_cancellation=True, loop=_event_loop(),
     )
 

@@ -19,7 +19,7 @@ from botline.api.state import principal, services
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
 from botline.gateway.caller import Caller, CallSource
-from botline.gateway.errors import GatewayError
+from botline.gateway.errors import GatewayError, NoModelConfigured
 from botline.gateway.pipeline import ToolStatus, TurnRequest, TurnResult
 
 routes = web.RouteTableDef()
@@ -47,6 +47,8 @@ async def _gateway(request: web.Request, model: str) -> Gateway:
     account_id = principal(request).account.id
     gateway = await store.gateways.get(account_id, model) or await store.gateways.get_by_slug(account_id, model)
     if gateway is None:
+        if not await store.gateways.list_for_account(account_id):
+            raise ApiError(404, NoModelConfigured().message)
         raise ApiError(404, f"The model `{model}` does not exist: use an AI gateway id or slug from /v1/models.")
     return gateway
 

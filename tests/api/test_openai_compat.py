@@ -68,7 +68,18 @@ async def test_slug_works_as_the_model_name(server: RunningServer, fake_llm: Fak
     await client.close()
 
 
-async def test_unknown_model_is_a_404_the_sdk_understands(server: RunningServer) -> None:
+async def test_without_any_gateway_the_answer_says_no_model_is_configured(server: RunningServer) -> None:
+    client = sdk(server)
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.chat.completions.create(model="anything", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.body["message"] == (
+        "No AI model is configured for this assistant yet: create an AI gateway and assign it."
+    )
+    await client.close()
+
+
+async def test_unknown_model_is_a_404_the_sdk_understands(server: RunningServer, fake_llm: FakeLLM) -> None:
+    await create_gateway(server, fake_llm)
     client = sdk(server)
     with pytest.raises(openai.NotFoundError) as caught:
         await client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])

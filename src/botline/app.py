@@ -11,7 +11,7 @@ from aiohttp import web
 from botline.accounts import admin_account, bootstrap_admin_keys
 from botline.api import accounts, admin, gateways, health, openai_compat
 from botline.api.auth import Authenticator, auth_middleware
-from botline.api.errors import error_middleware, error_response
+from botline.api.errors import add_request_id, error_middleware, error_response
 from botline.api.state import SERVICES, Services
 from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
@@ -42,6 +42,7 @@ def build_app(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[error_middleware, auth_middleware(lambda a: a[SERVICES].authenticator, error_response)],
     )
+    app.on_response_prepare.append(add_request_id)
     clock = clock or SystemClock()
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:

@@ -18,6 +18,11 @@ async def tenant(server: RunningServer, name: str) -> IssuedKey:
     return await create_account(server.app[STORE], name=name)
 
 
+async def admin_id(server: RunningServer) -> str:
+    _, accounts = await server.call("GET", "/api/v1/admin/accounts", params={"query": "admin"})
+    return str(next(a["id"] for a in accounts if a["isAdmin"]))
+
+
 @pytest.mark.parametrize(("method", "suffix", "body"), [
     ("GET", "", None),
     ("GET", "/{id}", None),
@@ -30,7 +35,7 @@ async def test_a_non_admin_key_is_forbidden(server: RunningServer, method: str, 
     path = "/api/v1/admin/accounts" + suffix.format(id=user.record.account_id)
     status, answer = await server.call(method, path, key=user.secret, json=body)
     assert status == 403 and answer["message"]
-    status, account = await server.call("GET", f"/api/v1/admin/accounts/{user.record.account_id}")
+    _, account = await server.call("GET", f"/api/v1/admin/accounts/{user.record.account_id}")
     assert account["isAdmin"] is False and account["balance"] is None
 
 
@@ -72,6 +77,22 @@ async def test_disabling_an_account_locks_its_key_out_at_once(server: RunningSer
     assert (await server.call("GET", "/api/v1/accounts/api-key", key=acme.secret))[0] == 200
 
 
+async def test_a_disabled_account_cannot_log_in(server: RunningServer) -> None:
+    acme = await tenant(server, "Acme Corp")
+    await server.call("PATCH", f"/api/v1/admin/accounts/{acme.record.account_id}", json={"disabled": True})
+    status, body = await server.call("POST", "/api/v1/auth/login", json={"loginKey": acme.secret})
+    assert status == 400 and "accessToken" not in body
+
+
+async def test_promoting_an_account_opens_administration_to_it(server: RunningServer) -> None:
+    acme = await tenant(server, "Acme Corp")
+    assert (await server.call("GET", "/api/v1/admin/accounts", key=acme.secret))[0] == 403
+    status, _ = await server.call("PATCH", f"/api/v1/admin/accounts/{acme.record.account_id}", json={"isAdmin": True})
+    assert status == 200
+    status, accounts = await server.call("GET", "/api/v1/admin/accounts", key=acme.secret)
+    assert status == 200 and len(accounts) == 2
+
+
 async def test_patch_changes_plan_and_name(server: RunningServer) -> None:
     acme = await tenant(server, "Acme Corp")
     path = f"/api/v1/admin/accounts/{acme.record.account_id}"
@@ -110,13 +131,8 @@ async def test_usage_shows_per_model_totals_after_a_call(server: RunningServer, 
     assert model["model"] == "fake-model"
     assert (model["requests"], model["inputTokens"], model["outputTokens"], model["totalTokens"]) == (1, 30, 4, 34)
     assert usage["totals"]["requests"] == 1 and usage["totals"]["totalTokens"] == 34
-    _, admin_usage = await server.call("GET", f"/api/v1/admin/accounts/{(await admin_id(server))}/usage")
+    _, admin_usage = await server.call("GET", f"/api/v1/admin/accounts/{await admin_id(server)}/usage")
     assert admin_usage["models"] == [] and admin_usage["totals"]["requests"] == 0
-
-
-async def admin_id(server: RunningServer) -> str:
-    _, accounts = await server.call("GET", "/api/v1/admin/accounts", params={"query": "admin"})
-    return str(next(a["id"] for a in accounts if a["isAdmin"]))
 
 
 async def test_balance_adjustments_add_remove_and_set(server: RunningServer) -> None:

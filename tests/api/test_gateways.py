@@ -141,7 +141,7 @@ async def test_invalid_parameters_are_a_400_naming_the_field(
     status, body = await server.call("PATCH", f"/api/v1/ai-gateways/{gateway_id}", json={"parameters": parameters})
     assert status == 400 and named in body["message"]
     assert (await view(server, gateway_id))["parameters"]["temperature"] == 0.1
-    status, listing = await server.call("GET", "/api/v1/ai-gateways")
+    _, listing = await server.call("GET", "/api/v1/ai-gateways")
     assert len(listing) == 1
 
 
@@ -188,6 +188,14 @@ async def test_validate_reports_an_unreachable_upstream(server: RunningServer, f
     assert status == 200
     status, body = await server.call("POST", f"/api/v1/ai-gateways/{created['aiGatewayId']}/validate")
     assert status == 200 and body["success"] is False and body["message"]
+
+
+async def test_validate_says_an_unreachable_upstream_could_not_be_reached(server: RunningServer) -> None:
+    _, created = await server.call("POST", "/api/v1/ai-gateways", json={
+        "name": "Nowhere", "parameters": {"baseAddress": UNREACHABLE, "apiKey": UPSTREAM_KEY, "modelName": "m"},
+    })
+    _, body = await server.call("POST", f"/api/v1/ai-gateways/{created['aiGatewayId']}/validate")
+    assert body["success"] is False and "could not be reached" in body["message"]
 
 
 async def test_validate_reports_an_unknown_model(server: RunningServer) -> None:

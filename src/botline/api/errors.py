@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -16,6 +16,7 @@ from botline.store.base import ConflictError, StoreUnavailable
 
 log = logging.getLogger("botline.access")
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID = web.RequestKey("request_id", str)
 OPENAI_PREFIX = "/v1/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -25,13 +26,13 @@ _OPENAI_ERROR_TYPES = {401: "invalid_request_error", 403: "permission_error", 40
 
 
 def error_response(request: web.Request, status: int, message: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
+                   headers: Mapping[str, str] | None = None) -> web.Response:
     """`{"message"}`; on /v1 routes also OpenAI's `{"error": {...}}` so the openai SDK reads it."""
     body: dict[str, object] = {"message": message}
     if request.path.startswith(OPENAI_PREFIX):
         error_type = _OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
         body["error"] = {"message": message, "type": error_type, "param": None, "code": None}
-    return json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=dict(headers) if headers else None)
 
 
 def _http_exception_message(exc: web.HTTPException) -> str:
@@ -47,11 +48,11 @@ def _http_exception_message(exc: web.HTTPException) -> str:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     rid = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex[:16]
+    request[REQUEST_ID] = rid
     token = request_id.set(rid)
     started = time.perf_counter()
     try:
         response = await _answer(request, handler)
-        response.headers[REQUEST_ID_HEADER] = rid
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s %s", request.method, request.path, response.status,
@@ -60,6 +61,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return response
     finally:
         request_id.reset(token)
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every answer, streamed ones included, names its request id."""
+    if REQUEST_ID in request:
+        response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,7 +87,8 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(request, exc.status, _http_exception_message(exc))
+        kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
+        return error_response(request, exc.status, _http_exception_message(exc), kept)
     except Exception:  # the last resort: log it, never show a traceback
         logging.getLogger(__name__).exception("unhandled error on %s %s", request.method, request.path)
         return error_response(request, 500, "Internal error; it has been logged.")

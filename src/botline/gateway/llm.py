@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import NoReturn
 
+import aiohttp
 import httpx2
 import openai
 
@@ -61,7 +62,7 @@ def _upstream_text(exc: openai.APIStatusError) -> str:
 
 def raise_upstream(exc: openai.OpenAIError) -> NoReturn:
     """Maps an SDK exception to UpstreamError (the single mapping boundary)."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and not _connection_failed(exc):
         raise UpstreamError("The AI model did not answer in time.", status_code=504) from exc
     if isinstance(exc, openai.APIConnectionError):
         raise UpstreamError("The AI model could not be reached.", status_code=502) from exc
@@ -84,6 +85,22 @@ def raise_upstream(exc: openai.OpenAIError) -> NoReturn:
             ) from exc
         raise UpstreamError(f"The AI model failed: {text}", status_code=502, upstream_status=status) from exc
     raise UpstreamError(f"The AI model failed: {exc}", status_code=502) from exc
+
+
+def _connection_failed(exc: BaseException) -> bool:
+    """True when the SDK calls it a timeout but the cause was a refused or lost connection.
+
+    The SDK's aiohttp transport maps every aiohttp connection error to a connect *timeout*; the
+    original aiohttp error is still in the cause chain.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+            cause, aiohttp.ServerTimeoutError | aiohttp.SocketTimeoutError
+        ):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _retry_after(headers: httpx2.Headers) -> float | None:

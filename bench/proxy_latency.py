@@ -164,7 +164,8 @@ async def _profile(proxy: servers.Server, fake: servers.Server, plan: Plan, out_
         if not ok or not raw_path.exists():
             log(f"  py-spy failed for {mode}; see {raw_path}.log")
             continue
-        summary = profile.summarize(raw_path.read_text())
+        summary = profile.summarize(raw_path.read_text(), seconds=plan.profile_seconds,
+                                    requests=int(batch.requests_per_second * plan.profile_seconds))
         summary.update(mode=mode, concurrency=50, raw=str(raw_path.relative_to(servers.ROOT)),
                        requests_per_second_while_sampled=round(batch.requests_per_second, 1))
         summaries.append(summary)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -125,12 +126,19 @@ def botline_config(workdir: Path, port: int, upstream: Server) -> Path:
     return path
 
 
+def botline_command() -> list[str]:
+    """The command that starts botline: the venv's `botline`, or $BENCH_BOTLINE_CMD (for A/B runs
+    of a patched build, e.g. `BENCH_BOTLINE_CMD="/path/to/python /path/to/launcher.py"`)."""
+    override = os.environ.get("BENCH_BOTLINE_CMD")
+    return shlex.split(override) if override else [str(BOTLINE)]
+
+
 @contextlib.contextmanager
 def botline(workdir: Path, upstream: Server) -> Iterator[Server]:
     """`botline serve` on a throwaway SQLite store with one gateway (slug `bench`) to `upstream`."""
     port = free_port()
     config = botline_config(workdir, port, upstream)
-    argv = [str(BOTLINE), "serve", "--config", str(config)]
+    argv = [*botline_command(), "serve", "--config", str(config)]
     with _spawn("botline", argv, port, workdir) as server:
         _wait_http(server, "/healthz")
         _wait_http(server, "/v1/models", {"Authorization": f"Bearer {BENCH_KEY}"})

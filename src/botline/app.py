@@ -9,18 +9,22 @@ import aiohttp
 from aiohttp import web
 
 from botline.accounts import admin_account, bootstrap_admin_keys
-from botline.api import accounts, admin, gateways, health, openai_compat
+from botline.api import accounts, admin, chat_clients, chat_page, gateways, health, openai_compat, public_chat
 from botline.api.auth import Authenticator, auth_middleware
+from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
 from botline.api.state import SERVICES, Services
 from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
+from botline.engine.chat import ChatEngine
+from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import PipelineServices, TurnPipeline
 from botline.gateway.registry import apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
+from botline.gateway.transcription import Transcriber
 from botline.ratelimit import RateLimiter
 from botline.store import open_store
 from botline.store.base import Store
@@ -40,9 +44,11 @@ def build_app(
     """The whole server. `announce_admin_key` receives a freshly created bootstrap key (shown once)."""
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware(lambda a: a[SERVICES].authenticator, error_response)],
+        middlewares=[
+            error_middleware, cors_preflight, auth_middleware(lambda a: a[SERVICES].authenticator, error_response)
+        ],
     )
-    app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.extend([add_request_id, add_cors_headers])
     clock = clock or SystemClock()
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
@@ -74,15 +80,22 @@ def build_app(
             clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
             usage=usage, settings=settings.llm, clock=clock,
         ))
+        limiter = RateLimiter(store, clock)
+        sessions = SessionService(store, clock)
+        await sessions.start_purging()
+        chat = ChatEngine(store, pipeline, sessions, limiter, clock)
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
-            authenticator=authenticator, limiter=RateLimiter(store, clock),
+            authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat,
+            transcriber=Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model),
         )
         yield
+        await chat.close()
+        await sessions.close()
         await authenticator.close()
         await usage.close()
 
     app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
-    for module in (health, accounts, admin, gateways, openai_compat):
+    for module in (health, accounts, admin, gateways, openai_compat, chat_clients, public_chat, chat_page):
         app.router.add_routes(module.routes)
     return app

@@ -81,6 +81,13 @@ class LLMSettings(Section):
     function_sources_cache_seconds: float = Field(default=600.0, ge=0)
 
 
+class WebChatSettings(Section):
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest image, document or audio file a chat page may upload (the body cap must allow it)."""
+    transcription_model: str = "whisper-1"
+    """Model asked at the gateway's /audio/transcriptions for voice uploads."""
+
+
 class GatewayDefinition(Section):
     """A gateway declared in the file, created or updated at start in the admin account."""
 
@@ -116,6 +123,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    webchat: WebChatSettings = Field(default_factory=WebChatSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

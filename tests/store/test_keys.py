@@ -15,6 +15,19 @@ def test_every_key_starts_with_the_prefix() -> None:
     assert keys.pattern() == "tenant-a:*"
 
 
+def test_chat_client_and_session_index_keys() -> None:
+    keys = RedisKeys("p")
+    assert keys.chat_client("c1") == "p:chat_client:c1"
+    assert keys.chat_clients_of_account("42") == "p:account:42:chat_clients"
+    assert keys.sessions_by_expiry() == "p:sessions_by_expiry"
+
+
+def test_a_free_form_tag_is_the_last_part_and_names_no_other_key() -> None:
+    keys = RedisKeys("p")
+    assert keys.sessions_with_tag("42", "c1", "wa:+33 6:x") == "p:account:42:client:c1:tag:wa:+33 6:x"
+    assert keys.sessions_with_tag("42", "c1", "sessions") != keys.sessions_of_client("42", "c1")
+
+
 def test_an_empty_prefix_is_refused() -> None:
     with pytest.raises(ValueError):
         RedisKeys("")

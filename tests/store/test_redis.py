@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from botline.domain.accounts import Account
+from botline.domain.chat_clients import ChatClient, ClientParameters
+from botline.domain.conversations import Message, Role, Session
 from botline.store import StoreUnavailable
 from botline.store.keys import RedisKeys
 from botline.store.redis import RedisStore
 from tests.support.redis_server import delete_prefix, unique_prefix
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -42,6 +46,10 @@ async def test_unreachable_redis_is_store_unavailable() -> None:
             await store.accounts.get("any")
         with pytest.raises(StoreUnavailable):
             await store.gateways.delete("account", "gateway")
+        with pytest.raises(StoreUnavailable):
+            await store.chat_clients.get("account", "client")
+        with pytest.raises(StoreUnavailable):
+            await store.sessions.delete_expired(datetime.now(UTC))
 
 
 async def test_a_client_that_returns_bytes_is_refused(redis_url: str) -> None:
@@ -71,3 +79,37 @@ async def test_prefixes_keep_stores_apart(client: Redis, prefixes: list[str]) ->
     assert await client.get(keys.account(alice.id)) == alice.model_dump_json(by_alias=True)
     written = [key async for key in client.scan_iter(match=keys.pattern())]
     assert sorted(written) == sorted([keys.account(alice.id), keys.accounts_index()])
+
+
+async def test_deleting_sessions_and_clients_leaves_no_key_behind(client: Redis, prefixes: list[str]) -> None:
+    prefixes.append(unique_prefix())
+    store = RedisStore(client, prefixes[0])
+    keys = RedisKeys(prefixes[0])
+    now = datetime.now(UTC)
+    web = ChatClient(
+        account_id="a", name="web", client_parameters=ClientParameters(primary_color="#fff", page_title="Web")
+    )
+    await store.chat_clients.create(web)
+
+    def tagged(n: int, expires_at: datetime) -> Session:
+        return Session(account_id="a", chat_client_id=web.id, access_key=f"ak-{n}", tag="t", expires_at=expires_at)
+
+    by_delete, by_client, by_expiry = tagged(1, now + HOUR), tagged(2, now + HOUR), tagged(3, now - HOUR)
+    for chat in (by_delete, by_client, by_expiry):
+        await store.sessions.create(chat)
+        await store.messages.append(Message(session_id=chat.id, role=Role.USER, content="hi"))
+    assert await store.sessions.delete_expired(now) == 1
+    assert await store.sessions.delete("a", by_delete.id) is True
+    await store.sessions.update(by_client.model_copy(update={"tag": "u", "expires_at": now + 2 * HOUR}))
+    assert await store.sessions.delete_for_client("a", web.id) == 1
+    assert await store.chat_clients.delete("a", web.id) is True
+    assert [key async for key in client.scan_iter(match=keys.pattern())] == []
+
+
+async def test_an_expiry_entry_without_its_session_is_dropped(client: Redis, prefixes: list[str]) -> None:
+    prefixes.append(unique_prefix())
+    store = RedisStore(client, prefixes[0])
+    keys = RedisKeys(prefixes[0])
+    await client.zadd(keys.sessions_by_expiry(), {"ghost": 0})
+    assert await store.sessions.delete_expired(datetime.now(UTC)) == 0
+    assert await client.exists(keys.sessions_by_expiry()) == 0

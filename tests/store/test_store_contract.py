@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from botline.domain.accounts import Account, ApiKey
+from botline.domain.chat_clients import ChatClient, ClientParameters
 from botline.domain.conversations import Message, MessageStatus, Role, Session
 from botline.domain.gateways import Gateway, GatewayParameters
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
@@ -35,15 +36,27 @@ def gateway(account_id: str, slug: str, created_at: datetime = T0) -> Gateway:
     return Gateway(account_id=account_id, name=slug.title(), slug=slug, parameters=parameters, created_at=created_at)
 
 
+def chat_client(account_id: str, name: str, created_at: datetime = T0) -> ChatClient:
+    parameters = ClientParameters(primary_color="#6366f1", page_title=name.title())
+    return ChatClient(account_id=account_id, name=name, client_parameters=parameters, created_at=created_at)
+
+
 def session(
-    account_id: str = ALICE, client_id: str = "client-1", access_key: str = "ak-1", created_at: datetime = T0
+    account_id: str = ALICE,
+    client_id: str = "client-1",
+    access_key: str = "ak-1",
+    created_at: datetime = T0,
+    *,
+    tag: str | None = None,
+    expires_at: datetime | None = None,
 ) -> Session:
     return Session(
         account_id=account_id,
         chat_client_id=client_id,
         access_key=access_key,
+        tag=tag,
         created_at=created_at,
-        expires_at=created_at + timedelta(days=1),
+        expires_at=created_at + timedelta(days=1) if expires_at is None else expires_at,
     )
 
 
@@ -257,6 +270,77 @@ class TestGateways:
         await store.gateways.create(gateway(ALICE, "support"))
 
 
+class TestChatClients:
+    async def test_created_client_reads_back_equal(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        web.client_parameters.allowed_frame_origins.append("https://shop.example.com")
+        await store.chat_clients.create(web)
+        assert await store.chat_clients.get(ALICE, web.id) == web
+        assert await store.chat_clients.get(ALICE, "no-such-client") is None
+
+    async def test_creating_the_same_id_twice_conflicts(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        await store.chat_clients.create(web)
+        with pytest.raises(ConflictError):
+            await store.chat_clients.create(web.model_copy(update={"name": "impostor"}))
+        assert [c.name for c in await store.chat_clients.list_for_account(ALICE)] == ["web"]
+
+    async def test_list_holds_only_the_accounts_clients_oldest_first(self, store: Store) -> None:
+        for name, minute in [("second", 4), ("first", 1), ("third", 8)]:
+            await store.chat_clients.create(chat_client(ALICE, name, at(minute)))
+        await store.chat_clients.create(chat_client(BOB, "bobs", at(2)))
+        assert [c.name for c in await store.chat_clients.list_for_account(ALICE)] == ["first", "second", "third"]
+        assert [c.name for c in await store.chat_clients.list_for_account(BOB)] == ["bobs"]
+        assert await store.chat_clients.list_for_account("account-nobody") == []
+
+    async def test_another_account_cannot_get_it(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        await store.chat_clients.create(web)
+        assert await store.chat_clients.get(BOB, web.id) is None
+        assert await store.chat_clients.list_for_account(BOB) == []
+
+    async def test_update_replaces_the_document(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        await store.chat_clients.create(web)
+        changed = web.model_copy(update={"name": "Web chat", "ai_gateway_id": "gw-1"})
+        await store.chat_clients.update(changed)
+        assert await store.chat_clients.get(ALICE, web.id) == changed
+        assert await store.chat_clients.list_for_account(ALICE) == [changed]
+
+    async def test_update_from_another_account_is_ignored(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        await store.chat_clients.create(web)
+        await store.chat_clients.update(web.model_copy(update={"account_id": BOB, "name": "Hijacked"}))
+        assert await store.chat_clients.get(ALICE, web.id) == web
+        assert await store.chat_clients.get(BOB, web.id) is None
+        assert await store.chat_clients.list_for_account(BOB) == []
+
+    async def test_update_of_an_unknown_id_is_ignored(self, store: Store) -> None:
+        ghost = chat_client(ALICE, "ghost")
+        await store.chat_clients.update(ghost)
+        assert await store.chat_clients.get(ALICE, ghost.id) is None
+        assert await store.chat_clients.list_for_account(ALICE) == []
+
+    async def test_delete_is_scoped_by_account(self, store: Store) -> None:
+        web, kept = chat_client(ALICE, "web"), chat_client(ALICE, "kept")
+        for client in (web, kept):
+            await store.chat_clients.create(client)
+        assert await store.chat_clients.delete(BOB, web.id) is False
+        assert await store.chat_clients.get(ALICE, web.id) == web
+        assert await store.chat_clients.delete(ALICE, web.id) is True
+        assert await store.chat_clients.get(ALICE, web.id) is None
+        assert await store.chat_clients.list_for_account(ALICE) == [kept]
+        assert await store.chat_clients.delete(ALICE, web.id) is False
+
+    async def test_delete_leaves_the_clients_sessions_to_the_caller(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        await store.chat_clients.create(web)
+        chat = session(client_id=web.id)
+        await store.sessions.create(chat)
+        assert await store.chat_clients.delete(ALICE, web.id) is True
+        assert await store.sessions.list_for_client(ALICE, web.id) == [chat]
+
+
 class TestSessions:
     async def test_created_session_is_found_by_id_and_access_key(self, store: Store) -> None:
         chat = session()
@@ -323,6 +407,169 @@ class TestSessions:
         assert [s.id for s in await store.sessions.list_for_client(ALICE, "client-1")] == [kept.id]
         assert await store.sessions.delete(ALICE, doomed.id) is False
 
+    async def test_update_from_another_account_is_ignored(self, store: Store) -> None:
+        chat = session(access_key="ak-1", tag="user-7")
+        await store.sessions.create(chat)
+        hijacked = chat.model_copy(update={"account_id": BOB, "access_key": "ak-stolen", "tag": "user-8"})
+        await store.sessions.update(hijacked)
+        assert await store.sessions.get(ALICE, chat.id) == chat
+        assert await store.sessions.get(BOB, chat.id) is None
+        assert await store.sessions.get_by_access_key("ak-1") == chat
+        assert await store.sessions.get_by_access_key("ak-stolen") is None
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") == chat
+        assert await store.sessions.get_by_tag(BOB, "client-1", "user-8") is None
+        assert await store.sessions.list_for_client(BOB, "client-1") == []
+
+    async def test_update_of_an_unknown_id_is_ignored(self, store: Store) -> None:
+        ghost = session(tag="user-7")
+        await store.sessions.update(ghost)
+        assert await store.sessions.get(ALICE, ghost.id) is None
+        assert await store.sessions.get_by_access_key("ak-1") is None
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") is None
+        assert await store.sessions.delete_expired(at(60 * 24 * 365)) == 0
+
+
+class TestSessionTags:
+    async def test_get_by_tag_returns_the_newest_session_with_that_tag(self, store: Store) -> None:
+        oldest = session(access_key="oldest", created_at=at(1), tag="user-7")
+        newest = session(access_key="newest", created_at=at(5), tag="user-7")
+        middle = session(access_key="middle", created_at=at(3), tag="user-7")
+        other_tag = session(access_key="other-tag", created_at=at(9), tag="user-8")
+        untagged = session(access_key="untagged", created_at=at(10))
+        for chat in (oldest, newest, middle, other_tag, untagged):
+            await store.sessions.create(chat)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") == newest
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-8") == other_tag
+
+    async def test_get_by_tag_finds_nothing_for_another_tag_client_or_account(self, store: Store) -> None:
+        await store.sessions.create(session(tag="user-7"))
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-9") is None
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "") is None
+        assert await store.sessions.get_by_tag(ALICE, "client-2", "user-7") is None
+        assert await store.sessions.get_by_tag(BOB, "client-1", "user-7") is None
+
+    async def test_get_by_tag_returns_expired_sessions_too(self, store: Store) -> None:
+        expired = session(tag="user-7", expires_at=at(-1))
+        await store.sessions.create(expired)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") == expired
+
+    async def test_equal_creation_times_break_the_tie_by_the_highest_id(self, store: Store) -> None:
+        low = session(access_key="low", tag="user-7").model_copy(update={"id": "session-a"})
+        high = session(access_key="high", tag="user-7").model_copy(update={"id": "session-b"})
+        for chat in (high, low):
+            await store.sessions.create(chat)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") == high
+
+    async def test_a_tag_may_hold_any_characters(self, store: Store) -> None:
+        odd = session(tag="whatsapp:+33 6 12:*?[x]")
+        await store.sessions.create(odd)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "whatsapp:+33 6 12:*?[x]") == odd
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "whatsapp") is None
+
+    async def test_deleting_the_newest_makes_the_previous_one_found(self, store: Store) -> None:
+        older = session(access_key="older", created_at=at(1), tag="user-7")
+        newer = session(access_key="newer", created_at=at(2), tag="user-7")
+        for chat in (older, newer):
+            await store.sessions.create(chat)
+        assert await store.sessions.delete(ALICE, newer.id) is True
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") == older
+        assert await store.sessions.delete(ALICE, older.id) is True
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") is None
+
+    async def test_update_moving_the_tag_moves_the_lookup(self, store: Store) -> None:
+        chat = session(tag="user-7")
+        await store.sessions.create(chat)
+        moved = chat.model_copy(update={"tag": "user-8"})
+        await store.sessions.update(moved)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") is None
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-8") == moved
+        untagged = moved.model_copy(update={"tag": None})
+        await store.sessions.update(untagged)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-8") is None
+        assert await store.sessions.get(ALICE, chat.id) == untagged
+
+    async def test_update_tagging_an_older_session_keeps_the_newest_found(self, store: Store) -> None:
+        older = session(access_key="older", created_at=at(1))
+        newer = session(access_key="newer", created_at=at(2), tag="user-7")
+        for chat in (older, newer):
+            await store.sessions.create(chat)
+        tagged = older.model_copy(update={"tag": "user-7"})
+        await store.sessions.update(tagged)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") == newer
+        await store.sessions.delete(ALICE, newer.id)
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") == tagged
+
+
+class TestSessionCleanup:
+    async def test_delete_expired_removes_due_sessions_and_their_messages_only(self, store: Store) -> None:
+        past = session(access_key="past", expires_at=at(10), tag="user-7")
+        due = session(access_key="due", expires_at=at(20))
+        live = session(access_key="live", expires_at=at(20.5), tag="user-8")
+        for chat in (past, due, live):
+            await store.sessions.create(chat)
+            await store.messages.append(message(chat.id, f"hello from {chat.access_key}"))
+        assert await store.sessions.delete_expired(at(20)) == 2
+        for gone in (past, due):
+            assert await store.sessions.get(ALICE, gone.id) is None
+            assert await store.sessions.get_by_access_key(gone.access_key) is None
+            assert await store.messages.list(gone.id) == []
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") is None
+        assert await store.sessions.list_for_client(ALICE, "client-1") == [live]
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-8") == live
+        assert [m.content for m in await store.messages.list(live.id)] == ["hello from live"]
+        assert await store.sessions.delete_expired(at(20)) == 0
+
+    async def test_delete_expired_spans_accounts_and_clients(self, store: Store) -> None:
+        for n, (account_id, client_id) in enumerate([(ALICE, "client-1"), (ALICE, "client-2"), (BOB, "client-1")]):
+            await store.sessions.create(session(account_id, client_id, f"ak-{n}", expires_at=at(1)))
+        assert await store.sessions.delete_expired(at(1)) == 3
+        assert await store.sessions.list_for_client(BOB, "client-1") == []
+
+    async def test_delete_expired_respects_the_limit(self, store: Store) -> None:
+        for n in range(5):
+            await store.sessions.create(session(access_key=f"ak-{n}", expires_at=at(n)))
+        await store.sessions.create(session(access_key="live", expires_at=at(100)))
+        assert await store.sessions.delete_expired(at(50), limit=2) == 2
+        assert len(await store.sessions.list_for_client(ALICE, "client-1")) == 4
+        assert await store.sessions.delete_expired(at(50), limit=2) == 2
+        assert await store.sessions.delete_expired(at(50), limit=2) == 1
+        assert await store.sessions.delete_expired(at(50), limit=2) == 0
+        assert [s.access_key for s in await store.sessions.list_for_client(ALICE, "client-1")] == ["live"]
+
+    async def test_update_of_expires_at_changes_what_expires(self, store: Store) -> None:
+        extended = session(access_key="extended", expires_at=at(10))
+        shortened = session(access_key="shortened", expires_at=at(100))
+        for chat in (extended, shortened):
+            await store.sessions.create(chat)
+        await store.sessions.update(extended.model_copy(update={"expires_at": at(100)}))
+        await store.sessions.update(shortened.model_copy(update={"expires_at": at(10)}))
+        assert await store.sessions.delete_expired(at(50)) == 1
+        assert [s.access_key for s in await store.sessions.list_for_client(ALICE, "client-1")] == ["extended"]
+        assert await store.sessions.delete_expired(at(100)) == 1
+        assert await store.sessions.list_for_client(ALICE, "client-1") == []
+
+    async def test_delete_for_client_removes_that_clients_sessions_and_messages_only(self, store: Store) -> None:
+        doomed = [session(access_key=f"doomed-{n}", tag=f"user-{n}") for n in range(3)]
+        other_client = session(client_id="client-2", access_key="other-client", tag="user-0")
+        other_account = session(account_id=BOB, access_key="other-account", tag="user-0")
+        for chat in (*doomed, other_client, other_account):
+            await store.sessions.create(chat)
+            await store.messages.append(message(chat.id, f"hello from {chat.access_key}"))
+        assert await store.sessions.delete_for_client(BOB, "client-9") == 0
+        assert await store.sessions.delete_for_client(ALICE, "client-1") == 3
+        assert await store.sessions.list_for_client(ALICE, "client-1") == []
+        for gone in doomed:
+            assert await store.sessions.get(ALICE, gone.id) is None
+            assert await store.sessions.get_by_access_key(gone.access_key) is None
+            assert await store.messages.list(gone.id) == []
+        assert await store.sessions.get_by_tag(ALICE, "client-1", "user-0") is None
+        assert await store.sessions.get_by_tag(ALICE, "client-2", "user-0") == other_client
+        assert await store.sessions.get_by_tag(BOB, "client-1", "user-0") == other_account
+        for kept in (other_client, other_account):
+            assert [m.content for m in await store.messages.list(kept.id)] == [f"hello from {kept.access_key}"]
+        assert await store.sessions.delete_for_client(ALICE, "client-1") == 0
+        assert await store.sessions.delete_expired(at(60 * 24 * 365)) == 2
+
 
 class TestMessages:
     async def test_list_is_in_append_order_not_timestamp_order(self, store: Store) -> None:
@@ -368,6 +615,18 @@ class TestMessages:
         again = message("s-1", "again")
         await store.messages.append(again)
         assert await store.messages.list("s-1") == [*items[:2], again]
+
+    async def test_clear_deletes_every_message_of_the_session_only(self, store: Store) -> None:
+        for content in ("one", "two", "three"):
+            await store.messages.append(message("s-1", content))
+        await store.messages.append(message("s-2", "kept"))
+        assert await store.messages.clear("s-1") == 3
+        assert await store.messages.list("s-1") == []
+        assert [m.content for m in await store.messages.list("s-2")] == ["kept"]
+        assert await store.messages.clear("s-1") == 0
+        again = message("s-1", "again")
+        await store.messages.append(again)
+        assert await store.messages.list("s-1") == [again]
 
     async def test_delete_after_an_unknown_message_deletes_nothing(self, store: Store) -> None:
         await store.messages.append(message("s-1", "kept"))
@@ -481,3 +740,22 @@ class TestCounters:
         assert await store.counters.increment("short", ttl_seconds=1) == 2
         await asyncio.sleep(1.1)  # the TTL is enforced by the backend's own clock
         assert await store.counters.increment("short", ttl_seconds=1) == 1
+
+
+class TestRacingDeletes:
+    """Several replicas (or tasks) purging at once count each session once."""
+
+    async def test_racing_delete_expired_counts_each_session_once(self, store: Store) -> None:
+        for n in range(10):
+            item = session(access_key=f"ak-{n}", expires_at=at(1))
+            await store.sessions.create(item)
+            await store.messages.append(message(item.id, "x"))
+        counts = await asyncio.gather(*(store.sessions.delete_expired(at(5)) for _ in range(4)))
+        assert sum(counts) == 10
+        assert await store.sessions.list_for_client(ALICE, "client-1") == []
+
+    async def test_racing_delete_for_client_counts_each_session_once(self, store: Store) -> None:
+        for n in range(10):
+            await store.sessions.create(session(access_key=f"ak-{n}"))
+        counts = await asyncio.gather(*(store.sessions.delete_for_client(ALICE, "client-1") for _ in range(4)))
+        assert sum(counts) == 10

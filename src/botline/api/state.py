@@ -9,9 +9,12 @@ from aiohttp import web
 from botline.api.auth import PRINCIPAL, Authenticator, Principal
 from botline.config import Settings
 from botline.domain.clock import Clock
+from botline.engine.chat import ChatEngine
+from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
+from botline.gateway.transcription import Transcriber
 from botline.ratelimit import RateLimiter
 from botline.store.base import Store
 
@@ -26,6 +29,9 @@ class Services:
     usage: UsageRecorder
     authenticator: Authenticator
     limiter: RateLimiter
+    sessions: SessionService
+    chat: ChatEngine
+    transcriber: Transcriber
 
 
 SERVICES = web.AppKey("services", Services)

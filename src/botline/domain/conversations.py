@@ -35,8 +35,17 @@ class Session(CamelModel):
     extra_context: str | None = None
     context_location: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    conversation_token: str = Field(default_factory=new_id)
+    """Sent to tools with every call, so a site can tie callbacks to this conversation."""
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+    message_count: int = 0
+    token_count: int = 0
+    last_message_at: datetime | None = None
+    last_user_message_at: datetime | None = None
+
+    def is_live(self, now: datetime) -> bool:
+        return self.expires_at > now
 
 
 class TokenUsage(CamelModel):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from botline.domain.accounts import Account, ApiKey
+from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
@@ -92,6 +93,26 @@ class GatewayRepository(ABC):
     async def delete(self, account_id: str, gateway_id: str) -> bool: ...
 
 
+class ChatClientRepository(ABC):
+    @abstractmethod
+    async def create(self, client: ChatClient) -> None: ...
+
+    @abstractmethod
+    async def get(self, account_id: str, client_id: str) -> ChatClient | None: ...
+
+    @abstractmethod
+    async def list_for_account(self, account_id: str) -> list[ChatClient]:
+        """The account's chat clients, oldest first."""
+
+    @abstractmethod
+    async def update(self, client: ChatClient) -> None:
+        """Replaces a stored client of the same account; unknown ids are ignored."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, client_id: str) -> bool:
+        """Deletes the client only; callers delete its sessions (SessionRepository.delete_for_client)."""
+
+
 class SessionRepository(ABC):
     @abstractmethod
     async def create(self, session: Session) -> None: ...
@@ -103,6 +124,10 @@ class SessionRepository(ABC):
     async def get_by_access_key(self, access_key: str) -> Session | None: ...
 
     @abstractmethod
+    async def get_by_tag(self, account_id: str, chat_client_id: str, tag: str) -> Session | None:
+        """The newest session of that client with that tag (live or not; callers check expiry)."""
+
+    @abstractmethod
     async def update(self, session: Session) -> None: ...
 
     @abstractmethod
@@ -112,6 +137,14 @@ class SessionRepository(ABC):
     @abstractmethod
     async def delete(self, account_id: str, session_id: str) -> bool:
         """Deletes the session and all its messages."""
+
+    @abstractmethod
+    async def delete_for_client(self, account_id: str, chat_client_id: str) -> int:
+        """Deletes every session (and its messages) of a chat client; returns how many."""
+
+    @abstractmethod
+    async def delete_expired(self, now: datetime, *, limit: int = 500) -> int:
+        """Deletes up to `limit` sessions whose expiresAt is at or before `now` (with their messages)."""
 
 
 class MessageRepository(ABC):
@@ -130,6 +163,10 @@ class MessageRepository(ABC):
     @abstractmethod
     async def delete_after(self, session_id: str, message_id: str) -> int:
         """Deletes every message appended after `message_id`; returns how many."""
+
+    @abstractmethod
+    async def clear(self, session_id: str) -> int:
+        """Deletes every message of the session; returns how many."""
 
 
 class UsageRepository(ABC):
@@ -160,6 +197,7 @@ class Store(ABC):
     accounts: AccountRepository
     api_keys: ApiKeyRepository
     gateways: GatewayRepository
+    chat_clients: ChatClientRepository
     sessions: SessionRepository
     messages: MessageRepository
     usage: UsageRepository

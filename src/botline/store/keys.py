@@ -11,16 +11,20 @@ Layout (P is the prefix, "botline" by default):
     P:gateway:{id}                                string  Gateway JSON
     P:account:{account}:gateway_slug:{slug}       string  gateway id (unique per account)
     P:account:{account}:gateways                  zset    the account's gateway ids by created_at
+    P:chat_client:{id}                            string  ChatClient JSON
+    P:account:{account}:chat_clients              zset    the account's chat client ids by created_at
     P:session:{id}                                string  Session JSON
     P:session_access_key:{key}                    string  session id (unique index)
     P:account:{account}:client:{client}:sessions  zset    the client's session ids by created_at
+    P:account:{account}:client:{client}:tag:{tag} zset    the client's session ids with that tag, by created_at
+    P:sessions_by_expiry                          zset    every session id, scored by expires_at (epoch s)
     P:session:{id}:message_ids                    list    message ids in append order
     P:session:{id}:messages                       hash    message id -> Message JSON
     P:account:{account}:usage                     zset    usage bucket members, all score 0 (lex)
     P:usage:{account}:{gateway}:{hour}:{model}    hash    requests/errors/input_tokens/output_tokens
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
-model name is always the last part.
+parts (a session tag, a model name) are always the last part.
 """
 
 from __future__ import annotations
@@ -100,6 +104,13 @@ class RedisKeys:
     def gateways_of_account(self, account_id: str) -> str:
         return self._key("account", account_id, "gateways")
 
+    # chat clients
+    def chat_client(self, client_id: str) -> str:
+        return self._key("chat_client", client_id)
+
+    def chat_clients_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "chat_clients")
+
     # sessions and messages
     def session(self, session_id: str) -> str:
         return self._key("session", session_id)
@@ -109,6 +120,13 @@ class RedisKeys:
 
     def sessions_of_client(self, account_id: str, chat_client_id: str) -> str:
         return self._key("account", account_id, "client", chat_client_id, "sessions")
+
+    def sessions_with_tag(self, account_id: str, chat_client_id: str, tag: str) -> str:
+        """The free-form tag is the last part, so no tag can name another key."""
+        return self._key("account", account_id, "client", chat_client_id, "tag", tag)
+
+    def sessions_by_expiry(self) -> str:
+        return self._key("sessions_by_expiry")
 
     def message_ids(self, session_id: str) -> str:
         return self._key("session", session_id, "message_ids")

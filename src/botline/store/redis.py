@@ -4,142 +4,37 @@ The client must decode replies (checked by RedisStore), hence the `cast(str, ...
 Every write that touches more than one key runs in one MULTI/EXEC; writes guarded by a uniqueness
 rule or by the current document run under WATCH and are retried when another replica changed a
 watched key first, so indexes never disagree with documents. Key names come from `RedisKeys`.
+Shared helpers are in `redis_base.py`; chat clients, sessions and messages in `redis_conversations.py`.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, ParamSpec, TypeVar, cast
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import cast
 
-from pydantic import BaseModel
-from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from botline.domain.accounts import Account, ApiKey
-from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
     ApiKeyRepository,
-    ConflictError,
     CounterRepository,
     GatewayRepository,
-    MessageRepository,
-    SessionRepository,
     Store,
-    StoreUnavailable,
     UsageRepository,
 )
 from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
+from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
+from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
-T = TypeVar("T")
-P = ParamSpec("P")
-C = TypeVar("C")
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
-UNAVAILABLE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
-
-
-def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """The one boundary where a lost Redis connection becomes StoreUnavailable."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except UNAVAILABLE_ERRORS as exc:
-            raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
-
-    return wrapper
-
-
-def _reachable_methods(cls: type[C]) -> type[C]:
-    """Puts every public coroutine method that `cls` defines behind `_reachable`."""
-    for name, member in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.iscoroutinefunction(member):
-            setattr(cls, name, _reachable(member))
-    return cls
-
-
-def _dump(model: BaseModel) -> str:
-    return model.model_dump_json(by_alias=True)
-
-
-async def _fetch(conn: Redis | Pipeline, model_type: type[ModelT], key: str) -> ModelT | None:
-    """Reads one document, through the client or through a pipeline that is watching."""
-    raw = await conn.get(key)
-    return None if raw is None else model_type.model_validate_json(raw)
-
-
-async def _claim(pipe: Pipeline, old: str, new: str, what: str) -> None:
-    """Before MULTI: when a unique pointer moves from `old` to `new`, watches `new` and raises
-    ConflictError if another object holds it."""
-    if new != old:
-        await pipe.watch(new)
-        if await pipe.exists(new):
-            raise ConflictError(f"{what} already exists")
-
-
-def _repoint(pipe: Pipeline, old: str, new: str, object_id: str) -> None:
-    """Inside MULTI: moves a unique pointer (DEL then SET, so also right when old == new)."""
-    pipe.delete(old)
-    pipe.set(new, object_id)
-
-
-def _score(moment: datetime) -> int:
-    """Whole microseconds since the epoch: exact in a sorted-set score (< 2**53), so equal
-    timestamps tie and Redis orders them by member (the id), like `ORDER BY created_at, id`."""
-    return (moment.astimezone(UTC) - EPOCH) // MICROSECOND
-
-
-class _Repo:
-    def __init__(self, client: Redis, keys: RedisKeys) -> None:
-        self._redis = client
-        self._keys = keys
-
-    async def _atomic(self, body: Callable[[Pipeline], Awaitable[T]], *watch: str) -> T:
-        """Runs `body` with `watch` watched; it reads, calls `pipe.multi()`, then queues writes.
-        Retried from the start when a watched key changed before EXEC."""
-        result: T = await self._redis.transaction(body, *watch, value_from_callable=True)
-        return result
-
-    async def _insert(self, unique: Sequence[str], what: str, writes: Callable[[Pipeline], None]) -> None:
-        """Queues `writes` in one MULTI unless one of the `unique` keys exists already."""
-
-        async def body(pipe: Pipeline) -> None:
-            if await pipe.exists(*unique):
-                raise ConflictError(f"{what} already exists")
-            pipe.multi()
-            writes(pipe)
-
-        await self._atomic(body, *unique)
-
-    async def _get(self, model_type: type[ModelT], key: str) -> ModelT | None:
-        return await _fetch(self._redis, model_type, key)
-
-    async def _by_pointer(self, model_type: type[ModelT], pointer: str, key_of: Callable[[str], str]) -> ModelT | None:
-        """Follows a unique-index key holding an id to that id's document."""
-        object_id = cast(str | None, await self._redis.get(pointer))
-        return None if object_id is None else await self._get(model_type, key_of(object_id))
-
-    async def _indexed(self, model_type: type[ModelT], index: str, key_of: Callable[[str], str]) -> list[ModelT]:
-        """The documents whose ids a sorted set holds, in score order."""
-        ids = cast(list[str], await self._redis.zrange(index, 0, -1))
-        if not ids:
-            return []
-        raws = await self._redis.mget([key_of(object_id) for object_id in ids])
-        return [model_type.model_validate_json(raw) for raw in raws if raw is not None]
 
 
 @_reachable_methods
@@ -259,116 +154,6 @@ class RedisGateways(_Repo, GatewayRepository):
 
 
 @_reachable_methods
-class RedisSessions(_Repo, SessionRepository):
-    async def create(self, session: Session) -> None:
-        def writes(pipe: Pipeline) -> None:
-            pipe.set(self._keys.session(session.id), _dump(session))
-            pipe.set(self._keys.session_by_access_key(session.access_key), session.id)
-            pipe.zadd(self._client_index(session), {session.id: _score(session.created_at)})
-
-        unique = [self._keys.session(session.id), self._keys.session_by_access_key(session.access_key)]
-        await self._insert(unique, "session", writes)
-
-    def _client_index(self, session: Session) -> str:
-        return self._keys.sessions_of_client(session.account_id, session.chat_client_id)
-
-    async def get(self, account_id: str, session_id: str) -> Session | None:
-        session = await self._get(Session, self._keys.session(session_id))
-        return session if session is not None and session.account_id == account_id else None
-
-    async def get_by_access_key(self, access_key: str) -> Session | None:
-        return await self._by_pointer(Session, self._keys.session_by_access_key(access_key), self._keys.session)
-
-    async def update(self, session: Session) -> None:
-        doc_key = self._keys.session(session.id)
-
-        async def body(pipe: Pipeline) -> None:
-            old = await _fetch(pipe, Session, doc_key)
-            if old is None:
-                return
-            old_access = self._keys.session_by_access_key(old.access_key)
-            new_access = self._keys.session_by_access_key(session.access_key)
-            await _claim(pipe, old_access, new_access, "session access key")
-            pipe.multi()
-            _repoint(pipe, old_access, new_access, session.id)
-            pipe.zrem(self._client_index(old), session.id)
-            pipe.zadd(self._client_index(session), {session.id: _score(old.created_at)})
-            pipe.set(doc_key, _dump(session))
-
-        await self._atomic(body, doc_key)
-
-    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
-        index = self._keys.sessions_of_client(account_id, chat_client_id)
-        return await self._indexed(Session, index, self._keys.session)
-
-    async def delete(self, account_id: str, session_id: str) -> bool:
-        doc_key = self._keys.session(session_id)
-
-        async def body(pipe: Pipeline) -> bool:
-            session = await _fetch(pipe, Session, doc_key)
-            if session is None or session.account_id != account_id:
-                return False
-            pipe.multi()
-            access = self._keys.session_by_access_key(session.access_key)
-            pipe.delete(doc_key, access, self._keys.message_ids(session_id), self._keys.messages(session_id))
-            pipe.zrem(self._client_index(session), session_id)
-            return True
-
-        return await self._atomic(body, doc_key)
-
-
-@_reachable_methods
-class RedisMessages(_Repo, MessageRepository):
-    """Per session: a list of ids (the order) and a hash id -> JSON (the documents)."""
-
-    async def append(self, message: Message) -> None:
-        documents = self._keys.messages(message.session_id)
-
-        async def body(pipe: Pipeline) -> None:
-            if await pipe.hexists(documents, message.id):
-                raise ConflictError(f"message {message.id} already exists")
-            pipe.multi()
-            pipe.hset(documents, message.id, _dump(message))
-            pipe.rpush(self._keys.message_ids(message.session_id), message.id)
-
-        await self._atomic(body, documents)
-
-    async def update(self, message: Message) -> None:
-        documents = self._keys.messages(message.session_id)
-
-        async def body(pipe: Pipeline) -> None:
-            if await pipe.hexists(documents, message.id):
-                pipe.multi()
-                pipe.hset(documents, message.id, _dump(message))
-
-        await self._atomic(body, documents)
-
-    async def list(self, session_id: str) -> list[Message]:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(self._keys.message_ids(session_id), 0, -1)
-            pipe.hgetall(self._keys.messages(session_id))
-            ids, documents = await pipe.execute()
-        return [Message.model_validate_json(documents[i]) for i in ids if i in documents]
-
-    async def delete_after(self, session_id: str, message_id: str) -> int:
-        order = self._keys.message_ids(session_id)
-
-        async def body(pipe: Pipeline) -> int:
-            position = cast(int | None, await pipe.lpos(order, message_id))
-            if position is None:
-                return 0
-            later = cast(list[str], await pipe.lrange(order, position + 1, -1))
-            if not later:
-                return 0
-            pipe.multi()
-            pipe.ltrim(order, 0, position)
-            pipe.hdel(self._keys.messages(session_id), *later)
-            return len(later)
-
-        return await self._atomic(body, order)
-
-
-@_reachable_methods
 class RedisUsage(_Repo, UsageRepository):
     """One hash per (account, gateway, model, hour) plus a per-account lex index of the buckets."""
 
@@ -443,6 +228,7 @@ class RedisStore(Store):
         self.accounts = RedisAccounts(client, keys)
         self.api_keys = RedisApiKeys(client, keys)
         self.gateways = RedisGateways(client, keys)
+        self.chat_clients = RedisChatClients(client, keys)
         self.sessions = RedisSessions(client, keys)
         self.messages = RedisMessages(client, keys)
         self.usage = RedisUsage(client, keys)

@@ -1,0 +1,198 @@
+"""Web chat clients and their sessions (seed sections "Web Chat" and "Web Chat Sessions")."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json
+from botline.api.state import Services, principal, services
+from botline.domain.base import CamelModel
+from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
+from botline.domain.conversations import Session
+
+routes = web.RouteTableDef()
+
+DEFAULT_SESSION_SECONDS = 3600
+MIN_SESSION_SECONDS = 600
+MAX_SESSION_SECONDS = 90 * 24 * 3600
+CONTEXT_PREVIEW_CHARS = 120
+
+
+class ChatClientBody(CamelModel):
+    name: str = Field(min_length=1, max_length=200)
+    ai_gateway_id: str | None = None
+    limiting_parameters: LimitingParameters = Field(default_factory=LimitingParameters)
+    client_parameters: ClientParameters
+
+
+class SessionBody(CamelModel):
+    extra_context: str | None = Field(default=None, max_length=65536)
+    tag: str | None = Field(default=None, max_length=256)
+    expires: float = Field(default=DEFAULT_SESSION_SECONDS, ge=MIN_SESSION_SECONDS, le=MAX_SESSION_SECONDS)
+    context_location: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("context_location")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value or None
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _no_null(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+async def _owned(request: web.Request) -> ChatClient:
+    client = await services(request).store.chat_clients.get(principal(request).account.id, request.match_info["id"])
+    if client is None:
+        raise not_found("Web chat client")
+    return client
+
+
+async def _check_gateway(svc: Services, account_id: str, gateway_id: str | None) -> None:
+    if gateway_id and await svc.store.gateways.get(account_id, gateway_id) is None:
+        raise ApiError(400, "Invalid value for aiGatewayId: no AI gateway of this account has that id.")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return data
+
+
+def talk_url(svc: Services, session: Session) -> str:
+    return f"{svc.settings.server.base_url}/chat/{session.access_key}"
+
+
+@routes.get("/api/v1/web-chat-client")
+async def list_clients(request: web.Request) -> web.Response:
+    svc = services(request)
+    account_id = principal(request).account.id
+    gateways = {g.id: g for g in await svc.store.gateways.list_for_account(account_id)}
+    now = svc.clock.now()
+    listed = []
+    for client in await svc.store.chat_clients.list_for_account(account_id):
+        sessions = await svc.store.sessions.list_for_client(account_id, client.id)
+        gateway = gateways.get(client.ai_gateway_id or "")
+        listed.append({
+            "id": client.id, "name": client.name, "color": client.client_parameters.primary_color,
+            "activeSessions": sum(1 for s in sessions if s.is_live(now)),
+            "associatedGateway": None if gateway is None else {
+                "id": gateway.id, "name": gateway.name, "modelName": gateway.parameters.model_name},
+        })
+    return json_response(listed)
+
+
+@routes.post("/api/v1/web-chat-client")
+async def create_client(request: web.Request) -> web.Response:
+    body = parse_model(ChatClientBody, await _body(request))
+    svc = services(request)
+    account_id = principal(request).account.id
+    await _check_gateway(svc, account_id, body.ai_gateway_id)
+    client = ChatClient(account_id=account_id, **dict(body))
+    await svc.store.chat_clients.create(client)
+    return json_response({"id": client.id})
+
+
+@routes.get("/api/v1/web-chat-client/{id}")
+async def view_client(request: web.Request) -> web.Response:
+    client = await _owned(request)
+    svc = services(request)
+    gateway = None
+    if client.ai_gateway_id:
+        gateway = await svc.store.gateways.get(client.account_id, client.ai_gateway_id)
+    return json_response({
+        "id": client.id, "name": client.name,
+        "aiGateway": None if gateway is None else {"id": gateway.id, "name": gateway.name},
+        "limitingParameters": client.limiting_parameters.wire(),
+        "clientParameters": client.client_parameters.wire(),
+    })
+
+
+@routes.put("/api/v1/web-chat-client/{id}")
+async def edit_client(request: web.Request) -> web.Response:
+    """clientParameters and limitingParameters are merged shallowly; arrays are replaced whole."""
+    client = await _owned(request)
+    patch = await _body(request)
+    current = client.wire()
+    merged: dict[str, Any] = {"name": patch.get("name", client.name),
+                              "aiGatewayId": patch.get("aiGatewayId", client.ai_gateway_id)}
+    for section in ("clientParameters", "limitingParameters"):
+        given = patch.get(section) or {}
+        if not isinstance(given, dict):
+            raise ApiError(400, f"Invalid value for {section}: must be an object.")
+        merged[section] = {**current[section], **given}
+    body = parse_model(ChatClientBody, merged)
+    svc = services(request)
+    await _check_gateway(svc, client.account_id, body.ai_gateway_id)
+    updated = client.model_copy(update=dict(body))
+    await svc.store.chat_clients.update(updated)
+    return message_response("Web chat client updated.")
+
+
+@routes.delete("/api/v1/web-chat-client/{id}")
+async def delete_client(request: web.Request) -> web.Response:
+    client = await _owned(request)
+    store = services(request).store
+    await store.sessions.delete_for_client(client.account_id, client.id)
+    await store.chat_clients.delete(client.account_id, client.id)
+    return message_response("Web chat client deleted.")
+
+
+@routes.post("/api/v1/web-chat-client/{id}/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    """A tag with a live session returns that session, renewed, with its context updated."""
+    client = await _owned(request)
+    data = await _body(request) if request.can_read_body else {}
+    body = parse_model(SessionBody, data)
+    svc = services(request)
+    session = await svc.sessions.open(
+        client, lifetime=timedelta(seconds=body.expires), tag=body.tag, extra_context=body.extra_context,
+        context_location=body.context_location, metadata=body.metadata,
+    )
+    return json_response({"sessionId": session.id, "accessKey": session.access_key, "talkUrl": talk_url(svc, session)})
+
+
+def _matches(session: Session, needle: str) -> bool:
+    fields = (session.id, session.access_key, session.tag or "", session.extra_context or "")
+    return any(needle in field.lower() for field in fields)
+
+
+@routes.get("/api/v1/web-chat-client/{id}/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    client = await _owned(request)
+    needle = request.query.get("filter", "").strip().lower()
+    svc = services(request)
+    sessions = await svc.store.sessions.list_for_client(client.account_id, client.id)
+    now = svc.clock.now()
+    return json_response([
+        {
+            "id": s.id, "tagName": s.tag,
+            "contextPreview": (s.extra_context or "")[:CONTEXT_PREVIEW_CHARS] or None,
+            "sessionKey": s.access_key, "createdAt": s.wire()["createdAt"], "lastMessage": s.wire()["lastMessageAt"],
+            "messageCount": s.message_count, "tokenCount": s.token_count,
+            "expiresAt": s.wire()["expiresAt"], "isActive": s.is_live(now),
+        }
+        for s in sessions
+        if not needle or _matches(s, needle)
+    ])
+
+
+@routes.delete("/api/v1/web-chat-client/{id}/sessions/{session_id}")
+async def delete_session(request: web.Request) -> web.Response:
+    client = await _owned(request)
+    svc = services(request)
+    session = await svc.store.sessions.get(client.account_id, request.match_info["session_id"])
+    if session is None or session.chat_client_id != client.id:
+        raise not_found("Session")
+    svc.chat.cancel(session.id)
+    await svc.store.sessions.delete(client.account_id, session.id)
+    return message_response("Session ended and deleted.")

@@ -1,0 +1,80 @@
+"""The chat page (GET /chat/{accessKey}), the embed script and the static files they use."""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from botline.api.state import services
+from botline.domain.chat_clients import ChatClient
+
+routes = web.RouteTableDef()
+
+WEB_ROOT = Path(str(resources.files("botline") / "web"))
+STATIC_ROOT = WEB_ROOT / "static"
+PAGE_TEMPLATE = (WEB_ROOT / "chat.html").read_text(encoding="utf-8")
+EMBED_SCRIPT = (WEB_ROOT / "embed.js").read_bytes()
+EXPIRED_PAGE = (
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Chat unavailable</title>"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>"
+    "<body style=\"font-family:system-ui,sans-serif;display:grid;place-items:center;height:100vh;margin:0\">"
+    "<p>This chat link has expired or does not exist.</p></body></html>"
+)
+
+
+def frame_ancestors(client: ChatClient) -> str:
+    """CSP frame-ancestors from allowedFrameOrigins; an empty list lets any site embed the chat."""
+    origins = client.client_parameters.allowed_frame_origins
+    return "frame-ancestors " + (" ".join(["'self'", *origins]) if origins else "*")
+
+
+def _script_safe(text: str) -> str:
+    """Text that cannot close the <script>/<style> element it is placed in."""
+    return text.replace("</", "<\\/")
+
+
+def render_page(client: ChatClient, access_key: str) -> str:
+    params = client.client_parameters
+    config = {"accessKey": access_key, "apiBase": f"/api/v1/public/chat-clients/{access_key}"}
+    return (
+        PAGE_TEMPLATE
+        .replace("{{title}}", html.escape(params.page_title))
+        .replace("{{primary_color}}", html.escape(params.primary_color))
+        .replace("{{config_json}}", _script_safe(orjson.dumps(config).decode()))
+        .replace("{{custom_styles}}", _script_safe(params.custom_styles or ""))
+        .replace("{{custom_scripts}}", _script_safe(params.custom_scripts or ""))
+    )
+
+
+@routes.get("/chat/{access_key}")
+async def chat_page(request: web.Request) -> web.Response:
+    svc = services(request)
+    access_key = request.match_info["access_key"]
+    session = await svc.sessions.live_by_access_key(access_key)
+    client = None if session is None else await svc.store.chat_clients.get(session.account_id, session.chat_client_id)
+    if client is None:
+        return web.Response(status=404, text=EXPIRED_PAGE, content_type="text/html")
+    return web.Response(
+        text=render_page(client, access_key), content_type="text/html",
+        headers={
+            "Content-Security-Policy": f"{frame_ancestors(client)}; object-src 'none'; base-uri 'none'",
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@routes.get("/embed.js")
+async def embed_script(request: web.Request) -> web.Response:
+    return web.Response(
+        body=EMBED_SCRIPT, content_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+routes.static("/static", STATIC_ROOT)

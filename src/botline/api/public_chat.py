@@ -1,0 +1,193 @@
+"""The public chat API (seed section "Web Chat Client"): the accessKey in the path is the credential."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import Field
+
+from botline.api.culture import CULTURES, pick_language
+from botline.api.http import ApiError, json_response, message_response, parse_model, read_json
+from botline.api.sse import SseStream
+from botline.api.state import Services, services
+from botline.domain.base import CamelModel
+from botline.domain.chat_clients import ChatClient
+from botline.domain.conversations import Message, MessageStatus, Session
+from botline.engine.attachments import AttachmentError, AttachmentPolicy, AttachmentReader
+from botline.engine.chat import ActiveTurn, ChatRefused, TurnOutcome, is_visible
+
+routes = web.RouteTableDef()
+
+BASE = "/api/v1/public/chat-clients/{access_key}"
+MAX_PROMPT_CHARS = 32_000
+EVENT_STREAM = "text/event-stream"
+
+
+class PromptMessage(CamelModel):
+    role: str = Field(pattern="^user$")
+    content: str | list[dict[str, Any]]
+
+
+class PromptBody(CamelModel):
+    prompt: PromptMessage
+
+
+async def _session(request: web.Request) -> tuple[Session, ChatClient]:
+    svc = services(request)
+    session = await svc.sessions.live_by_access_key(request.match_info["access_key"])
+    if session is None:
+        raise ApiError(404, "This chat session does not exist or has expired.")
+    client = await svc.store.chat_clients.get(session.account_id, session.chat_client_id)
+    if client is None:
+        raise ApiError(422, "The chat client is not available.")
+    return session, client
+
+
+def _message_view(message: Message) -> dict[str, Any]:
+    view: dict[str, Any] = {"role": message.role.value, "content": message.content, "message_id": message.id}
+    if message.status is not MessageStatus.COMPLETE:
+        view["status"] = message.status.value
+    return view
+
+
+def client_view(client: ChatClient) -> dict[str, Any]:
+    params = client.client_parameters
+    return {
+        "customScripts": params.custom_scripts, "customStyles": params.custom_styles,
+        "helloLabel": params.hello_label, "helloSubLabel": params.hello_sub_label,
+        "logoImageUrl": params.logo_image_url, "primaryColor": params.primary_color,
+        "inputModes": [mode.value for mode in params.input_modes], "pageTitle": params.page_title,
+        "suggestionButtons": [b.wire() for b in params.suggestion_buttons], "debug": params.debug,
+        "showToolCalls": params.show_tool_calls, "textAreaPlaceholder": params.text_area_placeholder,
+        "audioSynthesisEnabled": params.audio_synthesis_source not in ("None", ""),
+        "languageCode": params.language_code,
+    }
+
+
+def _chat_title(messages: list[Message], client: ChatClient) -> str:
+    first = next((m.content for m in messages if m.role.value == "user" and isinstance(m.content, str)), None)
+    return first[:60] if first else client.client_parameters.page_title
+
+
+@routes.get(BASE)
+async def session_info(request: web.Request) -> web.Response:
+    session, client = await _session(request)
+    messages = await services(request).store.messages.list(session.id)
+    language = pick_language(client.client_parameters.language_code, request)
+    return json_response({
+        "messages": [_message_view(m) for m in messages if is_visible(m)],
+        "chatTitle": _chat_title(messages, client),
+        "culture": {"languageCode": language, **CULTURES[language]},
+        "client": client_view(client),
+        "chatCreationData": None,
+        "expiresAt": session.wire()["expiresAt"],
+    })
+
+
+def _reader(svc: Services, client: ChatClient, session: Session) -> AttachmentReader:
+    params = client.client_parameters
+    policy = AttachmentPolicy(
+        input_modes=frozenset(params.input_modes), upload_unsupported_files=params.upload_unsupported_files,
+        max_bytes=svc.settings.webchat.max_upload_bytes,
+    )
+
+    async def transcribe(blob: bytes, filename: str) -> str | None:
+        return await svc.transcriber.transcribe(client, blob, filename)
+
+    return AttachmentReader(policy, transcribe)
+
+
+def _refusal(exc: ChatRefused | AttachmentError) -> ApiError:
+    headers = {"Retry-After": str(int(exc.retry_after))} if getattr(exc, "retry_after", None) else None
+    return ApiError(exc.status, exc.message, headers=headers)
+
+
+def _wants_stream(request: web.Request) -> bool:
+    return request.query.get("stream", "").lower() in ("1", "true") or EVENT_STREAM in request.headers.get("Accept", "")
+
+
+@routes.post(BASE + "/prompt")
+async def prompt(request: web.Request) -> web.StreamResponse:
+    session, client = await _session(request)
+    data = await read_json(request)
+    body = parse_model(PromptBody, data)
+    text_size = len(body.prompt.content) if isinstance(body.prompt.content, str) else 0
+    if text_size > MAX_PROMPT_CHARS or (isinstance(body.prompt.content, str) and not body.prompt.content.strip()):
+        raise ApiError(400, f"The message must have between 1 and {MAX_PROMPT_CHARS} characters.")
+    svc = services(request)
+    try:
+        turn = await svc.chat.submit(session, client, body.prompt.content, _reader(svc, client, session))
+    except (ChatRefused, AttachmentError) as exc:
+        raise _refusal(exc) from exc
+    if _wants_stream(request):
+        return await _stream(request, turn)
+    outcome = await _outcome(turn)
+    return json_response(outcome.summary(include_tools=client.client_parameters.show_tool_calls))
+
+
+async def _outcome(turn: ActiveTurn) -> TurnOutcome:
+    """The turn's result; it keeps running if this request goes away (it is shielded)."""
+    try:
+        return await asyncio.shield(turn.task)
+    except ChatRefused as exc:
+        raise _refusal(exc) from exc
+
+
+async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
+    """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx."""
+    stream = SseStream(request)
+    try:
+        while True:
+            event = await turn.events.get()
+            if event.name == "error" and not stream.opened:
+                await _outcome(turn)  # raises the refusal or gateway error as a plain answer
+            await stream.event(event.name, orjson.dumps(event.data))
+            if event.name in ("done", "error"):
+                break
+    except ConnectionResetError:
+        pass  # the page went away; the turn finishes and is stored anyway
+    finally:
+        await stream.close()
+    return stream.response
+
+
+@routes.delete(BASE)
+async def cancel(request: web.Request) -> web.Response:
+    session, _ = await _session(request)
+    services(request).chat.cancel(session.id)
+    return message_response("Inference cancelled.")
+
+
+@routes.post(BASE + "/retry")
+async def retry(request: web.Request) -> web.Response:
+    session, _ = await _session(request)
+    if not await services(request).chat.retry(session):
+        raise ApiError(400, "There is no user message to retry.")
+    return web.Response(status=204)
+
+
+@routes.post(BASE + "/reset")
+async def reset(request: web.Request) -> web.Response:
+    """Empties the conversation ("New conversation"); the session and its key stay valid."""
+    session, _ = await _session(request)
+    svc = services(request)
+    svc.chat.cancel(session.id)
+    await svc.chat.reset(session)
+    return web.Response(status=204)
+
+
+@routes.get(BASE + "/transcript.json")
+async def transcript(request: web.Request) -> web.Response:
+    session, _ = await _session(request)
+    messages = await services(request).store.messages.list(session.id)
+    body = {
+        "messages": [{"role": m.role.value, "content": m.content} for m in messages if is_visible(m)],
+        "context": session.extra_context,
+        "sessionId": session.id,
+        "metadata": session.metadata,
+    }
+    return json_response(body, headers={
+        "Content-Disposition": f'attachment; filename="transcript-{session.id}.json"'})

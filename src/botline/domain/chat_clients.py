@@ -1,0 +1,98 @@
+"""Chat clients: how end users reach a gateway (the web chat page, and later Telegram/WhatsApp)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import ConfigDict, Field, field_validator
+
+from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.timespan import Timespan
+
+_HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
+_FUNCTIONAL_COLOUR = re.compile(r"^(?:rgb|rgba|hsl|hsla)\(\s*[-\d.%,\s/a-z]+\)$", re.IGNORECASE)
+_NAMED_COLOUR = re.compile(r"^[a-zA-Z]{3,20}$")
+_ORIGIN = re.compile(r"^https?://(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+)(?::\d{1,5})?$")
+
+
+class InputMode(StrEnum):
+    IMAGE = "Image"
+    DOCUMENT = "Document"
+    AUDIO = "Audio"
+
+
+class SuggestionButton(CamelModel):
+    label: str = Field(min_length=1, max_length=200)
+    prompt: str = Field(min_length=1, max_length=4000)
+
+
+class StrictModel(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitingParameters(StrictModel):
+    messages_per_hour: int = Field(default=0, ge=0)
+    """User messages a session may send per hour; 0 = no limit."""
+    max_messages: int = Field(default=0, ge=0)
+    """Messages (user + assistant) a session may hold; at the cap the chat is blocked. 0 = no limit."""
+
+
+class ClientParameters(StrictModel):
+    language_code: str | None = None
+    suggestion_buttons: list[SuggestionButton] = Field(default_factory=list)
+    custom_scripts: str | None = None
+    custom_styles: str | None = None
+    input_modes: list[InputMode] = Field(default_factory=list)
+    primary_color: str
+    page_title: str = Field(min_length=1, max_length=200)
+    hello_label: str | None = None
+    hello_sub_label: str | None = None
+    text_area_placeholder: str | None = None
+    logo_image_url: str | None = None
+    debug: bool = False
+    show_tool_calls: bool = False
+    allowed_frame_origins: list[str] = Field(default_factory=list)
+    audio_synthesis_source: str = "None"
+    audio_synthesis_voice: str | None = None
+    audio_synthesis_instruction: str | None = None
+    summarize_text_before_audio_synthesis: bool = False
+    upload_unsupported_files: bool = False
+    allow_scheduled_continuations: bool = False
+    split_answer_into_message_chunks: bool = False
+    max_scheduled_ignored_zone: Timespan = None
+    message_debounce_interval: Timespan = None
+
+    @field_validator("primary_color")
+    @classmethod
+    def _css_colour(cls, value: str) -> str:
+        value = value.strip()
+        if not (_HEX_COLOUR.match(value) or _FUNCTIONAL_COLOUR.match(value) or _NAMED_COLOUR.match(value)):
+            raise ValueError("must be a CSS colour such as #6366f1, rgb(99, 102, 241) or indigo")
+        return value
+
+    @field_validator("allowed_frame_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _ORIGIN.match(value):
+                raise ValueError(f"{value!r} is not an origin (scheme://host[:port], no path)")
+        return values
+
+    @field_validator("logo_image_url")
+    @classmethod
+    def _logo(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("https://", "http://", "data:image/", "/")):
+            raise ValueError("must be an http(s) URL, a data:image URL or a path")
+        return value or None
+
+
+class ChatClient(CamelModel):
+    id: str = Field(default_factory=new_id)
+    account_id: str
+    name: str
+    ai_gateway_id: str | None = None
+    limiting_parameters: LimitingParameters = Field(default_factory=LimitingParameters)
+    client_parameters: ClientParameters
+    created_at: datetime = Field(default_factory=utcnow)

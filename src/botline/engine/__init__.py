@@ -1,0 +1,1 @@
+"""The conversation engine: sessions, ordering, limits and running turns for stateful channels."""

@@ -1,0 +1,149 @@
+"""User uploads in OpenAI content-part form, checked and turned into what the model can read.
+
+- Image: `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}` kept as an image part.
+- Document: `{"type": "file", "file": {"filename", "file_data": "data:<mime>;base64,..."}}` becomes text
+  (plain, markdown, CSV, JSON; PDF through pypdf) with a short attachment note.
+- Audio: `{"type": "input_audio", "input_audio": {"data": <base64>, "format": "wav"}}` is transcribed through
+  the gateway's /audio/transcriptions; when that fails the model gets an attachment note instead.
+Each kind needs its input mode on the chat client; other files are refused unless uploadUnsupportedFiles.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pypdf import PdfReader
+from pypdf.errors import PdfReadError
+
+from botline.domain.chat_clients import InputMode
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+TEXT_DOCUMENT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
+PDF_TYPE = "application/pdf"
+AUDIO_FORMATS = frozenset({"wav", "mp3", "webm", "ogg", "m4a", "mp4", "mpeg", "flac"})
+MAX_EXTRACTED_CHARS = 100_000
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w=.-]+)*;base64,(?P<data>.*)$", re.DOTALL)
+
+Transcriber = Callable[[bytes, str], Awaitable[str | None]]
+Content = str | list[dict[str, Any]]
+
+
+class AttachmentError(Exception):
+    """The upload is refused; `status` is 400, 413 or 415."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AttachmentPolicy:
+    input_modes: frozenset[InputMode]
+    upload_unsupported_files: bool
+    max_bytes: int
+
+
+def _decode(data: str, max_bytes: int, what: str) -> bytes:
+    if len(data) * 3 // 4 > max_bytes:
+        raise AttachmentError(413, f"The {what} is larger than the {max_bytes // (1024 * 1024)} MB upload limit.")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AttachmentError(400, f"The {what} is not valid base64.") from exc
+
+
+def _data_url(url: str, what: str) -> tuple[str, str]:
+    match = _DATA_URL.match(url)
+    if match is None:
+        raise AttachmentError(400, f"The {what} must be a base64 data: URL.")
+    return match["mime"].lower(), match["data"]
+
+
+def _note(name: str, mime: str, size: int, detail: str) -> str:
+    return f"[Attachment: {name} ({mime}, {max(size // 1024, 1)} KB) {detail}]"
+
+
+def _extract_text(mime: str, blob: bytes) -> str:
+    if mime == PDF_TYPE:
+        try:
+            reader = PdfReader(io.BytesIO(blob))
+            text = "\n\n".join(page.extract_text() or "" for page in reader.pages)
+        except (PdfReadError, ValueError, KeyError) as exc:
+            raise AttachmentError(400, "The PDF could not be read.") from exc
+    else:
+        text = blob.decode("utf-8", errors="replace")
+    return text[:MAX_EXTRACTED_CHARS]
+
+
+class AttachmentReader:
+    def __init__(self, policy: AttachmentPolicy, transcribe: Transcriber) -> None:
+        self._policy = policy
+        self._transcribe = transcribe
+
+    def _require(self, mode: InputMode) -> None:
+        if mode not in self._policy.input_modes:
+            raise AttachmentError(415, f"This chat does not accept {mode.value.lower()} uploads.")
+
+    async def read(self, content: Content) -> Content:
+        """Checks every part and returns the content to store and send to the model."""
+        if isinstance(content, str):
+            return content
+        parts = [await self._part(part) for part in content]
+        if not parts:
+            raise AttachmentError(400, "The prompt is empty.")
+        return parts
+
+    async def _part(self, part: dict[str, Any]) -> dict[str, Any]:
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            return {"type": "text", "text": part["text"]}
+        if kind == "image_url":
+            return self._image(part)
+        if kind == "file":
+            return self._document(part.get("file") or {})
+        if kind == "input_audio":
+            return await self._audio(part.get("input_audio") or {})
+        raise AttachmentError(400, f"Unknown content part type {kind!r}.")
+
+    def _image(self, part: dict[str, Any]) -> dict[str, Any]:
+        self._require(InputMode.IMAGE)
+        url = str((part.get("image_url") or {}).get("url", ""))
+        mime, data = _data_url(url, "image")
+        if mime not in IMAGE_TYPES:
+            raise AttachmentError(415, f"Images must be PNG, JPEG, GIF or WebP, not {mime}.")
+        _decode(data, self._policy.max_bytes, "image")
+        return {"type": "image_url", "image_url": {"url": url}}
+
+    def _document(self, file: dict[str, Any]) -> dict[str, Any]:
+        name = str(file.get("filename") or "document")
+        mime, data = _data_url(str(file.get("file_data", "")), "document")
+        blob = _decode(data, self._policy.max_bytes, "document")
+        readable = mime in TEXT_DOCUMENT_TYPES or mime == PDF_TYPE
+        if readable and InputMode.DOCUMENT in self._policy.input_modes:
+            return {"type": "text", "text": f"{_note(name, mime, len(blob), 'follows')}\n{_extract_text(mime, blob)}"}
+        if self._policy.upload_unsupported_files:
+            return {"type": "text", "text": _note(name, mime, len(blob), "was uploaded; its content cannot be read")}
+        self._require(InputMode.DOCUMENT)
+        raise AttachmentError(415, f"Files of type {mime} are not accepted here.")
+
+    async def _audio(self, audio: dict[str, Any]) -> dict[str, Any]:
+        self._require(InputMode.AUDIO)
+        audio_format = str(audio.get("format", "")).lower()
+        if audio_format not in AUDIO_FORMATS:
+            raise AttachmentError(415, f"Audio must be one of {', '.join(sorted(AUDIO_FORMATS))}.")
+        blob = _decode(str(audio.get("data", "")), self._policy.max_bytes, "audio")
+        transcript = await self._transcribe(blob, f"voice.{audio_format}")
+        if transcript:
+            return {"type": "text", "text": f"[Voice message transcript]\n{transcript}"}
+        return {"type": "text", "text": _note(f"voice.{audio_format}", f"audio/{audio_format}", len(blob),
+                                              "is a voice message that could not be transcribed")}

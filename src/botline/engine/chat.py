@@ -1,0 +1,299 @@
+"""Running web-chat prompts: limits, one turn at a time per session, cancellation, storage.
+
+A prompt runs in its own task, apart from the HTTP request that started it: when the browser goes
+away mid-answer the turn still finishes and is stored, so a reload shows it. DELETE on the session
+cancels the running turn; the partial answer is kept and marked cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from botline.domain.chat_clients import ChatClient
+from botline.domain.clock import Clock
+from botline.domain.conversations import Message, MessageStatus, Role, Session, TokenUsage
+from botline.domain.gateways import Gateway
+from botline.engine.attachments import AttachmentReader, Content
+from botline.engine.locks import SessionLocks
+from botline.engine.sessions import SessionService
+from botline.gateway.caller import Caller, CallSource
+from botline.gateway.errors import GatewayError, NoModelConfigured
+from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
+from botline.ratelimit import RateLimiter
+from botline.store.base import Store
+
+log = logging.getLogger(__name__)
+
+HOUR_SECONDS = 3600
+
+
+def is_visible(message: Message) -> bool:
+    """What the person sees and maxMessages counts: their messages and the final answers, no tool steps."""
+    return message.role is Role.USER or (message.role is Role.ASSISTANT and not message.tool_calls)
+
+
+class ChatRefused(Exception):
+    """The prompt is not accepted; nothing was stored. `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass
+class TurnEvent:
+    """Progress of a turn, in the web chat's SSE vocabulary: delta, tool, done, error."""
+
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass
+class TurnOutcome:
+    message: Message
+    result: TurnResult | None
+    cancelled: bool
+
+    def summary(self, *, include_tools: bool) -> dict[str, Any]:
+        usage = self.message.usage or TokenUsage()
+        tool_calls = []
+        if include_tools and self.result is not None:
+            tool_calls = [{"name": r.name, "arguments": r.arguments, "result": r.result} for r in self.result.tool_runs]
+        return {
+            "completionText": self.message.content if isinstance(self.message.content, str) else "",
+            "reasoning": self.message.reasoning,
+            "toolCalls": tool_calls,
+            "usage": {"promptTokens": usage.prompt_tokens, "completionTokens": usage.completion_tokens,
+                      "totalTokens": usage.total_tokens},
+            "messageId": self.message.id,
+            "cancelled": self.cancelled,
+        }
+
+
+@dataclass
+class ActiveTurn:
+    """A submitted prompt. `events` streams its progress; `task` gives the outcome."""
+
+    session_id: str
+    task: asyncio.Task[TurnOutcome] = field(init=False)
+    events: asyncio.Queue[TurnEvent] = field(default_factory=asyncio.Queue)
+    cancel_requested: bool = False
+    started: bool = False
+    """The user message is stored and the model is being asked."""
+    answered: bool = False
+    """The model has answered; from here the turn is stored whole and no longer cancellable."""
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+
+
+class _EventSink:
+    def __init__(self, turn: ActiveTurn, show_tools: bool) -> None:
+        self._turn = turn
+        self._show_tools = show_tools
+
+    async def text(self, delta: str) -> None:
+        self._turn.text.append(delta)
+        self._turn.events.put_nowait(TurnEvent("delta", {"text": delta}))
+
+    async def reasoning(self, delta: str) -> None:
+        self._turn.reasoning.append(delta)
+
+    async def tool(self, name: str, status: ToolStatus) -> None:
+        if self._show_tools:
+            self._turn.events.put_nowait(TurnEvent("tool", {"name": name, "status": status.value}))
+
+
+def history_of(messages: list[Message]) -> list[dict[str, Any]]:
+    """Stored messages as the OpenAI conversation the model sees (cancelled partials included)."""
+    history: list[dict[str, Any]] = []
+    for message in messages:
+        entry: dict[str, Any] = {"role": message.role.value, "content": message.content}
+        if message.tool_calls:
+            entry["tool_calls"] = message.tool_calls
+        if message.tool_call_id:
+            entry["tool_call_id"] = message.tool_call_id
+        history.append(entry)
+    return history
+
+
+class ChatEngine:
+    def __init__(
+        self, store: Store, pipeline: TurnPipeline, sessions: SessionService, limiter: RateLimiter, clock: Clock
+    ) -> None:
+        self._store = store
+        self._pipeline = pipeline
+        self._sessions = sessions
+        self._limiter = limiter
+        self._clock = clock
+        self._locks = SessionLocks()
+        self._active: dict[str, list[ActiveTurn]] = {}
+        self._tasks: set[asyncio.Task[TurnOutcome]] = set()
+
+    async def gateway_for(self, client: ChatClient) -> Gateway:
+        gateway = None
+        if client.ai_gateway_id:
+            gateway = await self._store.gateways.get(client.account_id, client.ai_gateway_id)
+        if gateway is None:
+            raise ChatRefused(422, NoModelConfigured().message)
+        return gateway
+
+    async def submit(
+        self, session: Session, client: ChatClient, content: Content, reader: AttachmentReader
+    ) -> ActiveTurn:
+        """Checks the prompt and starts its turn; raises ChatRefused before anything is stored."""
+        gateway = await self.gateway_for(client)
+        content = await reader.read(content)
+        limit = client.limiting_parameters.messages_per_hour
+        if limit:
+            retry_after = await self._limiter.hit(
+                f"chat:{client.id}:{session.tag or session.id}", limit=limit, window_seconds=HOUR_SECONDS
+            )
+            if retry_after is not None:
+                raise ChatRefused(429, f"This chat allows {limit} messages per hour; try again later.",
+                                  retry_after=retry_after)
+        turn = ActiveTurn(session_id=session.id)
+        turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content))
+        self._tasks.add(turn.task)
+        self._active.setdefault(session.id, []).append(turn)
+        turn.task.add_done_callback(lambda task: self._forget(turn, task))
+        return turn
+
+    def _forget(self, turn: ActiveTurn, task: asyncio.Task[TurnOutcome]) -> None:
+        self._tasks.discard(task)
+        waiting = self._active.get(turn.session_id, [])
+        if turn in waiting:
+            waiting.remove(turn)
+        if not waiting:
+            self._active.pop(turn.session_id, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            if not isinstance(error, ChatRefused | GatewayError):
+                log.error("web chat turn failed", exc_info=error)
+
+    def cancel(self, session_id: str) -> bool:
+        """Cancels the session's running and queued turns; True when there was one."""
+        turns = list(self._active.get(session_id, []))
+        cancellable = [turn for turn in turns if not turn.answered]
+        for turn in cancellable:
+            turn.cancel_requested = True
+            turn.task.cancel()
+        return bool(cancellable)
+
+    async def retry(self, session: Session) -> bool:
+        """Removes everything after the last user message; False when there is none."""
+        async with self._locks.hold(session.id):
+            messages = await self._store.messages.list(session.id)
+            last_user = next((m for m in reversed(messages) if m.role is Role.USER), None)
+            if last_user is None:
+                return False
+            removed = [m for m in messages[messages.index(last_user) + 1:] if is_visible(m)]
+            await self._store.messages.delete_after(session.id, last_user.id)
+            await self._recount(session, -len(removed))
+            return True
+
+    async def reset(self, session: Session) -> None:
+        """Empties the conversation; the session, its key and its links stay."""
+        async with self._locks.hold(session.id):
+            await self._store.messages.clear(session.id)
+            await self._recount(session, None)
+
+    async def _recount(self, session: Session, delta: int | None) -> None:
+        fresh = await self._store.sessions.get(session.account_id, session.id)
+        if fresh is not None:
+            fresh.message_count = 0 if delta is None else max(fresh.message_count + delta, 0)
+            await self._store.sessions.update(fresh)
+
+    async def close(self) -> None:
+        """Lets running turns finish (the server drains requests first)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(
+        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content
+    ) -> TurnOutcome:
+        try:
+            async with self._locks.hold(session_id):
+                return await self._turn(turn, session_id, client, gateway, content)
+        except asyncio.CancelledError:
+            if not turn.cancel_requested:
+                raise
+            return await self._store_cancelled(turn, client.account_id, session_id)
+        except (ChatRefused, GatewayError) as exc:
+            turn.events.put_nowait(TurnEvent("error", {"message": exc.message}))
+            raise
+
+    async def _turn(
+        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content
+    ) -> TurnOutcome:
+        session = await self._store.sessions.get(client.account_id, session_id)
+        if session is None or not session.is_live(self._clock.now()):
+            raise ChatRefused(404, "This chat session has ended.")
+        messages = await self._store.messages.list(session.id)
+        repeat = bool(messages) and messages[-1].role is Role.USER and messages[-1].content == content
+        cap = client.limiting_parameters.max_messages
+        if cap and not repeat and session.message_count >= cap:
+            raise ChatRefused(403, f"This conversation reached its limit of {cap} messages; start a new one.")
+        now = self._clock.now()
+        if not repeat:  # an unanswered identical last message (after a retry or a failure) is answered instead
+            user = Message(session_id=session.id, role=Role.USER, content=content, created_at=now)
+            await self._store.messages.append(user)
+            messages.append(user)
+            session.message_count += 1
+        session.last_user_message_at = session.last_message_at = now
+        self._sessions.slide(session)
+        await self._store.sessions.update(session)
+        turn.started = True
+        caller = Caller(
+            call_source=CallSource.WEB_CHAT, external_user_id=session.tag, conversation_token=session.conversation_token,
+            session_id=session.id, metadata=session.metadata,
+        )
+        request = TurnRequest(
+            gateway=gateway, messages=history_of(messages), caller=caller, extra_context=session.extra_context,
+            context_location=session.context_location, stream=True,
+        )
+        result = await self._pipeline.run(request, _EventSink(turn, client.client_parameters.show_tool_calls))
+        turn.answered = True
+        final = await self._store_result(session, result)
+        outcome = TurnOutcome(message=final, result=result, cancelled=False)
+        turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
+        return outcome
+
+    async def _store_result(self, session: Session, result: TurnResult) -> Message:
+        now = self._clock.now()
+        *steps, last = result.new_messages
+        for step in steps:  # tool-call rounds: kept so later turns see what the tools said
+            await self._store.messages.append(Message(
+                session_id=session.id, role=Role(step["role"]), content=step.get("content"),
+                tool_calls=step.get("tool_calls") or [], tool_call_id=step.get("tool_call_id"), created_at=now,
+            ))
+        final = Message(
+            session_id=session.id, role=Role.ASSISTANT, content=last.get("content") or "",
+            reasoning=result.reasoning or None, usage=result.usage, created_at=now,
+        )
+        await self._store.messages.append(final)
+        session.message_count += 1
+        session.token_count += result.usage.total_tokens
+        session.last_message_at = now
+        await self._store.sessions.update(session)
+        return final
+
+    async def _store_cancelled(self, turn: ActiveTurn, account_id: str, session_id: str) -> TurnOutcome:
+        """Keeps what was said before the cancel, marked cancelled (when the turn had started)."""
+        message = Message(
+            session_id=session_id, role=Role.ASSISTANT, content="".join(turn.text),
+            reasoning="".join(turn.reasoning) or None, status=MessageStatus.CANCELLED, created_at=self._clock.now(),
+        )
+        if turn.started:
+            await self._store.messages.append(message)
+            session = await self._store.sessions.get(account_id, session_id)
+            if session is not None:
+                session.message_count += 1
+                session.last_message_at = message.created_at
+                await self._store.sessions.update(session)
+        outcome = TurnOutcome(message=message, result=None, cancelled=True)
+        turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
+        return outcome

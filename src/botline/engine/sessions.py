@@ -1,0 +1,94 @@
+"""Web-chat sessions: create-or-renew by tag, sliding expiry, access-key lookup, background purge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from datetime import timedelta
+
+from botline.domain.chat_clients import ChatClient
+from botline.domain.clock import Clock
+from botline.domain.conversations import Session
+from botline.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+ACCESS_KEY_PREFIX = "wk_"
+ACCESS_KEY_BYTES = 24
+"""token_urlsafe(24): 192 bits of randomness."""
+SLIDING_RENEWAL = timedelta(minutes=30)
+PURGE_INTERVAL_SECONDS = 60.0
+
+
+def new_access_key() -> str:
+    return ACCESS_KEY_PREFIX + secrets.token_urlsafe(ACCESS_KEY_BYTES)
+
+
+class SessionService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._purger: asyncio.Task[None] | None = None
+
+    async def open(
+        self, client: ChatClient, *, lifetime: timedelta, tag: str | None, extra_context: str | None,
+        context_location: str | None, metadata: dict[str, str],
+    ) -> Session:
+        """A tag with a live session returns that session, renewed and with its context updated."""
+        now = self._clock.now()
+        if tag:
+            existing = await self._store.sessions.get_by_tag(client.account_id, client.id, tag)
+            if existing is not None and existing.is_live(now):
+                existing.expires_at = now + lifetime
+                existing.extra_context = extra_context
+                existing.context_location = context_location
+                existing.metadata = metadata
+                await self._store.sessions.update(existing)
+                return existing
+        session = Session(
+            account_id=client.account_id, chat_client_id=client.id, access_key=new_access_key(), tag=tag or None,
+            extra_context=extra_context, context_location=context_location, metadata=metadata, created_at=now,
+            expires_at=now + lifetime,
+        )
+        await self._store.sessions.create(session)
+        return session
+
+    async def live_by_access_key(self, access_key: str) -> Session | None:
+        session = await self._store.sessions.get_by_access_key(access_key)
+        if session is None or not session.is_live(self._clock.now()):
+            return None
+        return session
+
+    def slide(self, session: Session) -> None:
+        """A user message on a session about to expire keeps it open 30 more minutes."""
+        floor = self._clock.now() + SLIDING_RENEWAL
+        if session.expires_at < floor:
+            session.expires_at = floor
+
+    async def start_purging(self) -> None:
+        if self._purger is None:
+            self._purger = asyncio.create_task(self._purge_forever(), name="session-purge")
+
+    async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
+
+    async def purge_once(self) -> int:
+        removed = 0
+        while batch := await self._store.sessions.delete_expired(self._clock.now()):
+            removed += batch
+        return removed
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+            try:
+                if removed := await self.purge_once():
+                    log.info("purged %d expired sessions", removed)
+            except StoreError as exc:
+                log.warning("session purge failed, will retry: %s", exc)

@@ -1,0 +1,135 @@
+"""What every Redis repository shares: the StoreUnavailable boundary, JSON documents, scores and
+the WATCH/MULTI helpers. The repositories live in `redis.py` and `redis_conversations.py`.
+
+The client must decode replies (checked by RedisStore), hence the `cast(str, ...)` of replies.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ParamSpec, TypeVar, cast
+
+from pydantic import BaseModel
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from botline.store.base import ConflictError, StoreUnavailable
+from botline.store.keys import RedisKeys
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
+P = ParamSpec("P")
+C = TypeVar("C")
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+UNAVAILABLE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+
+
+def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The one boundary where a lost Redis connection becomes StoreUnavailable."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+
+    return wrapper
+
+
+def _reachable_methods(cls: type[C]) -> type[C]:
+    """Puts every public coroutine method that `cls` defines behind `_reachable`."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _reachable(member))
+    return cls
+
+
+def _dump(model: BaseModel) -> str:
+    return model.model_dump_json(by_alias=True)
+
+
+async def _fetch(conn: Redis | Pipeline, model_type: type[ModelT], key: str) -> ModelT | None:
+    """Reads one document, through the client or through a pipeline that is watching."""
+    raw = await conn.get(key)
+    return None if raw is None else model_type.model_validate_json(raw)
+
+
+async def _fetch_many(pipe: Pipeline, model_type: type[ModelT], keys: Sequence[str]) -> list[ModelT | None]:
+    """Reads several documents through a pipeline that is watching; None where a key is missing."""
+    if not keys:
+        return []
+    raws = cast(list[str | None], await pipe.mget(list(keys)))
+    return [None if raw is None else model_type.model_validate_json(raw) for raw in raws]
+
+
+async def _claim(pipe: Pipeline, old: str, new: str, what: str) -> None:
+    """Before MULTI: when a unique pointer moves from `old` to `new`, watches `new` and raises
+    ConflictError if another object holds it."""
+    if new != old:
+        await pipe.watch(new)
+        if await pipe.exists(new):
+            raise ConflictError(f"{what} already exists")
+
+
+def _repoint(pipe: Pipeline, old: str, new: str, object_id: str) -> None:
+    """Inside MULTI: moves a unique pointer (DEL then SET, so also right when old == new)."""
+    pipe.delete(old)
+    pipe.set(new, object_id)
+
+
+def _score(moment: datetime) -> int:
+    """Whole microseconds since the epoch: exact in a sorted-set score (< 2**53), so equal
+    timestamps tie and Redis orders them by member (the id), like `ORDER BY created_at, id`."""
+    return (moment.astimezone(UTC) - EPOCH) // MICROSECOND
+
+
+def _epoch_seconds(moment: datetime) -> float:
+    """The score of an expiry: the same float SQLite stores in `expires_ts`, so both backends
+    compare `expires_at <= now` on identical numbers."""
+    return moment.timestamp()
+
+
+class _Repo:
+    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    async def _atomic(self, body: Callable[[Pipeline], Awaitable[T]], *watch: str) -> T:
+        """Runs `body` with `watch` watched; it reads, calls `pipe.multi()`, then queues writes.
+        Retried from the start when a watched key changed before EXEC."""
+        result: T = await self._redis.transaction(body, *watch, value_from_callable=True)
+        return result
+
+    async def _insert(self, unique: Sequence[str], what: str, writes: Callable[[Pipeline], None]) -> None:
+        """Queues `writes` in one MULTI unless one of the `unique` keys exists already."""
+
+        async def body(pipe: Pipeline) -> None:
+            if await pipe.exists(*unique):
+                raise ConflictError(f"{what} already exists")
+            pipe.multi()
+            writes(pipe)
+
+        await self._atomic(body, *unique)
+
+    async def _get(self, model_type: type[ModelT], key: str) -> ModelT | None:
+        return await _fetch(self._redis, model_type, key)
+
+    async def _by_pointer(self, model_type: type[ModelT], pointer: str, key_of: Callable[[str], str]) -> ModelT | None:
+        """Follows a unique-index key holding an id to that id's document."""
+        object_id = cast(str | None, await self._redis.get(pointer))
+        return None if object_id is None else await self._get(model_type, key_of(object_id))
+
+    async def _indexed(self, model_type: type[ModelT], index: str, key_of: Callable[[str], str]) -> list[ModelT]:
+        """The documents whose ids a sorted set holds, in score order."""
+        ids = cast(list[str], await self._redis.zrange(index, 0, -1))
+        if not ids:
+            return []
+        raws = await self._redis.mget([key_of(object_id) for object_id in ids])
+        return [model_type.model_validate_json(raw) for raw in raws if raw is not None]

@@ -1,0 +1,280 @@
+"""Redis repositories of the conversation side: chat clients, sessions and their messages.
+
+Same rules as `redis.py`: JSON documents plus index keys named by `RedisKeys`, every multi-key
+write in one MULTI/EXEC, and writes that depend on what is stored run under WATCH (retried).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from redis.asyncio.client import Pipeline
+
+from botline.domain.chat_clients import ChatClient
+from botline.domain.conversations import Message, Session
+from botline.store.base import ChatClientRepository, ConflictError, MessageRepository, SessionRepository
+from botline.store.redis_base import (
+    _claim,
+    _dump,
+    _epoch_seconds,
+    _fetch,
+    _fetch_many,
+    _reachable_methods,
+    _Repo,
+    _repoint,
+    _score,
+)
+
+MIN_SCORE = "-inf"
+
+
+@_reachable_methods
+class RedisChatClients(_Repo, ChatClientRepository):
+    async def create(self, client: ChatClient) -> None:
+        def writes(pipe: Pipeline) -> None:
+            pipe.set(self._keys.chat_client(client.id), _dump(client))
+            pipe.zadd(self._keys.chat_clients_of_account(client.account_id), {client.id: _score(client.created_at)})
+
+        await self._insert([self._keys.chat_client(client.id)], f"chat client {client.id}", writes)
+
+    async def get(self, account_id: str, client_id: str) -> ChatClient | None:
+        client = await self._get(ChatClient, self._keys.chat_client(client_id))
+        return client if client is not None and client.account_id == account_id else None
+
+    async def list_for_account(self, account_id: str) -> list[ChatClient]:
+        return await self._indexed(ChatClient, self._keys.chat_clients_of_account(account_id), self._keys.chat_client)
+
+    async def update(self, client: ChatClient) -> None:
+        doc_key = self._keys.chat_client(client.id)
+
+        async def body(pipe: Pipeline) -> None:
+            old = await _fetch(pipe, ChatClient, doc_key)
+            if old is None or old.account_id != client.account_id:
+                return
+            pipe.multi()
+            pipe.set(doc_key, _dump(client))
+
+        await self._atomic(body, doc_key)
+
+    async def delete(self, account_id: str, client_id: str) -> bool:
+        doc_key = self._keys.chat_client(client_id)
+
+        async def body(pipe: Pipeline) -> bool:
+            client = await _fetch(pipe, ChatClient, doc_key)
+            if client is None or client.account_id != account_id:
+                return False
+            pipe.multi()
+            pipe.delete(doc_key)
+            pipe.zrem(self._keys.chat_clients_of_account(account_id), client_id)
+            return True
+
+        return await self._atomic(body, doc_key)
+
+
+@_reachable_methods
+class RedisSessions(_Repo, SessionRepository):
+    """Indexes per session: the access-key pointer (unique), the client's zset by created_at, the
+    global expiry zset (epoch seconds) and, when tagged, the zset of the client's sessions with
+    that tag by created_at, whose last member is what `get_by_tag` returns. Scores of the
+    created_at indexes keep the created_at of `create`, as SQLite keeps its `created_at` column."""
+
+    async def create(self, session: Session) -> None:
+        def writes(pipe: Pipeline) -> None:
+            pipe.set(self._keys.session(session.id), _dump(session))
+            pipe.set(self._keys.session_by_access_key(session.access_key), session.id)
+            self._index(pipe, session, _score(session.created_at))
+
+        unique = [self._keys.session(session.id), self._keys.session_by_access_key(session.access_key)]
+        await self._insert(unique, "session", writes)
+
+    def _client_index(self, session: Session) -> str:
+        return self._keys.sessions_of_client(session.account_id, session.chat_client_id)
+
+    def _index(self, pipe: Pipeline, session: Session, created: int) -> None:
+        """Inside MULTI: adds the session to its client, tag and expiry indexes."""
+        pipe.zadd(self._client_index(session), {session.id: created})
+        if session.tag is not None:
+            tagged = self._keys.sessions_with_tag(session.account_id, session.chat_client_id, session.tag)
+            pipe.zadd(tagged, {session.id: created})
+        pipe.zadd(self._keys.sessions_by_expiry(), {session.id: _epoch_seconds(session.expires_at)})
+
+    def _unindex(self, pipe: Pipeline, session: Session) -> None:
+        """Inside MULTI: the reverse of `_index` (the expiry entry is left to the caller)."""
+        pipe.zrem(self._client_index(session), session.id)
+        if session.tag is not None:
+            pipe.zrem(self._keys.sessions_with_tag(session.account_id, session.chat_client_id, session.tag), session.id)
+
+    def _drop(self, pipe: Pipeline, session: Session) -> None:
+        """Inside MULTI: deletes the session, every index entry of it and its messages."""
+        keys = self._keys
+        pipe.delete(
+            keys.session(session.id),
+            keys.session_by_access_key(session.access_key),
+            keys.message_ids(session.id),
+            keys.messages(session.id),
+        )
+        self._unindex(pipe, session)
+        pipe.zrem(keys.sessions_by_expiry(), session.id)
+
+    async def get(self, account_id: str, session_id: str) -> Session | None:
+        session = await self._get(Session, self._keys.session(session_id))
+        return session if session is not None and session.account_id == account_id else None
+
+    async def get_by_access_key(self, access_key: str) -> Session | None:
+        return await self._by_pointer(Session, self._keys.session_by_access_key(access_key), self._keys.session)
+
+    async def get_by_tag(self, account_id: str, chat_client_id: str, tag: str) -> Session | None:
+        """The highest (created_at, id) in the tag's zset, like SQLite's `ORDER BY created_at DESC,
+        id DESC`. Every tagged session stays in that zset (not only the newest behind a pointer),
+        so deleting the newest one makes the next newest with that tag found again."""
+        tagged = self._keys.sessions_with_tag(account_id, chat_client_id, tag)
+        newest = cast(list[str], await self._redis.zrange(tagged, 0, 0, desc=True))
+        if not newest:
+            return None
+        session = await self._get(Session, self._keys.session(newest[0]))
+        # Checked again: an update or a delete may land between the two reads.
+        found = None if session is None else (session.account_id, session.chat_client_id, session.tag)
+        return session if found == (account_id, chat_client_id, tag) else None
+
+    async def update(self, session: Session) -> None:
+        """Ignored for an unknown id or a session stored under another account; the indexes follow
+        a new access key, tag, chat client or expiry."""
+        doc_key = self._keys.session(session.id)
+
+        async def body(pipe: Pipeline) -> None:
+            old = await _fetch(pipe, Session, doc_key)
+            if old is None or old.account_id != session.account_id:
+                return
+            old_access = self._keys.session_by_access_key(old.access_key)
+            new_access = self._keys.session_by_access_key(session.access_key)
+            await _claim(pipe, old_access, new_access, "session access key")
+            pipe.multi()
+            _repoint(pipe, old_access, new_access, session.id)
+            self._unindex(pipe, old)
+            self._index(pipe, session, _score(old.created_at))
+            pipe.set(doc_key, _dump(session))
+
+        await self._atomic(body, doc_key)
+
+    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
+        index = self._keys.sessions_of_client(account_id, chat_client_id)
+        return await self._indexed(Session, index, self._keys.session)
+
+    async def delete(self, account_id: str, session_id: str) -> bool:
+        doc_key = self._keys.session(session_id)
+
+        async def body(pipe: Pipeline) -> bool:
+            session = await _fetch(pipe, Session, doc_key)
+            if session is None or session.account_id != account_id:
+                return False
+            pipe.multi()
+            self._drop(pipe, session)
+            return True
+
+        return await self._atomic(body, doc_key)
+
+    async def delete_for_client(self, account_id: str, chat_client_id: str) -> int:
+        """One transaction over the client's index and every session in it: a session created in
+        the client meanwhile restarts it, so none is left behind."""
+        index = self._keys.sessions_of_client(account_id, chat_client_id)
+
+        async def body(pipe: Pipeline) -> int:
+            ids = cast(list[str], await pipe.zrange(index, 0, -1))
+            if not ids:
+                return 0
+            doc_keys = [self._keys.session(session_id) for session_id in ids]
+            await pipe.watch(*doc_keys)
+            sessions = await _fetch_many(pipe, Session, doc_keys)
+            pipe.multi()
+            pipe.zrem(index, *ids)  # also drops ids whose document is gone
+            owner = (account_id, chat_client_id)
+            doomed = [s for s in sessions if s is not None and (s.account_id, s.chat_client_id) == owner]
+            for session in doomed:
+                self._drop(pipe, session)
+            return len(doomed)
+
+        return await self._atomic(body, index)
+
+    async def delete_expired(self, now: datetime, *, limit: int = 500) -> int:
+        """Picks up to `limit` ids from the expiry zset (lowest expiry first), then deletes, under
+        WATCH of their documents, those whose stored `expires_at` is still due. The expiry zset
+        itself is not watched, so sessions created meanwhile never make this retry."""
+        expiry = self._keys.sessions_by_expiry()
+        due = _epoch_seconds(now)
+        ids = cast(list[str], await self._redis.zrangebyscore(expiry, MIN_SCORE, due, start=0, num=limit))
+        if not ids:
+            return 0
+        doc_keys = [self._keys.session(session_id) for session_id in ids]
+
+        async def body(pipe: Pipeline) -> int:
+            sessions = await _fetch_many(pipe, Session, doc_keys)
+            pipe.multi()
+            deleted = 0
+            for session_id, session in zip(ids, sessions, strict=True):
+                if session is None:
+                    pipe.zrem(expiry, session_id)  # deleted meanwhile (or a stale entry)
+                elif _epoch_seconds(session.expires_at) <= due:
+                    self._drop(pipe, session)
+                    deleted += 1
+            return deleted
+
+        return await self._atomic(body, *doc_keys)
+
+
+@_reachable_methods
+class RedisMessages(_Repo, MessageRepository):
+    """Per session: a list of ids (the order) and a hash id -> JSON (the documents)."""
+
+    async def append(self, message: Message) -> None:
+        documents = self._keys.messages(message.session_id)
+
+        async def body(pipe: Pipeline) -> None:
+            if await pipe.hexists(documents, message.id):
+                raise ConflictError(f"message {message.id} already exists")
+            pipe.multi()
+            pipe.hset(documents, message.id, _dump(message))
+            pipe.rpush(self._keys.message_ids(message.session_id), message.id)
+
+        await self._atomic(body, documents)
+
+    async def update(self, message: Message) -> None:
+        documents = self._keys.messages(message.session_id)
+
+        async def body(pipe: Pipeline) -> None:
+            if await pipe.hexists(documents, message.id):
+                pipe.multi()
+                pipe.hset(documents, message.id, _dump(message))
+
+        await self._atomic(body, documents)
+
+    async def list(self, session_id: str) -> list[Message]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(self._keys.message_ids(session_id), 0, -1)
+            pipe.hgetall(self._keys.messages(session_id))
+            ids, documents = await pipe.execute()
+        return [Message.model_validate_json(documents[i]) for i in ids if i in documents]
+
+    async def delete_after(self, session_id: str, message_id: str) -> int:
+        order = self._keys.message_ids(session_id)
+
+        async def body(pipe: Pipeline) -> int:
+            position = cast(int | None, await pipe.lpos(order, message_id))
+            if position is None:
+                return 0
+            later = cast(list[str], await pipe.lrange(order, position + 1, -1))
+            if not later:
+                return 0
+            pipe.multi()
+            pipe.ltrim(order, 0, position)
+            pipe.hdel(self._keys.messages(session_id), *later)
+            return len(later)
+
+        return await self._atomic(body, order)
+
+    async def clear(self, session_id: str) -> int:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hlen(self._keys.messages(session_id))
+            pipe.delete(self._keys.message_ids(session_id), self._keys.messages(session_id))
+            count, _ = await pipe.execute()
+        return int(count)

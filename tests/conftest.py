@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from botline.domain.clock import Clock, SystemClock
 from tests.emulators.fake_llm import FakeLLM
 from tests.support.redis_server import redis_url
 from tests.support.server import RunningServer, make_settings, running_server
@@ -30,9 +31,15 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, settings_overrides: dict[str, Any]) -> AsyncIterator[RunningServer]:
+def clock() -> Clock:
+    """The server's clock; override with a FrozenClock to move time without sleeping."""
+    return SystemClock()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, settings_overrides: dict[str, Any], clock: Clock) -> AsyncIterator[RunningServer]:
     settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}", **settings_overrides)
-    async with running_server(settings) as running:
+    async with running_server(settings, clock=clock) as running:
         yield running
 
 

@@ -23,15 +23,8 @@ START = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
 
 @pytest.fixture
 def clock() -> FrozenClock:
+    """The server runs on a clock the tests move: expiry and login windows without sleeping."""
     return FrozenClock(START)
-
-
-@pytest.fixture
-async def server(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[RunningServer]:
-    """The shared server, on a clock the tests move: expiry and login windows without sleeping."""
-    settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}")
-    async with running_server(settings, clock=clock) as running:
-        yield running
 
 
 async def new_key(server: RunningServer, key: str | None = None, **body: object) -> str:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG := $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
 
-.PHONY: run test bench install install-dev clean
+.PHONY: run test lint bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ run: install
 ## Install what the tests need and run the whole suite.
 test: install-dev
 	$(BIN)/python -m pytest
+
+## Static checks: ruff (style, bugs) and mypy --strict (types).
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 ## Benchmarks (results go to docs/benchmarks.md by hand, with the command).
 bench: install-dev

@@ -42,7 +42,10 @@ def test_interpolation_uses_values_then_defaults() -> None:
 def test_a_declared_gateway_without_a_model_is_skipped_not_an_error(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_MODEL", raising=False)
-    text = "gateways:\n  - name: default\n    parameters:\n      baseAddress: https://x/v1\n      modelName: ${OPENAI_MODEL}\n"
+    text = (
+        "gateways:\n  - name: default\n    parameters:\n"
+        "      baseAddress: https://x/v1\n      modelName: ${OPENAI_MODEL}\n"
+    )
     settings = load_settings(write(tmp_path, text))
     assert [g.complete for g in settings.gateways] == [False]
 

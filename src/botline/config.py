@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,7 @@ def resolve_config_path(explicit: str | None) -> Path | None:
     return default if default.exists() else None
 
 
-def _error_location(error: dict[str, Any]) -> str:
+def _error_location(error: Mapping[str, Any]) -> str:
     parts = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
     return ".".join(parts) or "config"
 

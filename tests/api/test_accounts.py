@@ -4,9 +4,7 @@ Information), over real loopback HTTP."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,7 @@ from botline.app import STORE
 from botline.domain.clock import FrozenClock
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM, Reply
-from tests.support.server import ADMIN_KEY, RunningServer, make_settings, running_server
+from tests.support.server import ADMIN_KEY, RunningServer
 
 KEY_SHAPE = re.compile(r"^sk-[A-Za-z0-9_-]{32,}$")
 START = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)

@@ -32,7 +32,8 @@ async def test_create_view_and_list_a_client(server: RunningServer, fake_llm: Fa
 
 async def test_put_merges_parameters_shallowly_and_replaces_arrays(server: RunningServer, fake_llm: FakeLLM) -> None:
     client_id = await create_client(
-        server, fake_llm, helloLabel="Hi!", suggestionButtons=[{"label": "A", "prompt": "a"}, {"label": "B", "prompt": "b"}],
+        server, fake_llm, helloLabel="Hi!",
+        suggestionButtons=[{"label": "A", "prompt": "a"}, {"label": "B", "prompt": "b"}],
         limitingParameters={"messagesPerHour": 30, "maxMessages": 100},
     )
     status, _ = await server.call("PUT", f"/api/v1/web-chat-client/{client_id}", json={

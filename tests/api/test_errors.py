@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import openai
+import orjson
 import pytest
 from multidict import CIMultiDict
 
@@ -153,7 +154,7 @@ async def test_a_missing_or_unknown_key_is_a_json_401(server: RunningServer, hea
 
 async def test_every_answer_carries_a_request_id(server: RunningServer, fake_llm: FakeLLM) -> None:
     gateway_id = await create_gateway(server, fake_llm)
-    chat = '{"model": "%s", "messages": [{"role": "user", "content": "hi"}]}' % gateway_id
+    chat = orjson.dumps({"model": gateway_id, "messages": [{"role": "user", "content": "hi"}]}).decode()
     ids = []
     for method, path, data, key in [
         ("GET", "/healthz", None, ""), ("GET", "/api/v1/ai-gateways", None, None),
@@ -172,7 +173,7 @@ async def test_every_answer_carries_a_request_id(server: RunningServer, fake_llm
 
 async def test_a_streamed_answer_carries_a_request_id(server: RunningServer, fake_llm: FakeLLM) -> None:
     gateway_id = await create_gateway(server, fake_llm)
-    chat = '{"model": "%s", "stream": true, "messages": [{"role": "user", "content": "hi"}]}' % gateway_id
+    chat = orjson.dumps({"model": gateway_id, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).decode()
     status, headers, text = await raw(server, "POST", "/v1/chat/completions", data=chat,
                                       headers={"Content-Type": "application/json"})
     assert status == 200 and text.rstrip().endswith("data: [DONE]")

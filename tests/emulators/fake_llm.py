@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import re
 import secrets
@@ -512,10 +513,8 @@ def main(argv: list[str] | None = None) -> None:
         runner: Callable[..., None] = asyncio.run
     else:
         runner = uvloop.run
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         runner(_serve_forever(args.host, args.port, args.api_key, args.models))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -344,11 +344,10 @@ class TestStreaming:
         gateway_id = await create_gateway(server, fake_llm)
         fake_llm.script(Reply(text=" ".join(["word"] * 200), chunk_delay=0.02))
         body = {"model": gateway_id, "messages": [{"role": "user", "content": "long"}], "stream": True}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(server.url + "/v1/chat/completions", json=body,
-                                 headers=server.headers()) as response:
-                assert response.status == 200
-                await response.content.readline()  # the first chunk has arrived
+        async with aiohttp.ClientSession() as http, http.post(server.url + "/v1/chat/completions", json=body,
+                             headers=server.headers()) as response:
+            assert response.status == 200
+            await response.content.readline()  # the first chunk has arrived
         await fake_llm.wait_for_cancelled(1, timeout=5)
         assert fake_llm.cancelled == 1
 

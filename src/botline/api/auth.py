@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from botline.accounts import hash_key
 from botline.domain.accounts import Account, ApiKey
@@ -55,9 +56,8 @@ class Authenticator:
     async def authenticate(self, secret: str) -> Principal | None:
         key_hash = hash_key(secret)
         cached = self._cache.get(key_hash)
-        if cached is not None and time.monotonic() - cached[1] < self._ttl:
-            principal = cached[0]
-        else:
+        principal = cached[0] if cached is not None and time.monotonic() - cached[1] < self._ttl else None
+        if principal is None:
             principal = await self._load(key_hash)
             if principal is None:
                 self._cache.pop(key_hash, None)
@@ -117,7 +117,7 @@ def requires_key(path: str) -> bool:
 def auth_middleware(
     authenticator_of: Callable[[web.Application], Authenticator],
     unauthorized: Callable[[web.Request, int, str], web.StreamResponse],
-) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """Attaches the Principal to every protected request; answers 401/403 otherwise."""
 
     @web.middleware

@@ -97,7 +97,10 @@ async def create_client(request: web.Request) -> web.Response:
     svc = services(request)
     account_id = principal(request).account.id
     await _check_gateway(svc, account_id, body.ai_gateway_id)
-    client = ChatClient(account_id=account_id, **dict(body))
+    client = ChatClient(
+        account_id=account_id, name=body.name, ai_gateway_id=body.ai_gateway_id,
+        limiting_parameters=body.limiting_parameters, client_parameters=body.client_parameters,
+    )
     await svc.store.chat_clients.create(client)
     return json_response({"id": client.id})
 
@@ -133,7 +136,10 @@ async def edit_client(request: web.Request) -> web.Response:
     body = parse_model(ChatClientBody, merged)
     svc = services(request)
     await _check_gateway(svc, client.account_id, body.ai_gateway_id)
-    updated = client.model_copy(update=dict(body))
+    updated = client.model_copy(update={
+        "name": body.name, "ai_gateway_id": body.ai_gateway_id, "limiting_parameters": body.limiting_parameters,
+        "client_parameters": body.client_parameters,
+    })
     await svc.store.chat_clients.update(updated)
     return message_response("Web chat client updated.")
 

@@ -101,7 +101,8 @@ def _reader(svc: Services, client: ChatClient, session: Session) -> AttachmentRe
 
 
 def _refusal(exc: ChatRefused | AttachmentError) -> ApiError:
-    headers = {"Retry-After": str(int(exc.retry_after))} if getattr(exc, "retry_after", None) else None
+    retry_after = exc.retry_after if isinstance(exc, ChatRefused) else None
+    headers = {"Retry-After": str(int(retry_after))} if retry_after else None
     return ApiError(exc.status, exc.message, headers=headers)
 
 

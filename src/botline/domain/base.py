@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -18,9 +19,9 @@ class CamelModel(BaseModel):
         extra="ignore",
     )
 
-    def wire(self, **kwargs: object) -> dict[str, object]:
+    def wire(self, **kwargs: Any) -> dict[str, Any]:
         """The JSON-ready, camelCase dict of this model."""
-        return self.model_dump(mode="json", by_alias=True, **kwargs)  # type: ignore[arg-type]
+        return self.model_dump(mode="json", by_alias=True, **kwargs)
 
 
 def new_id() -> str:

@@ -170,9 +170,9 @@ class ChatEngine:
             waiting.remove(turn)
         if not waiting:
             self._active.pop(turn.session_id, None)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            if not isinstance(error, ChatRefused | GatewayError):
-                log.error("web chat turn failed", exc_info=error)
+        error = None if task.cancelled() else task.exception()
+        if error is not None and not isinstance(error, ChatRefused | GatewayError):
+            log.error("web chat turn failed", exc_info=error)
 
     def cancel(self, session_id: str) -> bool:
         """Cancels the session's running and queued turns; True when there was one."""
@@ -248,8 +248,8 @@ class ChatEngine:
         await self._store.sessions.update(session)
         turn.started = True
         caller = Caller(
-            call_source=CallSource.WEB_CHAT, external_user_id=session.tag, conversation_token=session.conversation_token,
-            session_id=session.id, metadata=session.metadata,
+            call_source=CallSource.WEB_CHAT, external_user_id=session.tag,
+            conversation_token=session.conversation_token, session_id=session.id, metadata=session.metadata,
         )
         request = TurnRequest(
             gateway=gateway, messages=history_of(messages), caller=caller, extra_context=session.extra_context,

@@ -142,7 +142,9 @@ class TurnPipeline:
     ) -> TurnResult:
         params = request.gateway.parameters
         client = self._s.clients.get(params.base_address, params.api_key)
-        usage, produced, runs = TokenUsage(), [], []
+        usage = TokenUsage()
+        produced: list[ChatMessage] = []
+        runs: list[ToolRun] = []
         max_rounds = self._s.settings.max_tool_rounds
         for round_number in range(1, max_rounds + 1):
             offer_tools = tool_specs if round_number < max_rounds else []
@@ -150,7 +152,7 @@ class TurnPipeline:
             answer = await self._call(request, client, body, sink)
             usage += answer.usage or TokenUsage()
             client_calls = [c for c in answer.tool_calls if c["function"]["name"] not in tools]
-            if not answer.tool_calls or client_calls and request.client_tools is not None:
+            if not answer.tool_calls or (client_calls and request.client_tools is not None):
                 text = answer.content
                 if prefill and params.include_prefilling_in_messages:
                     text = prefill + text

@@ -19,6 +19,9 @@ CHARS_PER_TOKEN = 4
 PER_MESSAGE_OVERHEAD = 4
 """OpenAI's chat format adds a few tokens per message (role and separators)."""
 
+DEFAULT_ENCODING = "o200k_base"
+"""For model names tiktoken does not know (most non-OpenAI models): close enough for a budget."""
+
 Counter = Callable[[str], int]
 
 
@@ -42,14 +45,11 @@ class TokenCounters:
     @staticmethod
     def _load(model: str) -> Counter:
         try:
-            encoding = tiktoken.encoding_for_model(model)
+            name = tiktoken.encoding_name_for_model(model)
         except KeyError:
-            encoding = None
-            name = "o200k_base"
-        else:
-            name = encoding.name
+            name = DEFAULT_ENCODING
         try:
-            encoding = encoding or tiktoken.get_encoding(name)
+            encoding = tiktoken.get_encoding(name)
             encoding.encode("warm-up")
         except Exception as exc:  # tiktoken raises requests/OS errors when the BPE file can't be fetched
             log.info("tiktoken encoding %s unavailable (%s); counting tokens as chars/4", name, type(exc).__name__)

@@ -345,7 +345,7 @@ class SqliteCounters(_Repo, CounterRepository):
 
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("botline.store") / "migrations"
-    scripts = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    scripts = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(int(p.name.split("_", 1)[0]), p.read_text()) for p in scripts]
 
 

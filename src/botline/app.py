@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -9,14 +10,28 @@ import aiohttp
 from aiohttp import web
 
 from botline.accounts import admin_account, bootstrap_admin_keys
-from botline.api import accounts, admin, chat_clients, chat_page, gateways, health, openai_compat, public_chat
+from botline.api import (
+    accounts,
+    admin,
+    chat_clients,
+    chat_page,
+    gateways,
+    health,
+    integrations,
+    openai_compat,
+    public_chat,
+    webhooks,
+)
+from botline.channels.registry import channel_adapters
 from botline.api.auth import Authenticator, auth_middleware
 from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
 from botline.api.state import SERVICES, Services
 from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
+from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
+from botline.engine.inbound import InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
@@ -84,18 +99,33 @@ def build_app(
         sessions = SessionService(store, clock)
         await sessions.start_purging()
         chat = ChatEngine(store, pipeline, sessions, limiter, clock)
+        transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
+        adapters = channel_adapters(settings, app[HTTP])
+        inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,
+                                max_upload_bytes=settings.webchat.max_upload_bytes)
+        channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url)
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
-            authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat,
-            transcriber=Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model),
+            authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
+            inbound=inbound, channels=channels,
         )
+        await inbound.resume()
+        hooks = asyncio.create_task(channels.connect_all(), name="update-hooks")
         yield
+        hooks.cancel()
+        await channels.close()
+        await inbound.close(settings.server.shutdown_grace_seconds)
+        for adapter in adapters.values():
+            await adapter.close()
         await chat.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()
 
     app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
-    for module in (health, accounts, admin, gateways, openai_compat, chat_clients, public_chat, chat_page):
+    route_modules = (
+        health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks
+    )
+    for module in route_modules:
         app.router.add_routes(module.routes)
     return app

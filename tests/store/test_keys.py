@@ -48,3 +48,14 @@ def test_usage_members_from_an_hour_sort_at_or_above_its_lex_bound() -> None:
     same = UsageBucket(hour="2026-11-25T09", gateway_id="a", model="a").member()
     after = UsageBucket(hour="2026-11-25T10", gateway_id="a", model="a").member()
     assert before < bound <= same < after
+
+
+def test_inbound_and_lock_keys_end_with_their_free_form_part() -> None:
+    keys = RedisKeys("p")
+    assert (
+        keys.inbound_pending("42", "c1", "Telegram", "+55 11:9") == "p:account:42:client:c1:inbound:Telegram:+55 11:9"
+    )
+    assert keys.inbound_dedupe("c1/Telegram/7:8") == "p:inbound_dedupe:c1/Telegram/7:8"
+    assert keys.inbound_record("r1") == "p:inbound:r1"
+    assert keys.lock("chat:a/b") == "p:lock:chat:a/b"
+    assert keys.inbound_pending("42", "c1", "Telegram", "x") != keys.sessions_with_tag("42", "c1", "inbound")

@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from botline.domain.accounts import Account
 from botline.domain.chat_clients import ChatClient, ClientParameters
 from botline.domain.conversations import Message, Role, Session
+from botline.domain.inbound import InboundRecord
+from botline.domain.integrations import IntegrationType
 from botline.store import StoreUnavailable
 from botline.store.keys import RedisKeys
 from botline.store.redis import RedisStore
@@ -19,6 +21,17 @@ from tests.support.redis_server import delete_prefix, unique_prefix
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 HOUR = timedelta(hours=1)
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def inbound(provider_message_id: str) -> InboundRecord:
+    return InboundRecord(
+        account_id="a",
+        chat_client_id="c",
+        integration=IntegrationType.TELEGRAM,
+        chat_id="chat-1",
+        provider_message_id=provider_message_id,
+    )
 
 
 @pytest.fixture
@@ -50,6 +63,10 @@ async def test_unreachable_redis_is_store_unavailable() -> None:
             await store.chat_clients.get("account", "client")
         with pytest.raises(StoreUnavailable):
             await store.sessions.delete_expired(datetime.now(UTC))
+        with pytest.raises(StoreUnavailable):
+            await store.inbound.record(inbound("m"), dedupe_seconds=60)
+        with pytest.raises(StoreUnavailable):
+            await store.locks.release("chat", "token")
 
 
 async def test_a_client_that_returns_bytes_is_refused(redis_url: str) -> None:
@@ -113,3 +130,34 @@ async def test_an_expiry_entry_without_its_session_is_dropped(client: Redis, pre
     await client.zadd(keys.sessions_by_expiry(), {"ghost": 0})
     assert await store.sessions.delete_expired(datetime.now(UTC)) == 0
     assert await client.exists(keys.sessions_by_expiry()) == 0
+
+
+async def test_pending_inbound_keys_never_expire_and_answered_ones_do(client: Redis, prefixes: list[str]) -> None:
+    prefixes.append(unique_prefix())
+    store = RedisStore(client, prefixes[0])
+    keys = RedisKeys(prefixes[0])
+    record = inbound("m-1")
+    await store.inbound.record(record, dedupe_seconds=60)
+    watched = [keys.inbound_record(record.id), keys.inbound_dedupe(record.dedupe_key)]
+    assert [await client.ttl(key) for key in watched] == [-1, -1]
+    await store.inbound.complete(record.chat, [record.id])
+    assert all(0 < ttl <= 60 for ttl in [await client.ttl(key) for key in watched])
+    assert await store.inbound.purge(FAR_FUTURE) == 1
+    left = [key async for key in client.scan_iter(match=keys.pattern())]
+    assert left == [keys.inbound_sequence()]
+
+
+async def test_purge_leaves_a_dedupe_key_reclaimed_by_a_newer_delivery(client: Redis, prefixes: list[str]) -> None:
+    prefixes.append(unique_prefix())
+    store = RedisStore(client, prefixes[0])
+    keys = RedisKeys(prefixes[0])
+    old = inbound("m-1")
+    await store.inbound.record(old, dedupe_seconds=0)
+    await store.inbound.complete(old.chat, [old.id])  # the window has passed: its keys go at once
+    assert await client.zcard(keys.inbound_answered()) == 1
+    new = inbound("m-1")
+    assert await store.inbound.record(new, dedupe_seconds=60) is True
+    assert await store.inbound.purge(FAR_FUTURE) == 0
+    assert await client.exists(keys.inbound_answered()) == 0
+    assert await store.inbound.record(inbound("m-1"), dedupe_seconds=60) is False
+    assert await store.inbound.pending(new.chat) == [new]

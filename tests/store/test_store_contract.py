@@ -11,6 +11,8 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient, ClientParameters
 from botline.domain.conversations import Message, MessageStatus, Role, Session
 from botline.domain.gateways import Gateway, GatewayParameters
+from botline.domain.inbound import ChatKey, InboundRecord
+from botline.domain.integrations import IntegrationType
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store import ConflictError, Store
 
@@ -62,6 +64,24 @@ def session(
 
 def message(session_id: str, content: str, created_at: datetime = T0) -> Message:
     return Message(session_id=session_id, role=Role.USER, content=content, created_at=created_at)
+
+
+def inbound(
+    provider_message_id: str,
+    chat_id: str = "chat-1",
+    *,
+    client_id: str = "client-1",
+    integration: IntegrationType = IntegrationType.TELEGRAM,
+    account_id: str = ALICE,
+) -> InboundRecord:
+    return InboundRecord(
+        account_id=account_id,
+        chat_client_id=client_id,
+        integration=integration,
+        chat_id=chat_id,
+        provider_message_id=provider_message_id,
+        text=f"text of {provider_message_id}",
+    )
 
 
 def usage(
@@ -759,3 +779,154 @@ class TestRacingDeletes:
             await store.sessions.create(session(access_key=f"ak-{n}"))
         counts = await asyncio.gather(*(store.sessions.delete_for_client(ALICE, "client-1") for _ in range(4)))
         assert sum(counts) == 10
+
+
+WINDOW = 3600
+FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+class TestInbound:
+    async def test_a_dedupe_key_is_recorded_once(self, store: Store) -> None:
+        first = inbound("m-1")
+        assert await store.inbound.record(first, dedupe_seconds=WINDOW) is True
+        assert await store.inbound.record(inbound("m-1"), dedupe_seconds=WINDOW) is False
+        assert await store.inbound.pending(first.chat) == [first]
+
+    async def test_provider_ids_clients_and_integrations_are_distinct(self, store: Store) -> None:
+        variants = [
+            inbound("m-1"),
+            inbound("m-2"),
+            inbound("m-1", client_id="client-2"),
+            inbound("m-1", integration=IntegrationType.ZAPI),
+        ]
+        assert [await store.inbound.record(v, dedupe_seconds=WINDOW) for v in variants] == [True] * 4
+        assert len({v.chat for v in variants}) == 3
+        assert sorted(m.provider_message_id for m in await store.inbound.pending(variants[0].chat)) == ["m-1", "m-2"]
+
+    async def test_racing_records_of_one_key_store_it_once(self, store: Store) -> None:
+        copies = [inbound("m-1") for _ in range(10)]
+        outcomes = await asyncio.gather(*(store.inbound.record(c, dedupe_seconds=WINDOW) for c in copies))
+        assert outcomes.count(True) == 1
+        winner = copies[outcomes.index(True)]
+        assert await store.inbound.pending(winner.chat) == [winner]
+
+    async def test_pending_is_in_record_order(self, store: Store) -> None:
+        for provider_id in ("m-3", "m-1", "m-2"):
+            await store.inbound.record(inbound(provider_id), dedupe_seconds=WINDOW)
+        pending = await store.inbound.pending(inbound("x").chat)
+        assert [m.provider_message_id for m in pending] == ["m-3", "m-1", "m-2"]
+
+    async def test_an_unknown_chat_has_nothing_pending(self, store: Store) -> None:
+        assert await store.inbound.pending(inbound("x").chat) == []
+        assert await store.inbound.pending_chats() == []
+
+    async def test_pending_chats_drop_a_chat_once_all_its_messages_are_complete(self, store: Store) -> None:
+        a1, b1, a2 = inbound("a1", "chat-a"), inbound("b1", "chat-b"), inbound("a2", "chat-a")
+        for record in (a1, b1, a2):
+            await store.inbound.record(record, dedupe_seconds=WINDOW)
+        assert sorted(c.chat_id for c in await store.inbound.pending_chats()) == ["chat-a", "chat-b"]
+        await store.inbound.complete(a1.chat, [a1.id])
+        assert sorted(c.chat_id for c in await store.inbound.pending_chats()) == ["chat-a", "chat-b"]
+        assert await store.inbound.pending(a1.chat) == [a2]
+        await store.inbound.complete(a2.chat, [a2.id])
+        assert await store.inbound.pending_chats() == [b1.chat]
+        await store.inbound.complete(b1.chat, [b1.id])
+        assert await store.inbound.pending_chats() == []
+
+    async def test_pending_chats_round_trip_every_field(self, store: Store) -> None:
+        record = inbound("m-1", "+55 11 9:8/7", client_id="client-9", integration=IntegrationType.EVOLUTION)
+        await store.inbound.record(record, dedupe_seconds=WINDOW)
+        chats = await store.inbound.pending_chats()
+        assert chats == [ChatKey(ALICE, "client-9", IntegrationType.EVOLUTION, "+55 11 9:8/7")]
+        assert await store.inbound.pending(chats[0]) == [record]
+
+    async def test_complete_only_affects_the_given_chats_ids(self, store: Store) -> None:
+        mine, theirs, other = inbound("m-1", "chat-a"), inbound("m-2", "chat-b"), inbound("m-3", "chat-a")
+        for record in (mine, theirs, other):
+            await store.inbound.record(record, dedupe_seconds=WINDOW)
+        await store.inbound.complete(mine.chat, [mine.id, theirs.id, "no-such-id"])
+        assert await store.inbound.pending(mine.chat) == [other]
+        assert await store.inbound.pending(theirs.chat) == [theirs]
+        await store.inbound.complete(mine.chat, [])
+        assert await store.inbound.pending(mine.chat) == [other]
+
+    async def test_a_completed_dedupe_key_still_blocks_within_its_window(self, store: Store) -> None:
+        first = inbound("m-1")
+        await store.inbound.record(first, dedupe_seconds=WINDOW)
+        await store.inbound.complete(first.chat, [first.id])
+        assert await store.inbound.record(inbound("m-1"), dedupe_seconds=WINDOW) is False
+        assert await store.inbound.pending(first.chat) == []
+
+    async def test_a_completed_dedupe_key_is_forgotten_after_its_window(self, store: Store) -> None:
+        first = inbound("m-1")
+        await store.inbound.record(first, dedupe_seconds=1)
+        await store.inbound.complete(first.chat, [first.id])
+        await asyncio.sleep(1.1)  # the window is kept by the backend's own clock
+        again = inbound("m-1")
+        assert await store.inbound.record(again, dedupe_seconds=1) is True
+        assert await store.inbound.pending(first.chat) == [again]
+
+    async def test_purge_forgets_answered_records_and_keeps_pending_ones(self, store: Store) -> None:
+        answered, waiting = inbound("m-1"), inbound("m-2")
+        for record in (answered, waiting):
+            await store.inbound.record(record, dedupe_seconds=WINDOW)
+        await store.inbound.complete(answered.chat, [answered.id])
+        assert await store.inbound.purge(datetime.now(UTC)) == 0
+        assert await store.inbound.record(inbound("m-1"), dedupe_seconds=WINDOW) is False
+        await store.inbound.purge(FAR_FUTURE)
+        assert await store.inbound.purge(FAR_FUTURE) == 0
+        assert await store.inbound.pending(waiting.chat) == [waiting]
+        assert await store.inbound.record(inbound("m-2"), dedupe_seconds=WINDOW) is False
+        again = inbound("m-1")
+        assert await store.inbound.record(again, dedupe_seconds=WINDOW) is True
+        assert await store.inbound.pending(waiting.chat) == [waiting, again]
+
+
+class TestLocks:
+    async def test_a_held_lease_is_not_given_twice(self, store: Store) -> None:
+        token = await store.locks.acquire("chat-1", ttl_seconds=30)
+        assert token is not None
+        assert await store.locks.acquire("chat-1", ttl_seconds=30) is None
+        assert await store.locks.acquire("chat-2", ttl_seconds=30) is not None
+
+    async def test_only_the_holder_releases(self, store: Store) -> None:
+        token = await store.locks.acquire("chat-1", ttl_seconds=30)
+        assert token is not None
+        await store.locks.release("chat-1", "not-the-token")
+        assert await store.locks.acquire("chat-1", ttl_seconds=30) is None
+        await store.locks.release("chat-1", token)
+        assert await store.locks.acquire("chat-1", ttl_seconds=30) is not None
+
+    async def test_only_the_holder_refreshes(self, store: Store) -> None:
+        token = await store.locks.acquire("chat-1", ttl_seconds=30)
+        assert token is not None
+        assert await store.locks.refresh("chat-1", token, ttl_seconds=30) is True
+        assert await store.locks.refresh("chat-1", "not-the-token", ttl_seconds=30) is False
+        assert await store.locks.refresh("chat-2", token, ttl_seconds=30) is False
+
+    async def test_an_expired_lease_can_be_taken(self, store: Store) -> None:
+        stale = await store.locks.acquire("chat-1", ttl_seconds=0.2)
+        assert stale is not None
+        await asyncio.sleep(0.3)  # the lease is timed by the backend's own clock
+        fresh = await store.locks.acquire("chat-1", ttl_seconds=30)
+        assert fresh is not None and fresh != stale
+        await store.locks.release("chat-1", stale)
+        assert await store.locks.acquire("chat-1", ttl_seconds=30) is None
+
+    async def test_a_refreshed_lease_outlives_its_first_ttl(self, store: Store) -> None:
+        token = await store.locks.acquire("chat-1", ttl_seconds=0.2)
+        assert token is not None
+        assert await store.locks.refresh("chat-1", token, ttl_seconds=30) is True
+        await asyncio.sleep(0.3)
+        assert await store.locks.acquire("chat-1", ttl_seconds=30) is None
+
+    async def test_racing_acquires_give_one_token(self, store: Store) -> None:
+        tokens = await asyncio.gather(*(store.locks.acquire("chat-1", ttl_seconds=30) for _ in range(10)))
+        assert sum(token is not None for token in tokens) == 1
+
+
+async def test_an_expired_lease_cannot_be_refreshed(store: Store) -> None:
+    token = await store.locks.acquire("chat:expired", ttl_seconds=0.2)
+    assert token is not None
+    await asyncio.sleep(0.3)  # lease expiry is the backend's own clock
+    assert await store.locks.refresh("chat:expired", token, ttl_seconds=5) is False

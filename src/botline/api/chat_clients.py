@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json
+from botline.api.integrations import integrations_view
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
@@ -117,6 +118,7 @@ async def view_client(request: web.Request) -> web.Response:
         "aiGateway": None if gateway is None else {"id": gateway.id, "name": gateway.name},
         "limitingParameters": client.limiting_parameters.wire(),
         "clientParameters": client.client_parameters.wire(),
+        "integrations": await integrations_view(svc.channels, client),
     })
 
 

@@ -12,11 +12,11 @@ from pydantic import Field
 from botline.api.culture import CULTURES, pick_language
 from botline.api.http import ApiError, json_response, message_response, parse_model, read_json
 from botline.api.sse import SseStream
-from botline.api.state import Services, services
+from botline.api.state import services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, MessageStatus, Session
-from botline.engine.attachments import AttachmentError, AttachmentPolicy, AttachmentReader
+from botline.engine.attachments import AttachmentError, reader_for
 from botline.engine.chat import ActiveTurn, ChatRefused, TurnOutcome, is_visible
 
 routes = web.RouteTableDef()
@@ -87,19 +87,6 @@ async def session_info(request: web.Request) -> web.Response:
     })
 
 
-def _reader(svc: Services, client: ChatClient, session: Session) -> AttachmentReader:
-    params = client.client_parameters
-    policy = AttachmentPolicy(
-        input_modes=frozenset(params.input_modes), upload_unsupported_files=params.upload_unsupported_files,
-        max_bytes=svc.settings.webchat.max_upload_bytes,
-    )
-
-    async def transcribe(blob: bytes, filename: str) -> str | None:
-        return await svc.transcriber.transcribe(client, blob, filename)
-
-    return AttachmentReader(policy, transcribe)
-
-
 def _refusal(exc: ChatRefused | AttachmentError) -> ApiError:
     retry_after = exc.retry_after if isinstance(exc, ChatRefused) else None
     headers = {"Retry-After": str(int(retry_after))} if retry_after else None
@@ -120,7 +107,8 @@ async def prompt(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, f"The message must have between 1 and {MAX_PROMPT_CHARS} characters.")
     svc = services(request)
     try:
-        turn = await svc.chat.submit(session, client, body.prompt.content, _reader(svc, client, session))
+        reader = reader_for(client, svc.transcriber, max_upload_bytes=svc.settings.webchat.max_upload_bytes)
+        turn = await svc.chat.submit(session, client, body.prompt.content, reader)
     except (ChatRefused, AttachmentError) as exc:
         raise _refusal(exc) from exc
     if _wants_stream(request):

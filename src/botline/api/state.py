@@ -9,7 +9,9 @@ from aiohttp import web
 from botline.api.auth import PRINCIPAL, Authenticator, Principal
 from botline.config import Settings
 from botline.domain.clock import Clock
+from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
+from botline.engine.inbound import InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
@@ -32,6 +34,8 @@ class Services:
     sessions: SessionService
     chat: ChatEngine
     transcriber: Transcriber
+    inbound: InboundEngine
+    channels: ChannelHub
 
 
 SERVICES = web.AppKey("services", Services)

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.integrations import Integrations
 from botline.domain.timespan import Timespan
 
 _HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
@@ -95,4 +96,5 @@ class ChatClient(CamelModel):
     ai_gateway_id: str | None = None
     limiting_parameters: LimitingParameters = Field(default_factory=LimitingParameters)
     client_parameters: ClientParameters
+    integrations: Integrations = Field(default_factory=Integrations)
     created_at: datetime = Field(default_factory=utcnow)

@@ -43,6 +43,8 @@ class Session(CamelModel):
     token_count: int = 0
     last_message_at: datetime | None = None
     last_user_message_at: datetime | None = None
+    last_delivery_error: str | None = None
+    """Why the last answer could not be delivered on its channel (after retries), if it could not."""
 
     def is_live(self, now: datetime) -> bool:
         return self.expires_at > now

@@ -22,7 +22,8 @@ from typing import Any
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
-from botline.domain.chat_clients import InputMode
+from botline.domain.chat_clients import ChatClient, InputMode
+from botline.gateway.transcription import Transcriber as GatewayTranscriber
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +148,17 @@ class AttachmentReader:
             return {"type": "text", "text": f"[Voice message transcript]\n{transcript}"}
         return {"type": "text", "text": _note(f"voice.{audio_format}", f"audio/{audio_format}", len(blob),
                                               "is a voice message that could not be transcribed")}
+
+
+def reader_for(client: ChatClient, transcriber: GatewayTranscriber, *, max_upload_bytes: int) -> AttachmentReader:
+    """The reader a chat client's settings call for, transcribing through the client's gateway."""
+    params = client.client_parameters
+
+    async def transcribe(blob: bytes, filename: str) -> str | None:
+        return await transcriber.transcribe(client, blob, filename)
+
+    policy = AttachmentPolicy(
+        input_modes=frozenset(params.input_modes), upload_unsupported_files=params.upload_unsupported_files,
+        max_bytes=max_upload_bytes,
+    )
+    return AttachmentReader(policy, transcribe)

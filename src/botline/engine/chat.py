@@ -130,7 +130,7 @@ class ChatEngine:
         self._sessions = sessions
         self._limiter = limiter
         self._clock = clock
-        self._locks = SessionLocks()
+        self._locks = SessionLocks(store.locks)
         self._active: dict[str, list[ActiveTurn]] = {}
         self._tasks: set[asyncio.Task[TurnOutcome]] = set()
 
@@ -143,7 +143,8 @@ class ChatEngine:
         return gateway
 
     async def submit(
-        self, session: Session, client: ChatClient, content: Content, reader: AttachmentReader
+        self, session: Session, client: ChatClient, content: Content, reader: AttachmentReader, *,
+        source: CallSource = CallSource.WEB_CHAT,
     ) -> ActiveTurn:
         """Checks the prompt and starts its turn; raises ChatRefused before anything is stored."""
         gateway = await self.gateway_for(client)
@@ -157,7 +158,7 @@ class ChatEngine:
                 raise ChatRefused(429, f"This chat allows {limit} messages per hour; try again later.",
                                   retry_after=retry_after)
         turn = ActiveTurn(session_id=session.id)
-        turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content))
+        turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content, source))
         self._tasks.add(turn.task)
         self._active.setdefault(session.id, []).append(turn)
         turn.task.add_done_callback(lambda task: self._forget(turn, task))
@@ -185,7 +186,7 @@ class ChatEngine:
 
     async def retry(self, session: Session) -> bool:
         """Removes everything after the last user message; False when there is none."""
-        async with self._locks.hold(session.id):
+        async with self._locks.hold(f"session:{session.id}"):
             messages = await self._store.messages.list(session.id)
             last_user = next((m for m in reversed(messages) if m.role is Role.USER), None)
             if last_user is None:
@@ -197,7 +198,7 @@ class ChatEngine:
 
     async def reset(self, session: Session) -> None:
         """Empties the conversation; the session, its key and its links stay."""
-        async with self._locks.hold(session.id):
+        async with self._locks.hold(f"session:{session.id}"):
             await self._store.messages.clear(session.id)
             await self._recount(session, None)
 
@@ -213,11 +214,12 @@ class ChatEngine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(
-        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content
+        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content,
+        source: CallSource,
     ) -> TurnOutcome:
         try:
-            async with self._locks.hold(session_id):
-                return await self._turn(turn, session_id, client, gateway, content)
+            async with self._locks.hold(f"session:{session_id}"):
+                return await self._turn(turn, session_id, client, gateway, content, source)
         except asyncio.CancelledError:
             if not turn.cancel_requested:
                 raise
@@ -227,7 +229,8 @@ class ChatEngine:
             raise
 
     async def _turn(
-        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content
+        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content,
+        source: CallSource,
     ) -> TurnOutcome:
         session = await self._store.sessions.get(client.account_id, session_id)
         if session is None or not session.is_live(self._clock.now()):
@@ -248,7 +251,7 @@ class ChatEngine:
         await self._store.sessions.update(session)
         turn.started = True
         caller = Caller(
-            call_source=CallSource.WEB_CHAT, external_user_id=session.tag,
+            call_source=source, external_user_id=session.tag,
             conversation_token=session.conversation_token, session_id=session.id, metadata=session.metadata,
         )
         request = TurnRequest(

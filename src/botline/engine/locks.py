@@ -1,30 +1,64 @@
-"""One turn at a time per session."""
+"""One turn at a time per conversation, within a process and across replicas.
+
+A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key, or a
+row in the SQLite file) keeps other replicas out. The lease is refreshed while held, so a long turn
+keeps it, and it expires on its own if the holder dies.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from botline.store.base import LockRepository
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0
+FIRST_POLL_SECONDS = 0.02
+MAX_POLL_SECONDS = 0.5
+
 
 class SessionLocks:
-    """In-process, FIFO per session: a second prompt waits for the first (asyncio.Lock is fair).
-
-    Locks are created on demand and dropped when nobody holds or waits for them.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, leases: LockRepository, *, lease_seconds: float = LEASE_SECONDS) -> None:
+        self._leases = leases
+        self._lease_seconds = lease_seconds
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
 
     @asynccontextmanager
-    async def hold(self, session_id: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(session_id, asyncio.Lock())
-        self._users[session_id] = self._users.get(session_id, 0) + 1
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        self._users[name] = self._users.get(name, 0) + 1
         try:
             async with lock:
-                yield
+                token = await self._acquire(name)
+                refresher = asyncio.create_task(self._refresh(name, token))
+                try:
+                    yield
+                finally:
+                    refresher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await refresher
+                    await asyncio.shield(self._leases.release(name, token))
         finally:
-            self._users[session_id] -= 1
-            if not self._users[session_id]:
-                del self._users[session_id], self._locks[session_id]
+            self._users[name] -= 1
+            if not self._users[name]:
+                del self._users[name], self._locks[name]
+
+    async def _acquire(self, name: str) -> str:
+        delay = FIRST_POLL_SECONDS
+        while (token := await self._leases.acquire(name, ttl_seconds=self._lease_seconds)) is None:
+            await asyncio.sleep(delay)  # another replica holds it: there is no wake-up signal to wait on
+            delay = min(delay * 2, MAX_POLL_SECONDS)
+        return token
+
+    async def _refresh(self, name: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            if not await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds):
+                log.warning("lost the lease on %s while holding it", name)
+                return

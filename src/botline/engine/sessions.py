@@ -55,6 +55,21 @@ class SessionService:
         await self._store.sessions.create(session)
         return session
 
+    async def for_channel(self, client: ChatClient, *, tag: str, lifetime: timedelta) -> Session:
+        """The chat's live session, its expiry slid to `lifetime` from now; a new one once it expired."""
+        now = self._clock.now()
+        existing = await self._store.sessions.get_by_tag(client.account_id, client.id, tag)
+        if existing is not None and existing.is_live(now):
+            existing.expires_at = max(existing.expires_at, now + lifetime)
+            await self._store.sessions.update(existing)
+            return existing
+        session = Session(
+            account_id=client.account_id, chat_client_id=client.id, access_key=new_access_key(), tag=tag,
+            created_at=now, expires_at=now + lifetime,
+        )
+        await self._store.sessions.create(session)
+        return session
+
     async def live_by_access_key(self, access_key: str) -> Session | None:
         session = await self._store.sessions.get_by_access_key(access_key)
         if session is None or not session.is_live(self._clock.now()):

@@ -15,6 +15,7 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
+from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 
 
@@ -99,6 +100,10 @@ class ChatClientRepository(ABC):
 
     @abstractmethod
     async def get(self, account_id: str, client_id: str) -> ChatClient | None: ...
+
+    @abstractmethod
+    async def find(self, client_id: str) -> ChatClient | None:
+        """By id alone, for webhooks (their URL carries a token derived from the owner's salt)."""
 
     @abstractmethod
     async def list_for_account(self, account_id: str) -> list[ChatClient]:
@@ -191,6 +196,49 @@ class CounterRepository(ABC):
         """Adds one to a counter that disappears `ttl_seconds` after its first increment; returns the count."""
 
 
+class InboundRepository(ABC):
+    """Channel messages: recorded once (idempotent on the provider's message id), pending until answered."""
+
+    @abstractmethod
+    async def record(self, record: InboundRecord, *, dedupe_seconds: int) -> bool:
+        """Stores a pending message unless its dedupe key was seen within `dedupe_seconds`.
+
+        True when stored; False for a re-delivery (nothing is written then).
+        """
+
+    @abstractmethod
+    async def pending(self, chat: ChatKey) -> list[InboundRecord]:
+        """The chat's messages not answered yet, in the order they were recorded."""
+
+    @abstractmethod
+    async def pending_chats(self) -> list[ChatKey]:
+        """Every chat with pending messages (resumed at start)."""
+
+    @abstractmethod
+    async def complete(self, chat: ChatKey, record_ids: Sequence[str]) -> None:
+        """Marks messages answered; their dedupe keys stay until they expire."""
+
+    @abstractmethod
+    async def purge(self, now: datetime) -> int:
+        """Forgets dedupe keys (and answered records) older than their window; returns how many."""
+
+
+class LockRepository(ABC):
+    """Short leases that keep two replicas from answering one chat at once."""
+
+    @abstractmethod
+    async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
+        """A token when the lease was free (or expired), else None."""
+
+    @abstractmethod
+    async def refresh(self, name: str, token: str, *, ttl_seconds: float) -> bool:
+        """Extends a lease still held with `token`."""
+
+    @abstractmethod
+    async def release(self, name: str, token: str) -> None:
+        """Frees the lease if `token` still holds it."""
+
+
 class Store(ABC):
     """The persistence boundary. Use as `async with await open_store(url) as store:`."""
 
@@ -202,6 +250,8 @@ class Store(ABC):
     messages: MessageRepository
     usage: UsageRepository
     counters: CounterRepository
+    inbound: InboundRepository
+    locks: LockRepository
 
     @abstractmethod
     async def ping(self) -> None:

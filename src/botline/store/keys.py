@@ -22,9 +22,19 @@ Layout (P is the prefix, "botline" by default):
     P:session:{id}:messages                       hash    message id -> Message JSON
     P:account:{account}:usage                     zset    usage bucket members, all score 0 (lex)
     P:usage:{account}:{gateway}:{hour}:{model}    hash    requests/errors/input_tokens/output_tokens
+    P:counter:{name}                              string  rate-limit counter (TTL)
+    P:inbound:{id}                                string  InboundRecord JSON (TTL once answered)
+    P:inbound_dedupe:{dedupe key}                 string  "{deadline ms}:{record id}" (TTL once answered)
+    P:account:{account}:client:{client}:inbound:{integration}:{chat}
+                                                  zset    the chat's pending record ids, by sequence
+    P:inbound_chats                               zset    JSON [account, client, integration, chat] of
+                                                          every chat with pending records, by oldest sequence
+    P:inbound_answered                            zset    answered record ids, by dedupe deadline (epoch s)
+    P:inbound_sequence                            string  INCR counter ordering recorded messages
+    P:lock:{name}                                 string  lease token (PX TTL)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
-parts (a session tag, a model name) are always the last part.
+parts (a session tag, a model name, a dedupe key, a chat id, a lock name) are always the last part.
 """
 
 from __future__ import annotations
@@ -144,3 +154,28 @@ class RedisKeys:
     # rate-limit counters
     def counter(self, name: str) -> str:
         return self._key("counter", name)
+
+    # inbound channel messages
+    def inbound_record(self, record_id: str) -> str:
+        return self._key("inbound", record_id)
+
+    def inbound_dedupe(self, dedupe_key: str) -> str:
+        """The free-form dedupe key (it ends with the provider's message id) is the last part."""
+        return self._key("inbound_dedupe", dedupe_key)
+
+    def inbound_pending(self, account_id: str, chat_client_id: str, integration: str, chat_id: str) -> str:
+        """The free-form chat id is the last part."""
+        return self._key("account", account_id, "client", chat_client_id, "inbound", integration, chat_id)
+
+    def inbound_chats(self) -> str:
+        return self._key("inbound_chats")
+
+    def inbound_answered(self) -> str:
+        return self._key("inbound_answered")
+
+    def inbound_sequence(self) -> str:
+        return self._key("inbound_sequence")
+
+    # leases between replicas
+    def lock(self, name: str) -> str:
+        return self._key("lock", name)

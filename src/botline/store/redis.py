@@ -4,7 +4,8 @@ The client must decode replies (checked by RedisStore), hence the `cast(str, ...
 Every write that touches more than one key runs in one MULTI/EXEC; writes guarded by a uniqueness
 rule or by the current document run under WATCH and are retried when another replica changed a
 watched key first, so indexes never disagree with documents. Key names come from `RedisKeys`.
-Shared helpers are in `redis_base.py`; chat clients, sessions and messages in `redis_conversations.py`.
+Shared helpers are in `redis_base.py`; chat clients, sessions and messages in `redis_conversations.py`;
+inbound channel messages and leases in `redis_inbound.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
+from botline.store.redis_inbound import RedisInbound, RedisLocks
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
@@ -233,6 +235,8 @@ class RedisStore(Store):
         self.messages = RedisMessages(client, keys)
         self.usage = RedisUsage(client, keys)
         self.counters = RedisCounters(client, keys)
+        self.inbound = RedisInbound(client, keys)
+        self.locks = RedisLocks(client, keys)
 
     @classmethod
     async def from_url(cls, url: str, *, prefix: str = "botline") -> RedisStore:

@@ -1,5 +1,6 @@
 """What every Redis repository shares: the StoreUnavailable boundary, JSON documents, scores and
-the WATCH/MULTI helpers. The repositories live in `redis.py` and `redis_conversations.py`.
+the WATCH/MULTI helpers. The repositories live in `redis.py`, `redis_conversations.py` and
+`redis_inbound.py`.
 
 The client must decode replies (checked by RedisStore), hence the `cast(str, ...)` of replies.
 """

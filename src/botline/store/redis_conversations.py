@@ -42,6 +42,9 @@ class RedisChatClients(_Repo, ChatClientRepository):
         client = await self._get(ChatClient, self._keys.chat_client(client_id))
         return client if client is not None and client.account_id == account_id else None
 
+    async def find(self, client_id: str) -> ChatClient | None:
+        return await self._get(ChatClient, self._keys.chat_client(client_id))
+
     async def list_for_account(self, account_id: str) -> list[ChatClient]:
         return await self._indexed(ChatClient, self._keys.chat_clients_of_account(account_id), self._keys.chat_client)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,7 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
+from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
@@ -25,6 +27,8 @@ from botline.store.base import (
     ConflictError,
     CounterRepository,
     GatewayRepository,
+    InboundRepository,
+    LockRepository,
     MessageRepository,
     SessionRepository,
     Store,
@@ -158,6 +162,9 @@ class SqliteChatClients(_Repo, ChatClientRepository):
         return await self._one(
             ChatClient, "SELECT data FROM chat_clients WHERE id = ? AND account_id = ?", (client_id, account_id)
         )
+
+    async def find(self, client_id: str) -> ChatClient | None:
+        return await self._one(ChatClient, "SELECT data FROM chat_clients WHERE id = ?", (client_id,))
 
     async def list_for_account(self, account_id: str) -> list[ChatClient]:
         return await self._all(
@@ -343,6 +350,70 @@ class SqliteCounters(_Repo, CounterRepository):
         return int(row[0])
 
 
+class SqliteInbound(_Repo, InboundRepository):
+    async def record(self, record: InboundRecord, *, dedupe_seconds: int) -> bool:
+        now = time.time()
+        await self._db.execute(
+            "DELETE FROM inbound WHERE dedupe_key = ? AND pending = 0 AND expires_ts <= ?", (record.dedupe_key, now)
+        )
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO inbound (id, dedupe_key, chat_key, expires_ts, data) VALUES (?, ?, ?, ?, ?)",
+            (record.id, record.dedupe_key, record.chat.text(), now + dedupe_seconds, _dump(record)),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def pending(self, chat: ChatKey) -> list[InboundRecord]:
+        return await self._all(
+            InboundRecord, "SELECT data FROM inbound WHERE pending = 1 AND chat_key = ? ORDER BY seq", (chat.text(),)
+        )
+
+    async def pending_chats(self) -> list[ChatKey]:
+        records = await self._all(
+            InboundRecord,
+            "SELECT data FROM inbound WHERE seq IN (SELECT min(seq) FROM inbound WHERE pending = 1 GROUP BY chat_key)"
+            " ORDER BY seq",
+            (),
+        )
+        return [r.chat for r in records]
+
+    async def complete(self, chat: ChatKey, record_ids: Sequence[str]) -> None:
+        if record_ids:
+            marks = ",".join("?" * len(record_ids))
+            await self._write(
+                f"UPDATE inbound SET pending = 0 WHERE chat_key = ? AND id IN ({marks})", (chat.text(), *record_ids)
+            )
+
+    async def purge(self, now: datetime) -> int:
+        return await self._write("DELETE FROM inbound WHERE pending = 0 AND expires_ts <= ?", (now.timestamp(),))
+
+
+class SqliteLocks(_Repo, LockRepository):
+    """Leases in the database file, so even processes sharing one SQLite file respect them."""
+
+    async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
+        token, now = secrets.token_hex(16), time.time()
+        await self._db.execute(
+            "INSERT INTO locks (name, token, expires_ts) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET token = excluded.token, expires_ts = excluded.expires_ts WHERE locks.expires_ts <= ?",
+            (name, token, now + ttl_seconds, now),
+        )
+        await self._db.commit()
+        async with self._db.execute("SELECT token FROM locks WHERE name = ?", (name,)) as cursor:
+            row = await cursor.fetchone()
+        return token if row is not None and row[0] == token else None
+
+    async def refresh(self, name: str, token: str, *, ttl_seconds: float) -> bool:
+        now = time.time()
+        return await self._write(
+            "UPDATE locks SET expires_ts = ? WHERE name = ? AND token = ? AND expires_ts > ?",
+            (now + ttl_seconds, name, token, now),
+        ) == 1
+
+    async def release(self, name: str, token: str) -> None:
+        await self._write("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
+
+
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("botline.store") / "migrations"
     scripts = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
@@ -362,6 +433,8 @@ class SqliteStore(Store):
         self.messages = SqliteMessages(db)
         self.usage = SqliteUsage(db)
         self.counters = SqliteCounters(db)
+        self.inbound = SqliteInbound(db)
+        self.locks = SqliteLocks(db)
         self._closed = False
 
     @classmethod

@@ -1,0 +1,80 @@
+"""Messaging integrations of a chat client (seed "Edit/Delete Web Chat Client Integration")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json
+from botline.api.state import principal, services
+from botline.domain.chat_clients import ChatClient
+from botline.domain.integrations import FIELD_OF, MODEL_OF, IntegrationType, keep_masked_secrets, masked
+from botline.engine.channels import ChannelHub
+
+routes = web.RouteTableDef()
+
+
+def _kind(value: Any) -> IntegrationType:
+    try:
+        return IntegrationType(value)
+    except ValueError:
+        names = ", ".join(k.value for k in IntegrationType)
+        raise ApiError(400, f"Invalid value for integrationType: must be one of {names}.") from None
+
+
+def _alias(kind: IntegrationType) -> str:
+    field = FIELD_OF[kind]
+    head, *rest = field.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def integrations_view(hub: ChannelHub, client: ChatClient) -> dict[str, Any]:
+    """Every configured integration, secrets masked, with its read-only webhookUrl."""
+    return {
+        _alias(kind): {**masked(integration), "webhookUrl": await hub.webhook_url(client, kind)}
+        for kind, integration in client.integrations.configured()
+    }
+
+
+async def _owned(request: web.Request) -> ChatClient:
+    client = await services(request).store.chat_clients.get(principal(request).account.id, request.match_info["id"])
+    if client is None:
+        raise not_found("Web chat client")
+    return client
+
+
+@routes.put("/api/v1/web-chat-client/{id}/integrations")
+async def edit_integrations(request: web.Request) -> web.Response:
+    client = await _owned(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    kind = _kind(body.get("integrationType"))
+    section = (body.get("integrations") or {}).get(_alias(kind)) if isinstance(body.get("integrations"), dict) else None
+    if not isinstance(section, dict):
+        raise ApiError(400, f"Invalid value for integrations.{_alias(kind)}: an object is required for {kind.value}.")
+    stored = client.integrations.of(kind)
+    integration = parse_model(MODEL_OF[kind], keep_masked_secrets(section, stored))
+    setattr(client.integrations, FIELD_OF[kind], integration)
+    svc = services(request)
+    await svc.store.chat_clients.update(client)
+    registration = await svc.channels.connect(client, kind)
+    return json_response({
+        "message": f"{kind.value} integration saved.",
+        "webhookUrl": await svc.channels.webhook_url(client, kind),
+        "registration": registration.wire(),
+    })
+
+
+@routes.delete("/api/v1/web-chat-client/{id}/integrations/{name}")
+async def delete_integration(request: web.Request) -> web.Response:
+    client = await _owned(request)
+    kind = _kind(request.match_info["name"])
+    if client.integrations.of(kind) is None:
+        raise not_found(f"{kind.value} integration")
+    svc = services(request)
+    await svc.channels.disconnect(client, kind)
+    setattr(client.integrations, FIELD_OF[kind], None)
+    await svc.store.chat_clients.update(client)
+    return message_response(f"{kind.value} integration deleted.")

@@ -1,0 +1,53 @@
+"""Provider webhooks: POST /api/v1/webhooks/{integrationType}/{chatClientId}/{token}.
+
+Order matters: the URL token, then the provider's own authenticity check on the raw bytes, then
+parsing; only then is anything recorded. The answer (2xx) goes out once the messages are durably
+recorded and before any model call.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+from aiohttp import web
+
+from botline.api.http import ApiError, json_response
+from botline.api.state import services
+from botline.channels.base import WebhookRejected
+from botline.domain.integrations import IntegrationType, webhook_token
+
+routes = web.RouteTableDef()
+
+UNKNOWN = "Not found."
+
+
+@routes.post("/api/v1/webhooks/{integration_type}/{client_id}/{token}")
+async def receive(request: web.Request) -> web.Response:
+    svc = services(request)
+    try:
+        kind = IntegrationType(request.match_info["integration_type"])
+    except ValueError:
+        raise ApiError(404, UNKNOWN) from None
+    client = await svc.store.chat_clients.find(request.match_info["client_id"])
+    account = None if client is None else await svc.store.accounts.get(client.account_id)
+    integration = None if client is None else client.integrations.of(kind)
+    if client is None or account is None or integration is None:
+        raise ApiError(404, UNKNOWN)
+    expected = webhook_token(account.salt, client.id, kind)
+    if not hmac.compare_digest(expected.encode(), request.match_info["token"].encode()):
+        raise ApiError(404, UNKNOWN)
+    adapter = svc.channels.adapter(kind)
+    body = await request.read()
+    try:
+        adapter.verify(integration, request.headers, body)
+    except WebhookRejected as exc:
+        raise ApiError(exc.status, exc.message) from exc
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "The webhook body is not valid JSON.") from exc
+    parsed = adapter.parse(integration, payload)
+    recorded = await svc.inbound.accept(client, kind, parsed.messages)
+    return json_response({"received": recorded, "ignored": parsed.ignored,
+                          "duplicates": len(parsed.messages) - recorded})

@@ -1,0 +1,1 @@
+"""Channel adapters: provider wire format <-> InboundMessage / outbound text. No conversation logic."""

@@ -1,0 +1,96 @@
+"""What every channel adapter provides.
+
+Matching is separate from running: `verify` and `parse` are pure and synchronous (authenticity,
+then translation and filtering); sending, typing and media fetching are async.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from botline.domain.inbound import MediaRef
+from botline.domain.integrations import Integration, IntegrationType
+
+IntegrationT = TypeVar("IntegrationT", bound=Integration)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    provider_message_id: str
+    chat_id: str
+    text: str = ""
+    sender_name: str | None = None
+    media: tuple[MediaRef, ...] = ()
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ParsedWebhook:
+    """The messages to answer, and how many events were ignored (echoes, statuses, groups...)."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    ignored: int = 0
+
+
+class WebhookRejected(Exception):
+    """The webhook is not authentic or not for this integration: nothing is processed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class DeliveryError(Exception):
+    """A send failed. `retryable` with an optional `retry_after` (seconds) from the provider."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ChannelAdapter(ABC, Generic[IntegrationT]):
+    kind: IntegrationType
+    max_text_length: int
+    """Longest text one outbound message may carry, as `text_length` counts it."""
+
+    def text_length(self, text: str) -> int:
+        return len(text)
+
+    @abstractmethod
+    def verify(self, integration: IntegrationT, headers: Mapping[str, str], body: bytes) -> None:
+        """Raises WebhookRejected unless the request is authentic (checked before parsing)."""
+
+    @abstractmethod
+    def parse(self, integration: IntegrationT, payload: Any) -> ParsedWebhook:
+        """Translates a webhook payload; drops own echoes, status callbacks and unwanted groups."""
+
+    @abstractmethod
+    async def send_text(self, integration: IntegrationT, chat_id: str, text: str) -> None:
+        """Sends one message (at most max_text_length); raises DeliveryError."""
+
+    async def typing(self, integration: IntegrationT, chat_id: str) -> None:
+        """Shows "typing..." where the provider supports it (best effort)."""
+
+    async def fetch_media(self, integration: IntegrationT, media: MediaRef) -> bytes | None:
+        """The bytes of an attachment, or None when they cannot be fetched."""
+        return None
+
+    can_register_webhook: bool = False
+    """True when the provider has an API to set the webhook URL (Telegram, Evolution)."""
+
+    async def register_webhook(self, integration: IntegrationT, url: str) -> None:
+        """Points the provider at our webhook URL; raises DeliveryError."""
+
+    async def fetch_updates(self, integration: IntegrationT, offset: int | None) -> list[dict[str, Any]]:
+        """Long polling (Telegram only): the next raw updates, confirming those before `offset`."""
+        raise DeliveryError(f"{self.kind.value} does not support polling", retryable=False)
+
+    async def close(self) -> None:
+        """Releases provider clients."""

@@ -1,0 +1,152 @@
+"""Messaging integrations of a chat client (seed "Edit Web Chat Client Integrations").
+
+Secrets (tokens, API keys, webhook secrets) are stored here and never returned: `masked()` replaces
+them, and a PUT that sends the mask back keeps the stored value.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import ConfigDict, Field, field_validator
+
+from botline.domain.base import CamelModel
+from botline.domain.timespan import Timespan
+
+SECRET_MASK = "********"
+DEFAULT_SESSION_DURATION = timedelta(hours=3)
+WEBHOOK_TOKEN_LENGTH = 32
+
+
+class IntegrationType(StrEnum):
+    ZAPI = "Zapi"
+    TELEGRAM = "Telegram"
+    EVOLUTION = "EvolutionApi"
+    KAPSO = "Kapso"
+
+
+class GroupPolicy(StrEnum):
+    IGNORE = "Ignore"
+    MENTIONED = "Mentioned"
+    """Answer in groups only when the bot is mentioned or replied to (Telegram)."""
+    ALL = "All"
+
+
+class _Integration(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_duration: Timespan = DEFAULT_SESSION_DURATION
+    group_policy: GroupPolicy = GroupPolicy.IGNORE
+
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("session_duration")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta:
+        if not value or value.total_seconds() < 60:
+            raise ValueError("must be at least one minute")
+        return value
+
+
+class ZapiIntegration(_Integration):
+    instance_id: str = Field(min_length=1)
+    instance_token: str = Field(min_length=1)
+    client_token: str | None = None
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("instance_token", "client_token")
+
+
+class TelegramIntegration(_Integration):
+    bot_token: str = Field(min_length=1)
+    group_policy: GroupPolicy = GroupPolicy.MENTIONED
+    webhook_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    """Given to setWebhook as secret_token; Telegram echoes it in X-Telegram-Bot-Api-Secret-Token."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("bot_token", "webhook_secret")
+
+
+class EvolutionIntegration(_Integration):
+    endpoint_url: str = Field(min_length=1)
+    instance_name: str = Field(min_length=1)
+    api_key: str = Field(min_length=1)
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+
+class KapsoIntegration(_Integration):
+    api_key: str = Field(min_length=1)
+    phone_number_id: str = Field(min_length=1)
+    webhook_secret_key: str | None = None
+    continued_messages_template_id: str | None = None
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("api_key", "webhook_secret_key")
+
+
+Integration = ZapiIntegration | TelegramIntegration | EvolutionIntegration | KapsoIntegration
+
+FIELD_OF: dict[IntegrationType, str] = {
+    IntegrationType.ZAPI: "zapi_integration",
+    IntegrationType.TELEGRAM: "telegram_integration",
+    IntegrationType.EVOLUTION: "evolution_integration",
+    IntegrationType.KAPSO: "kapso_integration",
+}
+MODEL_OF: dict[IntegrationType, type[_Integration]] = {
+    IntegrationType.ZAPI: ZapiIntegration,
+    IntegrationType.TELEGRAM: TelegramIntegration,
+    IntegrationType.EVOLUTION: EvolutionIntegration,
+    IntegrationType.KAPSO: KapsoIntegration,
+}
+
+
+class Integrations(CamelModel):
+    zapi_integration: ZapiIntegration | None = None
+    telegram_integration: TelegramIntegration | None = None
+    evolution_integration: EvolutionIntegration | None = None
+    kapso_integration: KapsoIntegration | None = None
+
+    def of(self, kind: IntegrationType) -> Integration | None:
+        value = getattr(self, FIELD_OF[kind])
+        return value  # type: ignore[no-any-return]
+
+    def configured(self) -> list[tuple[IntegrationType, Integration]]:
+        return [(kind, found) for kind in IntegrationType if (found := self.of(kind)) is not None]
+
+
+def masked(integration: _Integration) -> dict[str, Any]:
+    data = integration.wire()
+    for name in integration.secret_fields:
+        alias = type(integration).model_fields[name].alias or name
+        if data.get(alias):
+            data[alias] = SECRET_MASK
+    return data
+
+
+def keep_masked_secrets(given: dict[str, Any], stored: _Integration | None) -> dict[str, Any]:
+    """A PUT that sends back "********" (or omits a secret) keeps the stored secret."""
+    if stored is None:
+        return given
+    merged = dict(given)
+    for name in stored.secret_fields:
+        alias = type(stored).model_fields[name].alias or name
+        if merged.get(alias, SECRET_MASK) == SECRET_MASK:
+            merged[alias] = getattr(stored, name)
+    return merged
+
+
+def webhook_token(salt: str, chat_client_id: str, kind: IntegrationType) -> str:
+    """First 32 chars of base64url(HMAC-SHA256(account salt, "{chatClientId}:{integrationType}"))."""
+    digest = hmac.new(salt.encode(), f"{chat_client_id}:{kind.value}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:WEBHOOK_TOKEN_LENGTH]

@@ -1,0 +1,240 @@
+"""The durable inbound pipeline every messaging channel shares.
+
+record (idempotent on the provider's message id) -> acknowledge -> per-chat worker: debounce ->
+lease -> one turn for everything pending -> deliver -> mark answered. Anything recorded and not
+answered is resumed at start, so a crash never drops a message; a re-delivered webhook is recorded
+once, so it is never answered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage
+from botline.domain.chat_clients import ChatClient, ClientParameters
+from botline.domain.clock import Clock
+from botline.domain.inbound import ChatKey, InboundRecord, MediaKind, MediaRef
+from botline.domain.integrations import DEFAULT_SESSION_DURATION, Integration, IntegrationType
+from botline.engine.attachments import AttachmentError, Content, reader_for
+from botline.engine.chat import ChatEngine, ChatRefused
+from botline.engine.delivery import send_with_retries, split_message
+from botline.engine.locks import SessionLocks
+from botline.domain.conversations import Session
+from botline.engine.sessions import SessionService
+from botline.gateway.caller import CallSource
+from botline.gateway.errors import GatewayError
+from botline.gateway.transcription import Transcriber
+from botline.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+DEDUPE_SECONDS = 48 * 3600
+"""Provider re-deliveries (Telegram, Meta) stop well within a day; keys are kept two."""
+TYPING_REFRESH_SECONDS = 4.0
+UNAVAILABLE_REPLY = "Sorry, I can't answer right now. Please try again in a moment."
+RESET_COMMAND = "/reset"
+USAGE_COMMAND = "/usage"
+RESET_REPLY = "Done: this conversation was cleared."
+
+CALL_SOURCES = {
+    IntegrationType.TELEGRAM: CallSource.TELEGRAM,
+    IntegrationType.ZAPI: CallSource.ZAPI,
+    IntegrationType.EVOLUTION: CallSource.EVOLUTION,
+    IntegrationType.KAPSO: CallSource.KAPSO,
+}
+Adapters = Mapping[IntegrationType, ChannelAdapter[Any]]
+
+
+class InboundEngine:
+    def __init__(
+        self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
+        transcriber: Transcriber, max_upload_bytes: int,
+    ) -> None:
+        self._store = store
+        self._chat = chat
+        self._sessions = sessions
+        self._adapters = adapters
+        self._clock = clock
+        self._transcriber = transcriber
+        self._max_upload_bytes = max_upload_bytes
+        self._locks = SessionLocks(store.locks)
+        self._workers: dict[ChatKey, asyncio.Task[None]] = {}
+        self._wake: dict[ChatKey, asyncio.Event] = {}
+
+    async def accept(self, client: ChatClient, kind: IntegrationType, messages: list[InboundMessage]) -> int:
+        """Records new messages (re-deliveries are dropped here) and wakes their chats' workers."""
+        recorded = 0
+        for message in messages:
+            record = InboundRecord(
+                account_id=client.account_id, chat_client_id=client.id, integration=kind, chat_id=message.chat_id,
+                provider_message_id=message.provider_message_id, sender_name=message.sender_name,
+                text=message.text, media=list(message.media), received_at=self._clock.now(),
+            )
+            if await self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS):
+                recorded += 1
+                self.kick(record.chat)
+        return recorded
+
+    def kick(self, chat: ChatKey) -> None:
+        """Makes sure a worker will look at the chat's pending messages."""
+        self._wake.setdefault(chat, asyncio.Event()).set()
+        if chat not in self._workers:
+            self._workers[chat] = asyncio.create_task(self._work(chat), name=f"inbound:{chat.text()}")
+
+    async def resume(self) -> int:
+        """Starts workers for every chat left with unanswered messages (after a restart or a crash)."""
+        chats = await self._store.inbound.pending_chats()
+        for chat in chats:
+            self.kick(chat)
+        return len(chats)
+
+    async def close(self, grace_seconds: float) -> None:
+        """Lets workers finish for up to `grace_seconds`; what is left stays pending for the next start."""
+        workers = list(self._workers.values())
+        if workers:
+            _, late = await asyncio.wait(workers, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _work(self, chat: ChatKey) -> None:
+        wake = self._wake[chat]
+        try:
+            while True:
+                wake.clear()
+                records = await self._store.inbound.pending(chat)
+                if not records:
+                    if wake.is_set():
+                        continue
+                    return  # no await between the check and the exit: a kick cannot slip in between
+                client = await self._store.chat_clients.get(chat.account_id, chat.chat_client_id)
+                integration = client.integrations.of(chat.integration) if client else None
+                if client is None or integration is None:
+                    log.warning("dropping %d messages for %s: client or integration removed", len(records), chat.text())
+                    await self._store.inbound.complete(chat, [r.id for r in records])
+                    continue
+                wait = self._debounce_left(client.client_parameters, records[-1])
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=wait)
+                    continue
+                async with self._locks.hold(f"chat:{chat.text()}"):
+                    records = await self._store.inbound.pending(chat)  # another replica may have answered
+                    if records:
+                        await self._answer(chat, client, integration, records)
+                        await self._store.inbound.complete(chat, [r.id for r in records])
+        except StoreError as exc:
+            log.warning("inbound worker for %s stopped (%s); resumed on the next message or start", chat.text(), exc)
+        finally:
+            self._workers.pop(chat, None)
+            self._wake.pop(chat, None)
+
+    def _debounce_left(self, params: ClientParameters, newest: InboundRecord) -> float:
+        interval = params.message_debounce_interval
+        if not interval:
+            return 0.0
+        return (newest.received_at + interval - self._clock.now()).total_seconds()
+
+    async def _answer(
+        self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord]
+    ) -> None:
+        adapter = self._adapters[chat.integration]
+        command = records[-1].text.strip().lower() if len(records) == 1 else ""
+        if command == RESET_COMMAND:
+            await self._reset(chat, client)
+            await self._deliver(chat, client, integration, RESET_REPLY, session=None)
+            return
+        session = await self._sessions.for_channel(
+            client, tag=chat.external_user_id, lifetime=integration.session_duration or DEFAULT_SESSION_DURATION
+        )
+        if command == USAGE_COMMAND and client.client_parameters.debug:
+            usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
+            await self._deliver(chat, client, integration, usage, session=session)
+            return
+        typing = asyncio.create_task(self._keep_typing(adapter, integration, chat.chat_id))
+        try:
+            reply = await self._turn(chat, client, session, integration, records)
+        finally:
+            typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await typing
+        if reply:
+            await self._deliver(chat, client, integration, reply, session=session)
+
+    async def _turn(
+        self, chat: ChatKey, client: ChatClient, session: Session, integration: Integration, records: list[InboundRecord]
+    ) -> str:
+        adapter = self._adapters[chat.integration]
+        reader = reader_for(client, self._transcriber, max_upload_bytes=self._max_upload_bytes)
+        try:
+            content = await self._content(adapter, integration, records)
+            turn = await self._chat.submit(session, client, content, reader, source=CALL_SOURCES[chat.integration])
+            outcome = await asyncio.shield(turn.task)
+        except (ChatRefused, AttachmentError) as exc:
+            return exc.message
+        except GatewayError as exc:
+            log.warning("no answer for %s: %s", chat.text(), exc.message)
+            return UNAVAILABLE_REPLY
+        text = outcome.message.content
+        return text if isinstance(text, str) else ""
+
+    async def _content(
+        self, adapter: ChannelAdapter[Any], integration: Integration, records: list[InboundRecord]
+    ) -> Content:
+        """Several debounced messages become one turn: texts joined by newlines, in order; media as parts."""
+        text = "\n".join(r.text for r in records if r.text)
+        parts: list[dict[str, Any]] = []
+        for record in records:
+            for media in record.media:
+                blob = await adapter.fetch_media(integration, media)
+                if blob is not None:
+                    parts.append(_media_part(media, blob))
+        if not parts:
+            return text
+        return ([{"type": "text", "text": text}] if text else []) + parts
+
+    async def _deliver(
+        self, chat: ChatKey, client: ChatClient, integration: Integration, text: str, *, session: Session | None
+    ) -> None:
+        adapter = self._adapters[chat.integration]
+        chunks = split_message(
+            text, limit=adapter.max_text_length,
+            by_paragraph=client.client_parameters.split_answer_into_message_chunks, length=adapter.text_length,
+        )
+        try:
+            for chunk in chunks:
+                await send_with_retries(adapter, integration, chat.chat_id, chunk)
+        except DeliveryError as exc:
+            log.error("reply to %s not delivered after retries: %s", chat.text(), exc.message)
+            if session is not None:
+                session.last_delivery_error = exc.message
+                await self._store.sessions.update(session)
+
+    async def _reset(self, chat: ChatKey, client: ChatClient) -> None:
+        existing = await self._store.sessions.get_by_tag(client.account_id, client.id, chat.external_user_id)
+        if existing is not None:
+            await self._store.sessions.delete(client.account_id, existing.id)
+
+    @staticmethod
+    async def _keep_typing(adapter: ChannelAdapter[Any], integration: Integration, chat_id: str) -> None:
+        while True:
+            with contextlib.suppress(DeliveryError):
+                await adapter.typing(integration, chat_id)
+            await asyncio.sleep(TYPING_REFRESH_SECONDS)
+
+
+def _media_part(media: MediaRef, blob: bytes) -> dict[str, Any]:
+    encoded = base64.b64encode(blob).decode()
+    mime = media.mime_type or "application/octet-stream"
+    if media.kind is MediaKind.IMAGE:
+        return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{encoded}"}}
+    if media.kind is MediaKind.AUDIO:
+        audio_format = (mime.split("/")[-1].split(";")[0] or "ogg").replace("mpeg", "mp3")
+        return {"type": "input_audio", "input_audio": {"data": encoded, "format": audio_format}}
+    data_url = f"data:{mime};base64,{encoded}"
+    return {"type": "file", "file": {"filename": media.filename or "document", "file_data": data_url}}

@@ -22,11 +22,11 @@ from botline.api import (
     public_chat,
     webhooks,
 )
-from botline.channels.registry import channel_adapters
 from botline.api.auth import Authenticator, auth_middleware
 from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
 from botline.api.state import SERVICES, Services
+from botline.channels.registry import channel_adapters
 from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
 from botline.engine.channels import ChannelHub

@@ -18,13 +18,13 @@ from typing import Any
 from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage
 from botline.domain.chat_clients import ChatClient, ClientParameters
 from botline.domain.clock import Clock
+from botline.domain.conversations import Session
 from botline.domain.inbound import ChatKey, InboundRecord, MediaKind, MediaRef
 from botline.domain.integrations import DEFAULT_SESSION_DURATION, Integration, IntegrationType
 from botline.engine.attachments import AttachmentError, Content, reader_for
 from botline.engine.chat import ChatEngine, ChatRefused
 from botline.engine.delivery import send_with_retries, split_message
 from botline.engine.locks import SessionLocks
-from botline.domain.conversations import Session
 from botline.engine.sessions import SessionService
 from botline.gateway.caller import CallSource
 from botline.gateway.errors import GatewayError
@@ -167,7 +167,8 @@ class InboundEngine:
             await self._deliver(chat, client, integration, reply, session=session)
 
     async def _turn(
-        self, chat: ChatKey, client: ChatClient, session: Session, integration: Integration, records: list[InboundRecord]
+        self, chat: ChatKey, client: ChatClient, session: Session, integration: Integration,
+        records: list[InboundRecord],
     ) -> str:
         adapter = self._adapters[chat.integration]
         reader = reader_for(client, self._transcriber, max_upload_bytes=self._max_upload_bytes)

@@ -17,7 +17,7 @@ from botline.store.base import LockRepository
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 15.0
 FIRST_POLL_SECONDS = 0.02
 MAX_POLL_SECONDS = 0.5
 

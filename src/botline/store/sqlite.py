@@ -448,6 +448,10 @@ class SqliteStore(Store):
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
             await cls._migrate(db)
+            # One process owns an SQLite file, so leases left by a crashed run are stale: without this,
+            # resumed conversations would wait for them to expire.
+            await db.execute("DELETE FROM locks")
+            await db.commit()
         except BaseException:
             await db.close()
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,10 @@ WEB_ROOT = Path(str(resources.files("botline") / "web"))
 STATIC_ROOT = WEB_ROOT / "static"
 PAGE_TEMPLATE = (WEB_ROOT / "chat.html").read_text(encoding="utf-8")
 EMBED_SCRIPT = (WEB_ROOT / "embed.js").read_bytes()
+ASSET_VERSION = hashlib.sha256(b"".join(
+    path.read_bytes() for path in sorted(STATIC_ROOT.rglob("*")) if path.is_file()
+)).hexdigest()[:12]
+"""Changes whenever a static file changes, so a browser never mixes an old chat.js with a new page."""
 EXPIRED_PAGE = (
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Chat unavailable</title>"
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>"
@@ -42,6 +47,7 @@ def render_page(client: ChatClient, access_key: str) -> str:
     config = {"accessKey": access_key, "apiBase": f"/api/v1/public/chat-clients/{access_key}"}
     return (
         PAGE_TEMPLATE
+        .replace("{{version}}", ASSET_VERSION)
         .replace("{{title}}", html.escape(params.page_title))
         .replace("{{primary_color}}", html.escape(params.primary_color))
         .replace("{{config_json}}", _script_safe(orjson.dumps(config).decode()))

@@ -155,7 +155,8 @@ class ChatEngine:
                 f"chat:{client.id}:{session.tag or session.id}", limit=limit, window_seconds=HOUR_SECONDS
             )
             if retry_after is not None:
-                raise ChatRefused(429, f"This chat allows {limit} messages per hour; try again later.",
+                unit = "message" if limit == 1 else "messages"
+                raise ChatRefused(429, f"This chat allows {limit} {unit} per hour; try again later.",
                                   retry_after=retry_after)
         turn = ActiveTurn(session_id=session.id)
         turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content, source))

@@ -213,6 +213,7 @@ class InboundEngine:
         except DeliveryError as exc:
             log.error("reply to %s not delivered after retries: %s", chat.text(), exc.message)
             if session is not None:
+                session = await self._store.sessions.get(session.account_id, session.id) or session  # post-turn
                 session.last_delivery_error = exc.message
                 await self._store.sessions.update(session)
 

@@ -1,0 +1,83 @@
+"""kill -9 during a turn, then a restart: the message is answered, exactly once.
+
+botline runs as a real child process here (the same `botline serve` a user runs), so the kill is a
+real SIGKILL: no cleanup code runs. The provider is Z-API's emulator, the model the fake LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import UPSTREAM_KEY
+from tests.emulators.fake_llm import FakeLLM, Reply
+from tests.emulators.zapi import FakeZapi
+from tests.support.server import ADMIN_KEY, free_port
+
+PHONE = "5511988887777"
+START_TIMEOUT = 20.0
+
+
+@asynccontextmanager
+async def botline(config: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botline.cli", "serve", "--config", str(config), "--port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ},
+    )
+    assert process.stdout is not None
+    while b"serving on" not in await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT):
+        assert process.returncode is None, "botline exited during start-up"
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_a_kill_during_the_turn_and_a_restart_reply_exactly_once(tmp_path: Path) -> None:
+    async with FakeLLM(api_key=UPSTREAM_KEY) as fake, FakeZapi() as zapi:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"storage:\n  url: sqlite:///{tmp_path / 'botline.db'}\n"
+            f"auth:\n  admin_keys: [{ADMIN_KEY}]\n"
+            f"providers:\n  zapi:\n    api_url: {zapi.url}\n"
+            f"gateways:\n  - name: main\n    parameters:\n      baseAddress: {fake.base_url}\n"
+            f"      apiKey: {UPSTREAM_KEY}\n      modelName: fake-model\n"
+        )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        fake.script(Reply(text="never delivered", delay=30), Reply(text="the one reply"))
+
+        async with botline(config, port) as first, aiohttp.ClientSession(headers=headers) as http:
+            async with http.get(url + "/v1/models") as response:
+                gateway_id = (await response.json())["data"][0]["id"]
+            client = {"name": "WhatsApp", "aiGatewayId": gateway_id,
+                      "clientParameters": {"primaryColor": "#25d366", "pageTitle": "Support"}}
+            async with http.post(url + "/api/v1/web-chat-client", json=client) as response:
+                client_id = (await response.json())["id"]
+            integration = {"integrationType": "Zapi", "integrations": {"zapiIntegration": {
+                "instanceId": zapi.instance_id, "instanceToken": zapi.instance_token}}}
+            async with http.put(f"{url}/api/v1/web-chat-client/{client_id}/integrations", json=integration) as r:
+                webhook_url = (await r.json())["webhookUrl"]
+            assert await zapi.push(webhook_url, zapi.text_message(PHONE, "are you open today?")) == 200
+            await fake.wait_for_requests(1)  # the model is answering...
+            first.send_signal(signal.SIGKILL)  # ...and the process dies mid-turn
+            await first.wait()
+
+        assert zapi.sent == []
+        async with botline(config, port):
+            [reply] = await zapi.wait_for_sends(1, timeout=20)
+            assert reply.body["phone"] == PHONE and reply.body["message"] == "the one reply"
+            await asyncio.sleep(0.5)  # a bounded window: a second reply would show up here
+            assert len(zapi.sent) == 1
+        second_call = fake.requests[-1].body["messages"]
+        assert [m["content"] for m in second_call if m["role"] == "user"] == ["are you open today?"]

@@ -103,7 +103,8 @@ def build_app(
         adapters = channel_adapters(settings, app[HTTP])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,
                                 max_upload_bytes=settings.webchat.max_upload_bytes)
-        channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url)
+        channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
+                              telegram_mode=settings.providers.telegram.mode)
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -65,8 +65,13 @@ class ProviderSettings(Section):
     api_url: str
 
 
+class TelegramSettings(ProviderSettings):
+    mode: Literal["auto", "webhook", "polling"] = "auto"
+    """auto: webhooks when server.public_url is public, long polling when it is localhost."""
+
+
 class ProvidersSettings(Section):
-    telegram: ProviderSettings = ProviderSettings(api_url="https://api.telegram.org")
+    telegram: TelegramSettings = TelegramSettings(api_url="https://api.telegram.org")
     zapi: ProviderSettings = ProviderSettings(api_url="https://api.z-api.io")
     kapso: ProviderSettings = ProviderSettings(api_url="https://api.kapso.ai")
 

@@ -45,6 +45,16 @@ async def connect(
     return Channel(client_id, saved["webhookUrl"], saved)
 
 
+async def connect_telegram(server: RunningServer, fake_llm: FakeLLM, telegram: Any,
+                           **client_parameters: Any) -> Channel:
+    """A chat client on the fake LLM with the emulator's bot saved as its Telegram integration."""
+    client_id = await create_client(server, fake_llm, **client_parameters)
+    status, saved = await save_integration(
+        server, client_id, "Telegram", {"telegramIntegration": {"botToken": telegram.token}})
+    assert status == 200, saved
+    return Channel(client_id, saved["webhookUrl"], saved)
+
+
 async def save_integration(server: RunningServer, client_id: str, kind: str, integrations: dict[str, Any]
                            ) -> tuple[int, Any]:
     return await server.call("PUT", f"/api/v1/web-chat-client/{client_id}/integrations",

@@ -36,16 +36,21 @@ class Registration:
 
 
 class ChannelHub:
-    def __init__(self, store: Store, adapters: Adapters, inbound: InboundEngine, *, public_url: str) -> None:
+    def __init__(
+        self, store: Store, adapters: Adapters, inbound: InboundEngine, *, public_url: str, telegram_mode: str = "auto"
+    ) -> None:
         self._store = store
+        self._telegram_mode = telegram_mode
         self._adapters = adapters
         self._inbound = inbound
         self._public_url = public_url.rstrip("/")
         self._pollers: dict[tuple[str, IntegrationType], asyncio.Task[None]] = {}
 
     @property
-    def has_public_url(self) -> bool:
-        return (urlparse(self._public_url).hostname or "") not in LOCAL_HOSTS
+    def telegram_polls(self) -> bool:
+        if self._telegram_mode != "auto":
+            return self._telegram_mode == "polling"
+        return (urlparse(self._public_url).hostname or "") in LOCAL_HOSTS
 
     def adapter(self, kind: IntegrationType) -> ChannelAdapter[Any]:
         return self._adapters[kind]
@@ -62,7 +67,7 @@ class ChannelHub:
         if integration is None:
             return Registration(mode="none")
         self._stop_polling(client.id, kind)
-        if isinstance(integration, TelegramIntegration) and not self.has_public_url:
+        if isinstance(integration, TelegramIntegration) and self.telegram_polls:
             self._start_polling(client, integration)
             return Registration(mode="polling")
         adapter = self._adapters[kind]

@@ -67,7 +67,7 @@ def _turn_request(gateway: Gateway, body: dict[str, Any]) -> TurnRequest:
     if not isinstance(metadata, dict):
         raise ApiError(400, "metadata must be an object of strings.")
     caller = Caller(
-        call_source=CallSource.OPENAI_COMPATIBLE,
+        call_source=CallSource.OPENAI_COMPATIBLE, account_id=gateway.account_id,
         external_user_id=str(user) if user else None,
         metadata={str(k): str(v) for k, v in metadata.items()},
     )

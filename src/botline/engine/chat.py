@@ -252,7 +252,8 @@ class ChatEngine:
         await self._store.sessions.update(session)
         turn.started = True
         caller = Caller(
-            call_source=source, external_user_id=session.tag,
+            call_source=source, account_id=session.account_id, chat_client_id=session.chat_client_id,
+            external_user_id=session.tag,
             conversation_token=session.conversation_token, session_id=session.id, metadata=session.metadata,
         )
         request = TurnRequest(

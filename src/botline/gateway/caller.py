@@ -18,8 +18,13 @@ class CallSource(StrEnum):
 
 @dataclass(frozen=True)
 class Caller:
+    """`external_user_id` keys memories and schedules: a web session's tag, "{integration}:{chat id}"
+    on channels, `user` on /v1. `chat_client_id`/`session_id` are set for chat-client turns only."""
+
     call_source: CallSource
+    account_id: str
     external_user_id: str | None = None
     conversation_token: str | None = None
     session_id: str | None = None
+    chat_client_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)

@@ -26,6 +26,7 @@ from botline.gateway.caller import Caller
 from botline.gateway.completion import Round, complete, stream
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
+from botline.gateway.extensions import TurnExtension
 from botline.gateway.llm import ClientPool
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters, approximate, message_text
@@ -110,6 +111,7 @@ class PipelineServices:
     usage: UsageRecorder
     settings: LLMSettings
     clock: Clock
+    extensions: list[TurnExtension] = field(default_factory=list)
 
 
 class TurnPipeline:
@@ -119,8 +121,13 @@ class TurnPipeline:
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
         params = request.gateway.parameters
-        tools = ToolSet([*await self._protocol_tools(request.gateway), *request.tools])
-        messages = await self._assemble(request)
+        instructions, extra_tools = list(request.instructions), list(request.tools)
+        for extension in self._s.extensions:
+            contribution = await extension.contribute(request.gateway, request.caller)
+            instructions.extend(contribution.instructions)
+            extra_tools.extend(contribution.tools)
+        tools = ToolSet([*await self._protocol_tools(request.gateway), *extra_tools])
+        messages = await self._assemble(request, instructions)
         tool_specs = [*tools.specs(), *(request.client_tools or [])]
         if params.context_maximum_size:
             counter = await self._s.counters.for_model(params.model_name)
@@ -242,7 +249,7 @@ class TurnPipeline:
             body["user"] = request.caller.external_user_id
         return body
 
-    async def _assemble(self, request: TurnRequest) -> list[ChatMessage]:
+    async def _assemble(self, request: TurnRequest, instructions: Sequence[str]) -> list[ChatMessage]:
         params = request.gateway.parameters
         blocks: list[str] = []
         if params.system_instruction:
@@ -265,7 +272,7 @@ class TurnPipeline:
             )
             if located:
                 blocks.append(located)
-        blocks.extend(request.instructions)
+        blocks.extend(instructions)
         blocks.append(f"Current date and time: {_minute(self._s.clock.now())} (UTC).")
         system = "\n\n".join(blocks)
         conversation = request.messages

@@ -17,7 +17,9 @@ from botline.api import (
     chat_page,
     gateways,
     health,
+    hook_schedules,
     integrations,
+    memories,
     openai_compat,
     public_chat,
     webhooks,
@@ -40,7 +42,11 @@ from botline.gateway.registry import apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
+from botline.memory import MemoryExtension, MemoryService
 from botline.ratelimit import RateLimiter
+from botline.scheduler.activation import ScheduleActivator
+from botline.scheduler.service import Scheduler
+from botline.scheduler.tools import ScheduleExtension
 from botline.store import open_store
 from botline.store.base import Store
 
@@ -91,13 +97,16 @@ def build_app(
         usage = UsageRecorder(store.usage)
         await usage.start()
         authenticator = Authenticator(store, clock, cache_seconds=settings.auth.key_cache_seconds)
-        pipeline = TurnPipeline(PipelineServices(
+        memory = MemoryService(store, clock)
+        pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
-            usage=usage, settings=settings.llm, clock=clock,
-        ))
+            usage=usage, settings=settings.llm, clock=clock, extensions=[MemoryExtension(memory)],
+        )
+        pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)
         sessions = SessionService(store, clock)
         await sessions.start_purging()
+        await memory.start_purging()
         chat = ChatEngine(store, pipeline, sessions, limiter, clock)
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
         adapters = channel_adapters(settings, app[HTTP])
@@ -105,27 +114,34 @@ def build_app(
                                 max_upload_bytes=settings.webchat.max_upload_bytes)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
+        activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler)
+        scheduler = Scheduler(store, activator, clock, settings.scheduler)
+        pipeline_services.extensions.append(ScheduleExtension(store, scheduler, clock, settings.scheduler))
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
-            inbound=inbound, channels=channels,
+            inbound=inbound, channels=channels, scheduler=scheduler,
         )
         await inbound.resume()
+        await scheduler.start()
         hooks = asyncio.create_task(channels.connect_all(), name="update-hooks")
         yield
         hooks.cancel()
+        await scheduler.close()
         await channels.close()
         await inbound.close(settings.server.shutdown_grace_seconds)
         for adapter in adapters.values():
             await adapter.close()
         await chat.close()
+        await memory.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()
 
     app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
     route_modules = (
-        health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks
+        health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
+        hook_schedules, memories,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -94,6 +94,19 @@ class WebChatSettings(Section):
     """Model asked at the gateway's /audio/transcriptions for voice uploads."""
 
 
+class SchedulerSettings(Section):
+    misfire_grace_seconds: float = Field(default=600, ge=0)
+    """A firing missed while botline was down is still delivered at start if it is at most this late."""
+    min_delay_seconds: float = Field(default=60, ge=0)
+    max_delay_days: float = Field(default=365, gt=0)
+    min_cron_interval_seconds: float = Field(default=300, ge=0)
+    max_active_per_user: int = Field(default=10, ge=1)
+    allow_seconds_in_cron: bool = False
+    """Tests only: lets a 6-field cron (with seconds) through."""
+    sync_interval_seconds: float = Field(default=30, gt=0)
+    """How often each replica reloads schedules created by the others."""
+
+
 class GatewayDefinition(Section):
     """A gateway declared in the file, created or updated at start in the admin account."""
 
@@ -130,6 +143,7 @@ class Settings(BaseSettings):
     providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     webchat: WebChatSettings = Field(default_factory=WebChatSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -13,6 +13,8 @@ from botline.domain.conversations import Message, MessageStatus, Role, Session
 from botline.domain.gateways import Gateway, GatewayParameters
 from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import IntegrationType
+from botline.domain.memory import Memory, MemoryFormat
+from botline.domain.schedules import ScheduledItem, ScheduleKind, ScheduleStatus, ScheduleTarget
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store import ConflictError, Store
 
@@ -930,3 +932,218 @@ async def test_an_expired_lease_cannot_be_refreshed(store: Store) -> None:
     assert token is not None
     await asyncio.sleep(0.3)  # lease expiry is the backend's own clock
     assert await store.locks.refresh("chat:expired", token, ttl_seconds=5) is False
+
+
+def scheduled(kind: str = "schedule", *, account: str = ALICE, client: str = "client-1",
+              minutes: float = 10, created: float = 0) -> ScheduledItem:
+    return ScheduledItem(
+        kind=ScheduleKind(kind), account_id=account, chat_client_id=client, external_user_id="Telegram:1",
+        target=ScheduleTarget.TELEGRAM, target_identifier="1", reason="follow up", scheduled_time=at(minutes),
+        next_activation=at(minutes), created_at=at(created),
+    )
+
+
+class TestSchedules:
+    async def test_create_get_update_and_list(self, store: Store) -> None:
+        first, second = scheduled(created=1), scheduled("recurring", created=2)
+        other_client = scheduled(client="client-2")
+        for item in (second, other_client, first):
+            await store.schedules.create(item)
+        assert await store.schedules.get(ALICE, first.id) == first
+        assert await store.schedules.get("someone-else", first.id) is None
+        assert [i.id for i in await store.schedules.list_for_client(ALICE, "client-1")] == [first.id, second.id]
+        first.execution_count = 1
+        first.status = ScheduleStatus.DONE
+        await store.schedules.update(first)
+        assert (await store.schedules.get(ALICE, first.id)).status is ScheduleStatus.DONE  # type: ignore[union-attr]
+
+    async def test_active_lists_only_active_items_of_every_account(self, store: Store) -> None:
+        live, done, bob = scheduled(), scheduled(), scheduled(account="account-bob")
+        done.status = ScheduleStatus.DONE
+        for item in (live, done, bob):
+            await store.schedules.create(item)
+        assert {i.id for i in await store.schedules.active()} == {live.id, bob.id}
+        live.next_activation = None
+        await store.schedules.update(live)
+        assert {i.id for i in await store.schedules.active()} == {bob.id}
+
+    async def test_another_account_cannot_update_or_delete(self, store: Store) -> None:
+        item = scheduled()
+        await store.schedules.create(item)
+        forged = item.model_copy(update={"account_id": "account-bob", "reason": "hijacked"})
+        await store.schedules.update(forged)
+        assert (await store.schedules.get(ALICE, item.id)).reason == "follow up"  # type: ignore[union-attr]
+        assert await store.schedules.delete("account-bob", item.id) is False
+        assert await store.schedules.delete(ALICE, item.id) is True
+        assert await store.schedules.get(ALICE, item.id) is None
+        assert await store.schedules.active() == []
+
+    async def test_each_firing_is_claimed_once(self, store: Store) -> None:
+        results = await asyncio.gather(*(store.schedules.claim("item-1", at(5)) for _ in range(10)))
+        assert results.count(True) == 1
+        assert await store.schedules.claim("item-1", at(6)) is True
+        assert await store.schedules.claim("item-2", at(5)) is True
+
+
+def memory(
+    user: str = "user-1",
+    content: str = "likes tea",
+    *,
+    account_id: str = ALICE,
+    updated: float = 0,
+    days: float = 30,
+    format: MemoryFormat = MemoryFormat.TEXT,
+) -> Memory:
+    return Memory(
+        account_id=account_id, external_user_id=user, format=format, content=content, created_at=at(updated),
+        updated_at=at(updated), expires_at=at(updated) + timedelta(days=days),
+    )
+
+
+class TestMemories:
+    async def test_created_memory_reads_back_equal_only_in_its_account(self, store: Store) -> None:
+        saved = memory()
+        await store.memories.create(saved)
+        assert await store.memories.get(ALICE, saved.id, now=T0) == saved
+        assert await store.memories.get(BOB, saved.id, now=T0) is None
+        assert await store.memories.get(ALICE, "unknown", now=T0) is None
+
+    async def test_an_expired_memory_is_never_read(self, store: Store) -> None:
+        saved = memory(days=1)
+        await store.memories.create(saved)
+        expiry = saved.expires_at
+        assert await store.memories.get(ALICE, saved.id, now=expiry - timedelta(seconds=1)) == saved
+        assert await store.memories.get(ALICE, saved.id, now=expiry) is None
+        assert await store.memories.list_for_user(ALICE, "user-1", now=expiry) == []
+        assert await store.memories.list_for_account(ALICE, now=expiry) == []
+
+    async def test_list_for_user_is_most_recent_first_and_scoped(self, store: Store) -> None:
+        old, new, newest = memory(updated=1), memory(updated=2), memory(updated=3)
+        for item in (new, memory("user-2"), memory(account_id=BOB), newest, old):
+            await store.memories.create(item)
+        listed = await store.memories.list_for_user(ALICE, "user-1", now=at(4))
+        assert [m.id for m in listed] == [newest.id, new.id, old.id]
+        limited = await store.memories.list_for_user(ALICE, "user-1", now=at(4), limit=2)
+        assert [m.id for m in limited] == [newest.id, new.id]
+
+    async def test_the_limit_counts_live_memories_only(self, store: Store) -> None:
+        live, expired = memory(updated=1, days=30), memory(updated=2, days=0.001)
+        for item in (live, expired):
+            await store.memories.create(item)
+        listed = await store.memories.list_for_user(ALICE, "user-1", now=at(10), limit=1)
+        assert [m.id for m in listed] == [live.id]
+
+    async def test_lists_filter_by_format(self, store: Store) -> None:
+        text, reminder = memory(updated=1), memory(updated=2, format=MemoryFormat.DATE_REMINDER)
+        for item in (text, reminder):
+            await store.memories.create(item)
+        by_user = await store.memories.list_for_user(ALICE, "user-1", now=at(3), format=MemoryFormat.TEXT)
+        assert [m.id for m in by_user] == [text.id]
+        by_account = await store.memories.list_for_account(ALICE, now=at(3), format=MemoryFormat.DATE_REMINDER)
+        assert [m.id for m in by_account] == [reminder.id]
+        assert [m.id for m in await store.memories.list_for_account(ALICE, now=at(3))] == [reminder.id, text.id]
+
+    async def test_list_for_account_spans_users_most_recent_first(self, store: Store) -> None:
+        first, second = memory("user-1", updated=1), memory("user-2", updated=2)
+        for item in (first, memory(account_id=BOB), second):
+            await store.memories.create(item)
+        assert [m.id for m in await store.memories.list_for_account(ALICE, now=at(3))] == [second.id, first.id]
+
+    async def test_equal_times_break_the_tie_by_the_highest_id(self, store: Store) -> None:
+        a, b = memory(), memory()
+        for item in (a, b):
+            await store.memories.create(item)
+        expected = sorted([a.id, b.id], reverse=True)
+        assert [m.id for m in await store.memories.list_for_user(ALICE, "user-1", now=T0)] == expected
+
+    async def test_a_user_id_may_hold_any_characters(self, store: Store) -> None:
+        odd = "telegram:+33 6*[x]@device:1"
+        saved = memory(odd)
+        await store.memories.create(saved)
+        assert [m.id for m in await store.memories.list_for_user(ALICE, odd, now=T0)] == [saved.id]
+        assert await store.memories.list_for_user(ALICE, "telegram:+33 6*", now=T0) == []
+
+    async def test_update_replaces_content_reorders_and_moves_the_expiry(self, store: Store) -> None:
+        old, new = memory(updated=1, days=1), memory(updated=2)
+        for item in (old, new):
+            await store.memories.create(item)
+        changed = old.model_copy(update={"content": "likes coffee", "updated_at": at(3),
+                                         "expires_at": at(3) + timedelta(days=60)})
+        assert await store.memories.update(changed) is True
+        now = at(3) + timedelta(days=45)
+        assert [m.id for m in await store.memories.list_for_user(ALICE, "user-1", now=now)] == [old.id]
+        assert await store.memories.get(ALICE, old.id, now=at(4)) == changed
+        listed = await store.memories.list_for_user(ALICE, "user-1", now=at(4))
+        assert [m.id for m in listed] == [old.id, new.id]
+
+    async def test_update_of_another_account_user_or_unknown_id_writes_nothing(self, store: Store) -> None:
+        saved = memory()
+        await store.memories.create(saved)
+        for forged in (
+            saved.model_copy(update={"account_id": BOB, "content": "hijacked"}),
+            saved.model_copy(update={"external_user_id": "user-2", "content": "hijacked"}),
+            memory(content="never stored"),
+        ):
+            assert await store.memories.update(forged) is False
+        assert await store.memories.get(ALICE, saved.id, now=T0) == saved
+        assert await store.memories.list_for_user(ALICE, "user-2", now=T0) == []
+        assert len(await store.memories.list_for_account(ALICE, now=T0)) == 1
+
+    async def test_delete_is_scoped_by_account_and_reports_live_memories_only(self, store: Store) -> None:
+        live, expired = memory(), memory(days=0.001)
+        for item in (live, expired):
+            await store.memories.create(item)
+        assert await store.memories.delete(BOB, live.id, now=at(10)) is False
+        assert await store.memories.delete(ALICE, live.id, now=at(10)) is True
+        assert await store.memories.delete(ALICE, live.id, now=at(10)) is False
+        assert await store.memories.delete(ALICE, expired.id, now=at(10)) is False
+        assert await store.memories.get(ALICE, expired.id, now=T0) is None
+        assert await store.memories.list_for_account(ALICE, now=T0) == []
+
+    async def test_delete_for_user_takes_the_user_and_its_at_suffixed_ids_in_one_format(self, store: Store) -> None:
+        doomed = [memory("user-1"), memory("user-1@device-a"), memory("user-1@device-b", days=0.001)]
+        kept = [
+            memory("user-10"), memory("user-1", format=MemoryFormat.DATE_REMINDER), memory("user-1", account_id=BOB),
+            memory("xuser-1"),
+        ]
+        for item in (*doomed, *kept):
+            await store.memories.create(item)
+        assert await store.memories.delete_for_user(ALICE, "user-1", MemoryFormat.TEXT, now=at(10)) == 2
+        remaining = await store.memories.list_for_account(ALICE, now=T0)
+        assert {m.id for m in remaining} == {kept[0].id, kept[1].id, kept[3].id}
+        assert len(await store.memories.list_for_account(BOB, now=T0)) == 1
+        assert await store.memories.delete_for_user(ALICE, "user-1", MemoryFormat.TEXT, now=at(10)) == 0
+
+    async def test_racing_bulk_deletes_count_each_memory_once(self, store: Store) -> None:
+        for _ in range(5):
+            await store.memories.create(memory())
+        counts = await asyncio.gather(
+            *(store.memories.delete_for_user(ALICE, "user-1", MemoryFormat.TEXT, now=T0) for _ in range(4))
+        )
+        assert sum(counts) == 5
+
+    async def test_purge_removes_expired_memories_of_every_account_only(self, store: Store) -> None:
+        due = [memory(days=1), memory(account_id=BOB, days=1)]
+        live = memory(days=3)
+        for item in (*due, live):
+            await store.memories.create(item)
+        now = T0 + timedelta(days=2)
+        assert await store.memories.purge(now) == 2
+        assert await store.memories.purge(now) == 0
+        assert await store.memories.get(ALICE, due[0].id, now=T0) is None
+        assert await store.memories.get(BOB, due[1].id, now=T0) is None
+        assert await store.memories.get(ALICE, live.id, now=now) == live
+
+    async def test_purge_respects_the_limit(self, store: Store) -> None:
+        for _ in range(3):
+            await store.memories.create(memory(days=1))
+        now = T0 + timedelta(days=2)
+        assert await store.memories.purge(now, limit=2) == 2
+        assert await store.memories.purge(now, limit=2) == 1
+
+    async def test_an_extended_memory_is_not_purged(self, store: Store) -> None:
+        saved = memory(days=1)
+        await store.memories.create(saved)
+        await store.memories.update(saved.model_copy(update={"expires_at": T0 + timedelta(days=10)}))
+        assert await store.memories.purge(T0 + timedelta(days=2)) == 0
+        assert await store.memories.get(ALICE, saved.id, now=T0 + timedelta(days=2)) is not None

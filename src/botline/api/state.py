@@ -18,6 +18,7 @@ from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
 from botline.gateway.transcription import Transcriber
 from botline.ratelimit import RateLimiter
+from botline.scheduler.service import Scheduler
 from botline.store.base import Store
 
 
@@ -36,6 +37,7 @@ class Services:
     transcriber: Transcriber
     inbound: InboundEngine
     channels: ChannelHub
+    scheduler: Scheduler
 
 
 SERVICES = web.AppKey("services", Services)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -64,6 +65,8 @@ class ClientParameters(StrictModel):
     split_answer_into_message_chunks: bool = False
     max_scheduled_ignored_zone: Timespan = None
     message_debounce_interval: Timespan = None
+    timezone: str | None = None
+    """botline's addition: the IANA zone recurring tasks default to (else UTC)."""
 
     @field_validator("primary_color")
     @classmethod
@@ -80,6 +83,16 @@ class ClientParameters(StrictModel):
             if not _ORIGIN.match(value):
                 raise ValueError(f"{value!r} is not an origin (scheme://host[:port], no path)")
         return values
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("must be an IANA time zone such as America/Sao_Paulo") from None
+        return value or None
 
     @field_validator("logo_image_url")
     @classmethod

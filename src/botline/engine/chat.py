@@ -143,13 +143,19 @@ class ChatEngine:
         return gateway
 
     async def submit(
-        self, session: Session, client: ChatClient, content: Content, reader: AttachmentReader, *,
-        source: CallSource = CallSource.WEB_CHAT,
+        self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None, *,
+        source: CallSource = CallSource.WEB_CHAT, note: str | None = None,
     ) -> ActiveTurn:
-        """Checks the prompt and starts its turn; raises ChatRefused before anything is stored."""
+        """Checks the prompt and starts its turn; raises ChatRefused before anything is stored.
+
+        With `content` None the turn is started by botline itself (a scheduled continuation): no user
+        message is stored, `note` is shown to the model as the last system message, and the
+        user's hourly limit does not apply.
+        """
         gateway = await self.gateway_for(client)
-        content = await reader.read(content)
-        limit = client.limiting_parameters.messages_per_hour
+        if content is not None and reader is not None:
+            content = await reader.read(content)
+        limit = client.limiting_parameters.messages_per_hour if content is not None else 0
         if limit:
             retry_after = await self._limiter.hit(
                 f"chat:{client.id}:{session.tag or session.id}", limit=limit, window_seconds=HOUR_SECONDS
@@ -159,7 +165,7 @@ class ChatEngine:
                 raise ChatRefused(429, f"This chat allows {limit} {unit} per hour; try again later.",
                                   retry_after=retry_after)
         turn = ActiveTurn(session_id=session.id)
-        turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content, source))
+        turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content, source, note))
         self._tasks.add(turn.task)
         self._active.setdefault(session.id, []).append(turn)
         turn.task.add_done_callback(lambda task: self._forget(turn, task))
@@ -215,12 +221,12 @@ class ChatEngine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _run(
-        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content,
-        source: CallSource,
+        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
+        source: CallSource, note: str | None,
     ) -> TurnOutcome:
         try:
             async with self._locks.hold(f"session:{session_id}"):
-                return await self._turn(turn, session_id, client, gateway, content, source)
+                return await self._turn(turn, session_id, client, gateway, content, source, note)
         except asyncio.CancelledError:
             if not turn.cancel_requested:
                 raise
@@ -230,8 +236,8 @@ class ChatEngine:
             raise
 
     async def _turn(
-        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content,
-        source: CallSource,
+        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
+        source: CallSource, note: str | None,
     ) -> TurnOutcome:
         session = await self._store.sessions.get(client.account_id, session_id)
         if session is None or not session.is_live(self._clock.now()):
@@ -242,22 +248,26 @@ class ChatEngine:
         if cap and not repeat and session.message_count >= cap:
             raise ChatRefused(403, f"This conversation reached its limit of {cap} messages; start a new one.")
         now = self._clock.now()
-        if not repeat:  # an unanswered identical last message (after a retry or a failure) is answered instead
-            user = Message(session_id=session.id, role=Role.USER, content=content, created_at=now)
-            await self._store.messages.append(user)
-            messages.append(user)
-            session.message_count += 1
-        session.last_user_message_at = session.last_message_at = now
-        self._sessions.slide(session)
-        await self._store.sessions.update(session)
+        if content is not None:
+            if not repeat:  # an unanswered identical last message (retry, failure, restart) is answered instead
+                user = Message(session_id=session.id, role=Role.USER, content=content, created_at=now)
+                await self._store.messages.append(user)
+                messages.append(user)
+                session.message_count += 1
+            session.last_user_message_at = session.last_message_at = now
+            self._sessions.slide(session)
+            await self._store.sessions.update(session)
         turn.started = True
         caller = Caller(
             call_source=source, account_id=session.account_id, chat_client_id=session.chat_client_id,
             external_user_id=session.tag,
             conversation_token=session.conversation_token, session_id=session.id, metadata=session.metadata,
         )
+        history = history_of(messages)
+        if note:
+            history.append({"role": "system", "content": note})
         request = TurnRequest(
-            gateway=gateway, messages=history_of(messages), caller=caller, extra_context=session.extra_context,
+            gateway=gateway, messages=history, caller=caller, extra_context=session.extra_context,
             context_location=session.context_location, stream=True,
         )
         result = await self._pipeline.run(request, _EventSink(turn, client.client_parameters.show_tool_calls))

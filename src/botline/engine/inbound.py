@@ -147,14 +147,14 @@ class InboundEngine:
         command = records[-1].text.strip().lower() if len(records) == 1 else ""
         if command == RESET_COMMAND:
             await self._reset(chat, client)
-            await self._deliver(chat, client, integration, RESET_REPLY, session=None)
+            await self.deliver(chat, client, integration, RESET_REPLY, session=None)
             return
         session = await self._sessions.for_channel(
             client, tag=chat.external_user_id, lifetime=integration.session_duration or DEFAULT_SESSION_DURATION
         )
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
-            await self._deliver(chat, client, integration, usage, session=session)
+            await self.deliver(chat, client, integration, usage, session=session)
             return
         typing = asyncio.create_task(self._keep_typing(adapter, integration, chat.chat_id))
         try:
@@ -164,7 +164,7 @@ class InboundEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
         if reply:
-            await self._deliver(chat, client, integration, reply, session=session)
+            await self.deliver(chat, client, integration, reply, session=session)
 
     async def _turn(
         self, chat: ChatKey, client: ChatClient, session: Session, integration: Integration,
@@ -199,9 +199,10 @@ class InboundEngine:
             return text
         return ([{"type": "text", "text": text}] if text else []) + parts
 
-    async def _deliver(
+    async def deliver(
         self, chat: ChatKey, client: ChatClient, integration: Integration, text: str, *, session: Session | None
-    ) -> None:
+    ) -> DeliveryError | None:
+        """Sends an answer in the channel's chunks; a final failure is recorded on the session and returned."""
         adapter = self._adapters[chat.integration]
         chunks = split_message(
             text, limit=adapter.max_text_length,
@@ -216,6 +217,8 @@ class InboundEngine:
                 session = await self._store.sessions.get(session.account_id, session.id) or session  # post-turn
                 session.last_delivery_error = exc.message
                 await self._store.sessions.update(session)
+            return exc
+        return None
 
     async def _reset(self, chat: ChatKey, client: ChatClient) -> None:
         existing = await self._store.sessions.get_by_tag(client.account_id, client.id, chat.external_user_id)

@@ -16,6 +16,8 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
 from botline.domain.inbound import ChatKey, InboundRecord
+from botline.domain.memory import Memory, MemoryFormat
+from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 
 
@@ -223,6 +225,77 @@ class InboundRepository(ABC):
         """Forgets dedupe keys (and answered records) older than their window; returns how many."""
 
 
+class ScheduleRepository(ABC):
+    """Scheduled continuations (one-shot and recurring) and the claims that make each firing happen once."""
+
+    @abstractmethod
+    async def create(self, item: ScheduledItem) -> None: ...
+
+    @abstractmethod
+    async def get(self, account_id: str, item_id: str) -> ScheduledItem | None: ...
+
+    @abstractmethod
+    async def update(self, item: ScheduledItem) -> None:
+        """Replaces a stored item of the same account; unknown ids are ignored."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, item_id: str) -> bool: ...
+
+    @abstractmethod
+    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[ScheduledItem]:
+        """Every item of a chat client (active or done), oldest first."""
+
+    @abstractmethod
+    async def active(self) -> list[ScheduledItem]:
+        """Every active item of every account (what the scheduler loads at start)."""
+
+    @abstractmethod
+    async def claim(self, item_id: str, fire_time: datetime) -> bool:
+        """Compare-and-set on (item, fire time): True for exactly one caller, ever."""
+
+
+class MemoryRepository(ABC):
+    """Per-user memories. Reads take `now` and never return a memory whose expiresAt is at or before it."""
+
+    @abstractmethod
+    async def create(self, memory: Memory) -> None: ...
+
+    @abstractmethod
+    async def get(self, account_id: str, memory_id: str, *, now: datetime) -> Memory | None: ...
+
+    @abstractmethod
+    async def update(self, memory: Memory) -> bool:
+        """Replaces a stored memory of the same account and user; False (nothing written) when there is none."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, memory_id: str, *, now: datetime) -> bool:
+        """Deletes the memory; True only when it was live (an expired one goes silently)."""
+
+    @abstractmethod
+    async def list_for_user(
+        self, account_id: str, external_user_id: str, *, now: datetime, format: MemoryFormat | None = None,
+        limit: int | None = None,
+    ) -> list[Memory]:
+        """The user's live memories (of one format, or all), most recently written first."""
+
+    @abstractmethod
+    async def list_for_account(
+        self, account_id: str, *, now: datetime, format: MemoryFormat | None = None
+    ) -> list[Memory]:
+        """Every live memory of the account, most recently written first."""
+
+    @abstractmethod
+    async def delete_for_user(
+        self, account_id: str, external_user_id: str, format: MemoryFormat, *, now: datetime
+    ) -> int:
+        """Deletes the memories of that format whose user id is `external_user_id` or starts with
+        `external_user_id + "@"`; returns how many of them were live."""
+
+    @abstractmethod
+    async def purge(self, now: datetime, *, limit: int = 500) -> int:
+        """Deletes up to `limit` memories that expired at or before `now`; returns how many."""
+
+
 class LockRepository(ABC):
     """Short leases that keep two replicas from answering one chat at once."""
 
@@ -252,6 +325,8 @@ class Store(ABC):
     counters: CounterRepository
     inbound: InboundRepository
     locks: LockRepository
+    memories: MemoryRepository
+    schedules: ScheduleRepository
 
     @abstractmethod
     async def ping(self) -> None:

@@ -32,9 +32,14 @@ Layout (P is the prefix, "botline" by default):
     P:inbound_answered                            zset    answered record ids, by dedupe deadline (epoch s)
     P:inbound_sequence                            string  INCR counter ordering recorded messages
     P:lock:{name}                                 string  lease token (PX TTL)
+    P:memory:{id}                                 string  Memory JSON
+    P:account:{account}:memories                  zset    the account's memory ids by updated_at (µs)
+    P:account:{account}:memory_user:{user}        zset    the user's memory ids by updated_at (µs)
+    P:memories_by_expiry                          zset    every memory id, scored by expires_at (epoch s)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
-parts (a session tag, a model name, a dedupe key, a chat id, a lock name) are always the last part.
+parts (a session tag, a model name, a dedupe key, a chat id, a lock name, an external user id) are
+always the last part.
 """
 
 from __future__ import annotations
@@ -179,3 +184,30 @@ class RedisKeys:
     # leases between replicas
     def lock(self, name: str) -> str:
         return self._key("lock", name)
+
+    # per-user memories
+    def memory(self, memory_id: str) -> str:
+        return self._key("memory", memory_id)
+
+    def memories_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "memories")
+
+    def memories_of_user(self, account_id: str, external_user_id: str) -> str:
+        """The free-form external user id is the last part."""
+        return self._key("account", account_id, "memory_user", external_user_id)
+
+    def memories_by_expiry(self) -> str:
+        return self._key("memories_by_expiry")
+
+    # scheduled continuations
+    def schedule(self, item_id: str) -> str:
+        return self._key("schedule", item_id)
+
+    def schedules_of_client(self, account_id: str, chat_client_id: str) -> str:
+        return self._key("account", account_id, "client", chat_client_id, "schedules")
+
+    def schedules_active(self) -> str:
+        return self._key("schedules_active")
+
+    def schedule_claim(self, item_id: str, fire_time: str) -> str:
+        return self._key("schedule_claim", item_id, fire_time)

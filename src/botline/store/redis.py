@@ -34,6 +34,8 @@ from botline.store.keys import RedisKeys, UsageBucket
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
 from botline.store.redis_inbound import RedisInbound, RedisLocks
+from botline.store.redis_memories import RedisMemories
+from botline.store.redis_schedules import RedisSchedules
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
@@ -237,6 +239,8 @@ class RedisStore(Store):
         self.counters = RedisCounters(client, keys)
         self.inbound = RedisInbound(client, keys)
         self.locks = RedisLocks(client, keys)
+        self.memories = RedisMemories(client, keys)
+        self.schedules = RedisSchedules(client, keys)
 
     @classmethod
     async def from_url(cls, url: str, *, prefix: str = "botline") -> RedisStore:

@@ -19,6 +19,8 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
 from botline.domain.inbound import ChatKey, InboundRecord
+from botline.domain.memory import Memory, MemoryFormat
+from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
@@ -29,7 +31,9 @@ from botline.store.base import (
     GatewayRepository,
     InboundRepository,
     LockRepository,
+    MemoryRepository,
     MessageRepository,
+    ScheduleRepository,
     SessionRepository,
     Store,
     StoreUnavailable,
@@ -414,6 +418,120 @@ class SqliteLocks(_Repo, LockRepository):
         await self._write("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
 
 
+class SqliteSchedules(_Repo, ScheduleRepository):
+    async def create(self, item: ScheduledItem) -> None:
+        await self._write(
+            "INSERT INTO schedules (id, account_id, chat_client_id, active, created_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (item.id, item.account_id, item.chat_client_id, int(item.active), item.created_at.isoformat(), _dump(item)),
+        )
+
+    async def get(self, account_id: str, item_id: str) -> ScheduledItem | None:
+        return await self._one(
+            ScheduledItem, "SELECT data FROM schedules WHERE id = ? AND account_id = ?", (item_id, account_id)
+        )
+
+    async def update(self, item: ScheduledItem) -> None:
+        await self._write(
+            "UPDATE schedules SET active = ?, data = ? WHERE id = ? AND account_id = ?",
+            (int(item.active), _dump(item), item.id, item.account_id),
+        )
+
+    async def delete(self, account_id: str, item_id: str) -> bool:
+        return await self._write("DELETE FROM schedules WHERE id = ? AND account_id = ?", (item_id, account_id)) > 0
+
+    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[ScheduledItem]:
+        return await self._all(
+            ScheduledItem,
+            "SELECT data FROM schedules WHERE account_id = ? AND chat_client_id = ? ORDER BY created_at, id",
+            (account_id, chat_client_id),
+        )
+
+    async def active(self) -> list[ScheduledItem]:
+        return await self._all(ScheduledItem, "SELECT data FROM schedules WHERE active = 1 ORDER BY created_at", ())
+
+    async def claim(self, item_id: str, fire_time: datetime) -> bool:
+        return await self._write(
+            "INSERT OR IGNORE INTO schedule_claims (item_id, fire_ts) VALUES (?, ?)", (item_id, fire_time.timestamp())
+        ) == 1
+
+
+class SqliteMemories(_Repo, MemoryRepository):
+    @staticmethod
+    def _live(where: str, format: MemoryFormat | None) -> str:
+        return f"{where} AND expires_ts > ?" + ("" if format is None else " AND format = ?")
+
+    @staticmethod
+    def _params(params: Sequence[Any], now: datetime, format: MemoryFormat | None) -> list[Any]:
+        return [*params, now.timestamp(), *([] if format is None else [format.value])]
+
+    async def create(self, memory: Memory) -> None:
+        await self._write(
+            "INSERT INTO memories (id, account_id, external_user_id, format, updated_ts, expires_ts, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (memory.id, memory.account_id, memory.external_user_id, memory.format.value,
+             memory.updated_at.timestamp(), memory.expires_at.timestamp(), _dump(memory)),
+        )
+
+    async def get(self, account_id: str, memory_id: str, *, now: datetime) -> Memory | None:
+        return await self._one(
+            Memory, "SELECT data FROM memories WHERE id = ? AND account_id = ? AND expires_ts > ?",
+            (memory_id, account_id, now.timestamp()),
+        )
+
+    async def update(self, memory: Memory) -> bool:
+        return await self._write(
+            "UPDATE memories SET format = ?, updated_ts = ?, expires_ts = ?, data = ?"
+            " WHERE id = ? AND account_id = ? AND external_user_id = ?",
+            (memory.format.value, memory.updated_at.timestamp(), memory.expires_at.timestamp(), _dump(memory),
+             memory.id, memory.account_id, memory.external_user_id),
+        ) == 1
+
+    async def _delete_counting_live(self, where: str, params: Sequence[Any], now: datetime) -> int:
+        async with self._db.execute(f"DELETE FROM memories WHERE {where} RETURNING expires_ts", params) as cursor:
+            rows = await cursor.fetchall()
+        await self._db.commit()
+        return sum(1 for row in rows if row[0] > now.timestamp())
+
+    async def delete(self, account_id: str, memory_id: str, *, now: datetime) -> bool:
+        return await self._delete_counting_live("id = ? AND account_id = ?", (memory_id, account_id), now) > 0
+
+    async def list_for_user(
+        self, account_id: str, external_user_id: str, *, now: datetime, format: MemoryFormat | None = None,
+        limit: int | None = None,
+    ) -> list[Memory]:
+        where = self._live("account_id = ? AND external_user_id = ?", format)
+        params = self._params((account_id, external_user_id), now, format)
+        return await self._all(
+            Memory, f"SELECT data FROM memories WHERE {where} ORDER BY updated_ts DESC, id DESC LIMIT ?",
+            [*params, -1 if limit is None else limit],
+        )
+
+    async def list_for_account(
+        self, account_id: str, *, now: datetime, format: MemoryFormat | None = None
+    ) -> list[Memory]:
+        where = self._live("account_id = ?", format)
+        return await self._all(
+            Memory, f"SELECT data FROM memories WHERE {where} ORDER BY updated_ts DESC, id DESC",
+            self._params((account_id,), now, format),
+        )
+
+    async def delete_for_user(
+        self, account_id: str, external_user_id: str, format: MemoryFormat, *, now: datetime
+    ) -> int:
+        prefix = external_user_id + "@"
+        return await self._delete_counting_live(
+            "account_id = ? AND format = ? AND (external_user_id = ? OR substr(external_user_id, 1, ?) = ?)",
+            (account_id, format.value, external_user_id, len(prefix), prefix), now,
+        )
+
+    async def purge(self, now: datetime, *, limit: int = 500) -> int:
+        return await self._write(
+            "DELETE FROM memories WHERE id IN (SELECT id FROM memories WHERE expires_ts <= ? LIMIT ?)",
+            (now.timestamp(), limit),
+        )
+
+
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("botline.store") / "migrations"
     scripts = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
@@ -435,6 +553,8 @@ class SqliteStore(Store):
         self.counters = SqliteCounters(db)
         self.inbound = SqliteInbound(db)
         self.locks = SqliteLocks(db)
+        self.memories = SqliteMemories(db)
+        self.schedules = SqliteSchedules(db)
         self._closed = False
 
     @classmethod

@@ -1,0 +1,138 @@
+"""What the memory tools and the turn extension do with the store: scoped reads and writes, search,
+and the background purge of expired memories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+
+from botline.domain.clock import Clock
+from botline.domain.memory import DateReminder, Memory, MemoryFormat, check_content, retention
+from botline.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_SECONDS = 300.0
+SEARCH_LIMIT = 20
+MIN_WORD_CHARS = 2
+WORD = re.compile(r"\w+")
+
+
+class MemoryService:
+    """Every method is scoped to one (account, external user id): another user's ids are unknown here."""
+
+    def __init__(self, store: Store, clock: Clock, *, purge_interval: float = PURGE_INTERVAL_SECONDS) -> None:
+        self._store = store
+        self._clock = clock
+        self._purge_interval = purge_interval
+        self._purger: asyncio.Task[None] | None = None
+
+    async def save(self, account_id: str, user: str, content: str, retention_days: int | None) -> Memory:
+        """Raises InvalidMemory for empty or oversized content or a retention outside 1..365."""
+        now = self._clock.now()
+        memory = Memory(
+            account_id=account_id, external_user_id=user, format=MemoryFormat.TEXT, content=check_content(content),
+            created_at=now, updated_at=now, expires_at=now + retention(retention_days),
+        )
+        await self._store.memories.create(memory)
+        return memory
+
+    async def save_reminder(
+        self, account_id: str, user: str, reminder: DateReminder, retention_days: int | None
+    ) -> Memory:
+        now = self._clock.now()
+        memory = Memory(
+            account_id=account_id, external_user_id=user, format=MemoryFormat.DATE_REMINDER,
+            content=reminder.content(), created_at=now, updated_at=now,
+            expires_at=reminder.expiry(now, retention_days),
+        )
+        await self._store.memories.create(memory)
+        return memory
+
+    async def find(self, account_id: str, user: str, memory_id: str, format: MemoryFormat) -> Memory | None:
+        """The user's live memory of that format with that id; None for anyone else's."""
+        memory = await self._store.memories.get(account_id, memory_id, now=self._clock.now())
+        if memory is None or memory.external_user_id != user or memory.format != format:
+            return None
+        return memory
+
+    async def rewrite(self, memory: Memory, content: str, retention_days: int | None) -> Memory | None:
+        """New text (and, when given, a new retention from now); None when it vanished meanwhile."""
+        now = self._clock.now()
+        expires_at = memory.expires_at if retention_days is None else now + retention(retention_days)
+        changed = memory.model_copy(update={"content": check_content(content), "updated_at": now,
+                                            "expires_at": expires_at})
+        return changed if await self._store.memories.update(changed) else None
+
+    async def rewrite_reminder(
+        self, memory: Memory, reminder: DateReminder, retention_days: int | None
+    ) -> Memory | None:
+        """Without retentionDays the expiry stays, stretched when the event moved later."""
+        now = self._clock.now()
+        if retention_days is None:
+            expires_at = max(memory.expires_at, reminder.expiry(now, None))
+        else:
+            expires_at = reminder.expiry(now, retention_days)
+        changed = memory.model_copy(update={"content": reminder.content(), "updated_at": now,
+                                            "expires_at": expires_at})
+        return changed if await self._store.memories.update(changed) else None
+
+    async def remove(self, account_id: str, user: str, memory_id: str, format: MemoryFormat) -> bool:
+        if await self.find(account_id, user, memory_id, format) is None:
+            return False
+        return await self._store.memories.delete(account_id, memory_id, now=self._clock.now())
+
+    async def recent(
+        self, account_id: str, user: str, format: MemoryFormat, limit: int | None = None
+    ) -> list[Memory]:
+        """The user's live memories of that format, most recently written first."""
+        return await self._store.memories.list_for_user(
+            account_id, user, now=self._clock.now(), format=format, limit=limit
+        )
+
+    async def search(self, account_id: str, user: str, query: str, limit: int = SEARCH_LIMIT) -> list[Memory]:
+        """Live Text memories holding the query or any of its words (case-insensitive), most recent first."""
+        needles = search_terms(query)
+        memories = await self.recent(account_id, user, MemoryFormat.TEXT)
+        return [m for m in memories if matches(m.content, needles)][:limit]
+
+    async def purge_once(self) -> int:
+        removed = 0
+        while batch := await self._store.memories.purge(self._clock.now()):
+            removed += batch
+        return removed
+
+    async def start_purging(self) -> None:
+        if self._purger is None:
+            self._purger = asyncio.create_task(self._purge_forever(), name="memory-purge")
+
+    async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._purge_interval)
+            try:
+                if removed := await self.purge_once():
+                    log.info("purged %d expired memories", removed)
+            except StoreError as exc:
+                log.warning("memory purge failed, will retry: %s", exc)
+
+
+def search_terms(query: str) -> list[str]:
+    """The whole query and its words (short words dropped unless they are all there is), casefolded."""
+    phrase = " ".join(query.split()).casefold()
+    words = WORD.findall(phrase)
+    long_words = [w for w in words if len(w) >= MIN_WORD_CHARS] or words
+    return list(dict.fromkeys([phrase, *long_words])) if phrase else []
+
+
+def matches(content: str, needles: list[str]) -> bool:
+    text = " ".join(content.split()).casefold()
+    return any(needle in text for needle in needles)

@@ -1,0 +1,1 @@
+"""Scheduled continuations: the model's tools, timing (cron, time zones, DST), activation."""

@@ -1,0 +1,104 @@
+"""Our facade over APScheduler 3 (AsyncIOScheduler, in-memory job store).
+
+The Store is the truth; APScheduler only keeps one timer per active item, rebuilt from the Store at
+start and resynced every `sync_interval_seconds` (so a replica also fires items another replica
+created). Every firing is claimed in the Store first, so N replicas with the same timers deliver
+each activation once, and a crash after the claim never fires it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from botline.config import SchedulerSettings
+from botline.domain.clock import Clock
+from botline.domain.schedules import ScheduledItem
+from botline.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class Activator(Protocol):
+    async def activate(self, item: ScheduledItem, fire_time: datetime) -> None: ...
+
+
+class Scheduler:
+    def __init__(self, store: Store, activator: Activator, clock: Clock, settings: SchedulerSettings) -> None:
+        self._store = store
+        self._activator = activator
+        self._clock = clock
+        self._settings = settings
+        self._aps = AsyncIOScheduler(timezone=UTC)
+        self._planned: dict[str, datetime] = {}
+        self._syncer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._aps.start()
+        await self.sync()
+        self._syncer = asyncio.create_task(self._sync_forever(), name="schedule-sync")
+
+    async def close(self) -> None:
+        if self._syncer is not None:
+            self._syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._syncer
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    async def sync(self) -> int:
+        """Plans every active item of the Store; drops timers of items gone or done elsewhere."""
+        items = await self._store.schedules.active()
+        for item in items:
+            self.plan(item)
+        for stale in set(self._planned) - {item.id for item in items}:
+            self.forget(stale)
+        return len(items)
+
+    def plan(self, item: ScheduledItem) -> None:
+        """(Re)arms the item's timer for its next activation; an overdue one fires right away."""
+        fire_time = item.next_activation
+        if not item.active or fire_time is None:
+            self.forget(item.id)
+            return
+        if self._planned.get(item.id) == fire_time:
+            return
+        self._planned[item.id] = fire_time
+        run_at = max(fire_time, self._clock.now())
+        self._aps.add_job(
+            self._fire, DateTrigger(run_date=run_at, timezone=UTC), args=[item.id, item.account_id, fire_time],
+            id=item.id, replace_existing=True, misfire_grace_time=None, coalesce=True,
+        )
+
+    def forget(self, item_id: str) -> None:
+        if self._planned.pop(item_id, None) is not None:
+            with contextlib.suppress(Exception):  # APScheduler's JobLookupError when it already ran
+                self._aps.remove_job(item_id)
+
+    async def _fire(self, item_id: str, account_id: str, fire_time: datetime) -> None:
+        self._planned.pop(item_id, None)
+        try:
+            if await self._store.schedules.claim(item_id, fire_time):
+                item = await self._store.schedules.get(account_id, item_id)
+                if item is not None and item.active and item.next_activation == fire_time:
+                    await self._activator.activate(item, fire_time)
+            item = await self._store.schedules.get(account_id, item_id)
+        except StoreError as exc:
+            log.warning("schedule %s not fired (%s); the next sync retries", item_id, exc)
+            return
+        if item is not None:
+            self.plan(item)
+
+    async def _sync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sync_interval_seconds)
+            try:
+                await self.sync()
+            except StoreError as exc:
+                log.warning("schedule sync failed: %s", exc)

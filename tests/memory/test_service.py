@@ -1,0 +1,106 @@
+"""MemoryService over a real SQLite store with a frozen clock: scoping, search, retention and the purge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from botline.domain.clock import FrozenClock
+from botline.domain.memory import DateReminder, InvalidMemory, MemoryFormat
+from botline.memory.service import MemoryService, matches, search_terms
+from botline.store import Store, open_store
+
+START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+ACCOUNT = "account-1"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await open_store(f"sqlite:///{tmp_path / 'memories.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(START)
+
+
+@pytest.fixture
+def service(store: Store, clock: FrozenClock) -> MemoryService:
+    return MemoryService(store, clock)
+
+
+def test_search_terms_are_the_phrase_and_its_longer_words() -> None:
+    assert search_terms("  Dog's  NAME ") == ["dog's name", "dog", "name"]
+    assert search_terms("a b") == ["a b", "a", "b"]
+    assert search_terms("   ") == []
+    assert matches("The user's DOG is called Rex", search_terms("dog name"))
+    assert not matches("Likes tea", search_terms("dog name"))
+
+
+async def test_search_is_case_insensitive_most_recent_first_and_bounded(
+    service: MemoryService, clock: FrozenClock
+) -> None:
+    saved = []
+    for i in range(25):
+        saved.append(await service.save(ACCOUNT, "u1", f"Pet number {i}", None))
+        clock.advance(timedelta(minutes=1))
+    await service.save(ACCOUNT, "u2", "pet of someone else", None)
+    found = await service.search(ACCOUNT, "u1", "PET")
+    assert [m.id for m in found] == [m.id for m in reversed(saved)][:20]
+    assert await service.search(ACCOUNT, "u1", "cat") == []
+
+
+async def test_find_and_remove_are_scoped_to_the_user_and_format(service: MemoryService) -> None:
+    memory = await service.save(ACCOUNT, "u1", "Likes tea", None)
+    assert await service.find(ACCOUNT, "u2", memory.id, MemoryFormat.TEXT) is None
+    assert await service.find("other-account", "u1", memory.id, MemoryFormat.TEXT) is None
+    assert await service.find(ACCOUNT, "u1", memory.id, MemoryFormat.DATE_REMINDER) is None
+    assert await service.remove(ACCOUNT, "u2", memory.id, MemoryFormat.TEXT) is False
+    assert await service.remove(ACCOUNT, "u1", memory.id, MemoryFormat.TEXT) is True
+
+
+async def test_rewrite_keeps_the_expiry_unless_a_retention_is_given(service: MemoryService, clock: FrozenClock) -> None:
+    memory = await service.save(ACCOUNT, "u1", "v1", 10)
+    clock.advance(timedelta(days=5))
+    kept = await service.rewrite(memory, "v2", None)
+    assert kept is not None and kept.expires_at == START + timedelta(days=10) and kept.updated_at == clock.now()
+    renewed = await service.rewrite(kept, "v3", 10)
+    assert renewed is not None and renewed.expires_at == clock.now() + timedelta(days=10)
+    with pytest.raises(InvalidMemory):
+        await service.rewrite(renewed, "x" * 10241, None)
+
+
+async def test_an_expired_memory_cannot_be_found_or_rewritten(service: MemoryService, clock: FrozenClock) -> None:
+    memory = await service.save(ACCOUNT, "u1", "short-lived", 1)
+    clock.advance(timedelta(days=1))
+    assert await service.find(ACCOUNT, "u1", memory.id, MemoryFormat.TEXT) is None
+    assert await service.recent(ACCOUNT, "u1", MemoryFormat.TEXT) == []
+
+
+async def test_a_reminder_update_stretches_the_expiry_when_the_event_moves_later(service: MemoryService) -> None:
+    reminder = DateReminder(title="Call", start="2026-12-01T10:00", timezone="UTC")
+    memory = await service.save_reminder(ACCOUNT, "u1", reminder, None)
+    assert memory.expires_at == START + timedelta(days=30)
+    later = reminder.model_copy(update={"start": "2027-02-01T10:00"})
+    moved = await service.rewrite_reminder(memory, later, None)
+    assert moved is not None and moved.expires_at == datetime(2027, 2, 2, 10, 0, tzinfo=UTC)
+
+
+async def test_purge_once_empties_every_batch(store: Store, service: MemoryService, clock: FrozenClock) -> None:
+    for i in range(3):
+        await service.save(ACCOUNT, f"u{i}", "gone soon", 1)
+    kept = await service.save(ACCOUNT, "u9", "kept", 30)
+    clock.advance(timedelta(days=2))
+    assert await service.purge_once() == 3
+    assert [m.id for m in await store.memories.list_for_account(ACCOUNT, now=START)] == [kept.id]
+
+
+async def test_the_purge_task_starts_once_and_closes_cleanly(service: MemoryService) -> None:
+    await service.start_purging()
+    await service.start_purging()
+    await service.close()
+    await service.close()

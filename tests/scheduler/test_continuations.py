@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from botline.config import Settings
 from tests.conftest import gateway_body
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.emulators.telegram import TelegramEmulator
-from tests.support.redis_server import delete_prefix, unique_prefix
 from tests.support.server import RunningServer, make_settings, running_server
 from tests.support.webchat import client_body
 
@@ -121,33 +119,6 @@ async def test_a_recurring_task_stops_at_max_executions(
         _, detail = await server.call(
             "GET", f"/api/v1/web-chat-clients/{client_id}/hook-schedules/recurring/{task['id']}")
         assert detail["maxExecutions"] == 2 and detail["status"] == "done" and len(detail["history"]) == 2
-
-
-async def test_three_replicas_on_one_redis_deliver_each_activation_once(
-    fake_llm: FakeLLM, telegram: TelegramEmulator, redis_url: str
-) -> None:
-    prefix = unique_prefix()
-    try:
-        async with AsyncExitStack() as stack:
-            replicas = [await stack.enter_async_context(running_server(_redis_settings(redis_url, prefix, telegram)))
-                        for _ in range(3)]
-            fake_llm.script(
-                Reply(tool_calls=[ToolCall("schedule_message", {"delaySeconds": 2, "reason": "follow up"})]),
-                Reply(text="Will do."), Reply(text="Following up, as promised."), Reply(text="a duplicate!"),
-            )
-            _, webhook_url = await telegram_client(replicas[0], fake_llm, telegram)
-            await say(replicas[0], telegram, webhook_url, "follow up with me")
-            messages = await telegram.wait_for_messages(2, timeout=10)
-            assert [m["text"] for m in messages] == ["Will do.", "Following up, as promised."]
-            await no_more_messages(telegram, 2, 1.5)
-    finally:
-        await delete_prefix(redis_url, prefix)
-
-
-def _redis_settings(redis_url: str, prefix: str, telegram: TelegramEmulator) -> Settings:
-    settings = settings_for(redis_url, telegram)
-    settings.storage.redis_prefix = prefix
-    return settings
 
 
 async def test_guards_answer_the_model_with_short_errors(

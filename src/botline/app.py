@@ -38,7 +38,7 @@ from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import PipelineServices, TurnPipeline
-from botline.gateway.registry import apply_declared
+from botline.gateway.registry import GatewayCache, apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
@@ -107,7 +107,8 @@ def build_app(
         sessions = SessionService(store, clock)
         await sessions.start_purging()
         await memory.start_purging()
-        chat = ChatEngine(store, pipeline, sessions, limiter, clock)
+        gateway_cache = GatewayCache(store, ttl=settings.llm.gateway_cache_seconds)
+        chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache)
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
         adapters = channel_adapters(settings, app[HTTP])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,
@@ -120,7 +121,7 @@ def build_app(
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
-            inbound=inbound, channels=channels, scheduler=scheduler,
+            inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache,
         )
         await inbound.resume()
         await scheduler.start()

@@ -85,6 +85,8 @@ class LLMSettings(Section):
     tool_call_timeout_seconds: float = Field(default=30.0, gt=0)
     context_location_timeout_seconds: float = Field(default=3.0, gt=0)
     function_sources_cache_seconds: float = Field(default=600.0, ge=0)
+    gateway_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long a gateway's settings are reused from memory; edits reach other replicas within it."""
 
 
 class WebChatSettings(Section):

@@ -103,8 +103,8 @@ async def test_a_recurring_task_stops_at_max_executions(
     settings = settings_for(f"sqlite:///{tmp_path / 'db.sqlite'}", telegram, allow_seconds_in_cron=True,
                             min_cron_interval_seconds=0)
     fake_llm.script(
-        Reply(tool_calls=[ToolCall("schedule_recurring_task", {
-            "cronExpression": "*/2 * * * * *", "jobDescription": "say tick", "reason": "test", "maxExecutions": 2})]),
+        Reply(tool_calls=[ToolCall("schedule_recurring_task", {  # croniter: a 6th field is seconds
+            "cronExpression": "* * * * * */2", "jobDescription": "say tick", "reason": "test", "maxExecutions": 2})]),
         Reply(text="Scheduled."), Reply(text="tick 1"), Reply(text="tick 2"), Reply(text="tick 3"),
     )
     async with running_server(settings) as server:

@@ -78,13 +78,16 @@ async def edit(request: web.Request) -> web.Response:
     gateway.name, gateway.parameters = body.name, body.parameters
     svc = services(request)
     await save_gateway(svc.store, gateway, svc.clock)
+    svc.gateways.forget(gateway.id)
     return message_response("AI gateway updated.")
 
 
 @routes.delete("/api/v1/ai-gateways/{id}")
 async def delete(request: web.Request) -> web.Response:
     gateway = await _owned(request)
-    await services(request).store.gateways.delete(gateway.account_id, gateway.id)
+    svc = services(request)
+    await svc.store.gateways.delete(gateway.account_id, gateway.id)
+    svc.gateways.forget(gateway.id)
     return message_response("AI gateway deleted.")
 
 

@@ -43,9 +43,10 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def _gateway(request: web.Request, model: str) -> Gateway:
-    store = services(request).store
+    svc = services(request)
+    store = svc.store
     account_id = principal(request).account.id
-    gateway = await store.gateways.get(account_id, model) or await store.gateways.get_by_slug(account_id, model)
+    gateway = await svc.gateways.find(account_id, model)
     if gateway is None:
         if not await store.gateways.list_for_account(account_id):
             raise ApiError(404, NoModelConfigured().message)

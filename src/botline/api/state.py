@@ -16,6 +16,7 @@ from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
+from botline.gateway.registry import GatewayCache
 from botline.gateway.transcription import Transcriber
 from botline.ratelimit import RateLimiter
 from botline.scheduler.service import Scheduler
@@ -38,6 +39,7 @@ class Services:
     inbound: InboundEngine
     channels: ChannelHub
     scheduler: Scheduler
+    gateways: GatewayCache
 
 
 SERVICES = web.AppKey("services", Services)

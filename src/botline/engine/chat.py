@@ -22,6 +22,7 @@ from botline.engine.sessions import SessionService
 from botline.gateway.caller import Caller, CallSource
 from botline.gateway.errors import GatewayError, NoModelConfigured
 from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
+from botline.gateway.registry import GatewayCache
 from botline.ratelimit import RateLimiter
 from botline.store.base import Store
 
@@ -123,9 +124,11 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
 
 class ChatEngine:
     def __init__(
-        self, store: Store, pipeline: TurnPipeline, sessions: SessionService, limiter: RateLimiter, clock: Clock
+        self, store: Store, pipeline: TurnPipeline, sessions: SessionService, limiter: RateLimiter, clock: Clock, *,
+        gateways: GatewayCache,
     ) -> None:
         self._store = store
+        self._gateways = gateways
         self._pipeline = pipeline
         self._sessions = sessions
         self._limiter = limiter
@@ -137,7 +140,7 @@ class ChatEngine:
     async def gateway_for(self, client: ChatClient) -> Gateway:
         gateway = None
         if client.ai_gateway_id:
-            gateway = await self._store.gateways.get(client.account_id, client.ai_gateway_id)
+            gateway = await self._gateways.find(client.account_id, client.ai_gateway_id)
         if gateway is None:
             raise ChatRefused(422, NoModelConfigured().message)
         return gateway

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from botline.config import GatewayDefinition
 from botline.domain.clock import Clock
@@ -60,3 +61,31 @@ async def apply_declared(
             existing.name, existing.parameters = definition.name, parameters
             applied.append(await save_gateway(store, existing, clock))
     return applied
+
+
+class GatewayCache:
+    """Gateways resolved by id or slug, kept in memory for `ttl` seconds (two store reads saved per turn).
+
+    Edits and deletes through this replica's API call `forget` at once; other replicas see them
+    within `ttl` (the same trade as the API-key cache; docs/deploy.md).
+    """
+
+    def __init__(self, store: Store, *, ttl: float) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[Gateway | None, float]] = {}
+
+    async def find(self, account_id: str, key: str) -> Gateway | None:
+        """The account's gateway whose id, else slug, is `key`."""
+        cached = self._entries.get((account_id, key))
+        if cached is not None and time.monotonic() - cached[1] < self._ttl:
+            return cached[0]
+        gateway = await self._store.gateways.get(account_id, key) or await self._store.gateways.get_by_slug(
+            account_id, key
+        )
+        if gateway is not None:
+            self._entries[(account_id, key)] = (gateway, time.monotonic())
+        return gateway
+
+    def forget(self, gateway_id: str) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if v[0] is None or v[0].id != gateway_id}

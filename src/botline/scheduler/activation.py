@@ -66,6 +66,13 @@ class ScheduleActivator:
         await self._record(item, fire_time, now, result)
         log.info("schedule %s fired: %s", item.id, result.outcome.value)
 
+    async def abandon(self, item: ScheduledItem, fire_time: datetime) -> None:
+        fresh = await self._store.schedules.get(item.account_id, item.id)
+        if fresh is not None and fresh.next_activation == fire_time:
+            result = _Result(ActivationOutcome.FAILED, "failed: the replica firing it stopped; not retried, so that "
+                             "it is never sent twice")
+            await self._record(fresh, fire_time, self._clock.now(), result)
+
     async def _record(self, item: ScheduledItem, fire_time: datetime, now: datetime, result: _Result) -> None:
         item.history = [*item.history, Activation(fire_time=fire_time, at=now, outcome=result.outcome,
                                                   result=result.text, session_id=result.session_id)][-HISTORY_LIMIT:]

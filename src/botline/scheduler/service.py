@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,8 +25,16 @@ from botline.store.base import Store, StoreError
 log = logging.getLogger(__name__)
 
 
+STUCK_AFTER = timedelta(minutes=15)
+"""A claimed firing still not recorded this long after its time means its replica died mid-activation."""
+RECOVERY_SUFFIX = "/recovery"
+
+
 class Activator(Protocol):
     async def activate(self, item: ScheduledItem, fire_time: datetime) -> None: ...
+
+    async def abandon(self, item: ScheduledItem, fire_time: datetime) -> None:
+        """Records a firing whose replica died after claiming it, and moves the item on (nothing is sent)."""
 
 
 class Scheduler:
@@ -37,6 +45,8 @@ class Scheduler:
         self._settings = settings
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._planned: dict[str, datetime] = {}
+        self._attempted: dict[str, datetime] = {}
+        """Fire times this replica already tried to claim: they are never armed again."""
         self._syncer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -69,6 +79,13 @@ class Scheduler:
             return
         if self._planned.get(item.id) == fire_time:
             return
+        if self._attempted.get(item.id) == fire_time:
+            # Claimed here or by another replica and not recorded yet: an activation in progress, or
+            # one whose replica died (recovered once it is clearly stuck).
+            if self._clock.now() - fire_time > STUCK_AFTER:
+                self._aps.add_job(self._recover, args=[item], id=f"{item.id}{RECOVERY_SUFFIX}",
+                                  replace_existing=True, misfire_grace_time=None)
+            return
         self._planned[item.id] = fire_time
         run_at = max(fire_time, self._clock.now())
         self._aps.add_job(
@@ -77,12 +94,14 @@ class Scheduler:
         )
 
     def forget(self, item_id: str) -> None:
+        self._attempted.pop(item_id, None)
         if self._planned.pop(item_id, None) is not None:
             with contextlib.suppress(Exception):  # APScheduler's JobLookupError when it already ran
                 self._aps.remove_job(item_id)
 
     async def _fire(self, item_id: str, account_id: str, fire_time: datetime) -> None:
         self._planned.pop(item_id, None)
+        self._attempted[item_id] = fire_time
         try:
             if await self._store.schedules.claim(item_id, fire_time):
                 item = await self._store.schedules.get(account_id, item_id)
@@ -94,6 +113,20 @@ class Scheduler:
             return
         if item is not None:
             self.plan(item)
+
+    async def _recover(self, item: ScheduledItem) -> None:
+        fire_time = item.next_activation
+        if fire_time is None:
+            return
+        try:
+            if await self._store.schedules.claim(item.id + RECOVERY_SUFFIX, fire_time):
+                await self._activator.abandon(item, fire_time)
+            fresh = await self._store.schedules.get(item.account_id, item.id)
+        except StoreError as exc:
+            log.warning("stuck schedule %s not recovered yet: %s", item.id, exc)
+            return
+        if fresh is not None:
+            self.plan(fresh)
 
     async def _sync_forever(self) -> None:
         while True:

@@ -56,14 +56,14 @@ async def _one(http: aiohttp.ClientSession, target: Target, batch: Batch) -> Non
     try:
         async with http.post(target.url, data=target.body, headers=target.headers) as response:
             if target.stream:
-                while chunk := await response.content.read(READ_CHUNK):
+                while await response.content.read(READ_CHUNK):
                     if first is None:
                         first = time.perf_counter()
             else:
                 await response.read()
                 first = time.perf_counter()
             status = response.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         batch.errors += 1
         batch.first_error = batch.first_error or f"{type(exc).__name__}: {exc}"
         return

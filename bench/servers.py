@@ -53,12 +53,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _log_tail(server: Server, lines: int = 15) -> str:
+    try:
+        text = server.log_path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join(["", f"--- last lines of {server.name}'s output ---", *text])
+
+
 def _wait_http(server: Server, path: str, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     url = server.base_url + path
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.process.returncode}; see {server.log_path}")
+            raise RuntimeError(f"{server.name} exited with {server.process.returncode}" + _log_tail(server))
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as answer:
                 if answer.status == 200:
@@ -66,7 +74,7 @@ def _wait_http(server: Server, path: str, headers: dict[str, str] | None = None)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{server.name} did not answer {url} within {START_TIMEOUT:.0f} s; see {server.log_path}")
+    raise RuntimeError(f"{server.name} did not answer {url} within {START_TIMEOUT:.0f} s" + _log_tail(server))
 
 
 def _stop(server: Server) -> None:
@@ -81,12 +89,13 @@ def _stop(server: Server) -> None:
 
 
 @contextlib.contextmanager
-def _spawn(name: str, argv: list[str], port: int, workdir: Path) -> Iterator[Server]:
+def _spawn(name: str, argv: list[str], port: int, workdir: Path,
+           env: dict[str, str] | None = None) -> Iterator[Server]:
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     server = Server(name=name, process=process, port=port, log_path=log_path)
     try:
@@ -105,14 +114,14 @@ def fake_llm(workdir: Path) -> Iterator[Server]:
         yield server
 
 
-def botline_config(workdir: Path, port: int, upstream: Server) -> Path:
-    path = workdir / "botline.yaml"
+def botline_config(workdir: Path, port: int, upstream: Server, name: str = "botline") -> Path:
+    path = workdir / f"{name}.yaml"
     path.write_text(
         "server:\n"
         "  host: 127.0.0.1\n"
         f"  port: {port}\n"
         "storage:\n"
-        f"  url: sqlite:///{workdir / 'botline.db'}\n"
+        f"  url: sqlite:///{workdir / (name + '.db')}\n"
         "auth:\n"
         f"  admin_keys: [{BENCH_KEY}]\n"
         "logging:\n"
@@ -126,20 +135,25 @@ def botline_config(workdir: Path, port: int, upstream: Server) -> Path:
     return path
 
 
-def botline_command() -> list[str]:
-    """The command that starts botline: the venv's `botline`, or $BENCH_BOTLINE_CMD (for A/B runs
-    of a patched build, e.g. `BENCH_BOTLINE_CMD="/path/to/python /path/to/launcher.py"`)."""
+def botline_command(levers: str | None = None) -> list[str]:
+    """The command that starts botline: the venv's `botline`; `python -m bench.levers` when what-if
+    `levers` are given; or $BENCH_BOTLINE_CMD (e.g. another checkout's build) for the default one."""
+    if levers:
+        return [sys.executable, "-m", "bench.levers"]
     override = os.environ.get("BENCH_BOTLINE_CMD")
     return shlex.split(override) if override else [str(BOTLINE)]
 
 
 @contextlib.contextmanager
-def botline(workdir: Path, upstream: Server) -> Iterator[Server]:
-    """`botline serve` on a throwaway SQLite store with one gateway (slug `bench`) to `upstream`."""
+def botline(workdir: Path, upstream: Server, *, name: str = "botline", levers: str | None = None) -> Iterator[Server]:
+    """`botline serve` on a throwaway SQLite store with one gateway (slug `bench`) to `upstream`.
+
+    `levers`: comma-separated what-if patches from bench.levers (None: the real botline)."""
     port = free_port()
-    config = botline_config(workdir, port, upstream)
-    argv = [*botline_command(), "serve", "--config", str(config)]
-    with _spawn("botline", argv, port, workdir) as server:
+    config = botline_config(workdir, port, upstream, name)
+    argv = [*botline_command(levers), "serve", "--config", str(config)]
+    env = {"BENCH_LEVERS": levers} if levers else None
+    with _spawn(name, argv, port, workdir, env) as server:
         _wait_http(server, "/healthz")
         _wait_http(server, "/v1/models", {"Authorization": f"Bearer {BENCH_KEY}"})
         yield server

@@ -2,76 +2,33 @@
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
-from pydantic import BaseModel
 
 from botline.domain.accounts import Account, ApiKey
-from botline.domain.chat_clients import ChatClient
-from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
-from botline.domain.inbound import ChatKey, InboundRecord
-from botline.domain.memory import Memory, MemoryFormat
-from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
     ApiKeyRepository,
-    ChatClientRepository,
-    ConflictError,
     CounterRepository,
     GatewayRepository,
-    InboundRepository,
-    LockRepository,
-    MemoryRepository,
-    MessageRepository,
-    ScheduleRepository,
-    SessionRepository,
     Store,
     StoreUnavailable,
     UsageRepository,
 )
 from botline.store.hours import hour_bucket
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-def _dump(model: BaseModel) -> str:
-    return model.model_dump_json(by_alias=True)
-
-
-def _load_all(model_type: type[ModelT], rows: Iterable[sqlite3.Row]) -> list[ModelT]:
-    return [model_type.model_validate_json(row[0]) for row in rows]
-
-
-class _Repo:
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-
-    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        try:
-            cursor = await self._db.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            raise ConflictError(str(exc)) from exc
-        await self._db.commit()
-        return cursor.rowcount
-
-    async def _one(self, model_type: type[ModelT], sql: str, params: Sequence[Any]) -> ModelT | None:
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else model_type.model_validate_json(row[0])
-
-    async def _all(self, model_type: type[ModelT], sql: str, params: Sequence[Any]) -> list[ModelT]:
-        async with self._db.execute(sql, params) as cursor:
-            return _load_all(model_type, await cursor.fetchall())
+from botline.store.sqlite_base import _dump, _Repo
+from botline.store.sqlite_channels import SqliteInbound, SqliteLocks, SqliteSchedules
+from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
+from botline.store.sqlite_memories import SqliteMemories
 
 
 class SqliteAccounts(_Repo, AccountRepository):
@@ -155,135 +112,6 @@ class SqliteGateways(_Repo, GatewayRepository):
         )
 
 
-class SqliteChatClients(_Repo, ChatClientRepository):
-    async def create(self, client: ChatClient) -> None:
-        await self._write(
-            "INSERT INTO chat_clients (id, account_id, created_at, data) VALUES (?, ?, ?, ?)",
-            (client.id, client.account_id, client.created_at.isoformat(), _dump(client)),
-        )
-
-    async def get(self, account_id: str, client_id: str) -> ChatClient | None:
-        return await self._one(
-            ChatClient, "SELECT data FROM chat_clients WHERE id = ? AND account_id = ?", (client_id, account_id)
-        )
-
-    async def find(self, client_id: str) -> ChatClient | None:
-        return await self._one(ChatClient, "SELECT data FROM chat_clients WHERE id = ?", (client_id,))
-
-    async def list_for_account(self, account_id: str) -> list[ChatClient]:
-        return await self._all(
-            ChatClient, "SELECT data FROM chat_clients WHERE account_id = ? ORDER BY created_at, id", (account_id,)
-        )
-
-    async def update(self, client: ChatClient) -> None:
-        await self._write(
-            "UPDATE chat_clients SET data = ? WHERE id = ? AND account_id = ?",
-            (_dump(client), client.id, client.account_id),
-        )
-
-    async def delete(self, account_id: str, client_id: str) -> bool:
-        return (
-            await self._write("DELETE FROM chat_clients WHERE id = ? AND account_id = ?", (client_id, account_id))
-            > 0
-        )
-
-
-class SqliteSessions(_Repo, SessionRepository):
-    async def create(self, session: Session) -> None:
-        await self._write(
-            "INSERT INTO sessions (id, account_id, chat_client_id, access_key, tag, expires_ts, created_at, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                session.id,
-                session.account_id,
-                session.chat_client_id,
-                session.access_key,
-                session.tag,
-                session.expires_at.timestamp(),
-                session.created_at.isoformat(),
-                _dump(session),
-            ),
-        )
-
-    async def get(self, account_id: str, session_id: str) -> Session | None:
-        return await self._one(
-            Session, "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
-        )
-
-    async def get_by_access_key(self, access_key: str) -> Session | None:
-        return await self._one(Session, "SELECT data FROM sessions WHERE access_key = ?", (access_key,))
-
-    async def get_by_tag(self, account_id: str, chat_client_id: str, tag: str) -> Session | None:
-        return await self._one(
-            Session,
-            "SELECT data FROM sessions WHERE account_id = ? AND chat_client_id = ? AND tag = ?"
-            " ORDER BY created_at DESC, id DESC LIMIT 1",
-            (account_id, chat_client_id, tag),
-        )
-
-    async def update(self, session: Session) -> None:
-        await self._write(
-            "UPDATE sessions SET chat_client_id = ?, access_key = ?, tag = ?, expires_ts = ?, data = ?"
-            " WHERE id = ? AND account_id = ?",
-            (session.chat_client_id, session.access_key, session.tag, session.expires_at.timestamp(), _dump(session),
-             session.id, session.account_id),
-        )
-
-    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
-        return await self._all(
-            Session,
-            "SELECT data FROM sessions WHERE account_id = ? AND chat_client_id = ? ORDER BY created_at, id",
-            (account_id, chat_client_id),
-        )
-
-    async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
-        """Deletes matching sessions and their messages in one transaction; counts each session once
-        even when several callers race (only the DELETE that removed a row reports it)."""
-        async with self._db.execute(f"DELETE FROM sessions WHERE {where} RETURNING id", params) as cursor:
-            ids = [row[0] for row in await cursor.fetchall()]
-        if ids:
-            await self._db.execute(f"DELETE FROM messages WHERE session_id IN ({','.join('?' * len(ids))})", ids)
-        await self._db.commit()
-        return len(ids)
-
-    async def delete(self, account_id: str, session_id: str) -> bool:
-        return await self._delete_where("id = ? AND account_id = ?", (session_id, account_id)) > 0
-
-    async def delete_for_client(self, account_id: str, chat_client_id: str) -> int:
-        return await self._delete_where("account_id = ? AND chat_client_id = ?", (account_id, chat_client_id))
-
-    async def delete_expired(self, now: datetime, *, limit: int = 500) -> int:
-        return await self._delete_where(
-            "id IN (SELECT id FROM sessions WHERE expires_ts <= ? LIMIT ?)", (now.timestamp(), limit)
-        )
-
-
-class SqliteMessages(_Repo, MessageRepository):
-    async def append(self, message: Message) -> None:
-        await self._write(
-            "INSERT INTO messages (id, session_id, data) VALUES (?, ?, ?)",
-            (message.id, message.session_id, _dump(message)),
-        )
-
-    async def update(self, message: Message) -> None:
-        await self._write("UPDATE messages SET data = ? WHERE id = ?", (_dump(message), message.id))
-
-    async def list(self, session_id: str) -> list[Message]:
-        return await self._all(
-            Message, "SELECT data FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
-        )
-
-    async def delete_after(self, session_id: str, message_id: str) -> int:
-        return await self._write(
-            "DELETE FROM messages WHERE session_id = ?"
-            " AND seq > (SELECT seq FROM messages WHERE id = ? AND session_id = ?)",
-            (session_id, message_id, session_id),
-        )
-
-    async def clear(self, session_id: str) -> int:
-        return await self._write("DELETE FROM messages WHERE session_id = ?", (session_id,))
-
-
 class SqliteUsage(_Repo, UsageRepository):
     async def record(self, records: Sequence[UsageRecord]) -> None:
         if not records:
@@ -354,182 +182,6 @@ class SqliteCounters(_Repo, CounterRepository):
         return int(row[0])
 
 
-class SqliteInbound(_Repo, InboundRepository):
-    async def record(self, record: InboundRecord, *, dedupe_seconds: int) -> bool:
-        now = time.time()
-        await self._db.execute(
-            "DELETE FROM inbound WHERE dedupe_key = ? AND pending = 0 AND expires_ts <= ?", (record.dedupe_key, now)
-        )
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO inbound (id, dedupe_key, chat_key, expires_ts, data) VALUES (?, ?, ?, ?, ?)",
-            (record.id, record.dedupe_key, record.chat.text(), now + dedupe_seconds, _dump(record)),
-        )
-        await self._db.commit()
-        return cursor.rowcount == 1
-
-    async def pending(self, chat: ChatKey) -> list[InboundRecord]:
-        return await self._all(
-            InboundRecord, "SELECT data FROM inbound WHERE pending = 1 AND chat_key = ? ORDER BY seq", (chat.text(),)
-        )
-
-    async def pending_chats(self) -> list[ChatKey]:
-        records = await self._all(
-            InboundRecord,
-            "SELECT data FROM inbound WHERE seq IN (SELECT min(seq) FROM inbound WHERE pending = 1 GROUP BY chat_key)"
-            " ORDER BY seq",
-            (),
-        )
-        return [r.chat for r in records]
-
-    async def complete(self, chat: ChatKey, record_ids: Sequence[str]) -> None:
-        if record_ids:
-            marks = ",".join("?" * len(record_ids))
-            await self._write(
-                f"UPDATE inbound SET pending = 0 WHERE chat_key = ? AND id IN ({marks})", (chat.text(), *record_ids)
-            )
-
-    async def purge(self, now: datetime) -> int:
-        return await self._write("DELETE FROM inbound WHERE pending = 0 AND expires_ts <= ?", (now.timestamp(),))
-
-
-class SqliteLocks(_Repo, LockRepository):
-    """Leases in the database file, so even processes sharing one SQLite file respect them."""
-
-    async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
-        token, now = secrets.token_hex(16), time.time()
-        await self._db.execute(
-            "INSERT INTO locks (name, token, expires_ts) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
-            " SET token = excluded.token, expires_ts = excluded.expires_ts WHERE locks.expires_ts <= ?",
-            (name, token, now + ttl_seconds, now),
-        )
-        await self._db.commit()
-        async with self._db.execute("SELECT token FROM locks WHERE name = ?", (name,)) as cursor:
-            row = await cursor.fetchone()
-        return token if row is not None and row[0] == token else None
-
-    async def refresh(self, name: str, token: str, *, ttl_seconds: float) -> bool:
-        now = time.time()
-        return await self._write(
-            "UPDATE locks SET expires_ts = ? WHERE name = ? AND token = ? AND expires_ts > ?",
-            (now + ttl_seconds, name, token, now),
-        ) == 1
-
-    async def release(self, name: str, token: str) -> None:
-        await self._write("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
-
-
-class SqliteSchedules(_Repo, ScheduleRepository):
-    async def create(self, item: ScheduledItem) -> None:
-        await self._write(
-            "INSERT INTO schedules (id, account_id, chat_client_id, active, created_at, data)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (item.id, item.account_id, item.chat_client_id, int(item.active), item.created_at.isoformat(), _dump(item)),
-        )
-
-    async def get(self, account_id: str, item_id: str) -> ScheduledItem | None:
-        return await self._one(
-            ScheduledItem, "SELECT data FROM schedules WHERE id = ? AND account_id = ?", (item_id, account_id)
-        )
-
-    async def update(self, item: ScheduledItem) -> None:
-        await self._write(
-            "UPDATE schedules SET active = ?, data = ? WHERE id = ? AND account_id = ?",
-            (int(item.active), _dump(item), item.id, item.account_id),
-        )
-
-    async def delete(self, account_id: str, item_id: str) -> bool:
-        return await self._write("DELETE FROM schedules WHERE id = ? AND account_id = ?", (item_id, account_id)) > 0
-
-    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[ScheduledItem]:
-        return await self._all(
-            ScheduledItem,
-            "SELECT data FROM schedules WHERE account_id = ? AND chat_client_id = ? ORDER BY created_at, id",
-            (account_id, chat_client_id),
-        )
-
-    async def active(self) -> list[ScheduledItem]:
-        return await self._all(ScheduledItem, "SELECT data FROM schedules WHERE active = 1 ORDER BY created_at", ())
-
-    async def claim(self, item_id: str, fire_time: datetime) -> bool:
-        return await self._write(
-            "INSERT OR IGNORE INTO schedule_claims (item_id, fire_ts) VALUES (?, ?)", (item_id, fire_time.timestamp())
-        ) == 1
-
-
-class SqliteMemories(_Repo, MemoryRepository):
-    @staticmethod
-    def _live(where: str, format: MemoryFormat | None) -> str:
-        return f"{where} AND expires_ts > ?" + ("" if format is None else " AND format = ?")
-
-    @staticmethod
-    def _params(params: Sequence[Any], now: datetime, format: MemoryFormat | None) -> list[Any]:
-        return [*params, now.timestamp(), *([] if format is None else [format.value])]
-
-    async def create(self, memory: Memory) -> None:
-        await self._write(
-            "INSERT INTO memories (id, account_id, external_user_id, format, updated_ts, expires_ts, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (memory.id, memory.account_id, memory.external_user_id, memory.format.value,
-             memory.updated_at.timestamp(), memory.expires_at.timestamp(), _dump(memory)),
-        )
-
-    async def get(self, account_id: str, memory_id: str, *, now: datetime) -> Memory | None:
-        return await self._one(
-            Memory, "SELECT data FROM memories WHERE id = ? AND account_id = ? AND expires_ts > ?",
-            (memory_id, account_id, now.timestamp()),
-        )
-
-    async def update(self, memory: Memory) -> bool:
-        return await self._write(
-            "UPDATE memories SET format = ?, updated_ts = ?, expires_ts = ?, data = ?"
-            " WHERE id = ? AND account_id = ? AND external_user_id = ?",
-            (memory.format.value, memory.updated_at.timestamp(), memory.expires_at.timestamp(), _dump(memory),
-             memory.id, memory.account_id, memory.external_user_id),
-        ) == 1
-
-    async def _delete_counting_live(self, where: str, params: Sequence[Any], now: datetime) -> int:
-        async with self._db.execute(f"DELETE FROM memories WHERE {where} RETURNING expires_ts", params) as cursor:
-            rows = await cursor.fetchall()
-        await self._db.commit()
-        return sum(1 for row in rows if row[0] > now.timestamp())
-
-    async def delete(self, account_id: str, memory_id: str, *, now: datetime) -> bool:
-        return await self._delete_counting_live("id = ? AND account_id = ?", (memory_id, account_id), now) > 0
-
-    async def list_for_user(
-        self, account_id: str, external_user_id: str, *, now: datetime, format: MemoryFormat | None = None,
-        limit: int | None = None,
-    ) -> list[Memory]:
-        where = self._live("account_id = ? AND external_user_id = ?", format)
-        params = self._params((account_id, external_user_id), now, format)
-        return await self._all(
-            Memory, f"SELECT data FROM memories WHERE {where} ORDER BY updated_ts DESC, id DESC LIMIT ?",
-            [*params, -1 if limit is None else limit],
-        )
-
-    async def list_for_account(
-        self, account_id: str, *, now: datetime, format: MemoryFormat | None = None
-    ) -> list[Memory]:
-        where = self._live("account_id = ?", format)
-        return await self._all(
-            Memory, f"SELECT data FROM memories WHERE {where} ORDER BY updated_ts DESC, id DESC",
-            self._params((account_id,), now, format),
-        )
-
-    async def delete_for_user(
-        self, account_id: str, external_user_id: str, format: MemoryFormat, *, now: datetime
-    ) -> int:
-        prefix = external_user_id + "@"
-        return await self._delete_counting_live(
-            "account_id = ? AND format = ? AND (external_user_id = ? OR substr(external_user_id, 1, ?) = ?)",
-            (account_id, format.value, external_user_id, len(prefix), prefix), now,
-        )
-
-    async def purge(self, now: datetime, *, limit: int = 500) -> int:
-        return await self._write(
-            "DELETE FROM memories WHERE id IN (SELECT id FROM memories WHERE expires_ts <= ? LIMIT ?)",
-            (now.timestamp(), limit),
-        )
 
 
 def _migrations() -> list[tuple[int, str]]:

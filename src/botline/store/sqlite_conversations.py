@@ -1,0 +1,145 @@
+"""SQLite repositories of conversations: chat clients, sessions, messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from botline.domain.chat_clients import ChatClient
+from botline.domain.conversations import Message, Session
+from botline.store.base import (
+    ChatClientRepository,
+    MessageRepository,
+    SessionRepository,
+)
+from botline.store.sqlite_base import _dump, _Repo
+
+
+class SqliteChatClients(_Repo, ChatClientRepository):
+    async def create(self, client: ChatClient) -> None:
+        await self._write(
+            "INSERT INTO chat_clients (id, account_id, created_at, data) VALUES (?, ?, ?, ?)",
+            (client.id, client.account_id, client.created_at.isoformat(), _dump(client)),
+        )
+
+    async def get(self, account_id: str, client_id: str) -> ChatClient | None:
+        return await self._one(
+            ChatClient, "SELECT data FROM chat_clients WHERE id = ? AND account_id = ?", (client_id, account_id)
+        )
+
+    async def find(self, client_id: str) -> ChatClient | None:
+        return await self._one(ChatClient, "SELECT data FROM chat_clients WHERE id = ?", (client_id,))
+
+    async def list_for_account(self, account_id: str) -> list[ChatClient]:
+        return await self._all(
+            ChatClient, "SELECT data FROM chat_clients WHERE account_id = ? ORDER BY created_at, id", (account_id,)
+        )
+
+    async def update(self, client: ChatClient) -> None:
+        await self._write(
+            "UPDATE chat_clients SET data = ? WHERE id = ? AND account_id = ?",
+            (_dump(client), client.id, client.account_id),
+        )
+
+    async def delete(self, account_id: str, client_id: str) -> bool:
+        return (
+            await self._write("DELETE FROM chat_clients WHERE id = ? AND account_id = ?", (client_id, account_id))
+            > 0
+        )
+
+
+class SqliteSessions(_Repo, SessionRepository):
+    async def create(self, session: Session) -> None:
+        await self._write(
+            "INSERT INTO sessions (id, account_id, chat_client_id, access_key, tag, expires_ts, created_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                session.id,
+                session.account_id,
+                session.chat_client_id,
+                session.access_key,
+                session.tag,
+                session.expires_at.timestamp(),
+                session.created_at.isoformat(),
+                _dump(session),
+            ),
+        )
+
+    async def get(self, account_id: str, session_id: str) -> Session | None:
+        return await self._one(
+            Session, "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
+        )
+
+    async def get_by_access_key(self, access_key: str) -> Session | None:
+        return await self._one(Session, "SELECT data FROM sessions WHERE access_key = ?", (access_key,))
+
+    async def get_by_tag(self, account_id: str, chat_client_id: str, tag: str) -> Session | None:
+        return await self._one(
+            Session,
+            "SELECT data FROM sessions WHERE account_id = ? AND chat_client_id = ? AND tag = ?"
+            " ORDER BY created_at DESC, id DESC LIMIT 1",
+            (account_id, chat_client_id, tag),
+        )
+
+    async def update(self, session: Session) -> None:
+        await self._write(
+            "UPDATE sessions SET chat_client_id = ?, access_key = ?, tag = ?, expires_ts = ?, data = ?"
+            " WHERE id = ? AND account_id = ?",
+            (session.chat_client_id, session.access_key, session.tag, session.expires_at.timestamp(), _dump(session),
+             session.id, session.account_id),
+        )
+
+    async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
+        return await self._all(
+            Session,
+            "SELECT data FROM sessions WHERE account_id = ? AND chat_client_id = ? ORDER BY created_at, id",
+            (account_id, chat_client_id),
+        )
+
+    async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
+        """Deletes matching sessions and their messages in one transaction; counts each session once
+        even when several callers race (only the DELETE that removed a row reports it)."""
+        async with self._db.execute(f"DELETE FROM sessions WHERE {where} RETURNING id", params) as cursor:
+            ids = [row[0] for row in await cursor.fetchall()]
+        if ids:
+            await self._db.execute(f"DELETE FROM messages WHERE session_id IN ({','.join('?' * len(ids))})", ids)
+        await self._db.commit()
+        return len(ids)
+
+    async def delete(self, account_id: str, session_id: str) -> bool:
+        return await self._delete_where("id = ? AND account_id = ?", (session_id, account_id)) > 0
+
+    async def delete_for_client(self, account_id: str, chat_client_id: str) -> int:
+        return await self._delete_where("account_id = ? AND chat_client_id = ?", (account_id, chat_client_id))
+
+    async def delete_expired(self, now: datetime, *, limit: int = 500) -> int:
+        return await self._delete_where(
+            "id IN (SELECT id FROM sessions WHERE expires_ts <= ? LIMIT ?)", (now.timestamp(), limit)
+        )
+
+
+class SqliteMessages(_Repo, MessageRepository):
+    async def append(self, message: Message) -> None:
+        await self._write(
+            "INSERT INTO messages (id, session_id, data) VALUES (?, ?, ?)",
+            (message.id, message.session_id, _dump(message)),
+        )
+
+    async def update(self, message: Message) -> None:
+        await self._write("UPDATE messages SET data = ? WHERE id = ?", (_dump(message), message.id))
+
+    async def list(self, session_id: str) -> list[Message]:
+        return await self._all(
+            Message, "SELECT data FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+        )
+
+    async def delete_after(self, session_id: str, message_id: str) -> int:
+        return await self._write(
+            "DELETE FROM messages WHERE session_id = ?"
+            " AND seq > (SELECT seq FROM messages WHERE id = ? AND session_id = ?)",
+            (session_id, message_id, session_id),
+        )
+
+    async def clear(self, session_id: str) -> int:
+        return await self._write("DELETE FROM messages WHERE session_id = ?", (session_id,))

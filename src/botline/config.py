@@ -94,6 +94,8 @@ class WebChatSettings(Section):
     """Largest image, document or audio file a chat page may upload (the body cap must allow it)."""
     transcription_model: str = "whisper-1"
     """Model asked at the gateway's /audio/transcriptions for voice uploads."""
+    poll_seconds: float = Field(default=15.0, gt=0)
+    """How often an open chat page looks for messages the assistant added on its own (continuations)."""
 
 
 class SchedulerSettings(Section):

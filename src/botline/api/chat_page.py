@@ -42,9 +42,10 @@ def _script_safe(text: str) -> str:
     return text.replace("</", "<\\/")
 
 
-def render_page(client: ChatClient, access_key: str) -> str:
+def render_page(client: ChatClient, access_key: str, *, poll_seconds: float) -> str:
     params = client.client_parameters
-    config = {"accessKey": access_key, "apiBase": f"/api/v1/public/chat-clients/{access_key}"}
+    config = {"accessKey": access_key, "apiBase": f"/api/v1/public/chat-clients/{access_key}",
+              "pollSeconds": poll_seconds}
     return (
         PAGE_TEMPLATE
         .replace("{{version}}", ASSET_VERSION)
@@ -65,7 +66,8 @@ async def chat_page(request: web.Request) -> web.Response:
     if client is None:
         return web.Response(status=404, text=EXPIRED_PAGE, content_type="text/html")
     return web.Response(
-        text=render_page(client, access_key), content_type="text/html",
+        text=render_page(client, access_key, poll_seconds=svc.settings.webchat.poll_seconds),
+        content_type="text/html",
         headers={
             "Content-Security-Policy": f"{frame_ancestors(client)}; object-src 'none'; base-uri 'none'",
             "Cache-Control": "no-store",

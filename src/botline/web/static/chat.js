@@ -842,6 +842,31 @@
     app.append(el("div", { className: "bl-fatal", role: "alert" }, [icon("alert"), el("p", { text: message })]));
   }
 
+  // Messages the assistant adds on its own (scheduled continuations) appear while the page is open.
+  const POLL_MS = Math.max(Number(config.pollSeconds) || 15, 0.2) * 1000;
+
+  async function pollForNewMessages() {
+    if (state.busy || document.hidden) return;
+    let response;
+    try {
+      response = await fetch(apiBase, { headers: { Accept: "application/json" }, cache: "no-store" });
+    } catch (err) {
+      return;
+    }
+    if (!response.ok || state.busy) return;
+    const data = await response.json();
+    const shown = new Set(state.messages.map(function (m) { return m.id; }));
+    const fresh = (data.messages || []).filter(function (m) {
+      return m.message_id && !shown.has(m.message_id) && m.role === "assistant";
+    });
+    if (!fresh.length) return;
+    const follow = isNearBottom();
+    fresh.forEach(function (m) { appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status }); });
+    updateEmptyState();
+    refreshActions();
+    if (follow) scrollToBottom();
+  }
+
   async function start() {
     applyTheme();
     let response;
@@ -878,6 +903,7 @@
       });
     }
     announceTheme();
+    setInterval(pollForNewMessages, POLL_MS);
     // Custom scripts run before the history has loaded; this event tells them the page is built.
     document.dispatchEvent(new CustomEvent("botline:ready", { detail: { messages: state.messages.length } }));
     if (!framed && window.matchMedia("(pointer: fine)").matches) ui.input.focus({ preventScroll: true });

@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from botline.engine.locks import SessionLocks
-from botline.store import Store, open_store
-from tests.support.redis_server import delete_prefix, unique_prefix
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        async with await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}") as opened:
-            yield opened
-        return
-    url: str = request.getfixturevalue("redis_url")
-    prefix = unique_prefix()
-    try:
-        async with await open_store(url, redis_prefix=prefix) as opened:
-            yield opened
-    finally:
-        await delete_prefix(url, prefix)
+from botline.store import Store
 
 
 async def test_holders_never_overlap_and_keep_fifo_order_in_a_process(store: Store) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 from datetime import timedelta
@@ -11,7 +9,8 @@ from datetime import timedelta
 from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
 from botline.domain.conversations import Session
-from botline.store.base import Store, StoreError
+from botline.periodic import Periodic
+from botline.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class SessionService:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
-        self._purger: asyncio.Task[None] | None = None
+        self._purger = Periodic("session-purge", PURGE_INTERVAL_SECONDS, self.purge_once)
 
     async def open(
         self, client: ChatClient, *, lifetime: timedelta, tag: str | None, extra_context: str | None,
@@ -83,27 +82,15 @@ class SessionService:
             session.expires_at = floor
 
     async def start_purging(self) -> None:
-        if self._purger is None:
-            self._purger = asyncio.create_task(self._purge_forever(), name="session-purge")
+        self._purger.start()
 
     async def close(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+        await self._purger.close()
 
     async def purge_once(self) -> int:
         removed = 0
         while batch := await self._store.sessions.delete_expired(self._clock.now()):
             removed += batch
+        if removed:
+            log.info("purged %d expired sessions", removed)
         return removed
-
-    async def _purge_forever(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-            try:
-                if removed := await self.purge_once():
-                    log.info("purged %d expired sessions", removed)
-            except StoreError as exc:
-                log.warning("session purge failed, will retry: %s", exc)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
 from botline.domain.usage import UsageRecord
+from botline.periodic import Periodic
 from botline.store.base import StoreError, UsageRepository
 
-log = logging.getLogger(__name__)
 
 
 class UsageRecorder:
@@ -21,17 +19,15 @@ class UsageRecorder:
 
     def __init__(self, repository: UsageRepository, *, interval: float = 1.0) -> None:
         self._repository = repository
-        self._interval = interval
         self._pending: list[UsageRecord] = []
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._writer = Periodic("usage-writer", interval, self.flush)
 
     def add(self, record: UsageRecord) -> None:
         self._pending.append(record)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        self._writer.start()
 
     async def flush(self) -> None:
         async with self._lock:
@@ -45,17 +41,5 @@ class UsageRecorder:
                 raise
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._writer.close()
         await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.flush()
-            except StoreError as exc:
-                log.warning("usage batch not written yet, will retry: %s", exc)

@@ -3,14 +3,13 @@ and the background purge of expired memories."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 
 from botline.domain.clock import Clock
 from botline.domain.memory import DateReminder, Memory, MemoryFormat, check_content, retention
-from botline.store.base import Store, StoreError
+from botline.periodic import Periodic
+from botline.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +25,7 @@ class MemoryService:
     def __init__(self, store: Store, clock: Clock, *, purge_interval: float = PURGE_INTERVAL_SECONDS) -> None:
         self._store = store
         self._clock = clock
-        self._purge_interval = purge_interval
-        self._purger: asyncio.Task[None] | None = None
+        self._purger = Periodic("memory-purge", purge_interval, self.purge_once)
 
     async def save(self, account_id: str, user: str, content: str, retention_days: int | None) -> Memory:
         """Raises InvalidMemory for empty or oversized content or a retention outside 1..365."""
@@ -102,27 +100,16 @@ class MemoryService:
         removed = 0
         while batch := await self._store.memories.purge(self._clock.now()):
             removed += batch
+        if removed:
+            log.info("purged %d expired memories", removed)
         return removed
 
     async def start_purging(self) -> None:
-        if self._purger is None:
-            self._purger = asyncio.create_task(self._purge_forever(), name="memory-purge")
+        self._purger.start()
 
     async def close(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+        await self._purger.close()
 
-    async def _purge_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._purge_interval)
-            try:
-                if removed := await self.purge_once():
-                    log.info("purged %d expired memories", removed)
-            except StoreError as exc:
-                log.warning("memory purge failed, will retry: %s", exc)
 
 
 def search_terms(query: str) -> list[str]:

@@ -8,7 +8,6 @@ each activation once, and a crash after the claim never fires it again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from apscheduler.triggers.date import DateTrigger
 from botline.config import SchedulerSettings
 from botline.domain.clock import Clock
 from botline.domain.schedules import ScheduledItem
+from botline.periodic import Periodic
 from botline.store.base import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -47,18 +47,15 @@ class Scheduler:
         self._planned: dict[str, datetime] = {}
         self._attempted: dict[str, datetime] = {}
         """Fire times this replica already tried to claim: they are never armed again."""
-        self._syncer: asyncio.Task[None] | None = None
+        self._syncer = Periodic("schedule-sync", settings.sync_interval_seconds, self.sync)
 
     async def start(self) -> None:
         self._aps.start()
         await self.sync()
-        self._syncer = asyncio.create_task(self._sync_forever(), name="schedule-sync")
+        self._syncer.start()
 
     async def close(self) -> None:
-        if self._syncer is not None:
-            self._syncer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._syncer
+        await self._syncer.close()
         if self._aps.running:
             self._aps.shutdown(wait=False)
 
@@ -127,11 +124,3 @@ class Scheduler:
             return
         if fresh is not None:
             self.plan(fresh)
-
-    async def _sync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.sync_interval_seconds)
-            try:
-                await self.sync()
-            except StoreError as exc:
-                log.warning("schedule sync failed: %s", exc)

@@ -1,4 +1,4 @@
-"""The `store` fixture: every contract test runs once per backend."""
+"""The `store` fixture: a test that takes it runs once per backend (SQLite and Redis)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from botline.store import Store, open_store
-from tests.support.redis_server import delete_prefix, redis_url, unique_prefix
-
-__all__ = ["redis_url", "store"]
+from tests.support.redis_server import delete_prefix, unique_prefix
 
 BACKENDS = ["sqlite", "redis"]
 

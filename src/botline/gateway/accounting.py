@@ -9,7 +9,6 @@ from botline.periodic import Periodic
 from botline.store.base import StoreError, UsageRepository
 
 
-
 class UsageRecorder:
     """Collects usage records in memory and writes them in one batch every `interval` seconds.
 

@@ -1,6 +1,7 @@
 """One model round through the openai SDK, streamed or not, normalised to a `Round`.
 
-We call the SDK's own `client.post("/chat/completions", ...)` with our already-shaped body and read
+We call the SDK's own `client.post("/chat/completions", ...)` with our already-shaped body, encoded
+by orjson (the SDK sends bytes as they are), and read
 the raw response with orjson. The SDK still authenticates, retries with backoff and maps errors to
 its typed exceptions; what we skip is its per-request walk of the body against its TypedDicts
 (`maybe_transform`, a third of a request's CPU in the profile) and building pydantic objects for
@@ -69,7 +70,9 @@ def _upstream_failure(payload: dict[str, Any]) -> UpstreamError:
 async def complete(client: openai.AsyncOpenAI, request: dict[str, Any]) -> Round:
     """A non-streaming call."""
     try:
-        raw = await client.post(CHAT_COMPLETIONS, body=request, cast_to=httpx2.Response, options=REQUEST_OPTIONS)
+        raw = await client.post(
+            CHAT_COMPLETIONS, content=orjson.dumps(request), cast_to=httpx2.Response, options=REQUEST_OPTIONS
+        )
         payload = orjson.loads(raw.content)
     except openai.OpenAIError as exc:
         raise_upstream(exc)
@@ -98,10 +101,10 @@ async def stream(client: openai.AsyncOpenAI, request: dict[str, Any], sink: Delt
     calls: dict[int, dict[str, Any]] = {}
     content: list[str] = []
     reasoning: list[str] = []
-    body = {**request, "stream": True, "stream_options": {"include_usage": True}}
+    body = orjson.dumps({**request, "stream": True, "stream_options": {"include_usage": True}})
     try:
         response = await client.post(
-            CHAT_COMPLETIONS, body=body, cast_to=httpx2.Response, options=REQUEST_OPTIONS, stream=STREAMING
+            CHAT_COMPLETIONS, content=body, cast_to=httpx2.Response, options=REQUEST_OPTIONS, stream=STREAMING
         )
         try:
             async for line in response.aiter_lines():

@@ -41,5 +41,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "httpx", "httpx2", "openai"):
+    for noisy in ("aiohttp.access", "httpx", "httpx2", "openai", "apscheduler", "telegram"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -957,15 +957,20 @@ class TestSchedules:
         await store.schedules.update(first)
         assert (await store.schedules.get(ALICE, first.id)).status is ScheduleStatus.DONE  # type: ignore[union-attr]
 
-    async def test_active_lists_only_active_items_of_every_account(self, store: Store) -> None:
-        live, done, bob = scheduled(), scheduled(), scheduled(account="account-bob")
+    async def test_due_lists_active_items_of_every_account_up_to_a_time(self, store: Store) -> None:
+        soon, later, done, bob = scheduled(minutes=5), scheduled(minutes=60), scheduled(minutes=1), \
+            scheduled(minutes=2, account="account-bob")
         done.status = ScheduleStatus.DONE
-        for item in (live, done, bob):
+        for item in (later, soon, done, bob):
             await store.schedules.create(item)
-        assert {i.id for i in await store.schedules.active()} == {live.id, bob.id}
-        live.next_activation = None
-        await store.schedules.update(live)
-        assert {i.id for i in await store.schedules.active()} == {bob.id}
+        assert [i.id for i in await store.schedules.due(at(10))] == [bob.id, soon.id]
+        assert [i.id for i in await store.schedules.due(at(60))] == [bob.id, soon.id, later.id]
+        soon.next_activation = at(30)
+        await store.schedules.update(soon)
+        assert [i.id for i in await store.schedules.due(at(10))] == [bob.id]
+        bob.next_activation = None
+        await store.schedules.update(bob)
+        assert [i.id for i in await store.schedules.due(at(60))] == [soon.id, later.id]
 
     async def test_another_account_cannot_update_or_delete(self, store: Store) -> None:
         item = scheduled()
@@ -976,7 +981,7 @@ class TestSchedules:
         assert await store.schedules.delete("account-bob", item.id) is False
         assert await store.schedules.delete(ALICE, item.id) is True
         assert await store.schedules.get(ALICE, item.id) is None
-        assert await store.schedules.active() == []
+        assert await store.schedules.due(at(1000)) == []
 
     async def test_each_firing_is_claimed_once(self, store: Store) -> None:
         results = await asyncio.gather(*(store.schedules.claim("item-1", at(5)) for _ in range(10)))

@@ -1,9 +1,10 @@
 """Our facade over APScheduler 3 (AsyncIOScheduler, in-memory job store).
 
-The Store is the truth; APScheduler only keeps one timer per active item, rebuilt from the Store at
-start and resynced every `sync_interval_seconds` (so a replica also fires items another replica
-created). Every firing is claimed in the Store first, so N replicas with the same timers deliver
-each activation once, and a crash after the claim never fires it again.
+The Store is the truth; APScheduler only keeps timers for the items due within HORIZON, loaded from
+the Store at start and again every `sync_interval_seconds` (so a replica also fires items another
+replica created, and 100,000 pending schedules cost a query, not 100,000 timers). Every firing is
+claimed in the Store first, so N replicas with the same timers deliver each activation once, and a
+crash after the claim never fires it again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from botline.store.base import Store, StoreError
 log = logging.getLogger(__name__)
 
 
+HORIZON = timedelta(minutes=10)
+"""Timers are armed for items due within this; later ones are picked up by a later sync."""
 STUCK_AFTER = timedelta(minutes=15)
 """A claimed firing still not recorded this long after its time means its replica died mid-activation."""
 RECOVERY_SUFFIX = "/recovery"
@@ -60,8 +63,8 @@ class Scheduler:
             self._aps.shutdown(wait=False)
 
     async def sync(self) -> int:
-        """Plans every active item of the Store; drops timers of items gone or done elsewhere."""
-        items = await self._store.schedules.active()
+        """Arms timers for the items due within the horizon; drops timers of items gone or moved elsewhere."""
+        items = await self._store.schedules.due(self._horizon())
         for item in items:
             self.plan(item)
         for stale in set(self._planned) - {item.id for item in items}:
@@ -69,9 +72,13 @@ class Scheduler:
         return len(items)
 
     def plan(self, item: ScheduledItem) -> None:
-        """(Re)arms the item's timer for its next activation; an overdue one fires right away."""
+        """(Re)arms the item's timer for its next activation; an overdue one fires right away, one
+        beyond the horizon is left to a later sync."""
         fire_time = item.next_activation
         if not item.active or fire_time is None:
+            self.forget(item.id)
+            return
+        if fire_time > self._horizon():
             self.forget(item.id)
             return
         if self._planned.get(item.id) == fire_time:
@@ -89,6 +96,10 @@ class Scheduler:
             self._fire, DateTrigger(run_date=run_at, timezone=UTC), args=[item.id, item.account_id, fire_time],
             id=item.id, replace_existing=True, misfire_grace_time=None, coalesce=True,
         )
+
+    def _horizon(self) -> datetime:
+        """Far enough ahead that several syncs see an item before it is due."""
+        return self._clock.now() + max(HORIZON, timedelta(seconds=4 * self._settings.sync_interval_seconds))
 
     def forget(self, item_id: str) -> None:
         self._attempted.pop(item_id, None)

@@ -246,8 +246,8 @@ class ScheduleRepository(ABC):
         """Every item of a chat client (active or done), oldest first."""
 
     @abstractmethod
-    async def active(self) -> list[ScheduledItem]:
-        """Every active item of every account (what the scheduler loads at start)."""
+    async def due(self, before: datetime) -> list[ScheduledItem]:
+        """Active items of every account whose next activation is at or before `before`, soonest first."""
 
     @abstractmethod
     async def claim(self, item_id: str, fire_time: datetime) -> bool:

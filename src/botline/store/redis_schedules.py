@@ -1,8 +1,8 @@
 """Redis repository of scheduled continuations.
 
 An item is a JSON string; each chat client's items are a sorted set by creation time; the active
-ones are a set (what every replica loads). A firing is claimed with SET NX on (item, fire time),
-kept for CLAIM_DAYS, long after any firing could be retried.
+ones are a sorted set by next activation (what replicas load as it comes due). A firing is claimed
+with SET NX on (item, fire time), kept far longer than any firing could be retried.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from redis.asyncio.client import Pipeline
 
 from botline.domain.schedules import ScheduledItem
 from botline.store.base import ScheduleRepository
-from botline.store.redis_base import _dump, _fetch, _reachable_methods, _Repo, _score
+from botline.store.redis_base import _dump, _epoch_seconds, _fetch, _reachable_methods, _Repo, _score
 
 CLAIM_SECONDS = 400 * 24 * 3600
 """Longer than the longest schedule horizon (365 days), so a claim outlives every retry of its firing."""
@@ -24,10 +24,10 @@ CLAIM_SECONDS = 400 * 24 * 3600
 class RedisSchedules(_Repo, ScheduleRepository):
     def _write(self, pipe: Pipeline, item: ScheduledItem) -> None:
         pipe.set(self._keys.schedule(item.id), _dump(item))
-        if item.active:
-            pipe.sadd(self._keys.schedules_active(), item.id)
+        if item.active and item.next_activation is not None:
+            pipe.zadd(self._keys.schedules_active(), {item.id: _epoch_seconds(item.next_activation)})
         else:
-            pipe.srem(self._keys.schedules_active(), item.id)
+            pipe.zrem(self._keys.schedules_active(), item.id)
 
     async def create(self, item: ScheduledItem) -> None:
         def writes(pipe: Pipeline) -> None:
@@ -61,7 +61,7 @@ class RedisSchedules(_Repo, ScheduleRepository):
             if stored is None or stored.account_id != account_id:
                 return False
             pipe.delete(key)
-            pipe.srem(self._keys.schedules_active(), item_id)
+            pipe.zrem(self._keys.schedules_active(), item_id)
             pipe.zrem(self._keys.schedules_of_client(account_id, stored.chat_client_id), item_id)
             return True
 
@@ -72,13 +72,14 @@ class RedisSchedules(_Repo, ScheduleRepository):
             ScheduledItem, self._keys.schedules_of_client(account_id, chat_client_id), self._keys.schedule
         )
 
-    async def active(self) -> list[ScheduledItem]:
-        ids = sorted(cast(set[str], await self._redis.smembers(self._keys.schedules_active())))
+    async def due(self, before: datetime) -> list[ScheduledItem]:
+        ids = cast(list[str], await self._redis.zrangebyscore(
+            self._keys.schedules_active(), "-inf", _epoch_seconds(before)))
         if not ids:
             return []
         raws = await self._redis.mget([self._keys.schedule(item_id) for item_id in ids])
         items = [ScheduledItem.model_validate_json(raw) for raw in raws if raw is not None]
-        return sorted((i for i in items if i.active), key=lambda i: i.created_at)
+        return [i for i in items if i.active]
 
     async def claim(self, item_id: str, fire_time: datetime) -> bool:
         key = self._keys.schedule_claim(item_id, str(_score(fire_time)))

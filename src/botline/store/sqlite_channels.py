@@ -81,12 +81,17 @@ class SqliteLocks(_Repo, LockRepository):
         await self._write("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
 
 
+def _next_ts(item: ScheduledItem) -> float | None:
+    return item.next_activation.timestamp() if item.next_activation else None
+
+
 class SqliteSchedules(_Repo, ScheduleRepository):
     async def create(self, item: ScheduledItem) -> None:
         await self._write(
-            "INSERT INTO schedules (id, account_id, chat_client_id, active, created_at, data)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (item.id, item.account_id, item.chat_client_id, int(item.active), item.created_at.isoformat(), _dump(item)),
+            "INSERT INTO schedules (id, account_id, chat_client_id, active, next_ts, created_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item.id, item.account_id, item.chat_client_id, int(item.active), _next_ts(item),
+             item.created_at.isoformat(), _dump(item)),
         )
 
     async def get(self, account_id: str, item_id: str) -> ScheduledItem | None:
@@ -96,8 +101,8 @@ class SqliteSchedules(_Repo, ScheduleRepository):
 
     async def update(self, item: ScheduledItem) -> None:
         await self._write(
-            "UPDATE schedules SET active = ?, data = ? WHERE id = ? AND account_id = ?",
-            (int(item.active), _dump(item), item.id, item.account_id),
+            "UPDATE schedules SET active = ?, next_ts = ?, data = ? WHERE id = ? AND account_id = ?",
+            (int(item.active), _next_ts(item), _dump(item), item.id, item.account_id),
         )
 
     async def delete(self, account_id: str, item_id: str) -> bool:
@@ -110,8 +115,11 @@ class SqliteSchedules(_Repo, ScheduleRepository):
             (account_id, chat_client_id),
         )
 
-    async def active(self) -> list[ScheduledItem]:
-        return await self._all(ScheduledItem, "SELECT data FROM schedules WHERE active = 1 ORDER BY created_at", ())
+    async def due(self, before: datetime) -> list[ScheduledItem]:
+        return await self._all(
+            ScheduledItem, "SELECT data FROM schedules WHERE active = 1 AND next_ts <= ? ORDER BY next_ts",
+            (before.timestamp(),),
+        )
 
     async def claim(self, item_id: str, fire_time: datetime) -> bool:
         return await self._write(

@@ -4,11 +4,12 @@ CREATE TABLE schedules (
     account_id TEXT NOT NULL,
     chat_client_id TEXT NOT NULL,
     active INTEGER NOT NULL,
+    next_ts REAL,
     created_at TEXT NOT NULL,
     data TEXT NOT NULL
 );
 CREATE INDEX schedules_client ON schedules (account_id, chat_client_id, created_at);
-CREATE INDEX schedules_active ON schedules (active);
+CREATE INDEX schedules_due ON schedules (active, next_ts);
 
 CREATE TABLE schedule_claims (
     item_id TEXT NOT NULL,

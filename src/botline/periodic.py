@@ -39,3 +39,5 @@ class Periodic:
                 await self._work()
             except StoreError as exc:
                 log.warning("%s failed, will retry: %s", self._name, exc)
+            except Exception:  # a bug in one round must not stop the job for good
+                log.exception("%s failed, will retry", self._name)

@@ -55,12 +55,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await _answer(request, handler)
         if log.isEnabledFor(logging.INFO):
             log.info(
-                "%s %s %s", request.method, request.path, response.status,
+                "%s %s %s", request.method, _route_of(request), response.status,
                 extra={"status": response.status, "ms": round((time.perf_counter() - started) * 1000, 2)},
             )
         return response
     finally:
         request_id.reset(token)
+
+
+def _route_of(request: web.Request) -> str:
+    """The matched route's pattern (`/chat/{access_key}`), so no access key or webhook token is logged."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -90,5 +96,5 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         kept = {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
         return error_response(request, exc.status, _http_exception_message(exc), kept)
     except Exception:  # the last resort: log it, never show a traceback
-        logging.getLogger(__name__).exception("unhandled error on %s %s", request.method, request.path)
+        logging.getLogger(__name__).exception("unhandled error on %s %s", request.method, _route_of(request))
         return error_response(request, 500, "Internal error; it has been logged.")

@@ -29,6 +29,7 @@ from botline.store.base import Store
 log = logging.getLogger(__name__)
 
 HOUR_SECONDS = 3600
+INTERNAL_ERROR = "Internal error; it has been logged."
 
 
 def is_visible(message: Message) -> bool:
@@ -236,6 +237,9 @@ class ChatEngine:
             return await self._store_cancelled(turn, client.account_id, session_id)
         except (ChatRefused, GatewayError) as exc:
             turn.events.put_nowait(TurnEvent("error", {"message": exc.message}))
+            raise
+        except Exception:  # whatever goes wrong, the stream ends with an error event (logged in _forget)
+            turn.events.put_nowait(TurnEvent("error", {"message": INTERNAL_ERROR}))
             raise
 
     async def _turn(

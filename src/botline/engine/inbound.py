@@ -75,9 +75,12 @@ class InboundEngine:
                 provider_message_id=message.provider_message_id, sender_name=message.sender_name,
                 text=message.text, media=list(message.media), received_at=self._clock.now(),
             )
-            if await self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS):
+            # Shielded: a provider that hangs up mid-write must not leave a half-done record behind.
+            if await asyncio.shield(self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS)):
                 recorded += 1
-                self.kick(record.chat)
+            # A re-delivery kicks too: if the first delivery's request was cut off after recording,
+            # this is what makes sure its message is answered.
+            self.kick(record.chat)
         return recorded
 
     def kick(self, chat: ChatKey) -> None:
@@ -130,6 +133,8 @@ class InboundEngine:
                         await self._store.inbound.complete(chat, [r.id for r in records])
         except StoreError as exc:
             log.warning("inbound worker for %s stopped (%s); resumed on the next message or start", chat.text(), exc)
+        except Exception:  # a bug must not silently end the chat's worker: log it; the messages stay pending
+            log.exception("inbound worker for %s failed; resumed on the next message or start", chat.text())
         finally:
             self._workers.pop(chat, None)
             self._wake.pop(chat, None)
@@ -179,6 +184,9 @@ class InboundEngine:
         except (ChatRefused, AttachmentError) as exc:
             return exc.message
         except GatewayError as exc:
+            log.warning("no answer for %s: %s", chat.text(), exc.message)
+            return UNAVAILABLE_REPLY
+        except DeliveryError as exc:  # an attachment could not be fetched from the provider
             log.warning("no answer for %s: %s", chat.text(), exc.message)
             return UNAVAILABLE_REPLY
         text = outcome.message.content

@@ -127,3 +127,6 @@ class ToolSet:
             return await tool.run(arguments, caller)
         except ToolFailure as exc:
             return exc.message
+        except Exception:  # a broken tool must not break the turn: the model is told, the bug is logged
+            log.exception("tool %s failed unexpectedly", name)
+            return f"The tool {name} failed to run. Tell the user it is unavailable right now."

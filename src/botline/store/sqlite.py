@@ -25,12 +25,13 @@ from botline.store.base import (
     UsageRepository,
 )
 from botline.store.hours import hour_bucket
-from botline.store.sqlite_base import _dump, _Repo
+from botline.store.sqlite_base import _dump, _Repo, reachable_methods
 from botline.store.sqlite_channels import SqliteInbound, SqliteLocks, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
 from botline.store.sqlite_memories import SqliteMemories
 
 
+@reachable_methods
 class SqliteAccounts(_Repo, AccountRepository):
     async def create(self, account: Account) -> None:
         await self._write(
@@ -48,6 +49,7 @@ class SqliteAccounts(_Repo, AccountRepository):
         return await self._all(Account, "SELECT data FROM accounts ORDER BY created_at, id", ())
 
 
+@reachable_methods
 class SqliteApiKeys(_Repo, ApiKeyRepository):
     async def create(self, key: ApiKey) -> None:
         await self._write(
@@ -78,6 +80,7 @@ class SqliteApiKeys(_Repo, ApiKeyRepository):
         return int(row[0]) if row else 0
 
 
+@reachable_methods
 class SqliteGateways(_Repo, GatewayRepository):
     async def create(self, gateway: Gateway) -> None:
         await self._write(
@@ -112,6 +115,7 @@ class SqliteGateways(_Repo, GatewayRepository):
         )
 
 
+@reachable_methods
 class SqliteUsage(_Repo, UsageRepository):
     async def record(self, records: Sequence[UsageRecord]) -> None:
         if not records:
@@ -167,6 +171,7 @@ class SqliteUsage(_Repo, UsageRepository):
         ]
 
 
+@reachable_methods
 class SqliteCounters(_Repo, CounterRepository):
     async def increment(self, key: str, *, ttl_seconds: int) -> int:
         now = time.time()

@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 from pydantic import BaseModel
 
-from botline.store.base import ConflictError
+from botline.store.base import ConflictError, StoreUnavailable
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
+P = ParamSpec("P")
+C = TypeVar("C")
+
+
+def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """The one boundary where SQLite failures (locked, disk full, closed) become Store errors."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(str(exc)) from exc
+        except (sqlite3.Error, ValueError) as exc:  # aiosqlite raises ValueError once the connection is closed
+            raise StoreUnavailable(f"SQLite is not usable: {exc}") from exc
+
+    return wrapper
+
+
+def reachable_methods(cls: type[C]) -> type[C]:
+    """Puts every public coroutine method that `cls` defines behind `_reachable`."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _reachable(member))
+    return cls
 
 
 def _dump(model: BaseModel) -> str:

@@ -14,9 +14,10 @@ from botline.store.base import (
     LockRepository,
     ScheduleRepository,
 )
-from botline.store.sqlite_base import _dump, _Repo
+from botline.store.sqlite_base import _dump, _Repo, reachable_methods
 
 
+@reachable_methods
 class SqliteInbound(_Repo, InboundRepository):
     async def record(self, record: InboundRecord, *, dedupe_seconds: int) -> bool:
         now = time.time()
@@ -55,6 +56,7 @@ class SqliteInbound(_Repo, InboundRepository):
         return await self._write("DELETE FROM inbound WHERE pending = 0 AND expires_ts <= ?", (now.timestamp(),))
 
 
+@reachable_methods
 class SqliteLocks(_Repo, LockRepository):
     """Leases in the database file, so even processes sharing one SQLite file respect them."""
 
@@ -85,6 +87,7 @@ def _next_ts(item: ScheduledItem) -> float | None:
     return item.next_activation.timestamp() if item.next_activation else None
 
 
+@reachable_methods
 class SqliteSchedules(_Repo, ScheduleRepository):
     async def create(self, item: ScheduledItem) -> None:
         await self._write(

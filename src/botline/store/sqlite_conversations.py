@@ -13,9 +13,10 @@ from botline.store.base import (
     MessageRepository,
     SessionRepository,
 )
-from botline.store.sqlite_base import _dump, _Repo
+from botline.store.sqlite_base import _dump, _Repo, reachable_methods
 
 
+@reachable_methods
 class SqliteChatClients(_Repo, ChatClientRepository):
     async def create(self, client: ChatClient) -> None:
         await self._write(
@@ -49,6 +50,7 @@ class SqliteChatClients(_Repo, ChatClientRepository):
         )
 
 
+@reachable_methods
 class SqliteSessions(_Repo, SessionRepository):
     async def create(self, session: Session) -> None:
         await self._write(
@@ -119,6 +121,7 @@ class SqliteSessions(_Repo, SessionRepository):
         )
 
 
+@reachable_methods
 class SqliteMessages(_Repo, MessageRepository):
     async def append(self, message: Message) -> None:
         await self._write(

@@ -10,9 +10,10 @@ from botline.domain.memory import Memory, MemoryFormat
 from botline.store.base import (
     MemoryRepository,
 )
-from botline.store.sqlite_base import _dump, _Repo
+from botline.store.sqlite_base import _dump, _Repo, reachable_methods
 
 
+@reachable_methods
 class SqliteMemories(_Repo, MemoryRepository):
     @staticmethod
     def _live(where: str, format: MemoryFormat | None) -> str:

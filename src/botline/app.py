@@ -116,7 +116,8 @@ def build_app(
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler)
-        scheduler = Scheduler(store, activator, clock, settings.scheduler)
+        scheduler = Scheduler(store, activator, clock, settings.scheduler,
+                              grace_seconds=settings.server.shutdown_grace_seconds)
         pipeline_services.extensions.append(ScheduleExtension(store, scheduler, clock, settings.scheduler))
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,

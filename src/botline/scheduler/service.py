@@ -9,6 +9,7 @@ crash after the claim never fires it again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
@@ -41,7 +42,12 @@ class Activator(Protocol):
 
 
 class Scheduler:
-    def __init__(self, store: Store, activator: Activator, clock: Clock, settings: SchedulerSettings) -> None:
+    def __init__(
+        self, store: Store, activator: Activator, clock: Clock, settings: SchedulerSettings, *,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self._grace_seconds = grace_seconds
+        self._firing: set[asyncio.Task[None]] = set()
         self._store = store
         self._activator = activator
         self._clock = clock
@@ -58,9 +64,16 @@ class Scheduler:
         self._syncer.start()
 
     async def close(self) -> None:
+        """Stops the timers, then lets firings already under way finish (up to the grace period):
+        a claimed firing that is cut short would never be sent."""
         await self._syncer.close()
         if self._aps.running:
             self._aps.shutdown(wait=False)
+        if self._firing:
+            _, late = await asyncio.wait(self._firing, timeout=self._grace_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def sync(self) -> int:
         """Arms timers for the items due within the horizon; drops timers of items gone or moved elsewhere."""
@@ -93,7 +106,7 @@ class Scheduler:
         self._planned[item.id] = fire_time
         run_at = max(fire_time, self._clock.now())
         self._aps.add_job(
-            self._fire, DateTrigger(run_date=run_at, timezone=UTC), args=[item.id, item.account_id, fire_time],
+            self._start_firing, DateTrigger(run_date=run_at, timezone=UTC), args=[item.id, item.account_id, fire_time],
             id=item.id, replace_existing=True, misfire_grace_time=None, coalesce=True,
         )
 
@@ -107,6 +120,13 @@ class Scheduler:
             with contextlib.suppress(Exception):  # APScheduler's JobLookupError when it already ran
                 self._aps.remove_job(item_id)
 
+    async def _start_firing(self, item_id: str, account_id: str, fire_time: datetime) -> None:
+        """APScheduler's job (a coroutine, so it runs on our loop): hands the firing to a task of ours,
+        because APScheduler cancels its own job tasks on shutdown."""
+        task = asyncio.create_task(self._fire(item_id, account_id, fire_time))
+        self._firing.add(task)
+        task.add_done_callback(self._firing.discard)
+
     async def _fire(self, item_id: str, account_id: str, fire_time: datetime) -> None:
         self._planned.pop(item_id, None)
         self._attempted[item_id] = fire_time
@@ -117,7 +137,7 @@ class Scheduler:
                     await self._activator.activate(item, fire_time)
             item = await self._store.schedules.get(account_id, item_id)
         except StoreError as exc:
-            log.warning("schedule %s not fired (%s); the next sync retries", item_id, exc)
+            log.warning("schedule %s: firing interrupted by the store (%s); recovered if it stays stuck", item_id, exc)
             return
         if item is not None:
             self.plan(item)

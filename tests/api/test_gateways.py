@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import openai
 import pytest
 
 from botline.accounts import create_account
 from botline.app import STORE
 from tests.conftest import UPSTREAM_KEY, create_gateway, gateway_body
-from tests.emulators.fake_llm import FakeLLM, Reply
+from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
+from tests.support.callback_server import Answer, CallbackServer
 from tests.support.server import RunningServer
 
 MASK = "********"
@@ -81,7 +83,8 @@ async def test_view_returns_every_parameter_and_masks_the_key(server: RunningSer
     body = await view(server, gateway_id)
     assert body["name"] == "Full" and body["slug"] == "full" and body["id"] == gateway_id
     parameters = body["parameters"]
-    assert {name: parameters[name] for name in given} == given
+    shown_tool = {**TOOL, "headers": {"X-Tool": MASK}}  # header values usually are credentials
+    assert {name: parameters[name] for name in given} == {**given, "protocolFunctions": [shown_tool]}
     assert parameters["baseAddress"] == fake_llm.base_url and parameters["modelName"] == "fake-model"
     assert parameters["apiKey"] == MASK
     assert UPSTREAM_KEY not in str(body)
@@ -254,3 +257,29 @@ async def test_another_account_cannot_use_or_list_a_gateway(server: RunningServe
     assert fake_llm.requests == []
     status, listing = await server.call("GET", "/api/v1/ai-gateways", key=other)
     assert status == 200 and listing == []
+
+
+async def test_masked_header_values_sent_back_keep_the_stored_ones(
+    server: RunningServer, fake_llm: FakeLLM
+) -> None:
+    async with CallbackServer() as site:
+        tool = {**TOOL, "callbackUrl": site.answer("/order", Answer(body="shipped")),
+                "headers": {"Authorization": "Bearer site-secret"}}
+        gateway_id = await create_gateway(server, fake_llm, protocolFunctions=[tool])
+        shown = (await view(server, gateway_id))["parameters"]["protocolFunctions"]
+        assert shown[0]["headers"] == {"Authorization": MASK} and "site-secret" not in str(shown)
+        status, _ = await server.call("PATCH", f"/api/v1/ai-gateways/{gateway_id}",
+                                      json={"parameters": {"protocolFunctions": shown}})
+        assert status == 200
+        fake_llm.script(Reply(tool_calls=[ToolCall("lookup_order", {"number": "7"})]), Reply(text="ok"))
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0)
+        await client.chat.completions.create(model=gateway_id, messages=[{"role": "user", "content": "order 7?"}])
+        await client.close()
+        assert site.received_at("/order")[0].headers["Authorization"] == "Bearer site-secret"
+
+
+async def test_a_broken_json_schema_is_refused_when_saved(server: RunningServer, fake_llm: FakeLLM) -> None:
+    broken = {**TOOL, "contentFormat": {"type": "objekt"}}
+    status, body = await server.call(
+        "POST", "/api/v1/ai-gateways", json=gateway_body(fake_llm, protocolFunctions=[broken]))
+    assert status == 400 and "contentFormat" in body["message"] and "JSON Schema" in body["message"]

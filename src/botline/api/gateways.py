@@ -11,7 +11,7 @@ from pydantic import Field
 from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json, read_model
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
-from botline.domain.gateways import API_KEY_MASK, Gateway, GatewayParameters
+from botline.domain.gateways import API_KEY_MASK, Gateway, GatewayParameters, restore_masked_headers
 from botline.gateway import completion
 from botline.gateway.errors import UpstreamError
 from botline.gateway.registry import create_gateway, save_gateway
@@ -71,7 +71,8 @@ async def edit(request: web.Request) -> web.Response:
     patch = data.get("parameters") or {}
     if not isinstance(patch, dict):
         raise ApiError(400, "Invalid value for parameters: must be an object.")
-    merged = {**gateway.parameters.wire(), **patch}
+    stored = gateway.parameters.wire()
+    merged = {**stored, **restore_masked_headers(patch, stored)}
     if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK:
         merged["apiKey"] = gateway.parameters.api_key
     body = parse_model(GatewayBody, {"name": data.get("name", gateway.name), "parameters": merged})

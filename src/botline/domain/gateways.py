@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import jsonschema
 from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel, new_id, utcnow
@@ -115,6 +116,16 @@ class ProtocolFunction(StrictCamelModel):
     def _valid_url(cls, value: str) -> str:
         if not CALLBACK_URL.match(value):
             raise ValueError("must be an absolute http(s) URL")
+        return value
+
+    @field_validator("content_format")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A broken schema is refused when saved, not discovered when the model calls the tool."""
+        try:
+            jsonschema.validators.validator_for(value).check_schema(value)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"is not a valid JSON Schema: {exc.message}") from None
         return value
 
 
@@ -229,6 +240,30 @@ class GatewayParameters(StrictCamelModel):
 
 
 API_KEY_MASK = "********"
+HEADER_LISTS = ("protocolFunctions", "systemInstructionsSources", "mcpSources")
+"""Parameter lists whose items carry HTTP headers (masked in answers)."""
+
+
+def restore_masked_headers(given: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH that sends back masked header values keeps the stored ones (matched by item name)."""
+    merged = dict(given)
+    for field in HEADER_LISTS:
+        if not isinstance(given.get(field), list):
+            continue
+        by_name = {item.get("name"): item for item in stored.get(field) or []}
+        restored = []
+        for item in given[field]:
+            if isinstance(item, dict) and isinstance(item.get("headers"), dict):
+                previous = (by_name.get(item.get("name")) or {}).get("headers") or {}
+                headers = {
+                    key: previous[key] if value == API_KEY_MASK and key in previous else value
+                    for key, value in item["headers"].items()
+                    if value != API_KEY_MASK or key in previous
+                }
+                item = {**item, "headers": headers}
+            restored.append(item)
+        merged[field] = restored
+    return merged
 
 
 class Gateway(CamelModel):
@@ -241,9 +276,13 @@ class Gateway(CamelModel):
     updated_at: datetime = Field(default_factory=utcnow)
 
     def public_parameters(self) -> dict[str, Any]:
-        """The parameters as returned by the API: the upstream apiKey masked, never echoed."""
+        """The parameters as returned by the API: the upstream apiKey and every header value masked
+        (headers of callbacks and sources usually carry credentials)."""
         data = self.parameters.wire()
         data["apiKey"] = API_KEY_MASK if self.parameters.api_key else None
+        for field in HEADER_LISTS:
+            for item in data.get(field) or []:
+                item["headers"] = dict.fromkeys(item.get("headers") or {}, API_KEY_MASK)
         return data
 
 

@@ -20,7 +20,7 @@ from botline.engine.attachments import AttachmentReader, Content
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
 from botline.gateway.caller import Caller, CallSource
-from botline.gateway.errors import GatewayError, NoModelConfigured
+from botline.gateway.errors import GatewayError, NoModelConfigured, UpstreamError
 from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
 from botline.gateway.registry import GatewayCache
 from botline.ratelimit import RateLimiter
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HOUR_SECONDS = 3600
 INTERNAL_ERROR = "Internal error; it has been logged."
+MODEL_UNAVAILABLE = "The assistant can't answer right now. Please try again in a moment."
 
 
 def is_visible(message: Message) -> bool:
@@ -230,7 +231,13 @@ class ChatEngine:
     ) -> TurnOutcome:
         try:
             async with self._locks.hold(f"session:{session_id}"):
-                return await self._turn(turn, session_id, client, gateway, content, source, note)
+                try:
+                    return await self._turn(turn, session_id, client, gateway, content, source, note)
+                except UpstreamError as exc:
+                    # The provider's own text can quote keys, URLs or quotas: it goes to the log, and the
+                    # person chatting gets a plain sentence.
+                    log.warning("model call failed for session %s: %s", session_id, exc.message)
+                    raise GatewayError(MODEL_UNAVAILABLE, status_code=exc.status_code) from exc
         except asyncio.CancelledError:
             if not turn.cancel_requested:
                 raise
@@ -297,10 +304,13 @@ class ChatEngine:
             reasoning=result.reasoning or None, usage=result.usage, created_at=now,
         )
         await self._store.messages.append(final)
-        session.message_count += 1
-        session.token_count += result.usage.total_tokens
-        session.last_message_at = now
-        await self._store.sessions.update(session)
+        # Re-read: the turn took a while, and the session may have been renewed or given new context.
+        fresh = await self._store.sessions.get(session.account_id, session.id)
+        if fresh is not None:
+            fresh.message_count += 1
+            fresh.token_count += result.usage.total_tokens
+            fresh.last_message_at = now
+            await self._store.sessions.update(fresh)
         return final
 
     async def _store_cancelled(self, turn: ActiveTurn, account_id: str, session_id: str) -> TurnOutcome:

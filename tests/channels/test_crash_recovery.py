@@ -81,3 +81,43 @@ async def test_a_kill_during_the_turn_and_a_restart_reply_exactly_once(tmp_path:
             assert len(zapi.sent) == 1
         second_call = fake.requests[-1].body["messages"]
         assert [m["content"] for m in second_call if m["role"] == "user"] == ["are you open today?"]
+
+
+async def test_an_answer_stored_but_not_delivered_is_sent_after_a_restart_not_asked_again(tmp_path: Path) -> None:
+    async with FakeLLM(api_key=UPSTREAM_KEY) as fake, FakeZapi() as zapi:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"storage:\n  url: sqlite:///{tmp_path / 'botline.db'}\n"
+            f"auth:\n  admin_keys: [{ADMIN_KEY}]\n"
+            f"providers:\n  zapi:\n    api_url: {zapi.url}\n"
+            f"gateways:\n  - name: main\n    parameters:\n      baseAddress: {fake.base_url}\n"
+            f"      apiKey: {UPSTREAM_KEY}\n      modelName: fake-model\n"
+        )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        fake.script(Reply(text="the answer, generated once"), Reply(text="a second, unwanted answer"))
+        zapi.fail_next(503, count=3)  # the provider is down while botline retries the send...
+        async with botline(config, port) as first, aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
+            async with http.get(url + "/v1/models") as response:
+                gateway_id = (await response.json())["data"][0]["id"]
+            client = {"name": "WhatsApp", "aiGatewayId": gateway_id,
+                      "clientParameters": {"primaryColor": "#25d366", "pageTitle": "Support"}}
+            async with http.post(url + "/api/v1/web-chat-client", json=client) as response:
+                client_id = (await response.json())["id"]
+            integration = {"integrationType": "Zapi", "integrations": {"zapiIntegration": {
+                "instanceId": zapi.instance_id, "instanceToken": zapi.instance_token}}}
+            async with http.put(f"{url}/api/v1/web-chat-client/{client_id}/integrations", json=integration) as r:
+                webhook_url = (await r.json())["webhookUrl"]
+            assert await zapi.push(webhook_url, zapi.text_message(PHONE, "hello?")) == 200
+            await zapi.wait_for_requests(2, timeout=10)  # the answer exists, its sends are failing...
+            first.send_signal(signal.SIGKILL)  # ...and the process dies before one gets through
+            await first.wait()
+
+        assert zapi.sent == []
+        async with botline(config, port):
+            [reply] = await zapi.wait_for_sends(1, timeout=20)
+            assert reply.body["message"] == "the answer, generated once"
+            await asyncio.sleep(0.5)
+            assert len(zapi.sent) == 1
+        assert len(fake.requests) == 1  # the restart re-delivered the stored answer; the model was not asked again

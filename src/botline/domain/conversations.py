@@ -77,4 +77,6 @@ class Message(CamelModel):
     tool_call_id: str | None = None
     usage: TokenUsage | None = None
     status: MessageStatus = MessageStatus.COMPLETE
+    answers_inbound: list[str] = Field(default_factory=list)
+    """Channel messages (inbound record ids) this answer replies to: lets a restart re-deliver it."""
     created_at: datetime = Field(default_factory=utcnow)

@@ -94,8 +94,10 @@ class ChannelHub:
                                     registration.error)
 
     async def close(self) -> None:
+        tasks = list(self._pollers.values())
         for key in list(self._pollers):
             self._stop_polling(*key)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _start_polling(self, client: ChatClient, integration: TelegramIntegration) -> None:
         key = (client.id, IntegrationType.TELEGRAM)
@@ -118,10 +120,22 @@ class ChannelHub:
                     return
                 try:
                     updates = await adapter.fetch_updates(integration, offset)
-                    for update in updates:
-                        parsed = adapter.parse(integration, update)
-                        await self._inbound.accept(client, IntegrationType.TELEGRAM, parsed.messages)
-                        offset = int(update["update_id"]) + 1
                 except (DeliveryError, StoreError) as exc:
                     log.warning("telegram polling for %s failed (%s); retrying", client_id, exc)
                     await asyncio.sleep(POLL_RETRY_SECONDS)
+                    continue
+                except Exception:  # e.g. an error while dropping an old webhook: keep polling
+                    log.exception("telegram polling for %s failed; retrying", client_id)
+                    await asyncio.sleep(POLL_RETRY_SECONDS)
+                    continue
+                for update in updates:
+                    try:
+                        parsed = adapter.parse(integration, update)
+                        await self._inbound.accept(client, IntegrationType.TELEGRAM, parsed.messages)
+                    except StoreError as exc:  # not confirmed: fetched again on the next poll
+                        log.warning("telegram update not recorded yet (%s); retrying", exc)
+                        await asyncio.sleep(POLL_RETRY_SECONDS)
+                        break
+                    except Exception:  # an update we cannot read is logged and skipped, never retried forever
+                        log.exception("telegram update %s of %s skipped", update.get("update_id"), client_id)
+                    offset = int(update["update_id"]) + 1

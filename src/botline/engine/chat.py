@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,8 @@ class ActiveTurn:
     """The user message is stored and the model is being asked."""
     answered: bool = False
     """The model has answered; from here the turn is stored whole and no longer cancellable."""
+    reply_to: list[str] = field(default_factory=list)
+    """Inbound record ids this turn answers (channels)."""
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
 
@@ -149,7 +152,7 @@ class ChatEngine:
 
     async def submit(
         self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None, *,
-        source: CallSource = CallSource.WEB_CHAT, note: str | None = None,
+        source: CallSource = CallSource.WEB_CHAT, note: str | None = None, reply_to: Sequence[str] = (),
     ) -> ActiveTurn:
         """Checks the prompt and starts its turn; raises ChatRefused before anything is stored.
 
@@ -169,7 +172,7 @@ class ChatEngine:
                 unit = "message" if limit == 1 else "messages"
                 raise ChatRefused(429, f"This chat allows {limit} {unit} per hour; try again later.",
                                   retry_after=retry_after)
-        turn = ActiveTurn(session_id=session.id)
+        turn = ActiveTurn(session_id=session.id, reply_to=list(reply_to))
         turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content, source, note))
         self._tasks.add(turn.task)
         self._active.setdefault(session.id, []).append(turn)
@@ -286,12 +289,12 @@ class ChatEngine:
         )
         result = await self._pipeline.run(request, _EventSink(turn, client.client_parameters.show_tool_calls))
         turn.answered = True
-        final = await self._store_result(session, result)
+        final = await self._store_result(session, result, turn.reply_to)
         outcome = TurnOutcome(message=final, result=result, cancelled=False)
         turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
         return outcome
 
-    async def _store_result(self, session: Session, result: TurnResult) -> Message:
+    async def _store_result(self, session: Session, result: TurnResult, reply_to: list[str]) -> Message:
         now = self._clock.now()
         *steps, last = result.new_messages
         for step in steps:  # tool-call rounds: kept so later turns see what the tools said
@@ -301,7 +304,7 @@ class ChatEngine:
             ))
         final = Message(
             session_id=session.id, role=Role.ASSISTANT, content=last.get("content") or "",
-            reasoning=result.reasoning or None, usage=result.usage, created_at=now,
+            reasoning=result.reasoning or None, usage=result.usage, answers_inbound=reply_to, created_at=now,
         )
         await self._store.messages.append(final)
         # Re-read: the turn took a while, and the session may have been renewed or given new context.

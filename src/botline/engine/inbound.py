@@ -18,7 +18,7 @@ from typing import Any
 from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage
 from botline.domain.chat_clients import ChatClient, ClientParameters
 from botline.domain.clock import Clock
-from botline.domain.conversations import Session
+from botline.domain.conversations import Role, Session
 from botline.domain.inbound import ChatKey, InboundRecord, MediaKind, MediaRef
 from botline.domain.integrations import DEFAULT_SESSION_DURATION, Integration, IntegrationType
 from botline.engine.attachments import AttachmentError, Content, reader_for
@@ -177,9 +177,12 @@ class InboundEngine:
     ) -> str:
         adapter = self._adapters[chat.integration]
         reader = reader_for(client, self._transcriber, max_upload_bytes=self._max_upload_bytes)
+        if (stored := await self._stored_answer(session, records)) is not None:
+            return stored  # answered before a restart, not delivered yet: send that, don't ask again
         try:
             content = await self._content(adapter, integration, records)
-            turn = await self._chat.submit(session, client, content, reader, source=CALL_SOURCES[chat.integration])
+            turn = await self._chat.submit(session, client, content, reader, source=CALL_SOURCES[chat.integration],
+                                           reply_to=[r.id for r in records])
             outcome = await asyncio.shield(turn.task)
         except (ChatRefused, AttachmentError) as exc:
             return exc.message
@@ -191,6 +194,13 @@ class InboundEngine:
             return UNAVAILABLE_REPLY
         text = outcome.message.content
         return text if isinstance(text, str) else ""
+
+    async def _stored_answer(self, session: Session, records: list[InboundRecord]) -> str | None:
+        messages = await self._store.messages.list(session.id)
+        last = next((m for m in reversed(messages) if m.role is Role.ASSISTANT and not m.tool_calls), None)
+        if last is not None and last.answers_inbound == [r.id for r in records] and isinstance(last.content, str):
+            return last.content
+        return None
 
     async def _content(
         self, adapter: ChannelAdapter[Any], integration: Integration, records: list[InboundRecord]

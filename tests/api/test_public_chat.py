@@ -250,7 +250,8 @@ class TestLimits:
     async def test_bad_prompts_are_400(self, server: RunningServer, fake_llm: FakeLLM) -> None:
         key = await chat(server, fake_llm)
         for body in ({}, {"prompt": {"role": "assistant", "content": "x"}}, prompt(""), prompt("x" * 40000),
-                     prompt([{"type": "video", "url": "x"}])):
+                     prompt([{"type": "video", "url": "x"}]), prompt([]),
+                     prompt([{"type": "text", "text": "y" * 40000}])):
             status, answer = await server.call("POST", public(key, "/prompt"), json=body)
             assert status == 400 and answer["message"], body
         assert fake_llm.requests == []

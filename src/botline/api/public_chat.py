@@ -102,8 +102,10 @@ async def prompt(request: web.Request) -> web.StreamResponse:
     session, client = await _session(request)
     data = await read_json(request)
     body = parse_model(PromptBody, data)
-    text_size = len(body.prompt.content) if isinstance(body.prompt.content, str) else 0
-    if text_size > MAX_PROMPT_CHARS or (isinstance(body.prompt.content, str) and not body.prompt.content.strip()):
+    content = body.prompt.content
+    text = content if isinstance(content, str) else "".join(
+        str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text")
+    if len(text) > MAX_PROMPT_CHARS or (not text.strip() and (isinstance(content, str) or not content)):
         raise ApiError(400, f"The message must have between 1 and {MAX_PROMPT_CHARS} characters.")
     svc = services(request)
     try:

@@ -73,7 +73,10 @@ def build_app(
     clock = clock or SystemClock()
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
-        async with await open_store(settings.storage.url, redis_prefix=settings.storage.redis_prefix) as store:
+        async with await open_store(
+            settings.storage.url, redis_prefix=settings.storage.redis_prefix,
+            redis_max_connections=settings.storage.redis_max_connections,
+        ) as store:
             app[STORE] = store
             yield
 
@@ -112,7 +115,8 @@ def build_app(
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
         adapters = channel_adapters(settings, app[HTTP])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,
-                                max_upload_bytes=settings.webchat.max_upload_bytes)
+                                max_upload_bytes=settings.webchat.max_upload_bytes,
+                                max_concurrent_turns=settings.channels.max_concurrent_turns)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler)

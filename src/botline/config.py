@@ -46,6 +46,8 @@ class ServerSettings(Section):
 class StorageSettings(Section):
     url: str = "sqlite:///./data/botline.db"
     redis_prefix: str = "botline"
+    redis_max_connections: int = Field(default=200, ge=1)
+    """A busy moment waits (up to 10 s) for a free Redis connection instead of failing at once."""
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageSettings:
@@ -85,8 +87,15 @@ class LLMSettings(Section):
     tool_call_timeout_seconds: float = Field(default=30.0, gt=0)
     context_location_timeout_seconds: float = Field(default=3.0, gt=0)
     function_sources_cache_seconds: float = Field(default=600.0, ge=0)
+    max_connections: int = Field(default=0, ge=0)
+    """Concurrent model calls per upstream (each open stream holds one); 0 = no cap (the SDK's is 1,000)."""
     gateway_cache_seconds: float = Field(default=5.0, ge=0)
     """How long a gateway's settings are reused from memory; edits reach other replicas within it."""
+
+
+class ChannelSettings(Section):
+    max_concurrent_turns: int = Field(default=8, ge=1)
+    """Channel turns running at once per process; the rest wait, recorded, so webhooks stay fast to ack."""
 
 
 class WebChatSettings(Section):
@@ -147,6 +156,7 @@ class Settings(BaseSettings):
     providers: ProvidersSettings = Field(default_factory=ProvidersSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     webchat: WebChatSettings = Field(default_factory=WebChatSettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DEDUPE_SECONDS = 48 * 3600
 """Provider re-deliveries (Telegram, Meta) stop well within a day; keys are kept two."""
 TYPING_REFRESH_SECONDS = 4.0
+STORE_RETRY_SECONDS = 2.0
 UNAVAILABLE_REPLY = "Sorry, I can't answer right now. Please try again in a moment."
 RESET_COMMAND = "/reset"
 USAGE_COMMAND = "/usage"
@@ -53,8 +54,9 @@ Adapters = Mapping[IntegrationType, ChannelAdapter[Any]]
 class InboundEngine:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
-        transcriber: Transcriber, max_upload_bytes: int,
+        transcriber: Transcriber, max_upload_bytes: int, max_concurrent_turns: int = 8,
     ) -> None:
+        self._turn_slots = asyncio.Semaphore(max_concurrent_turns)
         self._store = store
         self._chat = chat
         self._sessions = sessions
@@ -126,18 +128,25 @@ class InboundEngine:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), timeout=wait)
                     continue
-                async with self._locks.hold(f"chat:{chat.text()}"):
+                async with self._turn_slots, self._locks.hold(f"chat:{chat.text()}"):
                     records = await self._store.inbound.pending(chat)  # another replica may have answered
                     if records:
                         await self._answer(chat, client, integration, records)
                         await self._store.inbound.complete(chat, [r.id for r in records])
         except StoreError as exc:
-            log.warning("inbound worker for %s stopped (%s); resumed on the next message or start", chat.text(), exc)
+            # The store is down or saturated: try again shortly rather than leave the chat unanswered
+            # until its next message or a restart.
+            log.warning("inbound worker for %s paused (%s); retrying", chat.text(), exc)
+            self._retry_later(chat)
         except Exception:  # a bug must not silently end the chat's worker: log it; the messages stay pending
             log.exception("inbound worker for %s failed; resumed on the next message or start", chat.text())
         finally:
             self._workers.pop(chat, None)
             self._wake.pop(chat, None)
+
+    def _retry_later(self, chat: ChatKey) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(STORE_RETRY_SECONDS, self.kick, chat)
 
     def _debounce_left(self, params: ClientParameters, newest: InboundRecord) -> float:
         interval = params.message_debounce_interval

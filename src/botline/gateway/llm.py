@@ -40,7 +40,10 @@ class ClientPool:
                 api_key=api_key or _PLACEHOLDER_KEY,
                 max_retries=self._settings.max_retries,
                 timeout=timeout,
-                http_client=openai.DefaultAioHttpClient(timeout=timeout),
+                http_client=openai.DefaultAioHttpClient(
+                    timeout=timeout,
+                    limits=httpx2.Limits(max_connections=self._settings.max_connections, max_keepalive_connections=100),
+                ),
             )
             self._clients[pool_key] = client
         return client

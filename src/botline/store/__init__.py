@@ -7,7 +7,7 @@ from botline.store.base import ConflictError, Store, StoreError, StoreUnavailabl
 SQLITE_PREFIX = "sqlite:///"
 
 
-async def open_store(url: str, *, redis_prefix: str = "botline") -> Store:
+async def open_store(url: str, *, redis_prefix: str = "botline", redis_max_connections: int = 200) -> Store:
     """Opens the store named by `url`: `sqlite:///path.db` or `redis://host:port/db`."""
     if url.startswith(SQLITE_PREFIX):
         from botline.store.sqlite import SqliteStore
@@ -16,7 +16,7 @@ async def open_store(url: str, *, redis_prefix: str = "botline") -> Store:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from botline.store.redis import RedisStore
 
-        return await RedisStore.from_url(url, prefix=redis_prefix)
+        return await RedisStore.from_url(url, prefix=redis_prefix, max_connections=redis_max_connections)
     raise ValueError(f"unsupported storage url {url!r}: use sqlite:///PATH or redis://HOST:PORT/DB")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 
 from botline.domain.accounts import Account, ApiKey
@@ -39,6 +39,9 @@ from botline.store.redis_schedules import RedisSchedules
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
+
+
+POOL_WAIT_SECONDS = 10
 
 
 @_reachable_methods
@@ -243,10 +246,16 @@ class RedisStore(Store):
         self.schedules = RedisSchedules(client, keys)
 
     @classmethod
-    async def from_url(cls, url: str, *, prefix: str = "botline") -> RedisStore:
-        """A store owning a new client for `url` (redis://, rediss:// or unix://); connects lazily."""
-        client = Redis.from_url(url, decode_responses=True)
-        return cls(client, prefix, owns_client=True)
+    async def from_url(cls, url: str, *, prefix: str = "botline", max_connections: int = 200) -> RedisStore:
+        """A store owning a new client for `url` (redis://, rediss:// or unix://); connects lazily.
+
+        The pool blocks (up to POOL_WAIT_SECONDS) when every connection is busy: redis-py's default
+        pool fails at once instead, which under load turned into 503s on webhooks.
+        """
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, decode_responses=True
+        )
+        return cls(Redis(connection_pool=pool), prefix, owns_client=True)
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -21,6 +21,21 @@ Levers (comma-separated in $BENCH_LEVERS):
 - log-info: logging at INFO (the level config.example.yaml ships) instead of the benchmark's WARNING,
   i.e. one JSON access-log line per request on stderr (here: the server's log file).
 - fast-ids: request and completion ids from os.urandom instead of uuid.uuid4 (expected to be noise).
+- llm-pool-unlimited: the pooled AsyncOpenAI clients get `limits=httpx2.Limits(max_connections=0)` (aiohttp:
+  no cap) instead of the SDK's default of 1,000 connections per client, i.e. per (baseAddress, apiKey):
+  the cap on concurrent model calls, hence on open web chat streams, per process.
+- redis-blocking-pool: the Redis store's client on a `BlockingConnectionPool` (max $BENCH_REDIS_POOL, default
+  200 connections, waiting up to 10 s for a free one) instead of redis-py's default pool, which holds 100
+  connections and raises MaxConnectionsError ("Too many connections") at once when they are all busy.
+- inbound-turn-limit: at most $BENCH_TURN_LIMIT (default 8) channel turns run at once per process (a semaphore
+  around InboundEngine._answer); the other chats' messages wait, recorded, for a slot. Keeps event-loop
+  and store headroom for acknowledging webhooks.
+- count-db: counts the SQLite statements and commits botline sends through aiosqlite (and the Redis commands
+  and pipelines), written as JSON to $BENCH_COUNT_FILE at exit: the store round trips per request.
+- sqlite-no-lease: on SQLite, the per-turn session lease (INSERT ... ON CONFLICT, SELECT token, DELETE:
+  3 statements and 2 commits per turn, plus an UPDATE every 5 s while a turn runs) is skipped: the
+  process-local asyncio.Lock already serializes a session's turns, and SqliteStore.open clears every lease
+  at start because one process owns the file.
 """
 
 from __future__ import annotations
@@ -220,9 +235,110 @@ def log_info() -> None:
     logs.configure_logging = lambda level: configure("INFO")
 
 
+def llm_pool_unlimited() -> None:
+    base = openai.DefaultAioHttpClient
+
+    class Unlimited(base):  # type: ignore[misc,valid-type]
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("limits", httpx2.Limits(max_connections=0, max_keepalive_connections=100))
+            super().__init__(**kwargs)
+
+    openai.DefaultAioHttpClient = Unlimited
+
+
+def redis_blocking_pool() -> None:
+    import redis.asyncio as aredis
+
+    import botline.store.redis as store_redis
+
+    size = int(os.environ.get("BENCH_REDIS_POOL", "200"))
+
+    class Blocking(aredis.Redis):
+        @classmethod
+        def from_url(cls, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
+            pool = aredis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=10, **kwargs)
+            return cls(connection_pool=pool)
+
+    setattr(store_redis, "Redis", Blocking)  # noqa: B010 - the module imports the name; patch it there
+
+
+def count_db() -> None:
+    import atexit
+    import collections
+    import json
+
+    import aiosqlite
+
+    counts: collections.Counter[str] = collections.Counter()
+
+    def wrap(cls: Any, name: str, key: str) -> None:
+        original = getattr(cls, name)
+
+        def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts[key] += 1
+            if key == "sqlite execute" and args:
+                counts["sql: " + " ".join(str(args[0]).split()[:3])] += 1
+            return original(self, *args, **kwargs)
+
+        setattr(cls, name, counted)
+
+    wrap(aiosqlite.Connection, "execute", "sqlite execute")
+    wrap(aiosqlite.Connection, "commit", "sqlite commit")
+    try:
+        import redis.asyncio.client as rclient
+        wrap(rclient.Redis, "execute_command", "redis command")
+        wrap(rclient.Pipeline, "execute", "redis pipeline")
+    except ImportError:  # pragma: no cover
+        pass
+
+    def dump() -> None:
+        path = os.environ.get("BENCH_COUNT_FILE")
+        if path:
+            with open(path, "w") as out:
+                json.dump(dict(counts.most_common()), out, indent=1)
+
+    atexit.register(dump)
+
+
+def sqlite_no_lease() -> None:
+    import secrets
+
+    from botline.store.sqlite_channels import SqliteLocks
+
+    async def acquire(self: Any, name: str, *, ttl_seconds: float) -> str | None:
+        return secrets.token_hex(8)
+
+    async def refresh(self: Any, name: str, token: str, *, ttl_seconds: float) -> bool:
+        return True
+
+    async def release(self: Any, name: str, token: str) -> None:
+        return None
+
+    SqliteLocks.acquire, SqliteLocks.refresh, SqliteLocks.release = acquire, refresh, release  # type: ignore[method-assign]
+
+
+def inbound_turn_limit() -> None:
+    import asyncio
+
+    from botline.engine.inbound import InboundEngine
+
+    answer = InboundEngine._answer
+    slots: list[asyncio.Semaphore] = []
+
+    async def limited(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not slots:
+            slots.append(asyncio.Semaphore(int(os.environ.get("BENCH_TURN_LIMIT", "8"))))
+        async with slots[0]:
+            return await answer(self, *args, **kwargs)
+
+    InboundEngine._answer = limited  # type: ignore[method-assign]
+
+
 LEVERS = {
     "sdk-raw-post": sdk_raw_post, "no-sdk": no_sdk, "gateway-cache": gateway_cache, "fast-ids": fast_ids,
     "coalesce-deltas": coalesce_deltas, "no-ping": no_ping, "log-info": log_info,
+    "llm-pool-unlimited": llm_pool_unlimited, "redis-blocking-pool": redis_blocking_pool,
+    "count-db": count_db, "sqlite-no-lease": sqlite_no_lease, "inbound-turn-limit": inbound_turn_limit,
 }
 
 

@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.run_all [--quick] [--no-profile] [--only NAME ...]
 
-Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw dict)); later issues
-add theirs (web-chat prompts/s, SSE streams, webhooks, schedules, replicas, LiteLLM side by side).
+Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw dict)): the /v1 proxy
+latency, web chat prompts/s, open SSE streams, webhooks, schedules (still to come: replicas on Redis,
+LiteLLM side by side).
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -21,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import profile, proxy_latency, servers
+from bench import profile, proxy_latency, schedules, servers, webchat, webhooks
 
 RESULTS = servers.ROOT / "bench" / "results"
 
@@ -37,8 +38,38 @@ def _proxy_latency(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return "\n".join(text), asdict(result)
 
 
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _webchat_prompts(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = webchat.run_prompts(quick=args.quick, log=_log, with_profile=not args.no_profile, out_dir=RESULTS)
+    text = [webchat.prompts_table(result), *(profile.report(summary) for summary in result.profiles)]
+    text.append(f"\n({result.seconds} s)")
+    return "\n".join(text), asdict(result)
+
+
+def _webchat_streams(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = webchat.run_streams(quick=args.quick, log=_log)
+    return f"{webchat.streams_table(result)}\n\n({result.seconds} s)", asdict(result)
+
+
+def _webhooks(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = webhooks.run(quick=args.quick, log=_log)
+    return f"{webhooks.table(result)}\n\n({result.seconds} s)", asdict(result)
+
+
+def _schedules(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = schedules.run(quick=args.quick, log=_log)
+    return f"{schedules.table(result)}\n\n({result.seconds} s)", asdict(result)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "proxy_latency": _proxy_latency,
+    "webchat_prompts": _webchat_prompts,
+    "webchat_streams": _webchat_streams,
+    "webhooks": _webhooks,
+    "schedules": _schedules,
 }
 
 
@@ -69,13 +100,16 @@ def main() -> None:
     print(f"# botline benchmarks {stamp}\n")
     print(f"machine: {host['cpus']} CPUs, {host['cpu_model']}, Python {host['python']}, "
           f"load average at start {', '.join(f'{x:.2f}' for x in host['loadavg_at_start'])}\n")
+    started = time.perf_counter()
     for name in args.only or list(BENCHMARKS):
         print(f"## {name}\n", flush=True)
         markdown, raw = BENCHMARKS[name](args)
         print(markdown + "\n", flush=True)
         path = RESULTS / f"{name}-{stamp}.json"
-        path.write_text(json.dumps({"machine": host, "command": sys.argv, **raw}, indent=2))
+        path.write_text(json.dumps({"machine": host, "command": sys.argv, **raw}, indent=2, default=str))
         print(f"raw results: {path.relative_to(servers.ROOT)}\n", flush=True)
+    print(f"all done in {time.perf_counter() - started:.0f} s; load average at end "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
 if __name__ == "__main__":

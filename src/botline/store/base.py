@@ -7,9 +7,11 @@ enforced at the storage boundary and not only in the HTTP layer.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
@@ -19,6 +21,17 @@ from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+
+C = TypeVar("C")
+
+
+def wrap_public_coroutines(cls: type[C], wrap: Callable[[Any], Any]) -> type[C]:
+    """Applies `wrap` to every public coroutine method `cls` defines: how each backend maps its own
+    driver errors to StoreError subclasses at one boundary."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, wrap(member))
+    return cls
 
 
 class StoreError(Exception):

@@ -8,7 +8,6 @@ The client must decode replies (checked by RedisStore), hence the `cast(str, ...
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
@@ -18,7 +17,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from botline.store.base import ConflictError, StoreUnavailable
+from botline.store.base import ConflictError, StoreUnavailable, wrap_public_coroutines
 from botline.store.keys import RedisKeys
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -46,10 +45,7 @@ def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, 
 
 def _reachable_methods(cls: type[C]) -> type[C]:
     """Puts every public coroutine method that `cls` defines behind `_reachable`."""
-    for name, member in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.iscoroutinefunction(member):
-            setattr(cls, name, _reachable(member))
-    return cls
+    return wrap_public_coroutines(cls, _reachable)
 
 
 def _dump(model: BaseModel) -> str:

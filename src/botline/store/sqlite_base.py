@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -11,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 import aiosqlite
 from pydantic import BaseModel
 
-from botline.store.base import ConflictError, StoreUnavailable
+from botline.store.base import ConflictError, StoreUnavailable, wrap_public_coroutines
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 T = TypeVar("T")
@@ -36,10 +35,7 @@ def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, 
 
 def reachable_methods(cls: type[C]) -> type[C]:
     """Puts every public coroutine method that `cls` defines behind `_reachable`."""
-    for name, member in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.iscoroutinefunction(member):
-            setattr(cls, name, _reachable(member))
-    return cls
+    return wrap_public_coroutines(cls, _reachable)
 
 
 def _dump(model: BaseModel) -> str:

@@ -241,7 +241,12 @@ class ChatEngine:
                     # person chatting gets a plain sentence.
                     log.warning("model call failed for session %s: %s", session_id, exc.message)
                     raise GatewayError(MODEL_UNAVAILABLE, status_code=exc.status_code) from exc
-        except asyncio.CancelledError:
+                except asyncio.CancelledError:
+                    if not turn.cancel_requested:
+                        raise
+                    # Still holding the session: the partial answer lands before the next turn starts.
+                    return await self._store_cancelled(turn, client.account_id, session_id)
+        except asyncio.CancelledError:  # cancelled while waiting for the session: nothing was stored
             if not turn.cancel_requested:
                 raise
             return await self._store_cancelled(turn, client.account_id, session_id)

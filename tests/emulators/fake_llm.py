@@ -26,11 +26,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.emulators.lifecycle import Served
 
 __all__ = ["FakeLLM", "RecordedRequest", "Reply", "ToolCall"]
 
@@ -172,7 +173,7 @@ def _reset_connection(request: web.Request) -> None:
     transport.abort()
 
 
-class FakeLLM:
+class FakeLLM(Served):
     """A fake OpenAI-compatible server; use ``async with FakeLLM() as fake:``.
 
     Endpoints under ``/v1``: ``POST /chat/completions``, ``GET /models`` and
@@ -248,18 +249,6 @@ class FakeLLM:
             self._stopping = True
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> FakeLLM:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def script(self, *replies: Reply) -> None:
         """Append answers to the FIFO queue; each request consumes one."""

@@ -46,12 +46,13 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
+
+from tests.emulators.lifecycle import Served
 
 __all__ = [
     "ALL_UPDATE_TYPES",
@@ -769,7 +770,7 @@ def format_text(text: str, parse_mode: str | None) -> tuple[str, list[dict[str, 
 # --------------------------------------------------------------------------------------------
 
 
-class TelegramEmulator:
+class TelegramEmulator(Served):
     """A fake Telegram Bot API server for one bot; use ``async with TelegramEmulator() as emu:``.
 
     Everything is recorded: :attr:`calls` (every request), :meth:`sent_messages`,
@@ -897,18 +898,6 @@ class TelegramEmulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> TelegramEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ----------------------------------------------------------------- test controls
 

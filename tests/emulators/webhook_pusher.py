@@ -25,6 +25,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.emulators.lifecycle import Served
+
 __all__ = [
     "Delivery",
     "InjectedFailure",
@@ -215,7 +217,7 @@ def exponential_delays(
     return delays
 
 
-class ProviderEmulator:
+class ProviderEmulator(Served):
     """Base of a fake messaging provider; use ``async with Subclass() as fake:``.
 
     Subclasses implement :meth:`_add_routes` and :meth:`_failure_response`.
@@ -267,18 +269,6 @@ class ProviderEmulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- test controls -----------------------------------------------------------------------
 

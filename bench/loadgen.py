@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 
@@ -44,6 +45,32 @@ class Batch:
         return len(self.total) / self.wall if self.wall else 0.0
 
 
+class CountsErrors(Protocol):
+    errors: int
+    first_error: str | None
+
+
+def note_error(result: CountsErrors, what: str) -> None:
+    """Counts a failed request; the first failure's text is kept for the report."""
+    result.errors += 1
+    result.first_error = result.first_error or what
+
+
+def failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+    """POSTs and reads the whole answer: None for a 200, else what went wrong."""
+    try:
+        async with http.post(url, data=body, headers=headers) as response:
+            await response.read()
+            status = response.status
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return failure(exc)
+    return None if status == 200 else f"HTTP {status}"
+
+
 def session(concurrency: int) -> aiohttp.ClientSession:
     """One pooled keep-alive session sized for `concurrency` clients per host."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=concurrency, force_close=False, ttl_dns_cache=None)
@@ -64,13 +91,11 @@ async def _one(http: aiohttp.ClientSession, target: Target, batch: Batch) -> Non
                 first = time.perf_counter()
             status = response.status
     except (TimeoutError, aiohttp.ClientError) as exc:
-        batch.errors += 1
-        batch.first_error = batch.first_error or f"{type(exc).__name__}: {exc}"
+        note_error(batch, failure(exc))
         return
     ended = time.perf_counter()
     if status != 200:
-        batch.errors += 1
-        batch.first_error = batch.first_error or f"HTTP {status}"
+        note_error(batch, f"HTTP {status}")
         return
     batch.total.append(ended - started)
     batch.first_byte.append((first or ended) - started)

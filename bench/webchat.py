@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench import api, profile, servers
+from bench import api, loadgen, profile, servers
 from bench.loadgen import percentile
 
 PROMPTS_PER_SESSION = 10
@@ -138,17 +138,8 @@ async def _prompt_batch(http: aiohttp.ClientSession, base: str, pool: SessionPoo
                 key, used = pool.take(), 0
             used += 1
             started = time.perf_counter()
-            try:
-                async with http.post(api.prompt_url(base, key), data=PROMPT, headers=JSON_HEADERS) as response:
-                    await response.read()
-                    status = response.status
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                batch.errors += 1
-                batch.first_error = batch.first_error or f"{type(exc).__name__}: {exc}"
-                continue
-            if status != 200:
-                batch.errors += 1
-                batch.first_error = batch.first_error or f"HTTP {status}"
+            if error := await loadgen.post(http, api.prompt_url(base, key), PROMPT, JSON_HEADERS):
+                loadgen.note_error(batch, error)
                 continue
             batch.latencies.append(time.perf_counter() - started)
 
@@ -407,8 +398,7 @@ class _Streams:
                         raise RuntimeError("event: error")
         except (TimeoutError, aiohttp.ClientError, RuntimeError, asyncio.CancelledError) as exc:
             if not isinstance(exc, asyncio.CancelledError):
-                self.errors += 1
-                self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
+                loadgen.note_error(self, loadgen.failure(exc))
         finally:
             if got_first:
                 self.open -= 1

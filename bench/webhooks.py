@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench import api, servers
+from bench import api, loadgen, servers
 from bench.webchat import _load_line, _ms, load_average, uvloop_run
 
 PHONES = 200
@@ -125,17 +125,8 @@ async def _open_loop(http: aiohttp.ClientSession, url: str, payloads: list[bytes
 
     async def one(index: int, at: float) -> None:
         lags.append(time.monotonic() - at)
-        try:
-            async with http.post(url, data=payloads[index], headers=headers) as response:
-                await response.read()
-                status = response.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            phase.errors += 1
-            phase.first_error = phase.first_error or f"{type(exc).__name__}: {exc}"
-            return
-        if status != 200:
-            phase.errors += 1
-            phase.first_error = phase.first_error or f"HTTP {status}"
+        if error := await loadgen.post(http, url, payloads[index], headers):
+            loadgen.note_error(phase, error)
             return
         acks.append(time.monotonic() - at)
 

@@ -7,11 +7,7 @@ real SIGKILL: no cleanup code runs. The provider is Z-API's emulator, the model 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -19,27 +15,10 @@ import aiohttp
 from tests.conftest import UPSTREAM_KEY
 from tests.emulators.fake_llm import FakeLLM, Reply
 from tests.emulators.zapi import FakeZapi
+from tests.support.processes import botline_process
 from tests.support.server import ADMIN_KEY, free_port
 
 PHONE = "5511988887777"
-START_TIMEOUT = 20.0
-
-
-@asynccontextmanager
-async def botline(config: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botline.cli", "serve", "--config", str(config), "--port", str(port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ},
-    )
-    assert process.stdout is not None
-    while b"serving on" not in await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT):
-        assert process.returncode is None, "botline exited during start-up"
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 def write_config(tmp_path: Path, fake: FakeLLM, zapi: FakeZapi) -> Path:
@@ -77,15 +56,15 @@ async def test_a_kill_during_the_turn_and_a_restart_reply_exactly_once(tmp_path:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         fake.script(Reply(text="never delivered", delay=30), Reply(text="the one reply"))
 
-        async with botline(config, port) as first, aiohttp.ClientSession(headers=headers) as http:
+        async with botline_process(config, port) as first, aiohttp.ClientSession(headers=headers) as http:
             webhook_url = await connect_zapi(http, url, zapi)
             assert await zapi.push(webhook_url, zapi.text_message(PHONE, "are you open today?")) == 200
             await fake.wait_for_requests(1)  # the model is answering...
-            first.send_signal(signal.SIGKILL)  # ...and the process dies mid-turn
-            await first.wait()
+            first.process.send_signal(signal.SIGKILL)  # ...and the process dies mid-turn
+            await first.process.wait()
 
         assert zapi.sent == []
-        async with botline(config, port):
+        async with botline_process(config, port):
             [reply] = await zapi.wait_for_sends(1, timeout=20)
             assert reply.body["phone"] == PHONE and reply.body["message"] == "the one reply"
             await asyncio.sleep(0.5)  # a bounded window: a second reply would show up here
@@ -101,16 +80,16 @@ async def test_an_answer_stored_but_not_delivered_is_sent_after_a_restart_not_as
         url = f"http://127.0.0.1:{port}"
         fake.script(Reply(text="the answer, generated once"), Reply(text="a second, unwanted answer"))
         zapi.fail_next(503, count=3)  # the provider is down while botline retries the send...
-        async with botline(config, port) as first, aiohttp.ClientSession(
+        async with botline_process(config, port) as first, aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
             webhook_url = await connect_zapi(http, url, zapi)
             assert await zapi.push(webhook_url, zapi.text_message(PHONE, "hello?")) == 200
             await zapi.wait_for_requests(2, timeout=10)  # the answer exists, its sends are failing...
-            first.send_signal(signal.SIGKILL)  # ...and the process dies before one gets through
-            await first.wait()
+            first.process.send_signal(signal.SIGKILL)  # ...and the process dies before one gets through
+            await first.process.wait()
 
         assert zapi.sent == []
-        async with botline(config, port):
+        async with botline_process(config, port):
             [reply] = await zapi.wait_for_sends(1, timeout=20)
             assert reply.body["message"] == "the answer, generated once"
             await asyncio.sleep(0.5)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -15,28 +11,11 @@ import pytest
 from tests.conftest import UPSTREAM_KEY
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.emulators.telegram import TelegramEmulator
+from tests.support.processes import botline_process
 from tests.support.redis_server import delete_prefix, unique_prefix
-from tests.support.server import ADMIN_KEY, free_port
+from tests.support.server import ADMIN_KEY
 
 CHAT = 31337
-START_TIMEOUT = 20.0
-
-
-@asynccontextmanager
-async def botline(config: Path) -> AsyncIterator[str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botline.cli", "serve", "--config", str(config), "--port", str(port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ},
-    )
-    assert process.stdout is not None
-    while b"serving on" not in await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT):
-        assert process.returncode is None, "botline exited during start-up"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 async def test_each_activation_is_delivered_once_by_three_processes(tmp_path: Path, redis_url: str) -> None:
@@ -57,7 +36,7 @@ async def test_each_activation_is_delivered_once_by_three_processes(tmp_path: Pa
         )
         try:
             async with AsyncExitStack() as stack:
-                urls = [await stack.enter_async_context(botline(config)) for _ in range(3)]
+                urls = [(await stack.enter_async_context(botline_process(config))).url for _ in range(3)]
                 http = await stack.enter_async_context(
                     aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}))
                 async with http.get(urls[0] + "/v1/models") as response:

@@ -2,7 +2,9 @@
 
 A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key, or a
 row in the SQLite file) keeps other replicas out. The lease is refreshed while held, so a long turn
-keeps it, and it expires on its own if the holder dies.
+keeps it, and it expires on its own if the holder dies. Losing the Store for a moment while holding a
+lease is not the holder's failure: a refresh that fails is tried again, a release that fails leaves
+the lease to expire (within LEASE_SECONDS), and the work done under it stands.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from botline.store.base import LockRepository
+from botline.store.base import LockRepository, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class SessionLocks:
                     refresher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await refresher
-                    await asyncio.shield(self._leases.release(name, token))
+                    await asyncio.shield(self._release(name, token))
         finally:
             self._users[name] -= 1
             if not self._users[name]:
@@ -56,9 +58,20 @@ class SessionLocks:
             delay = min(delay * 2, MAX_POLL_SECONDS)
         return token
 
+    async def _release(self, name: str, token: str) -> None:
+        try:
+            await self._leases.release(name, token)
+        except StoreError as exc:
+            log.warning("could not release the lease on %s (%s); it expires on its own", name, exc)
+
     async def _refresh(self, name: str, token: str) -> None:
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
-            if not await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds):
+            try:
+                held = await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds)
+            except StoreError as exc:
+                log.warning("could not refresh the lease on %s (%s); trying again", name, exc)
+                continue
+            if not held:
                 log.warning("lost the lease on %s while holding it", name)
                 return

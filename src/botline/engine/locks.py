@@ -3,8 +3,9 @@
 A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key, or a
 row in the SQLite file) keeps other replicas out. The lease is refreshed while held, so a long turn
 keeps it, and it expires on its own if the holder dies. Losing the Store for a moment while holding a
-lease is not the holder's failure: a refresh that fails is tried again, a release that fails leaves
-the lease to expire (within LEASE_SECONDS), and the work done under it stands.
+lease is not the holder's failure: a refresh that fails is tried again, a release that fails is
+retried in the background until the Store is back (or the lease has expired anyway), and the work
+done under it stands.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 15.0
 FIRST_POLL_SECONDS = 0.02
 MAX_POLL_SECONDS = 0.5
+RELEASE_RETRY_SECONDS = 0.5
 
 
 class SessionLocks:
@@ -30,6 +32,7 @@ class SessionLocks:
         self._lease_seconds = lease_seconds
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
@@ -62,7 +65,21 @@ class SessionLocks:
         try:
             await self._leases.release(name, token)
         except StoreError as exc:
-            log.warning("could not release the lease on %s (%s); it expires on its own", name, exc)
+            # Not waited for: the holder's result (or its 503) must not wait for the Store to return.
+            log.warning("could not release the lease on %s (%s); retrying in the background", name, exc)
+            task = asyncio.create_task(self._release_later(name, token))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release_later(self, name: str, token: str) -> None:
+        """Without this a chat would stay locked after a Store outage until its lease expired."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._lease_seconds
+        while loop.time() < give_up_at:
+            await asyncio.sleep(RELEASE_RETRY_SECONDS)
+            with contextlib.suppress(StoreError):
+                await self._leases.release(name, token)
+                return
 
     async def _refresh(self, name: str, token: str) -> None:
         while True:

@@ -35,6 +35,7 @@ def write_config(tmp_path: Path, storage_url: str, fake: FakeLLM, **sections: di
 
 @asynccontextmanager
 async def client_of(process: BotlineProcess) -> AsyncIterator[RunningServer]:
-    """The same test client the in-process server gives, pointed at a child process."""
-    async with aiohttp.ClientSession() as http:
+    """The same test client the in-process server gives, pointed at a child process (its session
+    sends the admin key by default)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http:
         yield RunningServer(url=process.url, http=http)

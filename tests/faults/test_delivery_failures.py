@@ -7,13 +7,9 @@ tests/channels/; this checks where the final failure shows up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
-
-import pytest
 
 from tests.channels.conftest import connect
-from tests.channels.test_zapi import CLIENT_TOKEN
+from tests.channels.test_zapi import CLIENT_TOKEN, settings_overrides, zapi
 from tests.emulators.fake_llm import FakeLLM
 from tests.emulators.zapi import FakeZapi
 from tests.support.server import RunningServer
@@ -22,15 +18,7 @@ PHONE = "5511955554444"
 ATTEMPTS = 5
 
 
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi(client_token=CLIENT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings_overrides(zapi: FakeZapi) -> dict[str, Any]:
-    return {"providers": {"zapi": {"api_url": zapi.url}}}
+__all__ = ["settings_overrides", "zapi"]  # the Z-API emulator, and the server pointed at it
 
 
 async def test_a_final_send_failure_shows_in_the_sessions_list(

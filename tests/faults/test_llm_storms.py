@@ -7,7 +7,6 @@ message they sent stays in the conversation, and the next try works.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -16,7 +15,7 @@ import pytest
 from botline.engine.chat import MODEL_UNAVAILABLE
 from botline.engine.inbound import UNAVAILABLE_REPLY
 from tests.channels.conftest import connect, session_of, store_of
-from tests.channels.test_zapi import CLIENT_TOKEN
+from tests.channels.test_zapi import CLIENT_TOKEN, zapi
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM, Reply
 from tests.emulators.zapi import FakeZapi
@@ -29,18 +28,14 @@ RETRY_AFTER = 1.0
 """Longer than the SDK's own first backoff (at most 0.5 s), so waiting it out shows."""
 PHONE = "5511977776666"
 
+__all__ = ["zapi"]  # the Z-API emulator fixture
+
 STORMS = {
     "500s": Reply(status=500, error_message="upstream exploded at db-7.internal"),
     "stalls": Reply(text="too late", delay=TIMEOUT_SECONDS * 4),
     "429 with Retry-After": Reply(status=429, retry_after=RETRY_AFTER),
     "connection resets": Reply(drop_connection=True),
 }
-
-
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi(client_token=CLIENT_TOKEN) as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -97,6 +92,7 @@ async def test_openai_compatible_api(server: RunningServer, fake_llm: FakeLLM, s
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(model=gateway_id, messages=[{"role": "user", "content": "hi"}])
     assert caught.value.status_code in (429, 502, 504)
+    assert isinstance(caught.value.body, dict)
     assert caught.value.body["message"].startswith("The AI model")  # a developer's API: the cause is named
     assert len(fake_llm.requests) == RETRIES + 1
     if storm == "429 with Retry-After":

@@ -41,6 +41,9 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The backend cannot be reached right now (maps to 503)."""
 
+    public_message = "Storage is unavailable right now; try again shortly."
+    """What a client is told (the exception's own text names hosts and ports: it goes to the log)."""
+
 
 class ConflictError(StoreError):
     """A uniqueness rule was broken (maps to 409)."""

@@ -59,6 +59,11 @@ def test_docker_stop_waits_longer_than_the_shutdown_grace() -> None:
         assert seconds(service["stop_grace_period"]) > grace
 
 
+def test_replicas_may_hold_thousands_of_open_streams() -> None:
+    for service in botline_services().values():
+        assert int(service["ulimits"]["nofile"]) >= 10_000
+
+
 def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
     redis = compose()["services"]["redis"]
     command = redis["command"]

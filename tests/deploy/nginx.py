@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.deploy.files import NGINX_CONF
+from tests.support.processes import stop_process
 from tests.support.server import free_port
 
 START_TIMEOUT = 10.0
@@ -86,13 +87,7 @@ async def running_nginx(binary: str, prefix: Path, upstream_port: int) -> AsyncI
         await _wait_listening(process, port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process, STOP_TIMEOUT)
 
 
 async def _wait_listening(process: asyncio.subprocess.Process, port: int) -> None:

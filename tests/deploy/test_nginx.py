@@ -7,6 +7,7 @@ whose listen port is a free loopback one (compose's host names do not resolve he
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,8 +46,6 @@ def _blocks() -> dict[str, list[list[str]]]:
 
 def _location_for(path: str) -> list[list[str]]:
     """The block nginx would pick for `path` among this file's locations (regex before the `/` prefix)."""
-    import re
-
     for name, block in _blocks().items():
         if name.startswith("location ~ ") and re.search(name.removeprefix("location ~ "), path):
             return block

@@ -143,6 +143,17 @@ def test_botline_is_pointed_at_the_redis_service() -> None:
                     k8s_object("StatefulSet", "botline-redis")["spec"]["template"]["metadata"]["labels"])
 
 
+def test_only_botline_pods_may_reach_redis() -> None:
+    policy = k8s_object("NetworkPolicy", "botline-redis")["spec"]
+    redis_labels = k8s_object("StatefulSet", "botline-redis")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy["podSelector"]["matchLabels"], redis_labels)
+    (rule,) = policy["ingress"]
+    (source,) = rule["from"]
+    assert _selects(source["podSelector"]["matchLabels"], _pod_labels())
+    assert not _selects(source["podSelector"]["matchLabels"], redis_labels)
+    assert rule["ports"] == [{"port": 6379}]
+
+
 def test_secret_values_are_marked_placeholders() -> None:
     secret = k8s_object("Secret", "botline-secrets")
     assert "CHANGE-ME" in secret["stringData"]["BOTLINE_AUTH__ADMIN_KEYS"]

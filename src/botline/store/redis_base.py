@@ -27,7 +27,12 @@ C = TypeVar("C")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-UNAVAILABLE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+# A Redis that is down, slow, full (OOM under noeviction) or a replica mid-failover cannot take writes: all
+# of them answer 503 and are retried, never 500.
+UNAVAILABLE_ERRORS = (
+    redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError, redis_errors.MasterDownError,
+)
 
 
 def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:

@@ -37,6 +37,8 @@ class ServerSettings(Section):
     """Base of talkUrl and webhook URLs; default http://{host}:{port}."""
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    metrics_token: SecretStr | None = None
+    """When set, GET /metrics needs `Authorization: Bearer <token>`; unset, it is open (no secrets or ids)."""
 
     @property
     def base_url(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from botline.api.http import ApiError
 from botline.api.state import services
@@ -17,6 +16,8 @@ from botline.api.state import services
 routes = web.RouteTableDef()
 
 BEARER = "bearer"
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+"""What `generate_latest` writes: the classic text format every Prometheus version reads."""
 
 
 @routes.get("/metrics")
@@ -29,4 +30,4 @@ async def metrics(request: web.Request) -> web.Response:
                                                                token.get_secret_value().encode()):
             raise ApiError(401, "GET /metrics needs the header Authorization: Bearer <server.metrics_token>.",
                            headers={"WWW-Authenticate": "Bearer"})
-    return web.Response(body=svc.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=svc.metrics.render(), headers={"Content-Type": TEXT_FORMAT})

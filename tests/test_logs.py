@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -11,14 +11,14 @@ import pytest
 
 from botline.logs import JsonFormatter
 from tests.channels.conftest import connect, session_of
+from tests.channels.test_zapi import PHONE, integration, settings_overrides, zapi
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM
 from tests.emulators.zapi import FakeZapi
 from tests.support.server import RunningServer, free_port
 from tests.support.webchat import client_body, open_session, prompt, public
 
-CLIENT_TOKEN = "F0f70a10da4b747c2836a33992d5531a2S"
-PHONE = "5511999999999"
+__all__ = ["settings_overrides", "zapi"]  # the Z-API tests' fixtures
 
 
 class JsonLines(logging.Handler):
@@ -50,17 +50,6 @@ def logs() -> Iterator[JsonLines]:
         root.setLevel(level)
 
 
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi(client_token=CLIENT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings_overrides(zapi: FakeZapi) -> dict[str, Any]:
-    return {"providers": {"zapi": {"api_url": zapi.url}}}
-
-
 def unreachable_rules() -> dict[str, Any]:
     """An instruction source nobody serves: the pipeline logs a warning during the turn and goes on."""
     return {"systemInstructionsSources": [{"name": "rules", "url": f"http://127.0.0.1:{free_port()}/rules"}]}
@@ -89,9 +78,7 @@ async def test_every_line_of_a_web_chat_turn_names_its_request_session_channel_a
 async def test_every_line_of_a_channel_turn_names_its_session_channel_and_gateway(
     server: RunningServer, fake_llm: FakeLLM, zapi: FakeZapi, logs: JsonLines
 ) -> None:
-    channel = await connect(server, fake_llm, "Zapi", {
-        "instanceId": zapi.instance_id, "instanceToken": zapi.instance_token, "clientToken": CLIENT_TOKEN,
-    }, gateway=unreachable_rules())
+    channel = await connect(server, fake_llm, "Zapi", integration(zapi), gateway=unreachable_rules())
     _, client = await server.call("GET", f"/api/v1/web-chat-client/{channel.client_id}")
     gateway = client["aiGateway"]["id"]
     zapi.fail_next(429, retry_after=0.01)  # the delivery logs its retry

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
-import pytest
-
 from tests.channels.conftest import connect, redeliver, wait_for_delivery_error
+from tests.channels.test_zapi import PHONE, integration, settings_overrides, zapi
 from tests.emulators.fake_llm import FakeLLM
 from tests.emulators.zapi import FakeZapi
 from tests.support.metrics import scrape
 from tests.support.server import RunningServer
 
-CLIENT_TOKEN = "F0f70a10da4b747c2836a33992d5531a2S"
-PHONE = "5511999999999"
-
-
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi(client_token=CLIENT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-def settings_overrides(zapi: FakeZapi) -> dict[str, Any]:
-    return {"providers": {"zapi": {"api_url": zapi.url}}}
-
-
-def integration(zapi: FakeZapi) -> dict[str, Any]:
-    return {"instanceId": zapi.instance_id, "instanceToken": zapi.instance_token, "clientToken": CLIENT_TOKEN}
+__all__ = ["settings_overrides", "zapi"]  # the Z-API tests' fixtures
 
 
 async def test_a_redelivered_webhook_counts_as_a_duplicate_and_both_acks_are_timed(

@@ -61,6 +61,17 @@ CLIENTS = web.AppKey("clients", ClientPool)
 AdminKeyAnnouncer = Callable[[str], None]
 
 
+async def drain_turns(app: web.Application) -> None:
+    """On SIGTERM (before aiohttp waits for open requests): web-chat turns, channel workers and
+    scheduled firings finish together within one `server.shutdown_grace_seconds`; what is left is
+    abandoned at that deadline (docs/faults.md says what each one then does). Idempotent."""
+    if SERVICES not in app:
+        return
+    svc = app[SERVICES]
+    grace = svc.settings.server.shutdown_grace_seconds
+    await asyncio.gather(svc.scheduler.close(grace), svc.inbound.close(grace), svc.chat.close(grace))
+
+
 def build_app(
     settings: Settings, *, clock: Clock | None = None, announce_admin_key: AdminKeyAnnouncer | None = None
 ) -> web.Application:
@@ -79,6 +90,7 @@ def build_app(
         async with await open_store(
             settings.storage.url, redis_prefix=settings.storage.redis_prefix,
             redis_max_connections=settings.storage.redis_max_connections,
+            redis_timeout_seconds=settings.storage.redis_timeout_seconds,
         ) as store:
             backend = "sqlite" if settings.storage.url.startswith(SQLITE_PREFIX) else "redis"
             store.report_errors(recorder.store_error_listener(backend))
@@ -126,8 +138,7 @@ def build_app(
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
                                       metrics=recorder)
-        scheduler = Scheduler(store, activator, clock, settings.scheduler,
-                              grace_seconds=settings.server.shutdown_grace_seconds)
+        scheduler = Scheduler(store, activator, clock, settings.scheduler)
         pipeline_services.extensions.append(ScheduleExtension(store, scheduler, clock, settings.scheduler))
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
@@ -139,18 +150,17 @@ def build_app(
         hooks = asyncio.create_task(channels.connect_all(), name="update-hooks")
         yield
         hooks.cancel()
-        await scheduler.close()
+        await drain_turns(app)  # again: a request that came in while aiohttp waited may have started one
         await channels.close()
-        await inbound.close(settings.server.shutdown_grace_seconds)
         for adapter in adapters.values():
             await adapter.close()
-        await chat.close()
         await memory.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()
 
     app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
+    app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
         hook_schedules, memories, metrics,

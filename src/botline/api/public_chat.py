@@ -17,7 +17,7 @@ from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, MessageStatus, Session
 from botline.engine.attachments import AttachmentError, reader_for
-from botline.engine.chat import ActiveTurn, ChatRefused, TurnOutcome, is_visible
+from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
 from botline.gateway.caller import CallSource
 
 routes = web.RouteTableDef()
@@ -126,6 +126,10 @@ async def _outcome(turn: ActiveTurn) -> TurnOutcome:
         return await asyncio.shield(turn.task)
     except ChatRefused as exc:
         raise _refusal(exc) from exc
+    except asyncio.CancelledError:
+        if turn.task.cancelled():  # the server abandoned the turn at shutdown, not this request's cancel
+            raise ApiError(503, INTERRUPTED) from None
+        raise
 
 
 async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:

@@ -27,13 +27,14 @@ from botline.gateway.registry import GatewayCache
 from botline.logs import bind_turn
 from botline.metrics import Metrics, Outcome
 from botline.ratelimit import RateLimiter
-from botline.store.base import Store
+from botline.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 HOUR_SECONDS = 3600
 INTERNAL_ERROR = "Internal error; it has been logged."
 MODEL_UNAVAILABLE = "The assistant can't answer right now. Please try again in a moment."
+INTERRUPTED = "The assistant was interrupted by a server restart. Your message is kept; send it again in a moment."
 
 
 def is_visible(message: Message) -> bool:
@@ -214,7 +215,9 @@ class ChatEngine:
         if not waiting:
             self._active.pop(turn.session_id, None)
         error = None if task.cancelled() else task.exception()
-        if error is not None and not isinstance(error, ChatRefused | GatewayError):
+        if isinstance(error, StoreUnavailable):
+            log.warning("turn of session %s failed: %s", turn.session_id, error)
+        elif error is not None and not isinstance(error, ChatRefused | GatewayError):
             log.error("web chat turn failed", exc_info=error)
 
     def cancel(self, session_id: str) -> bool:
@@ -250,10 +253,16 @@ class ChatEngine:
             fresh.message_count = 0 if delta is None else max(fresh.message_count + delta, 0)
             await self._store.sessions.update(fresh)
 
-    async def close(self) -> None:
-        """Lets running turns finish (the server drains requests first)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def close(self, grace_seconds: float | None = None) -> None:
+        """Lets running turns finish for up to `grace_seconds` (None: no limit), then abandons the rest:
+        their user messages stay stored without an answer, so nothing half-written looks complete
+        (a channel's records stay pending and are answered after the restart)."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     async def _run(
         self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
@@ -274,11 +283,15 @@ class ChatEngine:
                     # Still holding the session: the partial answer lands before the next turn starts.
                     return await self._store_cancelled(turn, client.account_id, session_id)
         except asyncio.CancelledError:  # cancelled while waiting for the session: nothing was stored
-            if not turn.cancel_requested:
+            if not turn.cancel_requested:  # not the person's stop: the server is going away
+                turn.events.put_nowait(TurnEvent("error", {"message": INTERRUPTED}))
                 raise
             return await self._store_cancelled(turn, client.account_id, session_id)
         except (ChatRefused, GatewayError) as exc:
             turn.events.put_nowait(TurnEvent("error", {"message": exc.message}))
+            raise
+        except StoreUnavailable:
+            turn.events.put_nowait(TurnEvent("error", {"message": StoreUnavailable.public_message}))
             raise
         except Exception:  # whatever goes wrong, the stream ends with an error event (logged in _forget)
             turn.events.put_nowait(TurnEvent("error", {"message": INTERNAL_ERROR}))

@@ -140,7 +140,7 @@ class InboundEngine:
                     if records:
                         self._metrics.merged(channel).inc(len(records) - 1)
                         await self._answer(chat, client, integration, records)
-                        await self._store.inbound.complete(chat, [r.id for r in records])
+                        await self._mark_answered(chat, [r.id for r in records])
         except StoreError as exc:
             # The store is down or saturated: try again shortly rather than leave the chat unanswered
             # until its next message or a restart.
@@ -151,6 +151,17 @@ class InboundEngine:
         finally:
             self._workers.pop(chat, None)
             self._wake.pop(chat, None)
+
+    async def _mark_answered(self, chat: ChatKey, record_ids: list[str]) -> None:
+        """The reply is out: retried in place while the Store is away, because running the whole
+        answer again later would send the reply a second time."""
+        while True:
+            try:
+                await self._store.inbound.complete(chat, record_ids)
+                return
+            except StoreError as exc:
+                log.warning("reply to %s sent; marking it answered failed (%s), retrying", chat.text(), exc)
+                await asyncio.sleep(STORE_RETRY_SECONDS)
 
     def _retry_later(self, chat: ChatKey) -> None:
         loop = asyncio.get_running_loop()

@@ -70,6 +70,8 @@ class StoreUnavailable(StoreError):
     """The backend cannot be reached right now (maps to 503)."""
 
     kind = "unavailable"
+    public_message = "Storage is unavailable right now; try again shortly."
+    """What a client is told (the exception's own text names hosts and ports: it goes to the log)."""
 
 
 class ConflictError(StoreError):

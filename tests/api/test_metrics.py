@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from botline.app import STORE
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.metrics import scrape
+from tests.support.redis_server import OwnRedis
 from tests.support.server import RunningServer, make_settings, running_server
 from tests.support.webchat import create_client, open_session, prompt, public
 
@@ -128,6 +130,23 @@ async def test_a_store_failure_is_counted_by_backend_operation_and_kind(
     metrics = await scrape(server)
     assert metrics.value("botline_store_errors_total", backend="sqlite", error="unavailable") == 1
     assert metrics.value("botline_store_errors_total", operation="SqliteGateways.list_for_account") == 1
+
+
+async def test_an_unreachable_redis_is_counted_until_it_is_back(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    with OwnRedis(tmp_path) as redis:
+        async with running_server(make_settings(redis.url)) as server:
+            await create_gateway(server, fake_llm)
+            redis.kill()
+            status, _ = await server.call("GET", "/api/v1/ai-gateways")
+            down = await scrape(server)
+            redis.start()
+            assert (await server.call("GET", "/api/v1/ai-gateways"))[0] == 200
+            up = await scrape(server)
+
+    assert status == 503
+    assert down.value("botline_store_errors_total", backend="redis", error="unavailable") >= 1  # + background work
+    assert down.value("botline_store_errors_total", operation="RedisGateways.list_for_account") == 1
+    assert up.value("botline_store_errors_total", operation="RedisGateways.list_for_account") == 1
 
 
 async def test_each_app_counts_its_own_traffic(server: RunningServer, fake_llm: FakeLLM, tmp_path: Any) -> None:

@@ -39,6 +39,8 @@ class ServerSettings(Section):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     """Reverse proxies whose X-Forwarded-For is believed (the per-address login limit needs the client's)."""
+    metrics_token: SecretStr | None = None
+    """When set, GET /metrics needs `Authorization: Bearer <token>`; unset, it is open (no secrets or ids)."""
 
     @property
     def base_url(self) -> str:

@@ -18,6 +18,7 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, MessageStatus, Session
 from botline.engine.attachments import AttachmentError, reader_for
 from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
+from botline.gateway.caller import CallSource
 
 routes = web.RouteTableDef()
 
@@ -133,7 +134,7 @@ async def _outcome(turn: ActiveTurn) -> TurnOutcome:
 
 async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
     """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx."""
-    stream = SseStream(request)
+    stream = SseStream(request, open_streams=services(request).metrics.open_streams(CallSource.WEB_CHAT.channel))
     try:
         while True:
             event = await turn.events.get()

@@ -8,6 +8,7 @@ recorded and before any model call.
 from __future__ import annotations
 
 import hmac
+import time
 
 import orjson
 from aiohttp import web
@@ -16,6 +17,7 @@ from botline.api.http import ApiError, json_response
 from botline.api.state import services
 from botline.channels.base import WebhookRejected
 from botline.domain.integrations import IntegrationType, webhook_token
+from botline.engine.inbound import CALL_SOURCES
 
 routes = web.RouteTableDef()
 
@@ -24,6 +26,7 @@ UNKNOWN = "Not found."
 
 @routes.post("/api/v1/webhooks/{integration_type}/{client_id}/{token}")
 async def receive(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     svc = services(request)
     try:
         kind = IntegrationType(request.match_info["integration_type"])
@@ -49,5 +52,6 @@ async def receive(request: web.Request) -> web.Response:
         raise ApiError(400, "The webhook body is not valid JSON.") from exc
     parsed = adapter.parse(integration, payload)
     recorded = await svc.inbound.accept(client, kind, parsed.messages)
+    svc.metrics.webhook_ack_seconds(CALL_SOURCES[kind].channel).observe(time.perf_counter() - started)
     return json_response({"received": recorded, "ignored": parsed.ignored,
                           "duplicates": len(parsed.messages) - recorded})

@@ -17,13 +17,15 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
 from botline.domain.conversations import Message, MessageStatus, Role, Session, TokenUsage
 from botline.domain.gateways import Gateway
-from botline.engine.attachments import AttachmentReader, Content
+from botline.engine.attachments import AttachmentError, AttachmentReader, Content
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
 from botline.gateway.caller import Caller, CallSource
-from botline.gateway.errors import GatewayError, NoModelConfigured, UpstreamError
+from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured, UpstreamError
 from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
 from botline.gateway.registry import GatewayCache
+from botline.logs import bind_turn
+from botline.metrics import Metrics, Outcome
 from botline.ratelimit import RateLimiter
 from botline.store.base import Store, StoreUnavailable
 
@@ -115,6 +117,16 @@ class _EventSink:
             self._turn.events.put_nowait(TurnEvent("tool", {"name": name, "status": status.value}))
 
 
+def _outcome_of(task: asyncio.Task[TurnOutcome]) -> Outcome:
+    """A finished turn as the turns metric counts it."""
+    if task.cancelled():
+        return Outcome.CANCELLED
+    error = task.exception()
+    if error is None:
+        return Outcome.CANCELLED if task.result().cancelled else Outcome.ANSWERED
+    return Outcome.REFUSED if isinstance(error, ChatRefused | ContextTooLarge) else Outcome.FAILED
+
+
 def history_of(messages: list[Message]) -> list[dict[str, Any]]:
     """Stored messages as the OpenAI conversation the model sees (cancelled partials included)."""
     history: list[dict[str, Any]] = []
@@ -131,8 +143,9 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
 class ChatEngine:
     def __init__(
         self, store: Store, pipeline: TurnPipeline, sessions: SessionService, limiter: RateLimiter, clock: Clock, *,
-        gateways: GatewayCache,
+        gateways: GatewayCache, metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._gateways = gateways
         self._pipeline = pipeline
@@ -161,6 +174,20 @@ class ChatEngine:
         message is stored, `note` is shown to the model as the last system message, and the
         user's hourly limit does not apply.
         """
+        channel = CallSource.SCHEDULER.channel if content is None else source.channel
+        bind_turn(channel, session_id=session.id, gateway=client.ai_gateway_id)  # copied into the turn's task
+        try:
+            turn = await self._start(session, client, content, reader, source, note, reply_to)
+        except (ChatRefused, AttachmentError):
+            self._metrics.turn(channel, Outcome.REFUSED)
+            raise
+        turn.task.add_done_callback(lambda task: self._metrics.turn(channel, _outcome_of(task)))
+        return turn
+
+    async def _start(
+        self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None,
+        source: CallSource, note: str | None, reply_to: Sequence[str],
+    ) -> ActiveTurn:
         gateway = await self.gateway_for(client)
         if content is not None and reader is not None:
             content = await reader.read(content)

@@ -17,7 +17,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from botline.store.base import ConflictError, StoreUnavailable, wrap_public_coroutines
+from botline.store.base import ConflictError, ReportsErrors, StoreUnavailable, wrap_public_coroutines
 from botline.store.keys import RedisKeys
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -98,7 +98,7 @@ def _epoch_seconds(moment: datetime) -> float:
     return moment.timestamp()
 
 
-class _Repo:
+class _Repo(ReportsErrors):
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
         self._redis = client
         self._keys = keys

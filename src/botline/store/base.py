@@ -11,7 +11,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
@@ -21,6 +21,9 @@ from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+
+if TYPE_CHECKING:  # signals.py raises StoreError from this module
+    from botline.store.signals import SignalBus
 
 C = TypeVar("C")
 
@@ -340,6 +343,8 @@ class Store(ABC):
     locks: LockRepository
     memories: MemoryRepository
     schedules: ScheduleRepository
+    signals: SignalBus
+    """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 
     @abstractmethod
     async def ping(self) -> None:

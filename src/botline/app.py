@@ -100,6 +100,7 @@ def build_app(
         usage = UsageRecorder(store.usage)
         await usage.start()
         authenticator = Authenticator(store, clock, cache_seconds=settings.auth.key_cache_seconds)
+        await authenticator.start()
         memory = MemoryService(store, clock)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
@@ -111,7 +112,9 @@ def build_app(
         await sessions.start_purging()
         await memory.start_purging()
         gateway_cache = GatewayCache(store, ttl=settings.llm.gateway_cache_seconds)
+        await gateway_cache.start()
         chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache)
+        await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
         adapters = channel_adapters(settings, app[HTTP])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,

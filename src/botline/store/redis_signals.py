@@ -38,8 +38,9 @@ class RedisSignals(SignalBus):
         self._keys = keys
         pool = client.connection_pool
         # Its own connection, named so `CLIENT LIST` shows it: a subscribed connection cannot run commands.
+        # Not capped: a connection that failed to close must not keep the next subscription from starting.
         self._subscriber_pool = ConnectionPool(
-            connection_class=pool.connection_class, max_connections=1,
+            connection_class=pool.connection_class,
             **{**pool.connection_kwargs, "client_name": f"{keys.prefix}:signals"},
         )
         self._listener: asyncio.Task[None] | None = None

@@ -35,6 +35,7 @@ from botline.domain.clock import Clock, SystemClock
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
 from botline.engine.inbound import InboundEngine
+from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 CLIENTS = web.AppKey("clients", ClientPool)
+STARTUP_LEASE = "startup"
 
 AdminKeyAnnouncer = Callable[[str], None]
 
@@ -109,14 +111,18 @@ def build_app(
 
     async def services_context(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
-        new_key = await bootstrap_admin_keys(store, [k.get_secret_value() for k in settings.auth.admin_keys])
+        # Replicas starting together would each create the admin account, its keys and the declared
+        # gateways (and fail on the uniqueness rules): one at a time, under a lease.
+        async with SessionLocks(store.locks).hold(STARTUP_LEASE):
+            new_key = await bootstrap_admin_keys(store, [k.get_secret_value() for k in settings.auth.admin_keys])
+            if settings.gateways:
+                await apply_declared(store, (await admin_account(store)).id, settings.gateways, clock)
         if new_key and announce_admin_key:
             announce_admin_key(new_key)
-        if settings.gateways:
-            await apply_declared(store, (await admin_account(store)).id, settings.gateways, clock)
         usage = UsageRecorder(store.usage)
         await usage.start()
         authenticator = Authenticator(store, clock, cache_seconds=settings.auth.key_cache_seconds)
+        await authenticator.start()
         memory = MemoryService(store, clock)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
@@ -128,7 +134,9 @@ def build_app(
         await sessions.start_purging()
         await memory.start_purging()
         gateway_cache = GatewayCache(store, ttl=settings.llm.gateway_cache_seconds)
+        await gateway_cache.start()
         chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache, metrics=recorder)
+        await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
         adapters = channel_adapters(settings, app[HTTP])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,

@@ -201,6 +201,9 @@ class FakeLLM(Served):
         """Every chat completion and transcription request, in arrival order."""
         self.cancelled = 0
         """Requests whose client went away before their answer was complete."""
+        self.max_in_flight = 0
+        """The most chat completions being answered at once so far (set it to 0 to measure afresh)."""
+        self._in_flight = 0
         self.base_url = ""
         """``http://<host>:<port>/v1`` once started."""
         self._host = host
@@ -297,6 +300,14 @@ class FakeLLM(Served):
         return web.Response(body=self._models_body, content_type=_JSON)
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        self._in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            return await self._answer_completion(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer_completion(self, request: web.Request) -> web.StreamResponse:
         try:
             parsed = orjson.loads(await request.read())
         except orjson.JSONDecodeError:

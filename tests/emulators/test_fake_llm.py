@@ -204,3 +204,14 @@ async def test_models_and_transcription(fake: FakeLLM) -> None:
     assert recorded.path == "/v1/audio/transcriptions"
     assert recorded.body["model"] == "whisper-1"
     assert recorded.body["file"] == {"filename": "voice.ogg", "content_type": "audio/ogg", "size": 9}
+
+
+async def test_max_in_flight_counts_overlapping_requests(fake: FakeLLM) -> None:
+    fake.script(Reply(text="one", delay=0.2), Reply(text="two", delay=0.2), Reply(text="three"))
+    async with make_client(fake) as client:
+        ask = [client.chat.completions.create(model=MODEL, messages=USER) for _ in range(2)]  # type: ignore[call-overload]
+        await asyncio.gather(*ask)
+        assert fake.max_in_flight == 2
+        fake.max_in_flight = 0
+        await client.chat.completions.create(model=MODEL, messages=USER)  # type: ignore[arg-type]
+    assert fake.max_in_flight == 1

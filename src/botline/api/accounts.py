@@ -85,7 +85,7 @@ async def delete_key(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"]
     if not await svc.store.api_keys.delete(principal(request).account.id, key_id):
         raise not_found("API key")
-    svc.authenticator.forget_key(key_id)
+    await svc.authenticator.forget_key(key_id)
     return message_response("API key deleted.")
 
 
@@ -101,7 +101,7 @@ async def update_account(request: web.Request) -> web.Response:
     if body.parameters is not None:
         account.parameters = body.parameters
     await svc.store.accounts.update(account)
-    svc.authenticator.forget_account(account.id)
+    await svc.authenticator.forget_account(account.id)
     return message_response("Account updated.")
 
 
@@ -113,7 +113,7 @@ async def roll_salt(request: web.Request) -> web.Response:
         raise not_found("Account")
     account.salt = new_salt()
     await svc.store.accounts.update(account)
-    svc.authenticator.forget_account(account.id)
+    await svc.authenticator.forget_account(account.id)
     return json_response({"message": "Salt rolled: webhook URLs built on the old salt no longer work.",
                           "salt": account.salt})
 

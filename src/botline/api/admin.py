@@ -77,7 +77,7 @@ async def patch_account(request: web.Request) -> web.Response:
         setattr(account, field, value)
     svc = services(request)
     await svc.store.accounts.update(account)
-    svc.authenticator.forget_account(account.id)
+    await svc.authenticator.forget_account(account.id)
     return message_response("Account updated.")
 
 
@@ -108,5 +108,5 @@ async def adjust_balance(request: web.Request) -> web.Response:
     }[adjustment.operation]
     svc = services(request)
     await svc.store.accounts.update(account)
-    svc.authenticator.forget_account(account.id)
+    await svc.authenticator.forget_account(account.id)
     return json_response({"message": "Balance adjusted.", "balance": account.balance})

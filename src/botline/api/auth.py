@@ -16,6 +16,7 @@ from botline.accounts import hash_key
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.clock import Clock
 from botline.store.base import Store, StoreError
+from botline.store.signals import Eviction
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 class Authenticator:
     """Resolves secrets to principals; a verified key is trusted from memory for `cache_seconds`.
 
-    Deleting a key or changing an account calls `forget_*` on this replica at once; other
-    replicas notice within `cache_seconds` (documented in docs/deploy.md).
+    Deleting a key or changing an account calls `forget_*`: this replica drops the entry at once and
+    signals the others to drop theirs (if the signal is lost, theirs expire within `cache_seconds`).
     """
 
     def __init__(self, store: Store, clock: Clock, *, cache_seconds: float) -> None:
@@ -52,6 +53,12 @@ class Authenticator:
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
         self._touches: set[asyncio.Task[None]] = set()
+        self._key_evictions = Eviction(store.signals, "auth.forget_key", self._drop_key)
+        self._account_evictions = Eviction(store.signals, "auth.forget_account", self._drop_account)
+
+    async def start(self) -> None:
+        await self._key_evictions.start()
+        await self._account_evictions.start()
 
     async def authenticate(self, secret: str) -> Principal | None:
         key_hash = hash_key(secret)
@@ -76,10 +83,16 @@ class Authenticator:
         account = await self._store.accounts.get(key.account_id)
         return None if account is None else Principal(account=account, key=key)
 
-    def forget_key(self, key_id: str) -> None:
+    async def forget_key(self, key_id: str) -> None:
+        await self._key_evictions.evict(key_id)
+
+    async def forget_account(self, account_id: str) -> None:
+        await self._account_evictions.evict(account_id)
+
+    def _drop_key(self, key_id: str) -> None:
         self._cache = {h: entry for h, entry in self._cache.items() if entry[0].key.id != key_id}
 
-    def forget_account(self, account_id: str) -> None:
+    def _drop_account(self, account_id: str) -> None:
         self._cache = {h: entry for h, entry in self._cache.items() if entry[0].account.id != account_id}
 
     def _touch(self, key: ApiKey, now: datetime) -> None:

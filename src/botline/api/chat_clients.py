@@ -202,6 +202,6 @@ async def delete_session(request: web.Request) -> web.Response:
     session = await svc.store.sessions.get(client.account_id, request.match_info["session_id"])
     if session is None or session.chat_client_id != client.id:
         raise not_found("Session")
-    svc.chat.cancel(session.id)
+    await svc.chat.cancel(session.id)
     await svc.store.sessions.delete(client.account_id, session.id)
     return message_response("Session ended and deleted.")

@@ -79,7 +79,7 @@ async def edit(request: web.Request) -> web.Response:
     gateway.name, gateway.parameters = body.name, body.parameters
     svc = services(request)
     await save_gateway(svc.store, gateway, svc.clock)
-    svc.gateways.forget(gateway.id)
+    await svc.gateways.forget(gateway.id)
     return message_response("AI gateway updated.")
 
 
@@ -88,7 +88,7 @@ async def delete(request: web.Request) -> web.Response:
     gateway = await _owned(request)
     svc = services(request)
     await svc.store.gateways.delete(gateway.account_id, gateway.id)
-    svc.gateways.forget(gateway.id)
+    await svc.gateways.forget(gateway.id)
     return message_response("AI gateway deleted.")
 
 

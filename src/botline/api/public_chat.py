@@ -153,7 +153,7 @@ async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
 @routes.delete(BASE)
 async def cancel(request: web.Request) -> web.Response:
     session, _ = await _session(request)
-    services(request).chat.cancel(session.id)
+    await services(request).chat.cancel(session.id)
     return message_response("Inference cancelled.")
 
 
@@ -170,7 +170,7 @@ async def reset(request: web.Request) -> web.Response:
     """Empties the conversation ("New conversation"); the session and its key stay valid."""
     session, _ = await _session(request)
     svc = services(request)
-    svc.chat.cancel(session.id)
+    await svc.chat.cancel(session.id)
     await svc.chat.reset(session)
     return web.Response(status=204)
 

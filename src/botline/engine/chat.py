@@ -2,7 +2,8 @@
 
 A prompt runs in its own task, apart from the HTTP request that started it: when the browser goes
 away mid-answer the turn still finishes and is stored, so a reload shows it. DELETE on the session
-cancels the running turn; the partial answer is kept and marked cancelled.
+cancels the running turn, on whichever replica runs it (engine/stops.py); the partial answer is kept
+and marked cancelled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from botline.domain.gateways import Gateway
 from botline.engine.attachments import AttachmentError, AttachmentReader, Content
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
+from botline.engine.stops import TurnStopper
 from botline.gateway.caller import Caller, CallSource
 from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured, UpstreamError
 from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
@@ -155,6 +157,11 @@ class ChatEngine:
         self._locks = SessionLocks(store.locks)
         self._active: dict[str, list[ActiveTurn]] = {}
         self._tasks: set[asyncio.Task[TurnOutcome]] = set()
+        self._stopper = TurnStopper(store.signals, self._stop_here)
+
+    async def start(self) -> None:
+        """Listens for stops sent to any replica."""
+        await self._stopper.start()
 
     async def gateway_for(self, client: ChatClient) -> Gateway:
         gateway = None
@@ -220,14 +227,22 @@ class ChatEngine:
         elif error is not None and not isinstance(error, ChatRefused | GatewayError):
             log.error("web chat turn failed", exc_info=error)
 
-    def cancel(self, session_id: str) -> bool:
-        """Cancels the session's running and queued turns; True when there was one."""
+    async def cancel(self, session_id: str) -> int:
+        """Cancels the session's running and queued turns, on every replica; returns how many.
+
+        Returns once their partial answers are stored (or after stops.CONFIRM_SECONDS).
+        """
+        return await self._stopper.stop(session_id)
+
+    async def _stop_here(self, session_id: str, wait_seconds: float) -> int:
         turns = list(self._active.get(session_id, []))
         cancellable = [turn for turn in turns if not turn.answered]
         for turn in cancellable:
             turn.cancel_requested = True
             turn.task.cancel()
-        return bool(cancellable)
+        if cancellable:
+            await asyncio.wait([turn.task for turn in cancellable], timeout=wait_seconds)
+        return len(cancellable)
 
     async def retry(self, session: Session) -> bool:
         """Removes everything after the last user message; False when there is none."""

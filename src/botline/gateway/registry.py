@@ -9,6 +9,7 @@ from botline.config import GatewayDefinition
 from botline.domain.clock import Clock
 from botline.domain.gateways import Gateway, GatewayParameters, slugify
 from botline.store.base import ConflictError, Store
+from botline.store.signals import Eviction
 
 log = logging.getLogger(__name__)
 MAX_SLUG_ATTEMPTS = 50
@@ -66,14 +67,18 @@ async def apply_declared(
 class GatewayCache:
     """Gateways resolved by id or slug, kept in memory for `ttl` seconds (two store reads saved per turn).
 
-    Edits and deletes through this replica's API call `forget` at once; other replicas see them
-    within `ttl` (the same trade as the API-key cache; docs/deploy.md).
+    Edits and deletes call `forget`: this replica drops its copy at once and signals the others to
+    drop theirs (if the signal is lost, theirs expire within `ttl`; docs/deploy.md).
     """
 
     def __init__(self, store: Store, *, ttl: float) -> None:
         self._store = store
         self._ttl = ttl
         self._entries: dict[tuple[str, str], tuple[Gateway | None, float]] = {}
+        self._evictions = Eviction(store.signals, "gateway.forget", self._drop)
+
+    async def start(self) -> None:
+        await self._evictions.start()
 
     async def find(self, account_id: str, key: str) -> Gateway | None:
         """The account's gateway whose id, else slug, is `key`."""
@@ -87,5 +92,8 @@ class GatewayCache:
             self._entries[(account_id, key)] = (gateway, time.monotonic())
         return gateway
 
-    def forget(self, gateway_id: str) -> None:
+    async def forget(self, gateway_id: str) -> None:
+        await self._evictions.evict(gateway_id)
+
+    def _drop(self, gateway_id: str) -> None:
         self._entries = {k: v for k, v in self._entries.items() if v[0] is None or v[0].id != gateway_id}

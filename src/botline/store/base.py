@@ -12,7 +12,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
@@ -22,6 +22,9 @@ from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+
+if TYPE_CHECKING:  # signals.py raises StoreError from this module
+    from botline.store.signals import SignalBus
 
 C = TypeVar("C")
 
@@ -374,6 +377,8 @@ class Store(ReportsErrors, ABC):
     locks: LockRepository
     memories: MemoryRepository
     schedules: ScheduleRepository
+    signals: SignalBus
+    """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 
     def report_errors(self, listener: StoreErrorListener) -> None:
         """Tells `listener` of every StoreError the store and its repositories raise."""

@@ -36,6 +36,7 @@ Layout (P is the prefix, "botline" by default):
     P:account:{account}:memories                  zset    the account's memory ids by updated_at (µs)
     P:account:{account}:memory_user:{user}        zset    the user's memory ids by updated_at (µs)
     P:memories_by_expiry                          zset    every memory id, scored by expires_at (epoch s)
+    P:signal:{topic}                              channel pub/sub signals between replicas (no key is stored)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
 parts (a session tag, a model name, a dedupe key, a chat id, a lock name, an external user id) are
@@ -87,7 +88,11 @@ class RedisKeys:
 
     def pattern(self) -> str:
         """A SCAN MATCH pattern for every key of this prefix (glob characters in it escaped)."""
-        return KEY_SEPARATOR.join((GLOB_SPECIAL.sub(r"\\\g<0>", self.prefix), "*"))
+        return self._glob("*")
+
+    def _glob(self, *parts: str) -> str:
+        """A glob over keys (or channels) of this prefix: the prefix's own glob characters escaped."""
+        return KEY_SEPARATOR.join((GLOB_SPECIAL.sub(r"\\\g<0>", self.prefix), *parts))
 
     # accounts
     def account(self, account_id: str) -> str:
@@ -211,3 +216,15 @@ class RedisKeys:
 
     def schedule_claim(self, item_id: str, fire_time: str) -> str:
         return self._key("schedule_claim", item_id, fire_time)
+
+    # pub/sub signals between replicas (channels, not keys)
+    def signal(self, topic: str) -> str:
+        return self._key("signal", topic)
+
+    def signal_pattern(self) -> str:
+        """The PSUBSCRIBE pattern of every signal channel of this prefix (glob characters escaped)."""
+        return self._glob("signal", "*")
+
+    def signal_topic(self, channel: str) -> str:
+        """The topic of a channel named by `signal`."""
+        return channel.removeprefix(self.signal(""))

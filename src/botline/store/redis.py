@@ -5,7 +5,7 @@ Every write that touches more than one key runs in one MULTI/EXEC; writes guarde
 rule or by the current document run under WATCH and are retried when another replica changed a
 watched key first, so indexes never disagree with documents. Key names come from `RedisKeys`.
 Shared helpers are in `redis_base.py`; chat clients, sessions and messages in `redis_conversations.py`;
-inbound channel messages and leases in `redis_inbound.py`.
+inbound channel messages and leases in `redis_inbound.py`; pub/sub signals in `redis_signals.py`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from botline.store.redis_conversations import RedisChatClients, RedisMessages, R
 from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
+from botline.store.redis_signals import RedisSignals
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
@@ -244,6 +245,7 @@ class RedisStore(Store):
         self.locks = RedisLocks(client, keys)
         self.memories = RedisMemories(client, keys)
         self.schedules = RedisSchedules(client, keys)
+        self.signals = RedisSignals(client, keys)
 
     @classmethod
     async def from_url(
@@ -268,5 +270,6 @@ class RedisStore(Store):
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            await self.signals.close()
             if self._owns_client:
                 await self._redis.aclose()

@@ -25,6 +25,7 @@ from botline.store.base import (
     UsageRepository,
 )
 from botline.store.hours import hour_bucket
+from botline.store.signals import LocalSignals
 from botline.store.sqlite_base import _dump, _Repo, reachable_methods
 from botline.store.sqlite_channels import SqliteInbound, SqliteLocks, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
@@ -212,6 +213,7 @@ class SqliteStore(Store):
         self.locks = SqliteLocks(db)
         self.memories = SqliteMemories(db)
         self.schedules = SqliteSchedules(db)
+        self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 
     @classmethod
@@ -252,4 +254,5 @@ class SqliteStore(Store):
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            await self.signals.close()
             await self._db.close()

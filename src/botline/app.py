@@ -21,6 +21,7 @@ from botline.api import (
     integrations,
     memories,
     openai_compat,
+    openapi,
     public_chat,
     webhooks,
 )
@@ -147,7 +148,7 @@ def build_app(
     app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories,
+        hook_schedules, memories, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

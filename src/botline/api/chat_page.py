@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from botline.api.openapi import Access, Answer, documented
 from botline.api.state import services
 from botline.domain.chat_clients import ChatClient
 
@@ -58,6 +59,10 @@ def render_page(client: ChatClient, access_key: str, *, poll_seconds: float) -> 
 
 
 @routes.get("/chat/{access_key}")
+@documented(
+    "The chat page.", access=Access.ACCESS_KEY, media_type="text/html",
+    answers={404: Answer("An expired or unknown session: an HTML page says so.", media_type="text/html")},
+)
 async def chat_page(request: web.Request) -> web.Response:
     svc = services(request)
     access_key = request.match_info["access_key"]
@@ -78,6 +83,10 @@ async def chat_page(request: web.Request) -> web.Response:
 
 
 @routes.get("/embed.js")
+@documented(
+    "The script that embeds the chat launcher in another site.", access=Access.PUBLIC,
+    media_type="application/javascript",
+)
 async def embed_script(request: web.Request) -> web.Response:
     return web.Response(
         body=EMBED_SCRIPT, content_type="application/javascript",

@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from botline.api.http import ApiError, json_response
+from botline.api.openapi import Access, JsonObject, documented
 from botline.api.state import services
 from botline.channels.base import WebhookRejected
 from botline.domain.integrations import IntegrationType, webhook_token
@@ -23,6 +24,10 @@ UNKNOWN = "Not found."
 
 
 @routes.post("/api/v1/webhooks/{integration_type}/{client_id}/{token}")
+@documented(
+    "Receive a provider's webhook; answered once recorded, before any model call.", access=Access.WEBHOOK,
+    body=JsonObject,
+)
 async def receive(request: web.Request) -> web.Response:
     svc = services(request)
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from botline.api.http import ApiError
 from botline.api.openapi import Access, Answer, documented
 from botline.api.state import services
 from botline.domain.chat_clients import ChatClient
@@ -94,4 +95,17 @@ async def embed_script(request: web.Request) -> web.Response:
     )
 
 
-routes.static("/static", STATIC_ROOT)
+@routes.get("/static/{file:.+}")
+@documented("A static file of the chat page (CSS, scripts, vendored libraries).", access=Access.PUBLIC,
+            media_type=None)
+async def static_file(request: web.Request) -> web.FileResponse:
+    """Served by our own handler: aiohttp's static route answers 500 to a file name the OS refuses
+    (too long, for instance)."""
+    try:
+        path = (STATIC_ROOT / request.match_info["file"]).resolve()
+        found = path.is_relative_to(STATIC_ROOT.resolve()) and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise ApiError(404, "Not found.")
+    return web.FileResponse(path)

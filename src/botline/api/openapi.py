@@ -111,6 +111,7 @@ PATH_PARAMETERS = {
     "access_key": "The web-chat session's access key: the credential of the public chat API.",
     "account_id": "An account id.",
     "client_id": "The web chat client the integration belongs to.",
+    "file": "A file below the static folder.",
     "id": "The id of the resource named before it in the path.",
     "integration_type": "Telegram, Zapi, Evolution or Kapso.",
     "item_id": "A schedule or recurring task id.",
@@ -120,12 +121,6 @@ PATH_PARAMETERS = {
     "token": "The webhook token that the integration's webhookUrl carries.",
 }
 """Every path variable used by a route; a new one must be described here (the generator refuses unknown ones)."""
-
-STATIC_FILES = Operation(
-    summary="A static file of the chat page (CSS, scripts, vendored libraries).", description="",
-    access=Access.PUBLIC, body=None, body_required=False, answers={200: Answer("The file.", media_type=None)},
-    query={}, upstream=False,
-)
 
 _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     Access.KEY: [{"apiKey": []}, {"apiKeyQuery": []}],
@@ -143,9 +138,6 @@ def documented_routes(app: web.Application) -> Iterator[tuple[str, str, Operatio
     """(method, aiohttp path pattern, description or None) for every route; HEAD twins of GET are skipped."""
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS") or route.resource is None:
-            continue
-        if isinstance(route.resource, web.StaticResource):
-            yield route.method, route.resource.canonical + "/{file}", STATIC_FILES
             continue
         yield route.method, route.resource.canonical, operation_of(route.handler)
 
@@ -165,8 +157,8 @@ def _models(operations: list[Operation]) -> set[tuple[type[BaseModel], JsonSchem
 def _parameters(pattern: str, operation: Operation) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = []
     for name in PARAMETER.findall(pattern):
-        description = "A path below the static folder." if operation is STATIC_FILES else PATH_PARAMETERS[name]
-        parameters.append({"name": to_camel(name), "in": "path", "required": True, "description": description,
+        parameters.append({"name": to_camel(name), "in": "path", "required": True,
+                           "description": PATH_PARAMETERS[name],
                            "schema": {"type": "string"}})
     parameters += [{"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
                    for name, text in operation.query.items()]
@@ -180,8 +172,7 @@ def _answers(operation: Operation, refs: Refs) -> dict[str, Any]:
     if operation.upstream:
         answers.setdefault("502", Answer("The model's provider failed after retries.", MessageAnswer))
         answers.setdefault("504", Answer("The model's provider did not answer in time.", MessageAnswer))
-    if operation is not STATIC_FILES:
-        answers.setdefault("503", Answer("The storage is unavailable right now.", MessageAnswer))
+    answers.setdefault("503", Answer("The storage is unavailable right now.", MessageAnswer))
     rendered: dict[str, Any] = {}
     for status, answer in answers.items():
         rendered[status] = {"description": answer.description}

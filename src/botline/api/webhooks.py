@@ -52,6 +52,8 @@ async def receive(request: web.Request) -> web.Response:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "The webhook body is not valid JSON.") from exc
+    if not isinstance(payload, dict):
+        raise ApiError(400, "The webhook body must be a JSON object.")
     parsed = adapter.parse(integration, payload)
     recorded = await svc.inbound.accept(client, kind, parsed.messages)
     return json_response({"received": recorded, "ignored": parsed.ignored,

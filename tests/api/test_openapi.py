@@ -41,6 +41,8 @@ def test_every_route_is_described() -> None:
     listed = {(method.upper(), PARAMETER.sub("{}", path)) for path, ops in DOCUMENT["paths"].items() for method in ops}
     routed = {(method, PARAMETER.sub("{}", path)) for method, path, _ in documented_routes(APP)}
     assert listed == routed
+    parameters = [p for ops in DOCUMENT["paths"].values() for op in ops.values() for p in op["parameters"]]
+    assert all(p["description"] for p in parameters), "describe new path variables in openapi.PATH_PARAMETERS"
 
 
 def test_bodies_are_described_by_the_models_the_handlers_validate_with() -> None:

@@ -34,6 +34,12 @@ def test_environment_wins_over_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.server.base_url == "https://bot.example.com"
 
 
+def test_a_list_in_the_environment_that_is_not_json_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTLINE_AUTH__ADMIN_KEYS", "sk-not-a-json-list")
+    with pytest.raises(ConfigError, match=r"^environment BOTLINE_AUTH__ADMIN_KEYS: lists and mappings must be JSON"):
+        load_settings(None)
+
+
 def test_interpolation_uses_values_then_defaults() -> None:
     env = {"MODEL": "gpt-x", "EMPTY": ""}
     assert interpolate("${MODEL} ${MISSING:-fallback} ${EMPTY:-d} [${MISSING}]", env) == "gpt-x fallback d []"

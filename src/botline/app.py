@@ -20,6 +20,7 @@ from botline.api import (
     hook_schedules,
     integrations,
     memories,
+    metrics,
     openai_compat,
     openapi,
     public_chat,
@@ -44,11 +45,12 @@ from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
 from botline.memory import MemoryExtension, MemoryService
+from botline.metrics import Metrics
 from botline.ratelimit import RateLimiter
 from botline.scheduler.activation import ScheduleActivator
 from botline.scheduler.service import Scheduler
 from botline.scheduler.tools import ScheduleExtension
-from botline.store import open_store
+from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,17 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 CLIENTS = web.AppKey("clients", ClientPool)
 
 AdminKeyAnnouncer = Callable[[str], None]
+
+
+async def drain_turns(app: web.Application) -> None:
+    """On SIGTERM (before aiohttp waits for open requests): web-chat turns, channel workers and
+    scheduled firings finish together within one `server.shutdown_grace_seconds`; what is left is
+    abandoned at that deadline (docs/faults.md says what each one then does). Idempotent."""
+    if SERVICES not in app:
+        return
+    svc = app[SERVICES]
+    grace = svc.settings.server.shutdown_grace_seconds
+    await asyncio.gather(svc.scheduler.close(grace), svc.inbound.close(grace), svc.chat.close(grace))
 
 
 def build_app(
@@ -72,12 +85,16 @@ def build_app(
     )
     app.on_response_prepare.extend([add_request_id, add_cors_headers])
     clock = clock or SystemClock()
+    recorder = Metrics()
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         async with await open_store(
             settings.storage.url, redis_prefix=settings.storage.redis_prefix,
             redis_max_connections=settings.storage.redis_max_connections,
+            redis_timeout_seconds=settings.storage.redis_timeout_seconds,
         ) as store:
+            backend = "sqlite" if settings.storage.url.startswith(SQLITE_PREFIX) else "redis"
+            store.report_errors(recorder.store_error_listener(backend))
             app[STORE] = store
             yield
 
@@ -104,7 +121,7 @@ def build_app(
         memory = MemoryService(store, clock)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
-            usage=usage, settings=settings.llm, clock=clock, extensions=[MemoryExtension(memory)],
+            usage=usage, settings=settings.llm, clock=clock, metrics=recorder, extensions=[MemoryExtension(memory)],
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)
@@ -112,43 +129,42 @@ def build_app(
         await sessions.start_purging()
         await memory.start_purging()
         gateway_cache = GatewayCache(store, ttl=settings.llm.gateway_cache_seconds)
-        chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache)
+        chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache, metrics=recorder)
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
         adapters = channel_adapters(settings, app[HTTP])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,
-                                max_upload_bytes=settings.webchat.max_upload_bytes,
+                                max_upload_bytes=settings.webchat.max_upload_bytes, metrics=recorder,
                                 max_concurrent_turns=settings.channels.max_concurrent_turns)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
-        activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler)
-        scheduler = Scheduler(store, activator, clock, settings.scheduler,
-                              grace_seconds=settings.server.shutdown_grace_seconds)
+        activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
+                                      metrics=recorder)
+        scheduler = Scheduler(store, activator, clock, settings.scheduler)
         pipeline_services.extensions.append(ScheduleExtension(store, scheduler, clock, settings.scheduler))
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
-            inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache,
+            inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
         )
         await inbound.resume()
         await scheduler.start()
         hooks = asyncio.create_task(channels.connect_all(), name="update-hooks")
         yield
         hooks.cancel()
-        await scheduler.close()
+        await drain_turns(app)  # again: a request that came in while aiohttp waited may have started one
         await channels.close()
-        await inbound.close(settings.server.shutdown_grace_seconds)
         for adapter in adapters.values():
             await adapter.close()
-        await chat.close()
         await memory.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()
 
     app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
+    app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, openapi,
+        hook_schedules, memories, metrics, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from botline.domain.gateways import GatewayParameters
 
@@ -37,6 +37,10 @@ class ServerSettings(Section):
     """Base of talkUrl and webhook URLs; default http://{host}:{port}."""
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Reverse proxies whose X-Forwarded-For is believed (the per-address login limit needs the client's)."""
+    metrics_token: SecretStr | None = None
+    """When set, GET /metrics needs `Authorization: Bearer <token>`; unset, it is open (no secrets or ids)."""
 
     @property
     def base_url(self) -> str:
@@ -48,6 +52,8 @@ class StorageSettings(Section):
     redis_prefix: str = "botline"
     redis_max_connections: int = Field(default=200, ge=1)
     """A busy moment waits (up to 10 s) for a free Redis connection instead of failing at once."""
+    redis_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Longest wait to connect to Redis or for one reply: past it a request answers 503 instead of hanging."""
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageSettings:
@@ -231,3 +237,13 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
         if message.startswith("parameters."):
             location, _, message = f"{location}.{message}".partition(": ")
         raise ConfigError(f"config key {location}: {message}") from exc
+    except SettingsError as exc:
+        raise ConfigError(_environment_error(str(exc))) from exc
+
+
+def _environment_error(detail: str) -> str:
+    """pydantic-settings refuses an environment value it cannot decode: a list or mapping that is not JSON."""
+    field = re.search(r'field "(\w+)"', detail)
+    prefix = f"BOTLINE_{field.group(1).upper()}" if field else "BOTLINE_"
+    names = sorted(name for name in os.environ if name.upper().startswith(prefix))
+    return f"environment {', '.join(names) or prefix}: lists and mappings must be JSON, e.g. [\"a\", \"b\"]"

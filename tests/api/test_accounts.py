@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from botline.app import STORE
 from botline.domain.clock import FrozenClock
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM, Reply
-from tests.support.server import ADMIN_KEY, RunningServer
+from tests.support.server import ADMIN_KEY, RunningServer, make_settings, running_server
 
 KEY_SHAPE = re.compile(r"^sk-[A-Za-z0-9_-]{32,}$")
 START = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
@@ -190,6 +191,28 @@ async def test_eleventh_login_attempt_in_a_minute_is_a_429(server: RunningServer
     clock.advance(timedelta(seconds=61))
     status, body = await server.call("POST", "/api/v1/auth/login", json={"loginKey": ADMIN_KEY})
     assert status == 200 and body["accessToken"]
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit(tmp_path: Path, clock: FrozenClock) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}", server={"trusted_proxies": ["127.0.0.0/8"]})
+    async with running_server(settings, clock=clock) as proxied:
+        async def login_from(client: str) -> int:
+            status, _body = await proxied.call("POST", "/api/v1/auth/login", json={"loginKey": "sk-guess"},
+                                               headers={"X-Forwarded-For": f"{client}, 127.0.0.1"})
+            return status
+
+        assert [await login_from("198.51.100.7") for _ in range(11)] == [400] * 10 + [429]
+        assert await login_from("203.0.113.9") == 400  # another client behind the same proxy is not locked out
+
+
+async def test_a_forwarded_for_header_from_an_untrusted_peer_does_not_reset_the_login_limit(
+        server: RunningServer) -> None:
+    statuses = []
+    for attempt in range(11):
+        status, _body = await server.call("POST", "/api/v1/auth/login", json={"loginKey": "sk-guess"},
+                                          headers={"X-Forwarded-For": f"192.0.2.{attempt}"})
+        statuses.append(status)
+    assert statuses == [400] * 10 + [429]
 
 
 async def test_balance_has_the_seed_shape_and_is_unlimited(server: RunningServer) -> None:

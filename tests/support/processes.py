@@ -43,10 +43,15 @@ async def botline_process(config: Path, port: int | None = None) -> AsyncIterato
             assert process.returncode is None, "botline exited during start-up"
         yield BotlineProcess(process, port)
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process)
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `timeout`; nothing if it already exited."""
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import redis
@@ -112,3 +113,39 @@ async def delete_prefix(url: str, prefix: str) -> int:
         return int(await client.delete(*doomed)) if doomed else 0
     finally:
         await client.aclose()
+
+
+class OwnRedis:
+    """A redis-server this test owns (never the machine's): a data dir, a free loopback port, AOF with
+    `appendfsync always`, so whatever Redis acknowledged survives `kill()` and comes back on `start()`.
+
+    `kill()` is SIGKILL: a crash, an OOM kill or a lost node, the harshest restart; with this AOF
+    setting it loses nothing acknowledged, which is what docs/deploy.md asks of a production Redis.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("no redis-server binary is installed")
+        self.port = _free_port()
+        self.url = _url(self.port)
+        self._command = [binary, "--port", str(self.port), "--bind", LOCAL_HOST, "--dir", str(data_dir),
+                         "--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_until_up(self._process, self.url)
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def __enter__(self) -> OwnRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()

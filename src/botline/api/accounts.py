@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from botline.accounts import expiry, issue_key, masked, new_salt
-from botline.api.http import ApiError, json_response, message_response, not_found, read_model
+from botline.api.http import ApiError, client_address, json_response, message_response, not_found, read_model
 from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import principal, services
 from botline.domain.accounts import Account, AccountParameters
@@ -129,8 +129,9 @@ async def roll_salt(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """Exchanges a login key (any valid API key of the account) for a 180-day access token."""
     svc = services(request)
+    client = client_address(request, svc.settings.server.trusted_proxies)
     retry_after = await svc.limiter.hit(
-        f"login:{request.remote}", limit=svc.settings.auth.login_attempts_per_minute,
+        f"login:{client}", limit=svc.settings.auth.login_attempts_per_minute,
         window_seconds=LOGIN_WINDOW_SECONDS,
     )
     if retry_after is not None:

@@ -196,6 +196,7 @@ async def list_sessions(request: web.Request) -> web.Response:
             "sessionKey": s.access_key, "createdAt": s.wire()["createdAt"], "lastMessage": s.wire()["lastMessageAt"],
             "messageCount": s.message_count, "tokenCount": s.token_count,
             "expiresAt": s.wire()["expiresAt"], "isActive": s.is_live(now),
+            "lastDeliveryError": s.last_delivery_error,
         }
         for s in sessions
         if not needle or _matches(s, needle)

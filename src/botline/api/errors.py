@@ -18,6 +18,8 @@ log = logging.getLogger("botline.access")
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = web.RequestKey("request_id", str)
 OPENAI_PREFIX = "/v1/"
+STORE_RETRY_AFTER = "1"
+"""Seconds a client is asked to wait after a 503 for unavailable storage (a Redis restart takes about that)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -87,9 +89,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(request, exc.status_code, exc.message)
     except ConflictError as exc:
         return error_response(request, 409, f"Conflict: {exc}.")
-    except StoreUnavailable:
-        logging.getLogger(__name__).warning("store unavailable", exc_info=True)
-        return error_response(request, 503, "Storage is unavailable right now; try again shortly.")
+    except StoreUnavailable as exc:
+        logging.getLogger(__name__).warning("store unavailable on %s %s: %s", request.method, _route_of(request), exc)
+        return error_response(request, 503, StoreUnavailable.public_message, {"Retry-After": STORE_RETRY_AFTER})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

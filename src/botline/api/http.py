@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any, TypeVar
 
 import orjson
@@ -19,6 +21,23 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+def client_address(request: web.Request, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> str:
+    """The caller's address: the peer, or behind trusted proxies the nearest untrusted X-Forwarded-For hop.
+
+    The header is read from the right because a client can write anything at its left end; each trusted
+    proxy appends the address it received the request from.
+    """
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    for hop in reversed([*hops, request.remote or ""]):
+        try:
+            address = ip_address(hop)
+        except ValueError:
+            return hop
+        if not any(address in network for network in trusted_proxies):
+            return hop
+    return hops[0] if hops else request.remote or ""
 
 
 def not_found(what: str) -> ApiError:

@@ -6,6 +6,7 @@ the answer has OpenAI's exact shape, streamed (`data: {chunk}` ... `data: [DONE]
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -21,11 +22,14 @@ from botline.api.state import principal, services
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
 from botline.gateway.caller import Caller, CallSource
-from botline.gateway.errors import GatewayError, NoModelConfigured
-from botline.gateway.pipeline import ToolStatus, TurnRequest, TurnResult
+from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured
+from botline.gateway.pipeline import ToolStatus, TurnRequest, TurnResult, TurnSink
+from botline.logs import bind_turn
+from botline.metrics import Outcome
 
 routes = web.RouteTableDef()
 
+CHANNEL = CallSource.OPENAI_COMPATIBLE.channel
 NO_PING = "no-ping"
 DONE_FRAME = b"[DONE]"
 
@@ -150,6 +154,24 @@ class ChunkWriter:
         await self._stream.data(orjson.dumps(payload))
 
 
+async def _run(request: web.Request, turn: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
+    """The pipeline, counted in the turns metric."""
+    svc = services(request)
+    try:
+        result = await svc.pipeline.run(turn, sink)
+    except ContextTooLarge:
+        svc.metrics.turn(CHANNEL, Outcome.REFUSED)
+        raise
+    except GatewayError:
+        svc.metrics.turn(CHANNEL, Outcome.FAILED)
+        raise
+    except (ConnectionResetError, asyncio.CancelledError):  # the client went away mid-answer
+        svc.metrics.turn(CHANNEL, Outcome.CANCELLED)
+        raise
+    svc.metrics.turn(CHANNEL, Outcome.ANSWERED)
+    return result
+
+
 @routes.post("/v1/chat/completions")
 @documented(
     "OpenAI chat completion through an AI gateway, streamed (SSE) or not.", body=ChatCompletionBody, upstream=True,
@@ -157,17 +179,18 @@ class ChunkWriter:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_model(request, ChatCompletionBody)
     turn = _turn_request(await _gateway(request, body.model), body)
-    pipeline = services(request).pipeline
+    bind_turn(CHANNEL, gateway=turn.gateway.id)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not turn.stream:
-        return json_response(_completion(await pipeline.run(turn), completion_id, created))
+        return json_response(_completion(await _run(request, turn), completion_id, created))
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING
-    stream = SseStream(request, ping_interval=None if no_ping else PING_INTERVAL_SECONDS)
+    stream = SseStream(request, open_streams=services(request).metrics.open_streams(CHANNEL),
+                       ping_interval=None if no_ping else PING_INTERVAL_SECONDS)
     writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     try:
         try:
-            result = await pipeline.run(turn, writer)
+            result = await _run(request, turn, writer)
         except GatewayError as exc:
             if not stream.opened:
                 raise

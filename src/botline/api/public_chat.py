@@ -18,7 +18,8 @@ from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, MessageStatus, Session
 from botline.engine.attachments import AttachmentError, reader_for
-from botline.engine.chat import ActiveTurn, ChatRefused, TurnOutcome, is_visible
+from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
+from botline.gateway.caller import CallSource
 
 routes = web.RouteTableDef()
 
@@ -132,11 +133,15 @@ async def _outcome(turn: ActiveTurn) -> TurnOutcome:
         return await asyncio.shield(turn.task)
     except ChatRefused as exc:
         raise _refusal(exc) from exc
+    except asyncio.CancelledError:
+        if turn.task.cancelled():  # the server abandoned the turn at shutdown, not this request's cancel
+            raise ApiError(503, INTERRUPTED) from None
+        raise
 
 
 async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
     """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx."""
-    stream = SseStream(request)
+    stream = SseStream(request, open_streams=services(request).metrics.open_streams(CallSource.WEB_CHAT.channel))
     try:
         while True:
             event = await turn.events.get()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 PING_INTERVAL_SECONDS = 15.0
 PING_FRAME = b": ping\n\n"
@@ -24,8 +25,13 @@ class SseStream:
     the work that feeds the stream.
     """
 
-    def __init__(self, request: web.Request, *, ping_interval: float | None = PING_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self, request: web.Request, *, open_streams: Gauge, ping_interval: float | None = PING_INTERVAL_SECONDS
+    ) -> None:
+        """`open_streams` counts this stream from its first event until it is closed."""
         self._request = request
+        self._open_streams = open_streams
+        self._counted = False
         self._ping_interval = ping_interval
         self.response = web.StreamResponse(headers=SSE_HEADERS)
         self._pinger: asyncio.Task[None] | None = None
@@ -38,6 +44,8 @@ class SseStream:
         if self.response.prepared:
             return
         await self.response.prepare(self._request)
+        self._open_streams.inc()
+        self._counted = True
         if self._ping_interval:
             self._pinger = asyncio.create_task(self._ping(self._ping_interval))
 
@@ -50,6 +58,9 @@ class SseStream:
         await self.response.write(b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n")
 
     async def close(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._open_streams.dec()
         if self._pinger is not None:
             self._pinger.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -18,6 +18,7 @@ from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
 from botline.gateway.registry import GatewayCache
 from botline.gateway.transcription import Transcriber
+from botline.metrics import Metrics
 from botline.ratelimit import RateLimiter
 from botline.scheduler.service import Scheduler
 from botline.store.base import Store
@@ -40,6 +41,7 @@ class Services:
     channels: ChannelHub
     scheduler: Scheduler
     gateways: GatewayCache
+    metrics: Metrics
 
 
 SERVICES = web.AppKey("services", Services)

@@ -8,6 +8,7 @@ recorded and before any model call.
 from __future__ import annotations
 
 import hmac
+import time
 
 import orjson
 from aiohttp import web
@@ -17,6 +18,7 @@ from botline.api.openapi import Access, JsonObject, documented
 from botline.api.state import services
 from botline.channels.base import WebhookRejected
 from botline.domain.integrations import IntegrationType, webhook_token
+from botline.engine.inbound import CALL_SOURCES
 
 routes = web.RouteTableDef()
 
@@ -29,6 +31,7 @@ UNKNOWN = "Not found."
     body=JsonObject,
 )
 async def receive(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     svc = services(request)
     try:
         kind = IntegrationType(request.match_info["integration_type"])
@@ -56,5 +59,6 @@ async def receive(request: web.Request) -> web.Response:
         raise ApiError(400, "The webhook body must be a JSON object.")
     parsed = adapter.parse(integration, payload)
     recorded = await svc.inbound.accept(client, kind, parsed.messages)
+    svc.metrics.webhook_ack_seconds(CALL_SOURCES[kind].channel).observe(time.perf_counter() - started)
     return json_response({"received": recorded, "ignored": parsed.ignored,
                           "duplicates": len(parsed.messages) - recorded})

@@ -17,21 +17,24 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
 from botline.domain.conversations import Message, MessageStatus, Role, Session, TokenUsage
 from botline.domain.gateways import Gateway
-from botline.engine.attachments import AttachmentReader, Content
+from botline.engine.attachments import AttachmentError, AttachmentReader, Content
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
 from botline.gateway.caller import Caller, CallSource
-from botline.gateway.errors import GatewayError, NoModelConfigured, UpstreamError
+from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured, UpstreamError
 from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
 from botline.gateway.registry import GatewayCache
+from botline.logs import bind_turn
+from botline.metrics import Metrics, Outcome
 from botline.ratelimit import RateLimiter
-from botline.store.base import Store
+from botline.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 HOUR_SECONDS = 3600
 INTERNAL_ERROR = "Internal error; it has been logged."
 MODEL_UNAVAILABLE = "The assistant can't answer right now. Please try again in a moment."
+INTERRUPTED = "The assistant was interrupted by a server restart. Your message is kept; send it again in a moment."
 
 
 def is_visible(message: Message) -> bool:
@@ -114,6 +117,16 @@ class _EventSink:
             self._turn.events.put_nowait(TurnEvent("tool", {"name": name, "status": status.value}))
 
 
+def _outcome_of(task: asyncio.Task[TurnOutcome]) -> Outcome:
+    """A finished turn as the turns metric counts it."""
+    if task.cancelled():
+        return Outcome.CANCELLED
+    error = task.exception()
+    if error is None:
+        return Outcome.CANCELLED if task.result().cancelled else Outcome.ANSWERED
+    return Outcome.REFUSED if isinstance(error, ChatRefused | ContextTooLarge) else Outcome.FAILED
+
+
 def history_of(messages: list[Message]) -> list[dict[str, Any]]:
     """Stored messages as the OpenAI conversation the model sees (cancelled partials included)."""
     history: list[dict[str, Any]] = []
@@ -130,8 +143,9 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
 class ChatEngine:
     def __init__(
         self, store: Store, pipeline: TurnPipeline, sessions: SessionService, limiter: RateLimiter, clock: Clock, *,
-        gateways: GatewayCache,
+        gateways: GatewayCache, metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._gateways = gateways
         self._pipeline = pipeline
@@ -160,6 +174,20 @@ class ChatEngine:
         message is stored, `note` is shown to the model as the last system message, and the
         user's hourly limit does not apply.
         """
+        channel = CallSource.SCHEDULER.channel if content is None else source.channel
+        bind_turn(channel, session_id=session.id, gateway=client.ai_gateway_id)  # copied into the turn's task
+        try:
+            turn = await self._start(session, client, content, reader, source, note, reply_to)
+        except (ChatRefused, AttachmentError):
+            self._metrics.turn(channel, Outcome.REFUSED)
+            raise
+        turn.task.add_done_callback(lambda task: self._metrics.turn(channel, _outcome_of(task)))
+        return turn
+
+    async def _start(
+        self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None,
+        source: CallSource, note: str | None, reply_to: Sequence[str],
+    ) -> ActiveTurn:
         gateway = await self.gateway_for(client)
         if content is not None and reader is not None:
             content = await reader.read(content)
@@ -187,7 +215,9 @@ class ChatEngine:
         if not waiting:
             self._active.pop(turn.session_id, None)
         error = None if task.cancelled() else task.exception()
-        if error is not None and not isinstance(error, ChatRefused | GatewayError):
+        if isinstance(error, StoreUnavailable):
+            log.warning("turn of session %s failed: %s", turn.session_id, error)
+        elif error is not None and not isinstance(error, ChatRefused | GatewayError):
             log.error("web chat turn failed", exc_info=error)
 
     def cancel(self, session_id: str) -> bool:
@@ -223,10 +253,16 @@ class ChatEngine:
             fresh.message_count = 0 if delta is None else max(fresh.message_count + delta, 0)
             await self._store.sessions.update(fresh)
 
-    async def close(self) -> None:
-        """Lets running turns finish (the server drains requests first)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def close(self, grace_seconds: float | None = None) -> None:
+        """Lets running turns finish for up to `grace_seconds` (None: no limit), then abandons the rest:
+        their user messages stay stored without an answer, so nothing half-written looks complete
+        (a channel's records stay pending and are answered after the restart)."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     async def _run(
         self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
@@ -247,11 +283,15 @@ class ChatEngine:
                     # Still holding the session: the partial answer lands before the next turn starts.
                     return await self._store_cancelled(turn, client.account_id, session_id)
         except asyncio.CancelledError:  # cancelled while waiting for the session: nothing was stored
-            if not turn.cancel_requested:
+            if not turn.cancel_requested:  # not the person's stop: the server is going away
+                turn.events.put_nowait(TurnEvent("error", {"message": INTERRUPTED}))
                 raise
             return await self._store_cancelled(turn, client.account_id, session_id)
         except (ChatRefused, GatewayError) as exc:
             turn.events.put_nowait(TurnEvent("error", {"message": exc.message}))
+            raise
+        except StoreUnavailable:
+            turn.events.put_nowait(TurnEvent("error", {"message": StoreUnavailable.public_message}))
             raise
         except Exception:  # whatever goes wrong, the stream ends with an error event (logged in _forget)
             turn.events.put_nowait(TurnEvent("error", {"message": INTERNAL_ERROR}))

@@ -100,9 +100,10 @@ Sleep = Callable[[float], Awaitable[None]]
 
 async def send_with_retries(
     adapter: ChannelAdapter[Integration], integration: Integration, chat_id: str, text: str, *,
-    sleep: Sleep = asyncio.sleep, attempts: int = MAX_ATTEMPTS,
+    sleep: Sleep = asyncio.sleep, attempts: int = MAX_ATTEMPTS, on_retry: Callable[[], object] | None = None,
 ) -> None:
-    """Sends one message; retries 429/5xx/connection failures with backoff (Retry-After honoured)."""
+    """Sends one message; retries 429/5xx/connection failures with backoff (Retry-After honoured).
+    `on_retry` is told of each retry (metrics)."""
     for attempt in range(1, attempts + 1):
         try:
             await adapter.send_text(integration, chat_id, text)
@@ -113,4 +114,6 @@ async def send_with_retries(
             backoff = min(FIRST_DELAY_SECONDS * 2 ** (attempt - 1), MAX_DELAY_SECONDS) * (1 - 0.25 * random.random())
             delay = min(exc.retry_after, MAX_DELAY_SECONDS) if exc.retry_after else backoff
             log.info("%s send failed (%s); retry %d in %.1f s", adapter.kind.value, exc.message, attempt, delay)
+            if on_retry is not None:
+                on_retry()
             await sleep(delay)

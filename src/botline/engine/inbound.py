@@ -29,6 +29,8 @@ from botline.engine.sessions import SessionService
 from botline.gateway.caller import CallSource
 from botline.gateway.errors import GatewayError
 from botline.gateway.transcription import Transcriber
+from botline.logs import bind_turn
+from botline.metrics import Metrics
 from botline.store.base import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,9 @@ Adapters = Mapping[IntegrationType, ChannelAdapter[Any]]
 class InboundEngine:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
-        transcriber: Transcriber, max_upload_bytes: int, max_concurrent_turns: int = 8,
+        transcriber: Transcriber, max_upload_bytes: int, metrics: Metrics, max_concurrent_turns: int = 8,
     ) -> None:
+        self._metrics = metrics
         self._turn_slots = asyncio.Semaphore(max_concurrent_turns)
         self._store = store
         self._chat = chat
@@ -80,6 +83,8 @@ class InboundEngine:
             # Shielded: a provider that hangs up mid-write must not leave a half-done record behind.
             if await asyncio.shield(self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS)):
                 recorded += 1
+            else:
+                self._metrics.duplicates(CALL_SOURCES[kind].channel).inc()
             # A re-delivery kicks too: if the first delivery's request was cut off after recording,
             # this is what makes sure its message is answered.
             self.kick(record.chat)
@@ -108,6 +113,8 @@ class InboundEngine:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def _work(self, chat: ChatKey) -> None:
+        channel = CALL_SOURCES[chat.integration].channel
+        bind_turn(channel)  # this task's log lines; the session is added once known
         wake = self._wake[chat]
         try:
             while True:
@@ -131,8 +138,9 @@ class InboundEngine:
                 async with self._turn_slots, self._locks.hold(f"chat:{chat.text()}"):
                     records = await self._store.inbound.pending(chat)  # another replica may have answered
                     if records:
+                        self._metrics.merged(channel).inc(len(records) - 1)
                         await self._answer(chat, client, integration, records)
-                        await self._store.inbound.complete(chat, [r.id for r in records])
+                        await self._mark_answered(chat, [r.id for r in records])
         except StoreError as exc:
             # The store is down or saturated: try again shortly rather than leave the chat unanswered
             # until its next message or a restart.
@@ -143,6 +151,17 @@ class InboundEngine:
         finally:
             self._workers.pop(chat, None)
             self._wake.pop(chat, None)
+
+    async def _mark_answered(self, chat: ChatKey, record_ids: list[str]) -> None:
+        """The reply is out: retried in place while the Store is away, because running the whole
+        answer again later would send the reply a second time."""
+        while True:
+            try:
+                await self._store.inbound.complete(chat, record_ids)
+                return
+            except StoreError as exc:
+                log.warning("reply to %s sent; marking it answered failed (%s), retrying", chat.text(), exc)
+                await asyncio.sleep(STORE_RETRY_SECONDS)
 
     def _retry_later(self, chat: ChatKey) -> None:
         loop = asyncio.get_running_loop()
@@ -166,6 +185,7 @@ class InboundEngine:
         session = await self._sessions.for_channel(
             client, tag=chat.external_user_id, lifetime=integration.session_duration or DEFAULT_SESSION_DURATION
         )
+        bind_turn(CALL_SOURCES[chat.integration].channel, session_id=session.id, gateway=client.ai_gateway_id)
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
             await self.deliver(chat, client, integration, usage, session=session)
@@ -235,10 +255,13 @@ class InboundEngine:
             text, limit=adapter.max_text_length,
             by_paragraph=client.client_parameters.split_answer_into_message_chunks, length=adapter.text_length,
         )
+        provider = CALL_SOURCES[chat.integration].channel
         try:
             for chunk in chunks:
-                await send_with_retries(adapter, integration, chat.chat_id, chunk)
+                await send_with_retries(adapter, integration, chat.chat_id, chunk,
+                                        on_retry=self._metrics.send_retries(provider).inc)
         except DeliveryError as exc:
+            self._metrics.send_failures(provider).inc()
             log.error("reply to %s not delivered after retries: %s", chat.text(), exc.message)
             if session is not None:
                 session = await self._store.sessions.get(session.account_id, session.id) or session  # post-turn

@@ -2,7 +2,10 @@
 
 A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key, or a
 row in the SQLite file) keeps other replicas out. The lease is refreshed while held, so a long turn
-keeps it, and it expires on its own if the holder dies.
+keeps it, and it expires on its own if the holder dies. Losing the Store for a moment while holding a
+lease is not the holder's failure: a refresh that fails is tried again, a release that fails is
+retried in the background until the Store is back (or the lease has expired anyway), and the work
+done under it stands.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from botline.store.base import LockRepository
+from botline.store.base import LockRepository, StoreError
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 15.0
 FIRST_POLL_SECONDS = 0.02
 MAX_POLL_SECONDS = 0.5
+RELEASE_RETRY_SECONDS = 0.5
 
 
 class SessionLocks:
@@ -28,6 +32,7 @@ class SessionLocks:
         self._lease_seconds = lease_seconds
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
@@ -43,7 +48,7 @@ class SessionLocks:
                     refresher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await refresher
-                    await asyncio.shield(self._leases.release(name, token))
+                    await asyncio.shield(self._release(name, token))
         finally:
             self._users[name] -= 1
             if not self._users[name]:
@@ -56,9 +61,34 @@ class SessionLocks:
             delay = min(delay * 2, MAX_POLL_SECONDS)
         return token
 
+    async def _release(self, name: str, token: str) -> None:
+        try:
+            await self._leases.release(name, token)
+        except StoreError as exc:
+            # Not waited for: the holder's result (or its 503) must not wait for the Store to return.
+            log.warning("could not release the lease on %s (%s); retrying in the background", name, exc)
+            task = asyncio.create_task(self._release_later(name, token))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release_later(self, name: str, token: str) -> None:
+        """Without this a chat would stay locked after a Store outage until its lease expired."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._lease_seconds
+        while loop.time() < give_up_at:
+            await asyncio.sleep(RELEASE_RETRY_SECONDS)
+            with contextlib.suppress(StoreError):
+                await self._leases.release(name, token)
+                return
+
     async def _refresh(self, name: str, token: str) -> None:
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
-            if not await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds):
+            try:
+                held = await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds)
+            except StoreError as exc:
+                log.warning("could not refresh the lease on %s (%s); trying again", name, exc)
+                continue
+            if not held:
                 log.warning("lost the lease on %s while holding it", name)
                 return

@@ -15,6 +15,18 @@ class CallSource(StrEnum):
     OPENAI_COMPATIBLE = "OpenAiCompatible"
     SCHEDULER = "Scheduler"
 
+    @property
+    def channel(self) -> str:
+        """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, v1, scheduler."""
+        return _CHANNELS[self]
+
+
+_CHANNELS = {
+    CallSource.WEB_CHAT: "webchat", CallSource.TELEGRAM: "telegram", CallSource.ZAPI: "zapi",
+    CallSource.EVOLUTION: "evolution", CallSource.KAPSO: "kapso", CallSource.OPENAI_COMPATIBLE: "v1",
+    CallSource.SCHEDULER: "scheduler",
+}
+
 
 @dataclass(frozen=True)
 class Caller:

@@ -10,6 +10,7 @@ every chunk. The body we send is plain JSON already.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +47,8 @@ class Round:
     finish_reason: str = "stop"
     usage: TokenUsage | None = None
     model: str = ""
+    first_delta_at: float | None = None
+    """`time.perf_counter()` at the first text or reasoning delta of a streamed call."""
 
 
 def _usage(data: Any) -> TokenUsage | None:
@@ -122,9 +125,11 @@ async def stream(client: openai.AsyncOpenAI, request: dict[str, Any], sink: Delt
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     if text := delta.get("content"):
+                        result.first_delta_at = result.first_delta_at or time.perf_counter()
                         content.append(text)
                         await sink.text(text)
                     if thought := _reasoning_of(delta):
+                        result.first_delta_at = result.first_delta_at or time.perf_counter()
                         reasoning.append(thought)
                         await sink.reasoning(thought)
                     for call_delta in delta.get("tool_calls") or ():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,7 @@ from botline.gateway.llm import ClientPool
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters, approximate, message_text
 from botline.gateway.tools import ProtocolFunctionTool, Tool, ToolSet
+from botline.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ class PipelineServices:
     usage: UsageRecorder
     settings: LLMSettings
     clock: Clock
+    metrics: Metrics
     extensions: list[TurnExtension] = field(default_factory=list)
 
 
@@ -196,11 +199,13 @@ class TurnPipeline:
             account_id=gateway.account_id, gateway_id=gateway.id, model=gateway.parameters.model_name,
             session_id=request.caller.session_id, at=self._s.clock.now(),
         )
+        started = time.perf_counter()
         try:
             answer = await (stream(client, body, sink) if request.stream else complete(client, body))
         except GatewayError:
             record.error = True
             self._s.usage.add(record)
+            self._s.metrics.model_error(record.model)
             raise
         except asyncio.CancelledError:
             self._s.usage.add(record)
@@ -213,6 +218,11 @@ class TurnPipeline:
         record.input_tokens = answer.usage.prompt_tokens
         record.output_tokens = answer.usage.completion_tokens
         self._s.usage.add(record)
+        self._s.metrics.model_call(
+            record.model, time.perf_counter() - started, prompt_tokens=record.input_tokens,
+            completion_tokens=record.output_tokens,
+            first_token_seconds=None if answer.first_delta_at is None else answer.first_delta_at - started,
+        )
         return answer
 
     def _request_body(

@@ -27,6 +27,8 @@ from botline.engine.inbound import CALL_SOURCES, InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.caller import CallSource
 from botline.gateway.errors import GatewayError
+from botline.logs import bind_turn
+from botline.metrics import Metrics
 from botline.scheduler.targets import INTEGRATION_OF
 from botline.scheduler.timing import TimingError, missed_decision, next_occurrence
 from botline.store.base import Store
@@ -47,8 +49,10 @@ class _Result:
 class ScheduleActivator:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, inbound: InboundEngine,
-        adapters: dict[IntegrationType, ChannelAdapter[Any]], clock: Clock, settings: SchedulerSettings,
+        adapters: dict[IntegrationType, ChannelAdapter[Any]], clock: Clock, settings: SchedulerSettings, *,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._chat = chat
         self._sessions = sessions
@@ -58,12 +62,15 @@ class ScheduleActivator:
         self._settings = settings
 
     async def activate(self, item: ScheduledItem, fire_time: datetime) -> None:
+        bind_turn(CallSource.SCHEDULER.channel)  # this firing's task; chat.submit adds the session and gateway
         now = self._clock.now()
         if missed_decision(fire_time, now, timedelta(seconds=self._settings.misfire_grace_seconds)):
+            self._metrics.lateness_seconds.observe(max((now - fire_time).total_seconds(), 0.0))
             result = await self._run(item, fire_time)
         else:
             result = _Result(ActivationOutcome.MISSED, f"missed: botline was not running at {fire_time.isoformat()}")
         await self._record(item, fire_time, now, result)
+        self._metrics.activations(result.outcome.value).inc()
         log.info("schedule %s fired: %s", item.id, result.outcome.value)
 
     async def abandon(self, item: ScheduledItem, fire_time: datetime) -> None:
@@ -72,6 +79,7 @@ class ScheduleActivator:
             result = _Result(ActivationOutcome.FAILED, "failed: the replica firing it stopped; not retried, so that "
                              "it is never sent twice")
             await self._record(fresh, fire_time, self._clock.now(), result)
+            self._metrics.activations(result.outcome.value).inc()
 
     async def _record(self, item: ScheduledItem, fire_time: datetime, now: datetime, result: _Result) -> None:
         item.history = [*item.history, Activation(fire_time=fire_time, at=now, outcome=result.outcome,

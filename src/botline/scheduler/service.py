@@ -43,10 +43,8 @@ class Activator(Protocol):
 
 class Scheduler:
     def __init__(
-        self, store: Store, activator: Activator, clock: Clock, settings: SchedulerSettings, *,
-        grace_seconds: float = 30.0,
+        self, store: Store, activator: Activator, clock: Clock, settings: SchedulerSettings,
     ) -> None:
-        self._grace_seconds = grace_seconds
         self._firing: set[asyncio.Task[None]] = set()
         self._store = store
         self._activator = activator
@@ -63,14 +61,14 @@ class Scheduler:
         await self.sync()
         self._syncer.start()
 
-    async def close(self) -> None:
-        """Stops the timers, then lets firings already under way finish (up to the grace period):
-        a claimed firing that is cut short would never be sent."""
+    async def close(self, grace_seconds: float | None = None) -> None:
+        """Stops the timers, then lets firings already under way finish (up to `grace_seconds`; None:
+        no limit): a claimed firing that is cut short is never sent, only recorded as missed."""
         await self._syncer.close()
         if self._aps.running:
             self._aps.shutdown(wait=False)
         if self._firing:
-            _, late = await asyncio.wait(self._firing, timeout=self._grace_seconds)
+            _, late = await asyncio.wait(set(self._firing), timeout=grace_seconds)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)

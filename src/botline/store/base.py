@@ -7,11 +7,12 @@ enforced at the storage boundary and not only in the HTTP layer.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
@@ -25,25 +26,58 @@ from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 C = TypeVar("C")
 
 
+StoreErrorListener = Callable[[str, str], None]
+"""Hears of every failed Store operation: (operation, error kind), e.g. ("RedisSessions.get", "unavailable")."""
+
+
 def wrap_public_coroutines(cls: type[C], wrap: Callable[[Any], Any]) -> type[C]:
     """Applies `wrap` to every public coroutine method `cls` defines: how each backend maps its own
-    driver errors to StoreError subclasses at one boundary."""
+    driver errors to StoreError subclasses at one boundary, where they are also reported."""
     for name, member in list(vars(cls).items()):
         if not name.startswith("_") and inspect.iscoroutinefunction(member):
-            setattr(cls, name, wrap(member))
+            setattr(cls, name, _reported(wrap(member), member.__qualname__))
     return cls
+
+
+def _reported(method: Callable[..., Any], operation: str) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(self: ReportsErrors, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except StoreError as exc:
+            if self.error_listener is not None and not exc.reported:  # once, when one operation calls another
+                exc.reported = True
+                self.error_listener(operation, exc.kind)
+            raise
+
+    return wrapper
+
+
+class ReportsErrors:
+    """What every repository and store shares: who hears of its failures (the app's metrics)."""
+
+    error_listener: StoreErrorListener | None = None
 
 
 class StoreError(Exception):
     """Root of every storage failure."""
 
+    kind: ClassVar[str] = "error"
+    reported: bool = False
+
 
 class StoreUnavailable(StoreError):
     """The backend cannot be reached right now (maps to 503)."""
 
+    kind = "unavailable"
+    public_message = "Storage is unavailable right now; try again shortly."
+    """What a client is told (the exception's own text names hosts and ports: it goes to the log)."""
+
 
 class ConflictError(StoreError):
     """A uniqueness rule was broken (maps to 409)."""
+
+    kind = "conflict"
 
 
 class AccountRepository(ABC):
@@ -325,7 +359,7 @@ class LockRepository(ABC):
         """Frees the lease if `token` still holds it."""
 
 
-class Store(ABC):
+class Store(ReportsErrors, ABC):
     """The persistence boundary. Use as `async with await open_store(url) as store:`."""
 
     accounts: AccountRepository
@@ -340,6 +374,13 @@ class Store(ABC):
     locks: LockRepository
     memories: MemoryRepository
     schedules: ScheduleRepository
+
+    def report_errors(self, listener: StoreErrorListener) -> None:
+        """Tells `listener` of every StoreError the store and its repositories raise."""
+        self.error_listener = listener
+        for part in vars(self).values():
+            if isinstance(part, ReportsErrors):
+                part.error_listener = listener
 
     @abstractmethod
     async def ping(self) -> None:

@@ -246,14 +246,19 @@ class RedisStore(Store):
         self.schedules = RedisSchedules(client, keys)
 
     @classmethod
-    async def from_url(cls, url: str, *, prefix: str = "botline", max_connections: int = 200) -> RedisStore:
+    async def from_url(
+        cls, url: str, *, prefix: str = "botline", max_connections: int = 200, timeout_seconds: float = 5.0
+    ) -> RedisStore:
         """A store owning a new client for `url` (redis://, rediss:// or unix://); connects lazily.
 
         The pool blocks (up to POOL_WAIT_SECONDS) when every connection is busy: redis-py's default
-        pool fails at once instead, which under load turned into 503s on webhooks.
+        pool fails at once instead, which under load turned into 503s on webhooks. `timeout_seconds`
+        bounds a connect and each reply, so a Redis that stops answering (frozen, partitioned) costs a
+        request that long, then a 503; a stopped Redis refuses connections and fails at once.
         """
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, decode_responses=True
+            url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, decode_responses=True,
+            socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
         )
         return cls(Redis(connection_pool=pool), prefix, owns_client=True)
 

@@ -17,7 +17,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from botline.store.base import ConflictError, StoreUnavailable, wrap_public_coroutines
+from botline.store.base import ConflictError, ReportsErrors, StoreUnavailable, wrap_public_coroutines
 from botline.store.keys import RedisKeys
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -27,7 +27,12 @@ C = TypeVar("C")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-UNAVAILABLE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+# A Redis that is down, slow, full (OOM under noeviction) or a replica mid-failover cannot take writes: all
+# of them answer 503 and are retried, never 500.
+UNAVAILABLE_ERRORS = (
+    redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError, redis_errors.MasterDownError,
+)
 
 
 def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -93,7 +98,7 @@ def _epoch_seconds(moment: datetime) -> float:
     return moment.timestamp()
 
 
-class _Repo:
+class _Repo(ReportsErrors):
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
         self._redis = client
         self._keys = keys

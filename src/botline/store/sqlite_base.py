@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 import aiosqlite
 from pydantic import BaseModel
 
-from botline.store.base import ConflictError, StoreUnavailable, wrap_public_coroutines
+from botline.store.base import ConflictError, ReportsErrors, StoreUnavailable, wrap_public_coroutines
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 T = TypeVar("T")
@@ -46,7 +46,7 @@ def _load_all(model_type: type[ModelT], rows: Iterable[sqlite3.Row]) -> list[Mod
     return [model_type.model_validate_json(row[0]) for row in rows]
 
 
-class _Repo:
+class _Repo(ReportsErrors):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 

@@ -22,6 +22,7 @@ from botline.api import (
     memories,
     metrics,
     openai_compat,
+    openapi,
     public_chat,
     webhooks,
 )
@@ -171,7 +172,7 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, metrics,
+        hook_schedules, memories, metrics, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

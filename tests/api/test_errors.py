@@ -250,3 +250,13 @@ async def test_secrets_never_reach_logs_or_get_responses(
         for secret in secrets:
             assert secret not in text
         assert not FULL_KEY.search(text), text
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "..%2F..%2Fapi%2Fhttp.py", "vendor", "nothing.css"],
+                         ids=["name-too-long", "traversal", "folder", "missing"])
+async def test_a_static_file_that_cannot_be_served_is_a_json_404(server: RunningServer, name: str) -> None:
+    # A name longer than the OS allows used to be a 500 from aiohttp's static route.
+    status, headers, text = await raw(server, "GET", f"/static/{name}", key="")
+    assert status == 404 and headers["Content-Type"].startswith("application/json") and '"message"' in text
+    status, headers, text = await raw(server, "GET", "/static/chat.css", key="")
+    assert status == 200 and headers["Content-Type"].startswith("text/css") and text

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 
 from botline.accounts import expiry, issue_key, masked, new_salt
 from botline.api.http import ApiError, client_address, json_response, message_response, not_found, read_model
+from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import principal, services
 from botline.domain.accounts import Account, AccountParameters
 from botline.domain.base import CamelModel
@@ -56,6 +57,7 @@ def account_view(account: Account) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/accounts/api-key")
+@documented("List the account's API keys (masked) and its webhook salt.")
 async def list_keys(request: web.Request) -> web.Response:
     account = principal(request).account
     keys = await services(request).store.api_keys.list_for_account(account.id)
@@ -70,6 +72,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/accounts/api-key")
+@documented("Create an API key; the answer shows it once.", body=CreateKeyRequest)
 async def create_key(request: web.Request) -> web.Response:
     body = await read_model(request, CreateKeyRequest)
     svc = services(request)
@@ -80,6 +83,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/accounts/api-key/{key_id}")
+@documented("Delete an API key of the account.", answer=MessageAnswer)
 async def delete_key(request: web.Request) -> web.Response:
     svc = services(request)
     key_id = request.match_info["key_id"]
@@ -90,6 +94,7 @@ async def delete_key(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/accounts")
+@documented("Change the account's name or parameters.", body=UpdateAccountRequest, answer=MessageAnswer)
 async def update_account(request: web.Request) -> web.Response:
     body = await read_model(request, UpdateAccountRequest)
     svc = services(request)
@@ -106,6 +111,7 @@ async def update_account(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/accounts/roll-salt")
+@documented("Replace the salt that webhook URLs are built on.")
 async def roll_salt(request: web.Request) -> web.Response:
     svc = services(request)
     account = await svc.store.accounts.get(principal(request).account.id)
@@ -119,6 +125,7 @@ async def roll_salt(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/login")
+@documented("Exchange a login key for an access token.", access=Access.PUBLIC, body=LoginRequest)
 async def login(request: web.Request) -> web.Response:
     """Exchanges a login key (any valid API key of the account) for a 180-day access token."""
     svc = services(request)
@@ -142,6 +149,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/information/balance")
+@documented("Balance, plan and recorded usage of the account.")
 async def balance(request: web.Request) -> web.Response:
     """Real recorded usage; billing is off, so `balance` is null (unlimited) unless an admin set one."""
     svc = services(request)

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import Field
 
 from botline.api.http import ApiError, json_response, message_response, not_found, read_model
+from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import principal, services
 from botline.domain.accounts import Account, Plan
 from botline.domain.base import CamelModel
@@ -49,6 +50,10 @@ async def _target(request: web.Request) -> Account:
 
 
 @routes.get("/api/v1/admin/accounts")
+@documented(
+    "List accounts.", access=Access.ADMIN,
+    query={"query": "Searches id, name and email.", "viewMode": "`disabled` lists only disabled accounts."},
+)
 async def list_accounts(request: web.Request) -> web.Response:
     """?query= searches id, name and email; ?viewMode=disabled lists only disabled accounts."""
     _require_admin(request)
@@ -64,12 +69,14 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/admin/accounts/{account_id}")
+@documented("View an account.", access=Access.ADMIN)
 async def get_account(request: web.Request) -> web.Response:
     account = await _target(request)
     return json_response({**admin_account_view(account), "parameters": account.parameters.wire()})
 
 
 @routes.patch("/api/v1/admin/accounts/{account_id}")
+@documented("Change an account.", access=Access.ADMIN, body=AccountPatch, answer=MessageAnswer)
 async def patch_account(request: web.Request) -> web.Response:
     account = await _target(request)
     patch = await read_model(request, AccountPatch)
@@ -82,6 +89,7 @@ async def patch_account(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/admin/accounts/{account_id}/usage")
+@documented("Recorded usage of an account, per model.", access=Access.ADMIN)
 async def account_usage(request: web.Request) -> web.Response:
     account = await _target(request)
     svc = services(request)
@@ -96,6 +104,7 @@ async def account_usage(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/admin/accounts/{account_id}/balance-adjustments")
+@documented("Adjust an account's balance.", access=Access.ADMIN, body=BalanceAdjustment)
 async def adjust_balance(request: web.Request) -> web.Response:
     """Balances are informational while billing is off: inference is never blocked by them."""
     account = await _target(request)

@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_model
 from botline.api.integrations import integrations_view
+from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
@@ -28,6 +29,15 @@ class ChatClientBody(CamelModel):
     ai_gateway_id: str | None = None
     limiting_parameters: LimitingParameters = Field(default_factory=LimitingParameters)
     client_parameters: ClientParameters
+
+
+class ChatClientPatch(CamelModel):
+    """The sections given are merged shallowly into the stored ones (arrays are replaced whole)."""
+
+    name: str | None = None
+    ai_gateway_id: str | None = None
+    limiting_parameters: dict[str, Any] | None = None
+    client_parameters: dict[str, Any] | None = None
 
 
 class SessionBody(CamelModel):
@@ -62,18 +72,12 @@ async def _check_gateway(svc: Services, account_id: str, gateway_id: str | None)
         raise ApiError(400, "Invalid value for aiGatewayId: no AI gateway of this account has that id.")
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    return data
-
-
 def talk_url(svc: Services, session: Session) -> str:
     return f"{svc.settings.server.base_url}/chat/{session.access_key}"
 
 
 @routes.get("/api/v1/web-chat-client")
+@documented("List the account's web chat clients.")
 async def list_clients(request: web.Request) -> web.Response:
     svc = services(request)
     account_id = principal(request).account.id
@@ -93,8 +97,9 @@ async def list_clients(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/web-chat-client")
+@documented("Create a web chat client.", body=ChatClientBody)
 async def create_client(request: web.Request) -> web.Response:
-    body = parse_model(ChatClientBody, await _body(request))
+    body = await read_model(request, ChatClientBody)
     svc = services(request)
     account_id = principal(request).account.id
     await _check_gateway(svc, account_id, body.ai_gateway_id)
@@ -107,6 +112,7 @@ async def create_client(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/web-chat-client/{id}")
+@documented("View a web chat client and its integrations (secrets masked).")
 async def view_client(request: web.Request) -> web.Response:
     client = await _owned(request)
     svc = services(request)
@@ -123,18 +129,18 @@ async def view_client(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/web-chat-client/{id}")
+@documented("Change a web chat client.", body=ChatClientPatch, answer=MessageAnswer)
 async def edit_client(request: web.Request) -> web.Response:
     """clientParameters and limitingParameters are merged shallowly; arrays are replaced whole."""
     client = await _owned(request)
-    patch = await _body(request)
+    patch = await read_model(request, ChatClientPatch)
     current = client.wire()
-    merged: dict[str, Any] = {"name": patch.get("name", client.name),
-                              "aiGatewayId": patch.get("aiGatewayId", client.ai_gateway_id)}
-    for section in ("clientParameters", "limitingParameters"):
-        given = patch.get(section) or {}
-        if not isinstance(given, dict):
-            raise ApiError(400, f"Invalid value for {section}: must be an object.")
-        merged[section] = {**current[section], **given}
+    gateway_id = patch.ai_gateway_id if "ai_gateway_id" in patch.model_fields_set else client.ai_gateway_id
+    merged: dict[str, Any] = {
+        "name": patch.name if patch.name is not None else client.name, "aiGatewayId": gateway_id,
+        "clientParameters": {**current["clientParameters"], **(patch.client_parameters or {})},
+        "limitingParameters": {**current["limitingParameters"], **(patch.limiting_parameters or {})},
+    }
     body = parse_model(ChatClientBody, merged)
     svc = services(request)
     await _check_gateway(svc, client.account_id, body.ai_gateway_id)
@@ -147,6 +153,7 @@ async def edit_client(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/web-chat-client/{id}")
+@documented("Delete a web chat client and its sessions.", answer=MessageAnswer)
 async def delete_client(request: web.Request) -> web.Response:
     client = await _owned(request)
     store = services(request).store
@@ -156,11 +163,11 @@ async def delete_client(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/web-chat-client/{id}/sessions")
+@documented("Open (or renew, by tag) a web-chat session.", body=SessionBody, body_required=False)
 async def create_session(request: web.Request) -> web.Response:
     """A tag with a live session returns that session, renewed, with its context updated."""
     client = await _owned(request)
-    data = await _body(request) if request.can_read_body else {}
-    body = parse_model(SessionBody, data)
+    body = await read_model(request, SessionBody) if request.can_read_body else SessionBody()
     svc = services(request)
     session = await svc.sessions.open(
         client, lifetime=timedelta(seconds=body.expires), tag=body.tag, extra_context=body.extra_context,
@@ -175,6 +182,7 @@ def _matches(session: Session, needle: str) -> bool:
 
 
 @routes.get("/api/v1/web-chat-client/{id}/sessions")
+@documented("List a web chat client's sessions.", query={"filter": "Searches id, access key, tag and context."})
 async def list_sessions(request: web.Request) -> web.Response:
     client = await _owned(request)
     needle = request.query.get("filter", "").strip().lower()
@@ -196,6 +204,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/web-chat-client/{id}/sessions/{session_id}")
+@documented("End and delete a web-chat session.", answer=MessageAnswer)
 async def delete_session(request: web.Request) -> web.Response:
     client = await _owned(request)
     svc = services(request)

@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from botline.api.http import ApiError
+from botline.api.openapi import Access, Answer, documented
 from botline.api.state import services
 from botline.domain.chat_clients import ChatClient
 
@@ -58,6 +60,10 @@ def render_page(client: ChatClient, access_key: str, *, poll_seconds: float) -> 
 
 
 @routes.get("/chat/{access_key}")
+@documented(
+    "The chat page.", access=Access.ACCESS_KEY, media_type="text/html",
+    answers={404: Answer("An expired or unknown session: an HTML page says so.", media_type="text/html")},
+)
 async def chat_page(request: web.Request) -> web.Response:
     svc = services(request)
     access_key = request.match_info["access_key"]
@@ -78,6 +84,10 @@ async def chat_page(request: web.Request) -> web.Response:
 
 
 @routes.get("/embed.js")
+@documented(
+    "The script that embeds the chat launcher in another site.", access=Access.PUBLIC,
+    media_type="application/javascript",
+)
 async def embed_script(request: web.Request) -> web.Response:
     return web.Response(
         body=EMBED_SCRIPT, content_type="application/javascript",
@@ -85,4 +95,17 @@ async def embed_script(request: web.Request) -> web.Response:
     )
 
 
-routes.static("/static", STATIC_ROOT)
+@routes.get("/static/{file:.+}")
+@documented("A static file of the chat page (CSS, scripts, vendored libraries).", access=Access.PUBLIC,
+            media_type=None)
+async def static_file(request: web.Request) -> web.FileResponse:
+    """Served by our own handler: aiohttp's static route answers 500 to a file name the OS refuses
+    (too long, for instance)."""
+    try:
+        path = (STATIC_ROOT / request.match_info["file"]).resolve()
+        found = path.is_relative_to(STATIC_ROOT.resolve()) and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise ApiError(404, "Not found.")
+    return web.FileResponse(path)

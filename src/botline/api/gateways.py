@@ -8,7 +8,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
-from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json, read_model
+from botline.api.http import json_response, message_response, not_found, parse_model, read_model
+from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.gateways import API_KEY_MASK, Gateway, GatewayParameters, restore_masked_headers
@@ -25,6 +26,13 @@ class GatewayBody(CamelModel):
     parameters: GatewayParameters
 
 
+class GatewayPatch(CamelModel):
+    """Top-level parameters given here replace the stored ones; a masked or absent apiKey keeps the old one."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    parameters: dict[str, Any] | None = None
+
+
 def gateway_view(gateway: Gateway) -> dict[str, Any]:
     return {"id": gateway.id, "name": gateway.name, "slug": gateway.slug, "parameters": gateway.public_parameters(),
             "createdAt": gateway.wire()["createdAt"], "updatedAt": gateway.wire()["updatedAt"]}
@@ -38,6 +46,7 @@ async def _owned(request: web.Request) -> Gateway:
 
 
 @routes.post("/api/v1/ai-gateways")
+@documented("Create an AI gateway.", body=GatewayBody)
 async def create(request: web.Request) -> web.Response:
     body = await read_model(request, GatewayBody)
     gateway = await create_gateway(services(request).store, principal(request).account.id, body.name, body.parameters)
@@ -45,6 +54,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/ai-gateways")
+@documented("List the account's AI gateways.", query={"filter": "Searches name, model, slug and id."})
 async def list_gateways(request: web.Request) -> web.Response:
     needle = request.query.get("filter", "").strip().lower()
     gateways = await services(request).store.gateways.list_for_account(principal(request).account.id)
@@ -57,25 +67,23 @@ async def list_gateways(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/ai-gateways/{id}")
+@documented("View an AI gateway (apiKey masked).")
 async def view(request: web.Request) -> web.Response:
     return json_response(gateway_view(await _owned(request)))
 
 
 @routes.patch("/api/v1/ai-gateways/{id}")
+@documented("Change an AI gateway.", body=GatewayPatch, answer=MessageAnswer)
 async def edit(request: web.Request) -> web.Response:
     """Merges the given top-level parameters into the stored ones; a masked or absent apiKey keeps the old one."""
     gateway = await _owned(request)
-    data = await read_json(request)
-    if not isinstance(data, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    patch = data.get("parameters") or {}
-    if not isinstance(patch, dict):
-        raise ApiError(400, "Invalid value for parameters: must be an object.")
+    data = await read_model(request, GatewayPatch)
+    patch = data.parameters or {}
     stored = gateway.parameters.wire()
     merged = {**stored, **restore_masked_headers(patch, stored)}
     if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK:
         merged["apiKey"] = gateway.parameters.api_key
-    body = parse_model(GatewayBody, {"name": data.get("name", gateway.name), "parameters": merged})
+    body = parse_model(GatewayBody, {"name": data.name or gateway.name, "parameters": merged})
     gateway.name, gateway.parameters = body.name, body.parameters
     svc = services(request)
     await save_gateway(svc.store, gateway, svc.clock)
@@ -84,6 +92,7 @@ async def edit(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/ai-gateways/{id}")
+@documented("Delete an AI gateway.", answer=MessageAnswer)
 async def delete(request: web.Request) -> web.Response:
     gateway = await _owned(request)
     svc = services(request)
@@ -93,6 +102,7 @@ async def delete(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/ai-gateways/{id}/validate")
+@documented("Check an AI gateway with a real, minimal model call.")
 async def validate(request: web.Request) -> web.Response:
     """A real, minimal call to the upstream with the stored credentials."""
     gateway = await _owned(request)
@@ -116,6 +126,7 @@ async def _totals(svc: Services, gateway: Gateway, hours: int | None) -> dict[st
 
 
 @routes.get("/api/v1/ai-gateways/{id}/stats")
+@documented("Usage statistics of an AI gateway.")
 async def stats(request: web.Request) -> web.Response:
     gateway = await _owned(request)
     svc = services(request)

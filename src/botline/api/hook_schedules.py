@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from botline.api.http import json_response, message_response, not_found
+from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import principal, services
 from botline.domain.chat_clients import ChatClient
 from botline.domain.schedules import ScheduledItem, ScheduleKind
@@ -54,6 +55,10 @@ def task_detail(item: ScheduledItem) -> dict[str, Any]:
 
 
 @routes.get(BASE)
+@documented(
+    "What the assistant scheduled for a web chat client's users.",
+    query={"external-user-id": "Only this user's items."},
+)
 async def list_hook_schedules(request: web.Request) -> web.Response:
     """inactiveUsers: users whose last delivered continuation is newer than their last message."""
     client = await _owned(request)
@@ -90,11 +95,13 @@ async def _item(request: web.Request, kind: ScheduleKind) -> ScheduledItem:
 
 
 @routes.get(BASE + "/schedules/{item_id}")
+@documented("View a one-shot schedule.")
 async def get_schedule(request: web.Request) -> web.Response:
     return json_response(schedule_detail(await _item(request, ScheduleKind.ONE_SHOT)))
 
 
 @routes.get(BASE + "/recurring/{item_id}")
+@documented("View a recurring task.")
 async def get_task(request: web.Request) -> web.Response:
     return json_response(task_detail(await _item(request, ScheduleKind.RECURRING)))
 
@@ -108,10 +115,12 @@ async def _cancel(request: web.Request, kind: ScheduleKind) -> web.Response:
 
 
 @routes.delete(BASE + "/schedules/{item_id}")
+@documented("Cancel a one-shot schedule.", answer=MessageAnswer)
 async def cancel_schedule(request: web.Request) -> web.Response:
     return await _cancel(request, ScheduleKind.ONE_SHOT)
 
 
 @routes.delete(BASE + "/recurring/{item_id}")
+@documented("Cancel a recurring task.", answer=MessageAnswer)
 async def cancel_task(request: web.Request) -> web.Response:
     return await _cancel(request, ScheduleKind.RECURRING)

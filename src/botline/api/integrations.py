@@ -6,13 +6,24 @@ from typing import Any
 
 from aiohttp import web
 
-from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_model
+from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import principal, services
+from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.integrations import FIELD_OF, MODEL_OF, IntegrationType, keep_masked_secrets, masked
 from botline.engine.channels import ChannelHub
 
 routes = web.RouteTableDef()
+
+
+class IntegrationsBody(CamelModel):
+    """One integration at a time: `integrationType` names the section of `integrations` that is saved
+    (`telegramIntegration`, `zapiIntegration`, `evolutionIntegration`, `kapsoIntegration`); masked
+    secrets keep the stored ones."""
+
+    integration_type: IntegrationType
+    integrations: dict[str, dict[str, Any]]
 
 
 def _kind(value: Any) -> IntegrationType:
@@ -45,14 +56,13 @@ async def _owned(request: web.Request) -> ChatClient:
 
 
 @routes.put("/api/v1/web-chat-client/{id}/integrations")
+@documented("Save a messaging integration and register its webhook.", body=IntegrationsBody)
 async def edit_integrations(request: web.Request) -> web.Response:
     client = await _owned(request)
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    kind = _kind(body.get("integrationType"))
-    section = (body.get("integrations") or {}).get(_alias(kind)) if isinstance(body.get("integrations"), dict) else None
-    if not isinstance(section, dict):
+    body = await read_model(request, IntegrationsBody)
+    kind = body.integration_type
+    section = body.integrations.get(_alias(kind))
+    if section is None:
         raise ApiError(400, f"Invalid value for integrations.{_alias(kind)}: an object is required for {kind.value}.")
     stored = client.integrations.of(kind)
     integration = parse_model(MODEL_OF[kind], keep_masked_secrets(section, stored))
@@ -68,6 +78,7 @@ async def edit_integrations(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/web-chat-client/{id}/integrations/{name}")
+@documented("Delete a messaging integration.", answer=MessageAnswer)
 async def delete_integration(request: web.Request) -> web.Response:
     client = await _owned(request)
     kind = _kind(request.match_info["name"])

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from botline.api.http import ApiError, json_response, not_found
+from botline.api.openapi import documented
 from botline.api.state import principal, services
 from botline.domain.memory import Memory, MemoryFormat
 
@@ -48,6 +49,10 @@ def _matches(memory: Memory, needle: str) -> bool:
 
 
 @routes.get("/api/v1/memories")
+@documented(
+    "List the account's memories.",
+    query={"format": "Only memories of this format.", "filter": "Searches id, content and user."},
+)
 async def list_memories(request: web.Request) -> web.Response:
     format = _optional_format(request)
     needle = request.query.get("filter", "").strip().lower()
@@ -58,6 +63,7 @@ async def list_memories(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/memories/{id}")
+@documented("View a memory.")
 async def view_memory(request: web.Request) -> web.Response:
     svc = services(request)
     memory = await svc.store.memories.get(principal(request).account.id, request.match_info["id"],
@@ -71,6 +77,11 @@ async def view_memory(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/memories")
+@documented(
+    "Delete one memory (?id=) or a user's memories (?externalUserId=&format=).",
+    query={"id": "A memory id.", "externalUserId": "Deletes this user's memories (ignoring all from its first @).",
+           "format": "The memories' format; required with externalUserId."},
+)
 async def delete_memories(request: web.Request) -> web.Response:
     memory_id = request.query.get("id", "").strip()
     user = request.query.get("externalUserId", "").strip()

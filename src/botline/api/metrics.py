@@ -11,6 +11,7 @@ import hmac
 from aiohttp import web
 
 from botline.api.http import ApiError
+from botline.api.openapi import Access, documented
 from botline.api.state import services
 
 routes = web.RouteTableDef()
@@ -21,7 +22,9 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @routes.get("/metrics")
+@documented("Prometheus metrics (text format).", access=Access.PUBLIC, media_type="text/plain")
 async def metrics(request: web.Request) -> web.Response:
+    """Open unless server.metrics_token is set; then it needs `Authorization: Bearer <token>`."""
     svc = services(request)
     token = svc.settings.server.metrics_token
     if token is not None:

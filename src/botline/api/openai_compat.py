@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from botline.api.http import ApiError, json_response, read_json
+from botline.api.http import ApiError, json_response, read_model
+from botline.api.openapi import documented
 from botline.api.sse import PING_INTERVAL_SECONDS, SseStream
 from botline.api.state import principal, services
 from botline.domain.conversations import TokenUsage
@@ -28,12 +30,12 @@ from botline.metrics import Outcome
 routes = web.RouteTableDef()
 
 CHANNEL = CallSource.OPENAI_COMPATIBLE.channel
-HANDLED_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "tools", "user", "metadata", "n"})
 NO_PING = "no-ping"
 DONE_FRAME = b"[DONE]"
 
 
 @routes.get("/v1/models")
+@documented("OpenAI model list: the account's AI gateways.")
 async def list_models(request: web.Request) -> web.Response:
     account = principal(request).account
     gateways = await services(request).store.gateways.list_for_account(account.id)
@@ -58,28 +60,33 @@ async def _gateway(request: web.Request, model: str) -> Gateway:
     return gateway
 
 
-def _turn_request(gateway: Gateway, body: dict[str, Any]) -> TurnRequest:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "messages must be a non-empty array of message objects.")
-    if body.get("n", 1) != 1:
+class ChatCompletionBody(BaseModel):
+    """OpenAI's chat completion request. Fields not named here (temperature, max_tokens...) are passed
+    to the upstream; the gateway's own parameters win where both are set."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, description="An AI gateway id or slug (see GET /v1/models).")
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    user: str | None = Field(default=None, description="The external user id: keys memories and schedules.")
+    metadata: dict[str, Any] | None = Field(default=None, description="Strings that reach protocol functions.")
+    n: int = 1
+
+
+def _turn_request(gateway: Gateway, body: ChatCompletionBody) -> TurnRequest:
+    if body.n != 1:
         raise ApiError(400, "Only n = 1 is supported.")
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ApiError(400, "tools must be an array.")
-    user = body.get("user")
-    metadata = body.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ApiError(400, "metadata must be an object of strings.")
     caller = Caller(
         call_source=CallSource.OPENAI_COMPATIBLE, account_id=gateway.account_id,
-        external_user_id=str(user) if user else None,
-        metadata={str(k): str(v) for k, v in metadata.items()},
+        external_user_id=body.user or None,
+        metadata={str(k): str(v) for k, v in (body.metadata or {}).items()},
     )
     return TurnRequest(
-        gateway=gateway, messages=messages, caller=caller, client_tools=tools or None,
-        client_parameters={k: v for k, v in body.items() if k not in HANDLED_FIELDS},
-        stream=bool(body.get("stream")),
+        gateway=gateway, messages=body.messages, caller=caller, client_tools=body.tools or None,
+        client_parameters=dict(body.model_extra or {}), stream=body.stream,
     )
 
 
@@ -166,14 +173,12 @@ async def _run(request: web.Request, turn: TurnRequest, sink: TurnSink | None = 
 
 
 @routes.post("/v1/chat/completions")
+@documented(
+    "OpenAI chat completion through an AI gateway, streamed (SSE) or not.", body=ChatCompletionBody, upstream=True,
+)
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "model is required: an AI gateway id or slug.")
-    turn = _turn_request(await _gateway(request, model), body)
+    body = await read_model(request, ChatCompletionBody)
+    turn = _turn_request(await _gateway(request, body.model), body)
     bind_turn(CHANNEL, gateway=turn.gateway.id)
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if not turn.stream:
@@ -182,8 +187,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     stream = SseStream(request, open_streams=services(request).metrics.open_streams(CHANNEL),
                        ping_interval=None if no_ping else PING_INTERVAL_SECONDS)
     writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name)
-    stream_options = body.get("stream_options")
-    include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
+    include_usage = bool((body.stream_options or {}).get("include_usage"))
     try:
         try:
             result = await _run(request, turn, writer)

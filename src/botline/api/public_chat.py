@@ -11,6 +11,7 @@ from pydantic import Field
 
 from botline.api.culture import CULTURES, pick_language
 from botline.api.http import ApiError, json_response, message_response, parse_model, read_json
+from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.sse import SseStream
 from botline.api.state import services
 from botline.domain.base import CamelModel
@@ -74,6 +75,7 @@ def _chat_title(messages: list[Message], client: ChatClient) -> str:
 
 
 @routes.get(BASE)
+@documented("The chat page's data: messages, culture, client settings.", access=Access.ACCESS_KEY)
 async def session_info(request: web.Request) -> web.Response:
     session, client = await _session(request)
     messages = await services(request).store.messages.list(session.id)
@@ -99,6 +101,11 @@ def _wants_stream(request: web.Request) -> bool:
 
 
 @routes.post(BASE + "/prompt")
+@documented(
+    "Send a message; the answer comes whole, or as SSE events with ?stream=true.", access=Access.ACCESS_KEY,
+    body=PromptBody, query={"stream": "`true` answers with SSE events (also when Accept is text/event-stream)."},
+    upstream=True,
+)
 async def prompt(request: web.Request) -> web.StreamResponse:
     session, client = await _session(request)
     data = await read_json(request)
@@ -151,6 +158,7 @@ async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
 
 
 @routes.delete(BASE)
+@documented("Cancel the answer being written.", access=Access.ACCESS_KEY, answer=MessageAnswer)
 async def cancel(request: web.Request) -> web.Response:
     session, _ = await _session(request)
     await services(request).chat.cancel(session.id)
@@ -158,6 +166,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 @routes.post(BASE + "/retry")
+@documented("Drop the last answer so the last user message can be sent again.", access=Access.ACCESS_KEY, status=204)
 async def retry(request: web.Request) -> web.Response:
     session, _ = await _session(request)
     if not await services(request).chat.retry(session):
@@ -166,6 +175,7 @@ async def retry(request: web.Request) -> web.Response:
 
 
 @routes.post(BASE + "/reset")
+@documented("Empty the conversation.", access=Access.ACCESS_KEY, status=204)
 async def reset(request: web.Request) -> web.Response:
     """Empties the conversation ("New conversation"); the session and its key stay valid."""
     session, _ = await _session(request)
@@ -176,6 +186,7 @@ async def reset(request: web.Request) -> web.Response:
 
 
 @routes.get(BASE + "/transcript.json")
+@documented("Download the conversation as JSON.", access=Access.ACCESS_KEY)
 async def transcript(request: web.Request) -> web.Response:
     session, _ = await _session(request)
     messages = await services(request).store.messages.list(session.id)

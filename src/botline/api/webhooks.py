@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from botline.api.http import ApiError, json_response
+from botline.api.openapi import Access, JsonObject, documented
 from botline.api.state import services
 from botline.channels.base import WebhookRejected
 from botline.domain.integrations import IntegrationType, webhook_token
@@ -25,6 +26,10 @@ UNKNOWN = "Not found."
 
 
 @routes.post("/api/v1/webhooks/{integration_type}/{client_id}/{token}")
+@documented(
+    "Receive a provider's webhook; answered once recorded, before any model call.", access=Access.WEBHOOK,
+    body=JsonObject,
+)
 async def receive(request: web.Request) -> web.Response:
     started = time.perf_counter()
     svc = services(request)
@@ -50,6 +55,8 @@ async def receive(request: web.Request) -> web.Response:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "The webhook body is not valid JSON.") from exc
+    if not isinstance(payload, dict):
+        raise ApiError(400, "The webhook body must be a JSON object.")
     parsed = adapter.parse(integration, payload)
     recorded = await svc.inbound.accept(client, kind, parsed.messages)
     svc.metrics.webhook_ack_seconds(CALL_SOURCES[kind].channel).observe(time.perf_counter() - started)

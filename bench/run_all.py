@@ -30,8 +30,8 @@ Runner = Callable[[argparse.Namespace], tuple[str, dict[str, Any]]]
 
 
 def _proxy_latency(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    result = proxy_latency.run(quick=args.quick, with_profile=not args.no_profile, out_dir=RESULTS,
-                               log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = proxy_latency.run(quick=args.quick, with_profile=not args.no_profile, out_dir=RESULTS, log=_log,
+                               with_litellm=not args.no_litellm)
     text = [proxy_latency.table(result)]
     text += [profile.report(summary) for summary in result.profiles]
     text.append(f"\n({result.seconds} s)")
@@ -92,6 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="Run botline's benchmarks.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests (a smoke run)")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
+    parser.add_argument("--no-litellm", action="store_true",
+                        help="leave LiteLLM out of proxy_latency (it is installed into bench/.litellm-venv on first use)")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ N = 1, 2, 3 and every N shares the machine's drift.
   i mod N, a fresh session every 10 prompts (as in bench.webchat).
 - inbound webhooks: closed loop over USERS chats: each chat sends its next Z-API message when the
   answer to the previous one reached the fake Z-API; messages go round-robin over the N replicas (any
-  replica takes any webhook). Fresh phone numbers every round (10 messages per chat), so history
-  length stays as in a short conversation.
+  replica takes any webhook). Fresh phone numbers every batch (6 messages per chat in a full round),
+  so history length stays as in a short conversation.
 
 Per configuration: the median throughput over rounds, latency p50/p99, and CPU per request of the
 botline replicas, Redis, the fake LLM (+ fake Z-API) and the load generator: on a 2-core machine
@@ -49,7 +49,6 @@ CLIENTS = 60
 """Web chat clients (divisible by 1, 2 and 3, so every replica gets the same number)."""
 USERS = 150
 """Chats writing webhooks at once."""
-MESSAGES_PER_CHAT = 10
 POLL = 0.01
 """How often the fake Z-API's record of replies is read (seconds)."""
 
@@ -60,12 +59,12 @@ class Plan:
     prompts: int
     """Web chat prompts per configuration per round."""
     messages: int
-    """Webhook messages per configuration per round (USERS chats x MESSAGES_PER_CHAT at most)."""
+    """Webhook messages per configuration per round, from USERS chats."""
     warmup_prompts: int = 300
     warmup_messages: int = 300
 
 
-FULL = Plan(rounds=3, prompts=1500, messages=USERS * MESSAGES_PER_CHAT)
+FULL = Plan(rounds=3, prompts=1500, messages=6 * USERS)
 QUICK = Plan(rounds=1, prompts=300, messages=600, warmup_prompts=60, warmup_messages=150)
 
 
@@ -234,7 +233,7 @@ async def _webhooks_batch(http: aiohttp.ClientSession, replicas: list[servers.Se
 
     builder = FakeZapi(instance_id=webhooks.INSTANCE_ID, instance_token=webhooks.INSTANCE_TOKEN)
     round_number = next(inbound.rounds)
-    users = min(USERS, max(1, n // MESSAGES_PER_CHAT))
+    users = min(USERS, n)
     replies = Replies(http, zapi)
     await replies.start()
     follower = asyncio.create_task(replies.follow())

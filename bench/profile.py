@@ -137,8 +137,11 @@ def _ours(path: str) -> bool:
     return "/src/botline/" in path and not path.endswith("/botline/cli.py")
 
 
-def summarize(raw: str, *, seconds: float | None = None, requests: int | None = None) -> dict[str, Any]:
-    """Percentages of the main thread's busy samples (the event loop: what limits requests/s)."""
+def summarize(raw: str, *, seconds: float | None = None, requests: int | None = None,
+              broken_down: tuple[str, ...] = BROKEN_DOWN) -> dict[str, Any]:
+    """Percentages of the main thread's busy samples (the event loop: what limits requests/s).
+
+    `broken_down`: components whose own functions are listed (inclusive time)."""
     main = 0
     threads: Counter[str] = Counter()
     other_threads: Counter[str] = Counter()
@@ -147,7 +150,7 @@ def summarize(raw: str, *, seconds: float | None = None, requests: int | None = 
     inclusive_botline: Counter[str] = Counter()
     innermost: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
-    libraries: dict[str, Counter[str]] = {name: Counter() for name in BROKEN_DOWN}
+    libraries: dict[str, Counter[str]] = {name: Counter() for name in broken_down}
     for line in raw.splitlines():
         parsed = _parse(line.strip())
         if parsed is None:
@@ -201,7 +204,8 @@ def report(summary: dict[str, Any]) -> str:
     def block(title: str, rows: list[tuple[str, float]], limit: int = TOP) -> list[str]:
         return [f"\n{title}", *(f"  {pct:5.1f}%  {name}" for name, pct in rows[:limit])]
 
-    lines = [f"\n## py-spy profile of botline: {summary['mode']}, {summary['concurrency']} clients "
+    lines = [f"\n## py-spy profile of {summary.get('process', 'botline')}: {summary['mode']}, "
+             f"{summary['concurrency']} clients "
              f"({summary['requests_per_second_while_sampled']} req/s while sampled; raw: {summary['raw']})",
              f"main thread: {summary['samples']} busy samples at {summary['rate']} Hz, "
              f"busy {summary.get('main_thread_busy', '?')} of the time, "

@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.run_all [--quick] [--no-profile] [--only NAME ...]
 
 Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw dict)): the /v1 proxy
-latency, web chat prompts/s, open SSE streams, webhooks, schedules (still to come: replicas on Redis,
-LiteLLM side by side).
+latency side by side with LiteLLM's proxy, web chat prompts/s, open SSE streams, webhooks, schedules,
+and throughput with 1-3 replicas on one Redis.
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import profile, proxy_latency, schedules, servers, webchat, webhooks
+from bench import profile, proxy_latency, replicas, schedules, servers, webchat, webhooks
 
 RESULTS = servers.ROOT / "bench" / "results"
 
@@ -30,8 +30,8 @@ Runner = Callable[[argparse.Namespace], tuple[str, dict[str, Any]]]
 
 
 def _proxy_latency(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    result = proxy_latency.run(quick=args.quick, with_profile=not args.no_profile, out_dir=RESULTS,
-                               log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = proxy_latency.run(quick=args.quick, with_profile=not args.no_profile, out_dir=RESULTS, log=_log,
+                               with_litellm=not args.no_litellm)
     text = [proxy_latency.table(result)]
     text += [profile.report(summary) for summary in result.profiles]
     text.append(f"\n({result.seconds} s)")
@@ -64,12 +64,18 @@ def _schedules(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return f"{schedules.table(result)}\n\n({result.seconds} s)", asdict(result)
 
 
+def _replicas(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = replicas.run(quick=args.quick, log=_log)
+    return f"{replicas.table(result)}\n\n({result.seconds} s)", asdict(result)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "proxy_latency": _proxy_latency,
     "webchat_prompts": _webchat_prompts,
     "webchat_streams": _webchat_streams,
     "webhooks": _webhooks,
     "schedules": _schedules,
+    "replicas": _replicas,
 }
 
 
@@ -92,6 +98,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all", description="Run botline's benchmarks.")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and requests (a smoke run)")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy profiles")
+    parser.add_argument("--no-litellm", action="store_true",
+                        help="leave LiteLLM out of proxy_latency (installed into bench/.litellm-venv on first use)")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

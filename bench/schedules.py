@@ -205,7 +205,7 @@ def _botline(tmp: Path, fake: servers.Server, config_overrides: dict[str, Any], 
     argv = [*servers.botline_command(levers), "serve", "--config", str(config)]
     env = {"BENCH_LEVERS": levers} if levers else None
     started = out.started_at = time.monotonic()
-    with servers._spawn("botline", argv, port, tmp, env) as server:
+    with servers.spawn("botline", argv, port, tmp, env) as server:
         spy = None
         if profile_to is not None and (binary := profile.py_spy()):
             spy = subprocess.Popen(

@@ -73,7 +73,7 @@ def _log_tail(server: Server, lines: int = 15) -> str:
     return "\n".join(["", f"--- last lines of {server.name}'s output ---", *text])
 
 
-def _wait_http(server: Server, path: str, headers: dict[str, str] | None = None) -> None:
+def wait_http(server: Server, path: str, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     url = server.base_url + path
     while time.monotonic() < deadline:
@@ -125,7 +125,7 @@ def _nofile_preexec(limit: int | None) -> Callable[[], None] | None:
 
 
 @contextlib.contextmanager
-def _spawn(name: str, argv: list[str], port: int, workdir: Path,
+def spawn(name: str, argv: list[str], port: int, workdir: Path,
            env: dict[str, str] | None = None, nofile: int | None = None) -> Iterator[Server]:
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
@@ -145,8 +145,8 @@ def fake_llm(workdir: Path) -> Iterator[Server]:
     """The zero-latency fake OpenAI-compatible upstream (echoes the last user message)."""
     port = free_port()
     argv = [sys.executable, "-m", "tests.emulators.fake_llm", "--host", "127.0.0.1", "--port", str(port)]
-    with _spawn("fake_llm", argv, port, workdir) as server:
-        _wait_http(server, "/v1/models")
+    with spawn("fake_llm", argv, port, workdir) as server:
+        wait_http(server, "/v1/models")
         yield server
 
 
@@ -203,9 +203,9 @@ def botline(workdir: Path, upstream: Server, *, name: str = "botline", levers: s
     config = botline_config(workdir, port, upstream, name, overrides)
     argv = [*botline_command(levers), "serve", "--config", str(config)]
     env = {"BENCH_LEVERS": levers} if levers else None
-    with _spawn(name, argv, port, workdir, env, nofile) as server:
-        _wait_http(server, "/healthz")
-        _wait_http(server, "/v1/models", {"Authorization": f"Bearer {BENCH_KEY}"})
+    with spawn(name, argv, port, workdir, env, nofile) as server:
+        wait_http(server, "/healthz")
+        wait_http(server, "/v1/models", {"Authorization": f"Bearer {BENCH_KEY}"})
         yield server
 
 
@@ -215,8 +215,8 @@ def module_server(name: str, module: str, args: list[str], workdir: Path, *, rea
     """`python -m <module> --port N <args>` (a bench fake), waited for with GET `ready_path`."""
     port = free_port()
     argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args]
-    with _spawn(name, argv, port, workdir, nofile=nofile) as server:
-        _wait_http(server, ready_path)
+    with spawn(name, argv, port, workdir, nofile=nofile) as server:
+        wait_http(server, ready_path)
         yield server
 
 

@@ -124,7 +124,7 @@ class Batch:
     first_error: str | None = None
 
 
-async def _prompt_batch(http: aiohttp.ClientSession, base: str, pool: SessionPool, pid: int, *,
+async def prompt_batch(http: aiohttp.ClientSession, base: str, pool: SessionPool, pid: int, *,
                         n: int, concurrency: int) -> Batch:
     batch = Batch()
     remaining = n
@@ -171,7 +171,7 @@ async def _profile_prompts(server: servers.Server, pool: SessionPool, seconds: f
         deadline = time.perf_counter() + seconds + 1.0
         done = 0
         while time.perf_counter() < deadline:
-            batch = await _prompt_batch(http, server.base_url, pool, server.pid, n=500, concurrency=50)
+            batch = await prompt_batch(http, server.base_url, pool, server.pid, n=500, concurrency=50)
             done += len(batch.latencies)
         ok = await profile.finish(recorder)
     if not ok or not out.exists():
@@ -203,12 +203,12 @@ async def _measure_prompts(targets: dict[str, servers.Server], plan: PromptPlan,
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=concurrency)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as http:
             for name in names:
-                await _prompt_batch(http, targets[name].base_url, pools[name], targets[name].pid,
+                await prompt_batch(http, targets[name].base_url, pools[name], targets[name].pid,
                                     n=plan.warmup[concurrency], concurrency=concurrency)
             for round_number in range(plan.rounds):
                 order = names if round_number % 2 == 0 else names[::-1]
                 for name in order:
-                    batch = await _prompt_batch(http, targets[name].base_url, pools[name], targets[name].pid,
+                    batch = await prompt_batch(http, targets[name].base_url, pools[name], targets[name].pid,
                                                 n=plan.per_round[concurrency], concurrency=concurrency)
                     batches[name].append(batch)
         for name in names:

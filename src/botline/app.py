@@ -29,6 +29,7 @@ from botline.api import (
 from botline.api.auth import Authenticator, auth_middleware
 from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
+from botline.api.inflight import InFlightRequests
 from botline.api.state import SERVICES, Services
 from botline.channels.registry import channel_adapters
 from botline.config import Settings
@@ -59,32 +60,38 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 CLIENTS = web.AppKey("clients", ClientPool)
+IN_FLIGHT = web.AppKey("in_flight", InFlightRequests)
 STARTUP_LEASE = "startup"
 
 AdminKeyAnnouncer = Callable[[str], None]
 
 
 async def drain_turns(app: web.Application) -> None:
-    """On SIGTERM (before aiohttp waits for open requests): web-chat turns, channel workers and
-    scheduled firings finish together within one `server.shutdown_grace_seconds`; what is left is
-    abandoned at that deadline (docs/faults.md says what each one then does). Idempotent."""
+    """On SIGTERM (before aiohttp waits for open requests): web-chat turns, channel workers,
+    scheduled firings and open requests (a `/v1` stream) finish together within one
+    `server.shutdown_grace_seconds`; what is left is abandoned at that deadline (docs/faults.md says
+    what each one then does). Idempotent."""
     if SERVICES not in app:
         return
     svc = app[SERVICES]
     grace = svc.settings.server.shutdown_grace_seconds
-    await asyncio.gather(svc.scheduler.close(grace), svc.inbound.close(grace), svc.chat.close(grace))
+    await asyncio.gather(svc.scheduler.close(grace), svc.inbound.close(grace), svc.chat.close(grace),
+                         app[IN_FLIGHT].wait_idle(grace))
 
 
 def build_app(
     settings: Settings, *, clock: Clock | None = None, announce_admin_key: AdminKeyAnnouncer | None = None
 ) -> web.Application:
     """The whole server. `announce_admin_key` receives a freshly created bootstrap key (shown once)."""
+    in_flight = InFlightRequests()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
-            error_middleware, cors_preflight, auth_middleware(lambda a: a[SERVICES].authenticator, error_response)
+            in_flight.middleware, error_middleware, cors_preflight,
+            auth_middleware(lambda a: a[SERVICES].authenticator, error_response),
         ],
     )
+    app[IN_FLIGHT] = in_flight
     app.on_response_prepare.extend([add_request_id, add_cors_headers])
     clock = clock or SystemClock()
     recorder = Metrics()

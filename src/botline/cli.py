@@ -12,6 +12,9 @@ from botline.store.base import Store, StoreError
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+HANDLER_WIND_DOWN_SECONDS = 3.0
+"""After SIGTERM the app drains turns and open requests within server.shutdown_grace_seconds (app.py's
+drain_turns); aiohttp then gives the handlers this long to write their last bytes before cancelling."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +69,7 @@ def _serve(settings: Settings) -> None:
     web.run_app(
         build_app(settings, announce_admin_key=announce), host=settings.server.host, port=settings.server.port,
         print=say_listening, access_log=None,
-        shutdown_timeout=settings.server.shutdown_grace_seconds, handler_cancellation=True, loop=_event_loop(),
+        shutdown_timeout=HANDLER_WIND_DOWN_SECONDS, handler_cancellation=True, loop=_event_loop(),
     )
 
 

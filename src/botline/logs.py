@@ -12,6 +12,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -54,6 +55,13 @@ def bind_turn(channel: str, *, session_id: str | None = None, gateway: str | Non
         current_session.set(session_id)
     if gateway is not None:
         current_gateway.set(gateway)
+
+
+def loggable_url(url: str) -> str:
+    """`url` without what often carries a secret (user:password@, the query, the fragment)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + ("?…" if parts.query else "")
 
 
 def configure_logging(level: str) -> None:

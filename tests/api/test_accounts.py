@@ -198,11 +198,13 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit(tmp_pa
     async with running_server(settings, clock=clock) as proxied:
         async def login_from(client: str) -> int:
             status, _body = await proxied.call("POST", "/api/v1/auth/login", json={"loginKey": "sk-guess"},
-                                               headers={"X-Forwarded-For": f"{client}, 127.0.0.1"})
+                                               headers={"X-Forwarded-For": f"203.0.113.66, {client}"})
             return status
 
         assert [await login_from("198.51.100.7") for _ in range(11)] == [400] * 10 + [429]
         assert await login_from("203.0.113.9") == 400  # another client behind the same proxy is not locked out
+        # only the entry the proxy appended counts: what the client wrote to its left changes nothing
+        assert await login_from("198.51.100.7") == 429
 
 
 async def test_a_forwarded_for_header_from_an_untrusted_peer_does_not_reset_the_login_limit(

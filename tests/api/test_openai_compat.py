@@ -92,3 +92,12 @@ async def test_wrong_key_is_a_401_the_sdk_understands(server: RunningServer) -> 
     with pytest.raises(openai.AuthenticationError):
         await client.models.list()
     await client.close()
+
+
+async def test_null_stream_and_n_mean_the_defaults_as_in_openais_spec(server: RunningServer, fake_llm: FakeLLM) -> None:
+    gateway_id = await create_gateway(server, fake_llm)
+    fake_llm.script(Reply(text="Hi."))
+    status, answer = await server.call("POST", "/v1/chat/completions", json={
+        "model": gateway_id, "messages": [{"role": "user", "content": "hi"}], "stream": None, "n": None})
+    assert status == 200, answer
+    assert answer["choices"][0]["message"]["content"] == "Hi."

@@ -49,8 +49,10 @@ async def connect_telegram(server: RunningServer, fake_llm: FakeLLM, telegram: A
                            **client_parameters: Any) -> Channel:
     """A chat client on the fake LLM with the emulator's bot saved as its Telegram integration."""
     client_id = await create_client(server, fake_llm, **client_parameters)
-    status, saved = await save_integration(
-        server, client_id, "Telegram", {"telegramIntegration": {"botToken": telegram.token}})
+    # The contract's full shape: the other sections present and null (AIVAX marks each one nullable).
+    status, saved = await save_integration(server, client_id, "Telegram", {
+        "telegramIntegration": {"botToken": telegram.token}, "zapiIntegration": None,
+        "evolutionIntegration": None, "kapsoIntegration": None})
     assert status == 200, saved
     return Channel(client_id, saved["webhookUrl"], saved)
 

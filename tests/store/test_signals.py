@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from botline.store import Store
+from botline.store import Store, StoreUnavailable
 from botline.store.redis import RedisStore
 from tests.support.redis_server import unique_prefix
 
@@ -58,6 +58,15 @@ async def test_every_replica_on_the_prefix_receives_a_signal(replicas: list[Redi
     assert [await inboxes[0].next(), await inboxes[1].next()] == ["session-1", "session-1"]
     await asyncio.sleep(QUIET_SECONDS)
     assert inboxes[2].received.empty()
+
+
+async def test_a_signal_to_an_unreachable_redis_is_a_store_unavailable_error() -> None:
+    store = await RedisStore.from_url("redis://127.0.0.1:1/0", prefix=unique_prefix())  # nothing listens there
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.signals.publish("stop", "session-1")
+    finally:
+        await store.close()
 
 
 async def test_the_listener_subscribes_again_after_its_connection_is_cut(

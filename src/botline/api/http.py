@@ -24,20 +24,21 @@ class ApiError(Exception):
 
 
 def client_address(request: web.Request, trusted_proxies: Sequence[IPv4Network | IPv6Network]) -> str:
-    """The caller's address: the peer, or behind trusted proxies the nearest untrusted X-Forwarded-For hop.
+    """The caller's address: the peer, or, when the peer is a trusted proxy, the address that proxy
+    received the request from (the last X-Forwarded-For entry, which the proxy appended itself).
 
-    The header is read from the right because a client can write anything at its left end; each trusted
-    proxy appends the address it received the request from.
+    Only that one entry is believed: everything left of it was written by whoever connected to the
+    proxy, so walking further would let a client choose its own address.
     """
-    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
-    for hop in reversed([*hops, request.remote or ""]):
-        try:
-            address = ip_address(hop)
-        except ValueError:
-            return hop
-        if not any(address in network for network in trusted_proxies):
-            return hop
-    return hops[0] if hops else request.remote or ""
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "").rpartition(",")[2].strip()
+    if not forwarded:
+        return peer
+    try:
+        trusted = any(ip_address(peer) in network for network in trusted_proxies)
+    except ValueError:  # a Unix socket peer has no IP address
+        trusted = False
+    return forwarded if trusted else peer
 
 
 def not_found(what: str) -> ApiError:

@@ -23,7 +23,7 @@ class IntegrationsBody(CamelModel):
     secrets keep the stored ones."""
 
     integration_type: IntegrationType
-    integrations: dict[str, dict[str, Any]]
+    integrations: dict[str, dict[str, Any] | None]
 
 
 def _kind(value: Any) -> IntegrationType:

@@ -68,16 +68,16 @@ class ChatCompletionBody(BaseModel):
 
     model: str = Field(min_length=1, description="An AI gateway id or slug (see GET /v1/models).")
     messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     user: str | None = Field(default=None, description="The external user id: keys memories and schedules.")
     metadata: dict[str, Any] | None = Field(default=None, description="Strings that reach protocol functions.")
-    n: int = 1
+    n: int | None = None
 
 
 def _turn_request(gateway: Gateway, body: ChatCompletionBody) -> TurnRequest:
-    if body.n != 1:
+    if body.n not in (None, 1):
         raise ApiError(400, "Only n = 1 is supported.")
     caller = Caller(
         call_source=CallSource.OPENAI_COMPATIBLE, account_id=gateway.account_id,
@@ -86,7 +86,7 @@ def _turn_request(gateway: Gateway, body: ChatCompletionBody) -> TurnRequest:
     )
     return TurnRequest(
         gateway=gateway, messages=body.messages, caller=caller, client_tools=body.tools or None,
-        client_parameters=dict(body.model_extra or {}), stream=body.stream,
+        client_parameters=dict(body.model_extra or {}), stream=bool(body.stream),
     )
 
 
@@ -162,11 +162,11 @@ async def _run(request: web.Request, turn: TurnRequest, sink: TurnSink | None = 
     except ContextTooLarge:
         svc.metrics.turn(CHANNEL, Outcome.REFUSED)
         raise
-    except GatewayError:
-        svc.metrics.turn(CHANNEL, Outcome.FAILED)
-        raise
     except (ConnectionResetError, asyncio.CancelledError):  # the client went away mid-answer
         svc.metrics.turn(CHANNEL, Outcome.CANCELLED)
+        raise
+    except Exception:  # the model failed (GatewayError), or storage or a bug: counted like the chat engine does
+        svc.metrics.turn(CHANNEL, Outcome.FAILED)
         raise
     svc.metrics.turn(CHANNEL, Outcome.ANSWERED)
     return result

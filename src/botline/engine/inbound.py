@@ -138,9 +138,9 @@ class InboundEngine:
                 async with self._turn_slots, self._locks.hold(f"chat:{chat.text()}"):
                     records = await self._store.inbound.pending(chat)  # another replica may have answered
                     if records:
-                        self._metrics.merged(channel).inc(len(records) - 1)
                         await self._answer(chat, client, integration, records)
                         await self._mark_answered(chat, [r.id for r in records])
+                        self._metrics.merged(channel).inc(len(records) - 1)  # once, not per retry
         except StoreError as exc:
             # The store is down or saturated: try again shortly rather than leave the chat unanswered
             # until its next message or a restart.

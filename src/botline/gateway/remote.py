@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from botline.gateway.errors import SourceUnavailable
+from botline.logs import loggable_url
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class RemoteFetcher:
         except SourceUnavailable:
             if entry is None:
                 raise
-            log.warning("remote source %s failed; using the copy from %.0f s ago", url, now - entry.fetched_at)
+            log.warning("remote source %s failed; using the copy from %.0f s ago", loggable_url(url),
+                        now - entry.fetched_at)
             return entry.body
         self._cache[key] = _Entry(body, now)
         return body
@@ -55,19 +57,20 @@ class RemoteFetcher:
         try:
             return (await self._get(url, {}, timeout)).decode("utf-8", errors="replace")
         except SourceUnavailable as exc:
-            log.warning("context location %s skipped: %s", url, exc.message)
+            log.warning("context location skipped: %s", exc.message)
             return None
 
     async def _get(self, url: str, headers: Mapping[str, str], timeout: float) -> bytes:
+        shown = loggable_url(url)
         try:
             async with self._http.get(
                 url, headers=dict(headers), timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
                 if response.status >= 400:
-                    raise SourceUnavailable(f"{url} answered HTTP {response.status}")
+                    raise SourceUnavailable(f"{shown} answered HTTP {response.status}")
                 body = await response.content.read(MAX_REMOTE_BYTES + 1)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SourceUnavailable(f"{url} could not be fetched ({type(exc).__name__})") from exc
+            raise SourceUnavailable(f"{shown} could not be fetched ({type(exc).__name__})") from exc
         if len(body) > MAX_REMOTE_BYTES:
-            raise SourceUnavailable(f"{url} is larger than {MAX_REMOTE_BYTES} bytes")
+            raise SourceUnavailable(f"{shown} is larger than {MAX_REMOTE_BYTES} bytes")
         return body

@@ -15,14 +15,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from botline.store.base import StoreError
+from botline.store.base import ReportsErrors, StoreError
 
 log = logging.getLogger(__name__)
 
 SignalHandler = Callable[[str], Coroutine[Any, Any, None]]
 
 
-class SignalBus(ABC):
+class SignalBus(ReportsErrors, ABC):
     """Publish/subscribe by topic. Each handler call runs in its own task, so a slow one holds nothing up."""
 
     def __init__(self) -> None:

@@ -1,8 +1,8 @@
 """One turn at a time per conversation, within a process and across replicas.
 
-A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key, or a
-row in the SQLite file) keeps other replicas out. The lease is refreshed while held, so a long turn
-keeps it, and it expires on its own if the holder dies.
+A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key; on
+SQLite, which one process owns, a lease kept in that process) keeps other replicas out. The lease is
+refreshed while held, so a long turn keeps it, and it expires on its own if the holder dies.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -102,12 +103,13 @@ class SqliteSessions(_Repo, SessionRepository):
     async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
         """Deletes matching sessions and their messages in one transaction; counts each session once
         even when several callers race (only the DELETE that removed a row reports it)."""
-        async with self._db.execute(f"DELETE FROM sessions WHERE {where} RETURNING id", params) as cursor:
-            ids = [row[0] for row in await cursor.fetchall()]
-        if ids:
-            await self._db.execute(f"DELETE FROM messages WHERE session_id IN ({','.join('?' * len(ids))})", ids)
-        await self._db.commit()
-        return len(ids)
+        def work(conn: sqlite3.Connection) -> int:
+            ids = [row[0] for row in conn.execute(f"DELETE FROM sessions WHERE {where} RETURNING id", params)]
+            if ids:
+                conn.execute(f"DELETE FROM messages WHERE session_id IN ({','.join('?' * len(ids))})", ids)
+            return len(ids)
+
+        return await self._run(work)
 
     async def delete(self, account_id: str, session_id: str) -> bool:
         return await self._delete_where("id = ? AND account_id = ?", (session_id, account_id)) > 0

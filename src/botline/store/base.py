@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -133,6 +134,32 @@ class ChatClientRepository(ABC):
         """Deletes the client only; callers delete its sessions (SessionRepository.delete_for_client)."""
 
 
+@dataclass(frozen=True)
+class SessionChange:
+    """What storing a turn's messages changes in their session. Applied to the session as stored,
+    inside the transaction that appends the messages, so an edit made meanwhile (a renewal, new
+    context) is kept, and messages and counters never disagree."""
+
+    messages: int = 0
+    """Added to messageCount (the visible messages among those appended)."""
+    tokens: int = 0
+    """Added to tokenCount."""
+    last_message_at: datetime | None = None
+    last_user_message_at: datetime | None = None
+    expires_at_least: datetime | None = None
+    """A sliding renewal: expiresAt becomes at least this."""
+
+    def apply(self, session: Session) -> None:
+        session.message_count += self.messages
+        session.token_count += self.tokens
+        if self.last_message_at is not None:
+            session.last_message_at = self.last_message_at
+        if self.last_user_message_at is not None:
+            session.last_user_message_at = self.last_user_message_at
+        if self.expires_at_least is not None and session.expires_at < self.expires_at_least:
+            session.expires_at = self.expires_at_least
+
+
 class SessionRepository(ABC):
     @abstractmethod
     async def create(self, session: Session) -> None: ...
@@ -149,6 +176,16 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def update(self, session: Session) -> None: ...
+
+    @abstractmethod
+    async def add_messages(
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+    ) -> Session | None:
+        """Appends `messages` (in order) and applies `change` to the stored session, in one transaction.
+
+        Returns the session as now stored; None, with nothing written, when the session is gone or
+        belongs to another account. Raises ConflictError (nothing written) when a message id exists.
+        """
 
     @abstractmethod
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:

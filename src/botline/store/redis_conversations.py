@@ -6,14 +6,22 @@ write in one MULTI/EXEC, and writes that depend on what is stored run under WATC
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
 from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
-from botline.store.base import ChatClientRepository, ConflictError, MessageRepository, SessionRepository
+from botline.store.base import (
+    ChatClientRepository,
+    ConflictError,
+    MessageRepository,
+    SessionChange,
+    SessionRepository,
+)
 from botline.store.redis_base import (
     _claim,
     _dump,
@@ -27,6 +35,12 @@ from botline.store.redis_base import (
 )
 
 MIN_SCORE = "-inf"
+SESSION_AND_TAKEN_IDS = """
+local taken = 0
+for i = 1, #ARGV do taken = taken + redis.call('HEXISTS', KEYS[2], ARGV[i]) end
+return {redis.call('GET', KEYS[1]), taken}
+"""
+"""Read-only, under WATCH: the session document and how many of the message ids exist (one round trip)."""
 
 
 @_reachable_methods
@@ -159,6 +173,33 @@ class RedisSessions(_Repo, SessionRepository):
             pipe.set(doc_key, _dump(session))
 
         await self._atomic(body, doc_key)
+
+    async def add_messages(
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+    ) -> Session | None:
+        """WATCH, one read (a script: the session and the taken message ids), then one MULTI/EXEC:
+        three round trips. The access key, tag and client stay as stored, so only the expiry index moves."""
+        keys = self._keys
+        doc_key, documents = keys.session(session_id), keys.messages(session_id)
+        dumped: dict[FieldT, EncodableT] = {m.id: _dump(m) for m in messages}
+
+        async def body(pipe: Pipeline) -> Session | None:
+            raw, taken = await pipe.eval(SESSION_AND_TAKEN_IDS, 2, doc_key, documents, *dumped)
+            session = None if raw is None else Session.model_validate_json(raw)
+            if session is None or session.account_id != account_id:
+                return None
+            if taken:
+                raise ConflictError("a message with that id already exists")
+            change.apply(session)
+            pipe.multi()
+            if dumped:
+                pipe.hset(documents, mapping=dumped)
+                pipe.rpush(keys.message_ids(session_id), *dumped)
+            pipe.set(doc_key, _dump(session))
+            pipe.zadd(keys.sessions_by_expiry(), {session_id: _epoch_seconds(session.expires_at)})
+            return session
+
+        return await self._atomic(body, doc_key, documents)
 
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
         index = self._keys.sessions_of_client(account_id, chat_client_id)

@@ -12,6 +12,7 @@ from botline.domain.conversations import Message, Session
 from botline.store.base import (
     ChatClientRepository,
     MessageRepository,
+    SessionChange,
     SessionRepository,
 )
 from botline.store.sqlite_base import _dump, _Repo, reachable_methods
@@ -92,6 +93,28 @@ class SqliteSessions(_Repo, SessionRepository):
             (session.chat_client_id, session.access_key, session.tag, session.expires_at.timestamp(), _dump(session),
              session.id, session.account_id),
         )
+
+    async def add_messages(
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+    ) -> Session | None:
+        rows = [(m.id, session_id, _dump(m)) for m in messages]
+
+        def work(conn: sqlite3.Connection) -> Session | None:
+            found = conn.execute(
+                "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
+            ).fetchone()
+            if found is None:
+                return None
+            session = Session.model_validate_json(found[0])
+            change.apply(session)
+            conn.executemany("INSERT INTO messages (id, session_id, data) VALUES (?, ?, ?)", rows)
+            conn.execute(
+                "UPDATE sessions SET expires_ts = ?, data = ? WHERE id = ?",
+                (session.expires_at.timestamp(), _dump(session), session_id),
+            )
+            return session
+
+        return await self._run(work)
 
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
         return await self._all(

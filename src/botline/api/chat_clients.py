@@ -143,15 +143,17 @@ async def edit_client(request: web.Request) -> web.Response:
         "client_parameters": body.client_parameters,
     })
     await svc.store.chat_clients.update(updated)
+    svc.chat_clients.forget(client.id)
     return message_response("Web chat client updated.")
 
 
 @routes.delete("/api/v1/web-chat-client/{id}")
 async def delete_client(request: web.Request) -> web.Response:
     client = await _owned(request)
-    store = services(request).store
-    await store.sessions.delete_for_client(client.account_id, client.id)
-    await store.chat_clients.delete(client.account_id, client.id)
+    svc = services(request)
+    await svc.store.sessions.delete_for_client(client.account_id, client.id)
+    await svc.store.chat_clients.delete(client.account_id, client.id)
+    svc.chat_clients.forget(client.id)
     return message_response("Web chat client deleted.")
 
 

@@ -40,7 +40,7 @@ async def _session(request: web.Request) -> tuple[Session, ChatClient]:
     session = await svc.sessions.live_by_access_key(request.match_info["access_key"])
     if session is None:
         raise ApiError(404, "This chat session does not exist or has expired.")
-    client = await svc.store.chat_clients.get(session.account_id, session.chat_client_id)
+    client = await svc.chat_clients.get(session.account_id, session.chat_client_id)
     if client is None:
         raise ApiError(422, "The chat client is not available.")
     return session, client

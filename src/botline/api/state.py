@@ -11,6 +11,7 @@ from botline.config import Settings
 from botline.domain.clock import Clock
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
+from botline.engine.client_cache import ChatClientCache
 from botline.engine.inbound import InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
@@ -40,6 +41,7 @@ class Services:
     channels: ChannelHub
     scheduler: Scheduler
     gateways: GatewayCache
+    chat_clients: ChatClientCache
 
 
 SERVICES = web.AppKey("services", Services)

@@ -643,6 +643,18 @@ class TestTurnWrites:
         assert stored is not None and stored.last_user_message_at == at(5)
         assert await store.messages.list(chat.id) == []
 
+    async def test_get_with_messages_reads_both_scoped_to_the_account(self, store: Store) -> None:
+        chat, other = session(), session(access_key="ak-2")
+        for item in (chat, other):
+            await store.sessions.create(item)
+        said = [message(chat.id, "one"), message(chat.id, "two")]
+        await store.sessions.add_messages(ALICE, chat.id, said, SessionChange(messages=2))
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert await store.sessions.get_with_messages(ALICE, chat.id) == (stored, said)
+        assert await store.sessions.get_with_messages(ALICE, other.id) == (other, [])
+        assert await store.sessions.get_with_messages(BOB, chat.id) is None
+        assert await store.sessions.get_with_messages(ALICE, "s-unknown") is None
+
     async def test_a_taken_message_id_writes_nothing(self, store: Store) -> None:
         chat = session()
         await store.sessions.create(chat)

@@ -261,10 +261,10 @@ class ChatEngine:
         self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
         source: CallSource, note: str | None,
     ) -> TurnOutcome:
-        session = await self._store.sessions.get(client.account_id, session_id)
-        if session is None or not session.is_live(self._clock.now()):
+        found = await self._store.sessions.get_with_messages(client.account_id, session_id)
+        if found is None or not found[0].is_live(self._clock.now()):
             raise ChatRefused(404, "This chat session has ended.")
-        messages = await self._store.messages.list(session.id)
+        session, messages = found
         repeat = bool(messages) and messages[-1].role is Role.USER and messages[-1].content == content
         cap = client.limiting_parameters.max_messages
         if cap and not repeat and session.message_count >= cap:

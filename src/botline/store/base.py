@@ -168,6 +168,10 @@ class SessionRepository(ABC):
     async def get(self, account_id: str, session_id: str) -> Session | None: ...
 
     @abstractmethod
+    async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
+        """The session and its messages (as `MessageRepository.list` gives them) read at once; None like `get`."""
+
+    @abstractmethod
     async def get_by_access_key(self, access_key: str) -> Session | None: ...
 
     @abstractmethod

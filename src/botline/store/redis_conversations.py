@@ -22,6 +22,8 @@ from botline.store.base import (
     SessionChange,
     SessionRepository,
 )
+from botline.store.documents import load_many
+from botline.store.keys import RedisKeys
 from botline.store.redis_base import (
     _claim,
     _dump,
@@ -35,6 +37,17 @@ from botline.store.redis_base import (
 )
 
 MIN_SCORE = "-inf"
+
+
+def _queue_messages(pipe: Pipeline, keys: RedisKeys, session_id: str) -> None:
+    """Queues the two reads of a session's messages: their order, then their documents."""
+    pipe.lrange(keys.message_ids(session_id), 0, -1)
+    pipe.hgetall(keys.messages(session_id))
+
+
+def _in_order(ids: list[str], documents: dict[str, str]) -> list[Message]:
+    return load_many(Message, (documents[i] for i in ids if i in documents))
+
 SESSION_AND_TAKEN_IDS = """
 local taken = 0
 for i = 1, #ARGV do taken = taken + redis.call('HEXISTS', KEYS[2], ARGV[i]) end
@@ -137,6 +150,17 @@ class RedisSessions(_Repo, SessionRepository):
     async def get(self, account_id: str, session_id: str) -> Session | None:
         session = await self._get(Session, self._keys.session(session_id))
         return session if session is not None and session.account_id == account_id else None
+
+    async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
+        """One MULTI/EXEC (one round trip, one consistent snapshot)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._keys.session(session_id))
+            _queue_messages(pipe, self._keys, session_id)
+            raw, ids, documents = await pipe.execute()
+        session = None if raw is None else Session.model_validate_json(raw)
+        if session is None or session.account_id != account_id:
+            return None
+        return session, _in_order(ids, documents)
 
     async def get_by_access_key(self, access_key: str) -> Session | None:
         return await self._by_pointer(Session, self._keys.session_by_access_key(access_key), self._keys.session)
@@ -294,10 +318,9 @@ class RedisMessages(_Repo, MessageRepository):
 
     async def list(self, session_id: str) -> list[Message]:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(self._keys.message_ids(session_id), 0, -1)
-            pipe.hgetall(self._keys.messages(session_id))
+            _queue_messages(pipe, self._keys, session_id)
             ids, documents = await pipe.execute()
-        return [Message.model_validate_json(documents[i]) for i in ids if i in documents]
+        return _in_order(ids, documents)
 
     async def delete_after(self, session_id: str, message_id: str) -> int:
         order = self._keys.message_ids(session_id)

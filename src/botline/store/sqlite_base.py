@@ -18,6 +18,7 @@ import aiosqlite
 from pydantic import BaseModel
 
 from botline.store.base import ConflictError, StoreUnavailable, wrap_public_coroutines
+from botline.store.documents import load_many
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 T = TypeVar("T")
@@ -50,7 +51,7 @@ def _dump(model: BaseModel) -> str:
 
 
 def _load_all(model_type: type[ModelT], rows: Iterable[sqlite3.Row]) -> list[ModelT]:
-    return [model_type.model_validate_json(row[0]) for row in rows]
+    return load_many(model_type, (row[0] for row in rows))
 
 
 class _Repo:

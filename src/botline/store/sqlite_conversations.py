@@ -15,7 +15,9 @@ from botline.store.base import (
     SessionChange,
     SessionRepository,
 )
-from botline.store.sqlite_base import _dump, _Repo, reachable_methods
+from botline.store.sqlite_base import _dump, _load_all, _Repo, reachable_methods
+
+MESSAGES_OF_SESSION = "SELECT data FROM messages WHERE session_id = ? ORDER BY seq"
 
 
 @reachable_methods
@@ -74,6 +76,18 @@ class SqliteSessions(_Repo, SessionRepository):
         return await self._one(
             Session, "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
         )
+
+    async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
+        def work(conn: sqlite3.Connection) -> tuple[str, list[sqlite3.Row]] | None:
+            found = conn.execute(
+                "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
+            ).fetchone()
+            if found is None:
+                return None
+            return found[0], conn.execute(MESSAGES_OF_SESSION, (session_id,)).fetchall()
+
+        read = await self._run(work)
+        return None if read is None else (Session.model_validate_json(read[0]), _load_all(Message, read[1]))
 
     async def get_by_access_key(self, access_key: str) -> Session | None:
         return await self._one(Session, "SELECT data FROM sessions WHERE access_key = ?", (access_key,))
@@ -158,9 +172,7 @@ class SqliteMessages(_Repo, MessageRepository):
         await self._write("UPDATE messages SET data = ? WHERE id = ?", (_dump(message), message.id))
 
     async def list(self, session_id: str) -> list[Message]:
-        return await self._all(
-            Message, "SELECT data FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
-        )
+        return await self._all(Message, MESSAGES_OF_SESSION, (session_id,))
 
     async def delete_after(self, session_id: str, message_id: str) -> int:
         return await self._write(

@@ -139,7 +139,7 @@ def coalesce_deltas() -> None:
 
 
 def no_ping() -> None:
-    compat.PING_INTERVAL_SECONDS = None  # type: ignore[attr-defined,assignment]
+    compat.loop_pinger = lambda: None  # type: ignore[attr-defined,assignment,return-value]
 
 
 def sdk_raw_post() -> None:

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from botline.api.http import ApiError, json_response, read_json
-from botline.api.sse import PING_INTERVAL_SECONDS, SseStream
+from botline.api.sse import SseStream, loop_pinger
 from botline.api.state import principal, services
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
@@ -157,7 +157,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if not turn.stream:
         return json_response(_completion(await pipeline.run(turn), completion_id, created))
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING
-    stream = SseStream(request, ping_interval=None if no_ping else PING_INTERVAL_SECONDS)
+    stream = SseStream(request, pinger=None if no_ping else loop_pinger())
     writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name)
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from botline.api.culture import CULTURES, pick_language
 from botline.api.http import ApiError, json_response, message_response, parse_model, read_json
-from botline.api.sse import SseStream
+from botline.api.sse import SseStream, event_frame, loop_pinger
 from botline.api.state import services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
@@ -24,6 +24,7 @@ routes = web.RouteTableDef()
 BASE = "/api/v1/public/chat-clients/{access_key}"
 MAX_PROMPT_CHARS = 32_000
 EVENT_STREAM = "text/event-stream"
+LAST_EVENTS = ("done", "error")
 
 
 class PromptMessage(CamelModel):
@@ -128,15 +129,20 @@ async def _outcome(turn: ActiveTurn) -> TurnOutcome:
 
 
 async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
-    """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx."""
-    stream = SseStream(request)
+    """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx.
+
+    The events queued since the last write (all the deltas of one upstream read) go out in one write.
+    """
+    stream = SseStream(request, pinger=loop_pinger())
     try:
         while True:
-            event = await turn.events.get()
-            if event.name == "error" and not stream.opened:
+            events = [await turn.events.get()]
+            while events[-1].name not in LAST_EVENTS and not turn.events.empty():
+                events.append(turn.events.get_nowait())
+            if events[0].name == "error" and not stream.opened:
                 await _outcome(turn)  # raises the refusal or gateway error as a plain answer
-            await stream.event(event.name, orjson.dumps(event.data))
-            if event.name in ("done", "error"):
+            await stream.frames([event_frame(event.name, orjson.dumps(event.data)) for event in events])
+            if events[-1].name in LAST_EVENTS:
                 break
     except ConnectionResetError:
         pass  # the page went away; the turn finishes and is stored anyway

@@ -9,18 +9,18 @@ see no difference from the Redis leases, which do keep replicas apart.
 
 from __future__ import annotations
 
-import secrets
+import itertools
 import time
 
 from botline.store.base import LockRepository
-
-TOKEN_BYTES = 16
 
 
 class ProcessLocks(LockRepository):
     def __init__(self) -> None:
         self._leases: dict[str, tuple[str, float]] = {}
         """name -> (token, monotonic expiry)."""
+        self._tokens = itertools.count(1)
+        """Tokens only need to differ within this process: a counter, not random bytes."""
 
     def _held(self, name: str, now: float) -> str | None:
         lease = self._leases.get(name)
@@ -30,7 +30,7 @@ class ProcessLocks(LockRepository):
         now = time.monotonic()
         if self._held(name, now) is not None:
             return None
-        token = secrets.token_hex(TOKEN_BYTES)
+        token = str(next(self._tokens))
         self._leases[name] = (token, now + ttl_seconds)
         return token
 

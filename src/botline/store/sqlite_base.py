@@ -75,7 +75,7 @@ class _Repo:
             conn.commit()
             return result
 
-        execute = cast(Callable[[Callable[[], T]], Awaitable[T]], self._db._execute)
+        execute = cast("Callable[[Callable[[], T]], Awaitable[T]]", self._db._execute)  # a string: no runtime alias
         return await execute(job)
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:

@@ -601,7 +601,8 @@ class TestTurnWrites:
         chat = session(expires_at=at(10))
         await store.sessions.create(chat)
         await store.messages.append(message(chat.id, "earlier"))
-        renewed = chat.model_copy(update={"extra_context": "set meanwhile by the API"})
+        renewed = chat.model_copy(update={  # characters a document rewrite must keep as they are
+            "extra_context": "set meanwhile: Olá — “café” / ✓ \\ \"q\"\n", "metadata": {"page": "/pricing?a=1&b=2"}})
         await store.sessions.update(renewed)  # the caller's copy (chat) is stale from here
         question, answer = message(chat.id, "question"), message(chat.id, "answer")
         change = SessionChange(messages=2, tokens=40, last_message_at=at(2), last_user_message_at=at(1),

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
+from pydantic import TypeAdapter
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
@@ -48,12 +50,42 @@ def _queue_messages(pipe: Pipeline, keys: RedisKeys, session_id: str) -> None:
 def _in_order(ids: list[str], documents: dict[str, str]) -> list[Message]:
     return load_many(Message, (documents[i] for i in ids if i in documents))
 
-SESSION_AND_TAKEN_IDS = """
-local taken = 0
-for i = 1, #ARGV do taken = taken + redis.call('HEXISTS', KEYS[2], ARGV[i]) end
-return {redis.call('GET', KEYS[1]), taken}
+ADD_MESSAGES_SCRIPT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local session = cjson.decode(raw)
+if session['accountId'] ~= ARGV[1] then return false end
+for i = 9, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
+end
+session['messageCount'] = session['messageCount'] + tonumber(ARGV[3])
+session['tokenCount'] = session['tokenCount'] + tonumber(ARGV[4])
+if ARGV[5] ~= '' then session['lastMessageAt'] = ARGV[5] end
+if ARGV[6] ~= '' then session['lastUserMessageAt'] = ARGV[6] end
+if ARGV[7] ~= '' then
+  local current = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]))
+  if current == nil or current < tonumber(ARGV[7]) then
+    session['expiresAt'] = ARGV[8]
+    redis.call('ZADD', KEYS[4], ARGV[7], ARGV[2])
+  end
+end
+for i = 9, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('RPUSH', KEYS[3], ARGV[i])
+end
+local stored = cjson.encode(session)
+redis.call('SET', KEYS[1], stored)
+return stored
 """
-"""Read-only, under WATCH: the session document and how many of the message ids exist (one round trip)."""
+"""sessions.add_messages in one round trip, atomic as every script: false when the session is gone or
+another account's, 0 when a message id is taken (nothing written), else the stored session. The
+session's own expiry is its score in the expiry index (kept equal to expiresAt by every write)."""
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def _wire_time(moment: datetime | None) -> str:
+    """A datetime as the documents hold it (pydantic's JSON form), '' for None."""
+    return "" if moment is None else str(_DATETIME.dump_python(moment, mode="json"))
 
 
 @_reachable_methods
@@ -108,6 +140,10 @@ class RedisSessions(_Repo, SessionRepository):
     global expiry zset (epoch seconds) and, when tagged, the zset of the client's sessions with
     that tag by created_at, whose last member is what `get_by_tag` returns. Scores of the
     created_at indexes keep the created_at of `create`, as SQLite keeps its `created_at` column."""
+
+    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+        super().__init__(client, keys)
+        self._add_messages_script = client.register_script(ADD_MESSAGES_SCRIPT)
 
     async def create(self, session: Session) -> None:
         def writes(pipe: Pipeline) -> None:
@@ -201,29 +237,24 @@ class RedisSessions(_Repo, SessionRepository):
     async def add_messages(
         self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
     ) -> Session | None:
-        """WATCH, one read (a script: the session and the taken message ids), then one MULTI/EXEC:
-        three round trips. The access key, tag and client stay as stored, so only the expiry index moves."""
+        """One script (ADD_MESSAGES_SCRIPT): the access key, tag and client stay as stored, so only
+        the expiry index can move."""
         keys = self._keys
-        doc_key, documents = keys.session(session_id), keys.messages(session_id)
-        dumped: dict[FieldT, EncodableT] = {m.id: _dump(m) for m in messages}
-
-        async def body(pipe: Pipeline) -> Session | None:
-            raw, taken = await pipe.eval(SESSION_AND_TAKEN_IDS, 2, doc_key, documents, *dumped)
-            session = None if raw is None else Session.model_validate_json(raw)
-            if session is None or session.account_id != account_id:
-                return None
-            if taken:
-                raise ConflictError("a message with that id already exists")
-            change.apply(session)
-            pipe.multi()
-            if dumped:
-                pipe.hset(documents, mapping=dumped)
-                pipe.rpush(keys.message_ids(session_id), *dumped)
-            pipe.set(doc_key, _dump(session))
-            pipe.zadd(keys.sessions_by_expiry(), {session_id: _epoch_seconds(session.expires_at)})
-            return session
-
-        return await self._atomic(body, doc_key, documents)
+        floor = change.expires_at_least
+        args: list[EncodableT] = [
+            account_id, session_id, change.messages, change.tokens, _wire_time(change.last_message_at),
+            _wire_time(change.last_user_message_at), "" if floor is None else _epoch_seconds(floor), _wire_time(floor),
+        ]
+        for message in messages:
+            args += [message.id, _dump(message)]
+        stored = await self._add_messages_script(
+            keys=[keys.session(session_id), keys.messages(session_id), keys.message_ids(session_id),
+                  keys.sessions_by_expiry()],
+            args=args,
+        )
+        if stored == 0:
+            raise ConflictError("a message with that id already exists")
+        return None if stored is None else Session.model_validate_json(stored)
 
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
         index = self._keys.sessions_of_client(account_id, chat_client_id)

@@ -393,10 +393,23 @@ class TestSessions:
     async def test_update_can_change_the_access_key(self, store: Store) -> None:
         chat = session(access_key="ak-old")
         await store.sessions.create(chat)
+        assert await store.sessions.get_by_access_key("ak-old") == chat  # looked up before the change
         rotated = chat.model_copy(update={"access_key": "ak-new"})
         await store.sessions.update(rotated)
         assert await store.sessions.get_by_access_key("ak-new") == rotated
         assert await store.sessions.get_by_access_key("ak-old") is None
+
+    async def test_a_deleted_or_moved_access_key_is_not_found_after_a_lookup(self, store: Store) -> None:
+        first, second = session(access_key="ak-1"), session(access_key="ak-2")
+        for chat in (first, second):
+            await store.sessions.create(chat)
+            assert await store.sessions.get_by_access_key(chat.access_key) == chat
+        await store.sessions.delete(ALICE, first.id)
+        assert await store.sessions.get_by_access_key("ak-1") is None
+        await store.sessions.update(second.model_copy(update={"access_key": "ak-3"}))
+        taker = session(access_key="ak-2")  # the freed key now belongs to another session
+        await store.sessions.create(taker)
+        assert await store.sessions.get_by_access_key("ak-2") == taker
 
     async def test_update_to_a_taken_access_key_conflicts(self, store: Store) -> None:
         first, second = session(access_key="ak-1"), session(access_key="ak-2")

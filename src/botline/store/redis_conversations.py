@@ -39,6 +39,7 @@ from botline.store.redis_base import (
 )
 
 MIN_SCORE = "-inf"
+REMEMBERED_ACCESS_KEYS = 10_000
 
 
 def _queue_messages(pipe: Pipeline, keys: RedisKeys, session_id: str) -> None:
@@ -144,6 +145,10 @@ class RedisSessions(_Repo, SessionRepository):
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
         super().__init__(client, keys)
         self._add_messages_script = client.register_script(ADD_MESSAGES_SCRIPT)
+        self._ids_by_access_key: dict[str, str] = {}
+        """Remembered pointers (the web chat looks its session up by access key on every request):
+        a hit is one read instead of two, and is only trusted when the document read still carries
+        that access key, so a moved or deleted key is never served from here."""
 
     async def create(self, session: Session) -> None:
         def writes(pipe: Pipeline) -> None:
@@ -199,7 +204,18 @@ class RedisSessions(_Repo, SessionRepository):
         return session, _in_order(ids, documents)
 
     async def get_by_access_key(self, access_key: str) -> Session | None:
-        return await self._by_pointer(Session, self._keys.session_by_access_key(access_key), self._keys.session)
+        remembered = self._ids_by_access_key.get(access_key)
+        if remembered is not None:
+            session = await self._get(Session, self._keys.session(remembered))
+            if session is not None and session.access_key == access_key:
+                return session
+            self._ids_by_access_key.pop(access_key, None)
+        session = await self._by_pointer(Session, self._keys.session_by_access_key(access_key), self._keys.session)
+        if session is not None:
+            if len(self._ids_by_access_key) >= REMEMBERED_ACCESS_KEYS:
+                del self._ids_by_access_key[next(iter(self._ids_by_access_key))]  # the oldest
+            self._ids_by_access_key[access_key] = session.id
+        return session
 
     async def get_by_tag(self, account_id: str, chat_client_id: str, tag: str) -> Session | None:
         """The highest (created_at, id) in the tag's zset, like SQLite's `ORDER BY created_at DESC,

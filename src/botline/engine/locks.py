@@ -36,13 +36,20 @@ class SessionLocks:
         try:
             async with lock:
                 token = await self._acquire(name)
-                refresher = asyncio.create_task(self._refresh(name, token))
+                # Most holds end long before the first refresh is due: a timer, and a refreshing task
+                # only once it fires (a task per hold was measurable on the web chat's prompt path).
+                refreshers: list[asyncio.Task[None]] = []
+                timer = asyncio.get_running_loop().call_later(
+                    self._lease_seconds / 3, lambda: refreshers.append(asyncio.create_task(self._refresh(name, token)))
+                )
                 try:
                     yield
                 finally:
-                    refresher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await refresher
+                    timer.cancel()
+                    for refresher in refreshers:
+                        refresher.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await refresher
                     await asyncio.shield(self._leases.release(name, token))
         finally:
             self._users[name] -= 1
@@ -57,8 +64,7 @@ class SessionLocks:
         return token
 
     async def _refresh(self, name: str, token: str) -> None:
-        while True:
+        """Started a third of the lease after acquiring it; refreshes at once, then every third."""
+        while await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds):
             await asyncio.sleep(self._lease_seconds / 3)
-            if not await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds):
-                log.warning("lost the lease on %s while holding it", name)
-                return
+        log.warning("lost the lease on %s while holding it", name)

@@ -275,10 +275,8 @@ class ChatEngine:
             new = [] if repeat else [Message(session_id=session.id, role=Role.USER, content=content, created_at=now)]
             change = SessionChange(messages=len(new), last_message_at=now, last_user_message_at=now,
                                    expires_at_least=self._sessions.renewal_floor())
-            stored = await self._store.sessions.add_messages(session.account_id, session.id, new, change)
-            if stored is None:
+            if not await self._store.sessions.add_messages(session.account_id, session.id, new, change):
                 raise ChatRefused(404, "This chat session has ended.")
-            session = stored
             messages.extend(new)
         turn.started = True
         caller = Caller(

@@ -138,7 +138,8 @@ class ChatClientRepository(ABC):
 class SessionChange:
     """What storing a turn's messages changes in their session. Applied to the session as stored,
     inside the transaction that appends the messages, so an edit made meanwhile (a renewal, new
-    context) is kept, and messages and counters never disagree."""
+    context) is kept, and messages and counters never disagree. Each backend applies it in place
+    (SQLite's json_set, a Redis script): the session is never read back into Python for it."""
 
     messages: int = 0
     """Added to messageCount (the visible messages among those appended)."""
@@ -148,16 +149,6 @@ class SessionChange:
     last_user_message_at: datetime | None = None
     expires_at_least: datetime | None = None
     """A sliding renewal: expiresAt becomes at least this."""
-
-    def apply(self, session: Session) -> None:
-        session.message_count += self.messages
-        session.token_count += self.tokens
-        if self.last_message_at is not None:
-            session.last_message_at = self.last_message_at
-        if self.last_user_message_at is not None:
-            session.last_user_message_at = self.last_user_message_at
-        if self.expires_at_least is not None and session.expires_at < self.expires_at_least:
-            session.expires_at = self.expires_at_least
 
 
 class SessionRepository(ABC):
@@ -184,11 +175,11 @@ class SessionRepository(ABC):
     @abstractmethod
     async def add_messages(
         self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
-    ) -> Session | None:
+    ) -> bool:
         """Appends `messages` (in order) and applies `change` to the stored session, in one transaction.
 
-        Returns the session as now stored; None, with nothing written, when the session is gone or
-        belongs to another account. Raises ConflictError (nothing written) when a message id exists.
+        False, with nothing written, when the session is gone or belongs to another account. Raises
+        ConflictError (nothing written) when a message id exists.
         """
 
     @abstractmethod

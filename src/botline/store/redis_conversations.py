@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from pydantic import TypeAdapter
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT
@@ -24,7 +23,7 @@ from botline.store.base import (
     SessionChange,
     SessionRepository,
 )
-from botline.store.documents import load_many
+from botline.store.documents import load_many, wire_time
 from botline.store.keys import RedisKeys
 from botline.store.redis_base import (
     _claim,
@@ -74,19 +73,12 @@ for i = 9, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   redis.call('RPUSH', KEYS[3], ARGV[i])
 end
-local stored = cjson.encode(session)
-redis.call('SET', KEYS[1], stored)
-return stored
+redis.call('SET', KEYS[1], cjson.encode(session))
+return 1
 """
 """sessions.add_messages in one round trip, atomic as every script: false when the session is gone or
-another account's, 0 when a message id is taken (nothing written), else the stored session. The
+another account's, 0 when a message id is taken (nothing written), else 1. The
 session's own expiry is its score in the expiry index (kept equal to expiresAt by every write)."""
-_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
-
-
-def _wire_time(moment: datetime | None) -> str:
-    """A datetime as the documents hold it (pydantic's JSON form), '' for None."""
-    return "" if moment is None else str(_DATETIME.dump_python(moment, mode="json"))
 
 
 @_reachable_methods
@@ -252,25 +244,26 @@ class RedisSessions(_Repo, SessionRepository):
 
     async def add_messages(
         self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
-    ) -> Session | None:
+    ) -> bool:
         """One script (ADD_MESSAGES_SCRIPT): the access key, tag and client stay as stored, so only
         the expiry index can move."""
         keys = self._keys
         floor = change.expires_at_least
         args: list[EncodableT] = [
-            account_id, session_id, change.messages, change.tokens, _wire_time(change.last_message_at),
-            _wire_time(change.last_user_message_at), "" if floor is None else _epoch_seconds(floor), _wire_time(floor),
+            account_id, session_id, change.messages, change.tokens, wire_time(change.last_message_at) or "",
+            wire_time(change.last_user_message_at) or "", "" if floor is None else _epoch_seconds(floor),
+            wire_time(floor) or "",
         ]
         for message in messages:
             args += [message.id, _dump(message)]
-        stored = await self._add_messages_script(
+        written = await self._add_messages_script(
             keys=[keys.session(session_id), keys.messages(session_id), keys.message_ids(session_id),
                   keys.sessions_by_expiry()],
             args=args,
         )
-        if stored == 0:
+        if written == 0:
             raise ConflictError("a message with that id already exists")
-        return None if stored is None else Session.model_validate_json(stored)
+        return written is not None
 
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
         index = self._keys.sessions_of_client(account_id, chat_client_id)

@@ -15,9 +15,22 @@ from botline.store.base import (
     SessionChange,
     SessionRepository,
 )
+from botline.store.documents import wire_time
 from botline.store.sqlite_base import _dump, _load_all, _Repo, reachable_methods
 
 MESSAGES_OF_SESSION = "SELECT data FROM messages WHERE session_id = ? ORDER BY seq"
+APPLY_SESSION_CHANGE = (
+    "UPDATE sessions SET data = json_set(data,"
+    " '$.messageCount', json_extract(data, '$.messageCount') + ?,"
+    " '$.tokenCount', json_extract(data, '$.tokenCount') + ?,"
+    " '$.lastMessageAt', coalesce(?, json_extract(data, '$.lastMessageAt')),"
+    " '$.lastUserMessageAt', coalesce(?, json_extract(data, '$.lastUserMessageAt')),"
+    " '$.expiresAt', CASE WHEN expires_ts < ? THEN ? ELSE json_extract(data, '$.expiresAt') END),"
+    " expires_ts = max(expires_ts, coalesce(?, expires_ts))"
+    " WHERE id = ? AND account_id = ?"
+)
+"""SessionChange applied in place (every SET expression sees the row as it was): the counts added,
+the times set when given, the expiry raised to the renewal floor (seconds, JSON text) when given."""
 
 
 @reachable_methods
@@ -110,23 +123,18 @@ class SqliteSessions(_Repo, SessionRepository):
 
     async def add_messages(
         self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
-    ) -> Session | None:
+    ) -> bool:
         rows = [(m.id, session_id, _dump(m)) for m in messages]
+        floor = change.expires_at_least
+        renewal = (None, None) if floor is None else (floor.timestamp(), wire_time(floor))
+        params = (change.messages, change.tokens, wire_time(change.last_message_at),
+                  wire_time(change.last_user_message_at), renewal[0], renewal[1], renewal[0], session_id, account_id)
 
-        def work(conn: sqlite3.Connection) -> Session | None:
-            found = conn.execute(
-                "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
-            ).fetchone()
-            if found is None:
-                return None
-            session = Session.model_validate_json(found[0])
-            change.apply(session)
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute(APPLY_SESSION_CHANGE, params).rowcount == 0:
+                return False
             conn.executemany("INSERT INTO messages (id, session_id, data) VALUES (?, ?, ?)", rows)
-            conn.execute(
-                "UPDATE sessions SET expires_ts = ?, data = ? WHERE id = ?",
-                (session.expires_at.timestamp(), _dump(session), session_id),
-            )
-            return session
+            return True
 
         return await self._run(work)
 

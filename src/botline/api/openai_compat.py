@@ -7,7 +7,6 @@ the answer has OpenAI's exact shape, streamed (`data: {chunk}` ... `data: [DONE]
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -16,6 +15,7 @@ from aiohttp import web
 from botline.api.http import ApiError, json_response, read_json
 from botline.api.sse import SseStream, loop_pinger
 from botline.api.state import principal, services
+from botline.domain.base import random_hex
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
 from botline.gateway.caller import Caller, CallSource
@@ -153,7 +153,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "model is required: an AI gateway id or slug.")
     turn = _turn_request(await _gateway(request, model), body)
     pipeline = services(request).pipeline
-    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
     if not turn.stream:
         return json_response(_completion(await pipeline.run(turn), completion_id, created))
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING

@@ -60,6 +60,11 @@ def new_id() -> str:
     return str(uuid.UUID(bytes=_random.take(16), version=4))
 
 
+def random_hex(size: int) -> str:
+    """`size` random bytes as hex, from the same batches (request ids, completion ids)."""
+    return _random.take(size).hex()
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)

@@ -30,12 +30,9 @@ Levers (comma-separated in $BENCH_LEVERS):
 - inbound-turn-limit: at most $BENCH_TURN_LIMIT (default 8) channel turns run at once per process (a semaphore
   around InboundEngine._answer); the other chats' messages wait, recorded, for a slot. Keeps event-loop
   and store headroom for acknowledging webhooks.
-- count-db: counts the SQLite statements and commits botline sends through aiosqlite (and the Redis commands
-  and pipelines), written as JSON to $BENCH_COUNT_FILE at exit: the store round trips per request.
-- sqlite-no-lease: on SQLite, the per-turn session lease (INSERT ... ON CONFLICT, SELECT token, DELETE:
-  3 statements and 2 commits per turn, plus an UPDATE every 5 s while a turn runs) is skipped: the
-  process-local asyncio.Lock already serializes a session's turns, and SqliteStore.open clears every lease
-  at start because one process owns the file.
+- count-db: counts the jobs botline sends to aiosqlite's thread (each a round trip; a write and its commit
+  are one job) and the SQL statements started from the event loop (and the Redis commands and pipelines),
+  written as JSON to $BENCH_COUNT_FILE at exit: the store round trips per request.
 """
 
 from __future__ import annotations
@@ -142,7 +139,7 @@ def coalesce_deltas() -> None:
 
 
 def no_ping() -> None:
-    compat.PING_INTERVAL_SECONDS = None  # type: ignore[attr-defined,assignment]
+    compat.loop_pinger = lambda: None  # type: ignore[attr-defined,assignment,return-value]
 
 
 def sdk_raw_post() -> None:
@@ -282,7 +279,9 @@ def count_db() -> None:
 
         setattr(cls, name, counted)
 
+    wrap(aiosqlite.Connection, "_execute", "sqlite job")
     wrap(aiosqlite.Connection, "execute", "sqlite execute")
+    wrap(aiosqlite.Connection, "execute_fetchall", "sqlite execute")
     wrap(aiosqlite.Connection, "commit", "sqlite commit")
     try:
         import redis.asyncio.client as rclient
@@ -298,23 +297,6 @@ def count_db() -> None:
                 json.dump(dict(counts.most_common()), out, indent=1)
 
     atexit.register(dump)
-
-
-def sqlite_no_lease() -> None:
-    import secrets
-
-    from botline.store.sqlite_channels import SqliteLocks
-
-    async def acquire(self: Any, name: str, *, ttl_seconds: float) -> str | None:
-        return secrets.token_hex(8)
-
-    async def refresh(self: Any, name: str, token: str, *, ttl_seconds: float) -> bool:
-        return True
-
-    async def release(self: Any, name: str, token: str) -> None:
-        return None
-
-    SqliteLocks.acquire, SqliteLocks.refresh, SqliteLocks.release = acquire, refresh, release  # type: ignore[method-assign]
 
 
 def inbound_turn_limit() -> None:
@@ -338,7 +320,7 @@ LEVERS = {
     "sdk-raw-post": sdk_raw_post, "no-sdk": no_sdk, "gateway-cache": gateway_cache, "fast-ids": fast_ids,
     "coalesce-deltas": coalesce_deltas, "no-ping": no_ping, "log-info": log_info,
     "llm-pool-unlimited": llm_pool_unlimited, "redis-blocking-pool": redis_blocking_pool,
-    "count-db": count_db, "sqlite-no-lease": sqlite_no_lease, "inbound-turn-limit": inbound_turn_limit,
+    "count-db": count_db, "inbound-turn-limit": inbound_turn_limit,
 }
 
 

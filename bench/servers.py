@@ -194,15 +194,19 @@ def botline_command(levers: str | None = None) -> list[str]:
 @contextlib.contextmanager
 def botline(workdir: Path, upstream: Server, *, name: str = "botline", levers: str | None = None,
             overrides: dict[str, Any] | None = None, nofile: int | None = None,
-            port: int | None = None) -> Iterator[Server]:
+            port: int | None = None, source: Path | None = None) -> Iterator[Server]:
     """`botline serve` on a throwaway SQLite store with one gateway (slug `bench`) to `upstream`.
 
     `levers`: comma-separated what-if patches from bench.levers (None: the real botline).
-    `overrides`: config deep-merged over the default temp config. `nofile`: the child's open-files limit."""
+    `overrides`: config deep-merged over the default temp config. `nofile`: the child's open-files limit.
+    `source`: a `src` folder to import botline from instead (e.g. an exported older commit), for
+    before/after comparisons in one run."""
     port = port or free_port()
     config = botline_config(workdir, port, upstream, name, overrides)
     argv = [*botline_command(levers), "serve", "--config", str(config)]
-    env = {"BENCH_LEVERS": levers} if levers else None
+    env = {"BENCH_LEVERS": levers} if levers else {}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     with spawn(name, argv, port, workdir, env, nofile) as server:
         wait_http(server, "/healthz")
         wait_http(server, "/v1/models", {"Authorization": f"Bearer {BENCH_KEY}"})

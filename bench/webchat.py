@@ -161,7 +161,7 @@ def _sessions_needed(plan: PromptPlan, profile_seconds: float = 0) -> int:
 
 
 async def _profile_prompts(server: servers.Server, pool: SessionPool, seconds: float, out: Path,
-                           log: Any) -> dict[str, Any] | None:
+                           log: Any, store: str) -> dict[str, Any] | None:
     """py-spy on `server` while 50 closed-loop clients send prompts for about `seconds`."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         recorder = await profile.start(server.pid, out, seconds=seconds)
@@ -179,20 +179,20 @@ async def _profile_prompts(server: servers.Server, pool: SessionPool, seconds: f
         return None
     rate = done / (seconds + 1.0)
     summary = profile.summarize(out.read_text(), seconds=seconds, requests=int(rate * seconds))
-    summary.update(mode="web chat prompt (sqlite)", concurrency=50, raw=str(out.relative_to(servers.ROOT)),
+    summary.update(mode=f"web chat prompt ({store})", concurrency=50, raw=str(out.relative_to(servers.ROOT)),
                    requests_per_second_while_sampled=round(rate, 1))
     return summary
 
 
 async def _measure_prompts(targets: dict[str, servers.Server], plan: PromptPlan, log: Any,
-                           profile_seconds: float = 0, out_dir: Path | None = None) -> tuple[list[PromptCell],
-                                                                                              list[dict[str, Any]]]:
+                           profile_seconds: float = 0, out_dir: Path | None = None,
+                   profiled: tuple[str, ...] = ("sqlite",)) -> tuple[list[PromptCell], list[dict[str, Any]]]:
     pools: dict[str, SessionPool] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         for name, server in targets.items():
             started = time.perf_counter()
             client_id = await api.create_client(http, server.base_url)
-            wanted = _sessions_needed(plan, profile_seconds if name == "sqlite" else 0)
+            wanted = _sessions_needed(plan, profile_seconds if name in profiled else 0)
             sessions = await api.create_sessions(http, server.base_url, client_id, wanted)
             pools[name] = SessionPool([s["accessKey"] for s in sessions])
             log(f"  {name}: {len(sessions)} sessions created in {time.perf_counter() - started:.1f} s")
@@ -227,9 +227,11 @@ async def _measure_prompts(targets: dict[str, servers.Server], plan: PromptPlan,
                 f"{cell.rps:7.1f} prompts/s  {cell.cpu_ms_per_prompt:.2f} ms CPU/prompt  errors {cell.errors}")
             cells.append(cell)
     profiles = []
-    if profile_seconds and out_dir is not None and "sqlite" in targets:
-        raw = out_dir / f"profile-{time.strftime('%Y%m%d-%H%M%S')}-webchat-c50.txt"
-        summary = await _profile_prompts(targets["sqlite"], pools["sqlite"], profile_seconds, raw, log)
+    for name in profiled if profile_seconds else ():
+        if name not in targets or out_dir is None:
+            continue
+        raw = out_dir / f"profile-{time.strftime('%Y%m%d-%H%M%S')}-webchat-{name}-c50.txt"
+        summary = await _profile_prompts(targets[name], pools[name], profile_seconds, raw, log, name)
         if summary is not None:
             profiles.append(summary)
     return cells, profiles
@@ -237,8 +239,11 @@ async def _measure_prompts(targets: dict[str, servers.Server], plan: PromptPlan,
 
 def run_prompts(*, quick: bool = False, log: Any = print, stores: tuple[str, ...] = ("sqlite", "redis"),
                 levers: str | None = None, with_profile: bool = False, out_dir: Path | None = None,
-                what_ifs: tuple[str, ...] = ()) -> PromptResult:
-    """`levers` apply to every botline; each of `what_ifs` adds a SQLite botline with those levers."""
+                what_ifs: tuple[str, ...] = (), baseline: Path | None = None,
+                profiled: tuple[str, ...] = ("sqlite",)) -> PromptResult:
+    """`levers` apply to every botline; each of `what_ifs` adds a SQLite botline with those levers;
+    `baseline` (a `src` folder, e.g. `git archive <commit> src`) adds a botline per store importing
+    botline from there, measured in the same interleaved rounds."""
     plan = PROMPTS_QUICK if quick else PROMPTS_FULL
     result = PromptResult(plan=asdict(plan))
     result.load_average["start"] = load_average()
@@ -248,16 +253,17 @@ def run_prompts(*, quick: bool = False, log: Any = print, stores: tuple[str, ...
         fake = stack.enter_context(servers.fake_llm(tmp))
         targets: dict[str, servers.Server] = {}
         for store in stores:
-            if store == "redis":
-                if not servers.redis_available():
-                    result.skipped["redis"] = f"no Redis answers at {servers.REDIS_URL}"
-                    log(f"  redis skipped: {result.skipped['redis']}")
-                    continue
-                overrides = stack.enter_context(servers.redis_storage("webchat"))
-            else:
-                overrides = {}
-            targets[store] = stack.enter_context(
-                servers.botline(tmp, fake, name=f"botline-{store}", overrides=overrides, levers=levers))
+            if store == "redis" and not servers.redis_available():
+                result.skipped["redis"] = f"no Redis answers at {servers.REDIS_URL}"
+                log(f"  redis skipped: {result.skipped['redis']}")
+                continue
+            for source in (None, baseline) if baseline else (None,):
+                tag = "webchat" if source is None else "webchat-baseline"
+                overrides = stack.enter_context(servers.redis_storage(tag)) if store == "redis" else {}
+                name = store if source is None else f"{store} (baseline)"
+                targets[name] = stack.enter_context(servers.botline(
+                    tmp, fake, name="botline-" + name.replace(" ", "-").strip("()").replace("(", ""),
+                    overrides=overrides, levers=levers, source=source))
         for i, what_if in enumerate(what_ifs):
             targets[f"sqlite + {what_if}"] = stack.enter_context(
                 servers.botline(tmp, fake, name=f"botline-what-if-{i}",
@@ -265,7 +271,8 @@ def run_prompts(*, quick: bool = False, log: Any = print, stores: tuple[str, ...
         result.stores = list(targets)
         log("web chat prompts: " + "; ".join(f"{n} pid {s.pid} :{s.port}" for n, s in targets.items()))
         profile_seconds = PROFILE_SECONDS[quick] if with_profile else 0
-        result.cells, result.profiles = uvloop_run(_measure_prompts(targets, plan, log, profile_seconds, out_dir))
+        result.cells, result.profiles = uvloop_run(_measure_prompts(targets, plan, log, profile_seconds, out_dir,
+                                                                        profiled))
     result.seconds = round(time.perf_counter() - started, 1)
     result.load_average["end"] = load_average()
     return result
@@ -597,7 +604,10 @@ def main() -> None:
     parser.add_argument("--levers", help="botline with these bench.levers (what-if)")
     parser.add_argument("--what-if", action="append", default=[],
                         help="prompts: add a SQLite botline with these bench.levers to the same rounds (repeatable)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the SQLite botline at 50 clients")
+    parser.add_argument("--profile", nargs="*", choices=("sqlite", "redis"),
+                        help="py-spy these botlines at 50 clients (no value: sqlite)")
+    parser.add_argument("--baseline", type=Path,
+                        help="prompts: also run botlines importing this src folder (e.g. an older commit's)")
     args = parser.parse_args()
     out_dir = servers.ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -605,7 +615,8 @@ def main() -> None:
     for part in args.part or ("prompts", "streams"):
         if part == "prompts":
             prompts = run_prompts(quick=args.quick, stores=tuple(args.store or ("sqlite", "redis")), levers=args.levers,
-                                  with_profile=args.profile, out_dir=out_dir, what_ifs=tuple(args.what_if))
+                                  with_profile=args.profile is not None, out_dir=out_dir, what_ifs=tuple(args.what_if),
+                                  baseline=args.baseline, profiled=tuple(args.profile or ("sqlite",)))
             print(prompts_table(prompts))
             for summary in prompts.profiles:
                 print(profile.report(summary))

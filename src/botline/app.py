@@ -36,6 +36,7 @@ from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
+from botline.engine.client_cache import ChatClientCache
 from botline.engine.inbound import InboundEngine
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
@@ -155,11 +156,15 @@ def build_app(
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
                                       metrics=recorder)
         scheduler = Scheduler(store, activator, clock, settings.scheduler)
-        pipeline_services.extensions.append(ScheduleExtension(store, scheduler, clock, settings.scheduler))
+        client_cache = ChatClientCache(store, ttl=settings.webchat.client_cache_seconds)
+        await client_cache.start()
+        pipeline_services.extensions.append(
+            ScheduleExtension(store, scheduler, clock, settings.scheduler, clients=client_cache))
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
+            chat_clients=client_cache,
         )
         await inbound.resume()
         await scheduler.start()

@@ -111,6 +111,8 @@ class WebChatSettings(Section):
     """Model asked at the gateway's /audio/transcriptions for voice uploads."""
     poll_seconds: float = Field(default=15.0, gt=0)
     """How often an open chat page looks for messages the assistant added on its own (continuations)."""
+    client_cache_seconds: float = Field(default=5.0, ge=0)
+    """A chat client's settings are reused this long (edits reach other replicas within it)."""
 
 
 class SchedulerSettings(Section):

@@ -58,6 +58,21 @@ async def test_session_info_has_the_seed_shape(server: RunningServer, fake_llm: 
     assert info["chatTitle"] == "Olá" and "chatCreationData" in info
 
 
+async def test_an_edit_of_the_chat_client_reaches_open_chats_at_once(server: RunningServer, fake_llm: FakeLLM) -> None:
+    client_id = await create_client(server, fake_llm, helloLabel="Before")
+    key = str((await open_session(server, client_id))["accessKey"])
+    _, info = await server.call("GET", public(key))  # the chat client's settings are cached from here
+    assert info["client"]["helloLabel"] == "Before"
+    assert (await server.call("POST", public(key, "/prompt"), json=prompt("one")))[0] == 200
+    status, _ = await server.call("PUT", f"/api/v1/web-chat-client/{client_id}", json={
+        "clientParameters": {"helloLabel": "After"}, "limitingParameters": {"messagesPerHour": 1}})
+    assert status == 200
+    _, info = await server.call("GET", public(key))
+    assert info["client"]["helloLabel"] == "After"
+    assert (await server.call("POST", public(key, "/prompt"), json=prompt("two")))[0] == 200
+    assert (await server.call("POST", public(key, "/prompt"), json=prompt("three")))[0] == 429
+
+
 async def test_culture_follows_the_browser_when_the_client_sets_none(server: RunningServer, fake_llm: FakeLLM) -> None:
     key = await chat(server, fake_llm)
     _, info = await server.call("GET", public(key), headers={"Accept-Language": "pt-BR,pt;q=0.9,en;q=0.8"})

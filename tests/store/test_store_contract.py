@@ -17,6 +17,7 @@ from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem, ScheduleKind, ScheduleStatus, ScheduleTarget
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store import ConflictError, Store
+from botline.store.base import SessionChange
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 ALICE = "account-alice"
@@ -392,10 +393,23 @@ class TestSessions:
     async def test_update_can_change_the_access_key(self, store: Store) -> None:
         chat = session(access_key="ak-old")
         await store.sessions.create(chat)
+        assert await store.sessions.get_by_access_key("ak-old") == chat  # looked up before the change
         rotated = chat.model_copy(update={"access_key": "ak-new"})
         await store.sessions.update(rotated)
         assert await store.sessions.get_by_access_key("ak-new") == rotated
         assert await store.sessions.get_by_access_key("ak-old") is None
+
+    async def test_a_deleted_or_moved_access_key_is_not_found_after_a_lookup(self, store: Store) -> None:
+        first, second = session(access_key="ak-1"), session(access_key="ak-2")
+        for chat in (first, second):
+            await store.sessions.create(chat)
+            assert await store.sessions.get_by_access_key(chat.access_key) == chat
+        await store.sessions.delete(ALICE, first.id)
+        assert await store.sessions.get_by_access_key("ak-1") is None
+        await store.sessions.update(second.model_copy(update={"access_key": "ak-3"}))
+        taker = session(access_key="ak-2")  # the freed key now belongs to another session
+        await store.sessions.create(taker)
+        assert await store.sessions.get_by_access_key("ak-2") == taker
 
     async def test_update_to_a_taken_access_key_conflicts(self, store: Store) -> None:
         first, second = session(access_key="ak-1"), session(access_key="ak-2")
@@ -591,6 +605,80 @@ class TestSessionCleanup:
             assert [m.content for m in await store.messages.list(kept.id)] == [f"hello from {kept.access_key}"]
         assert await store.sessions.delete_for_client(ALICE, "client-1") == 0
         assert await store.sessions.delete_expired(at(60 * 24 * 365)) == 2
+
+
+class TestTurnWrites:
+    """sessions.add_messages: a turn's messages and its session's counters land together."""
+
+    async def test_messages_are_appended_and_the_stored_session_changed(self, store: Store) -> None:
+        chat = session(expires_at=at(10))
+        await store.sessions.create(chat)
+        await store.messages.append(message(chat.id, "earlier"))
+        renewed = chat.model_copy(update={  # characters a document rewrite must keep as they are
+            "extra_context": "set meanwhile: Olá — “café” / ✓ \\ \"q\"\n", "metadata": {"page": "/pricing?a=1&b=2"}})
+        await store.sessions.update(renewed)  # the caller's copy (chat) is stale from here
+        question, answer = message(chat.id, "question"), message(chat.id, "answer")
+        change = SessionChange(messages=2, tokens=40, last_message_at=at(2), last_user_message_at=at(1),
+                               expires_at_least=at(30))
+        assert await store.sessions.add_messages(ALICE, chat.id, [question, answer], change) is True
+        expected = renewed.model_copy(update={
+            "message_count": 2, "token_count": 40, "last_message_at": at(2), "last_user_message_at": at(1),
+            "expires_at": at(30)})
+        assert await store.sessions.get(ALICE, chat.id) == expected
+        assert [m.content for m in await store.messages.list(chat.id)] == ["earlier", "question", "answer"]
+        assert await store.sessions.delete_expired(at(20)) == 0  # the renewal moved its expiry
+
+    async def test_counters_add_up_and_a_later_expiry_is_kept(self, store: Store) -> None:
+        chat = session(expires_at=at(60))
+        await store.sessions.create(chat)
+        for n in range(3):
+            await store.sessions.add_messages(ALICE, chat.id, [message(chat.id, f"m{n}")],
+                                              SessionChange(messages=1, tokens=5, expires_at_least=at(30)))
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert stored is not None
+        assert (stored.message_count, stored.token_count, stored.expires_at) == (3, 15, at(60))
+        assert stored.last_message_at is None
+
+    async def test_a_session_gone_or_of_another_account_gets_nothing(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        change = SessionChange(messages=1)
+        assert await store.sessions.add_messages(BOB, chat.id, [message(chat.id, "x")], change) is False
+        assert await store.sessions.add_messages(ALICE, "s-unknown", [message("s-unknown", "x")], change) is False
+        assert await store.messages.list(chat.id) == []
+        assert await store.messages.list("s-unknown") == []
+        assert await store.sessions.get(ALICE, chat.id) == chat
+
+    async def test_no_messages_still_changes_the_session(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        assert await store.sessions.add_messages(ALICE, chat.id, [], SessionChange(last_user_message_at=at(5)))
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert stored is not None and stored.last_user_message_at == at(5)
+        assert await store.messages.list(chat.id) == []
+
+    async def test_get_with_messages_reads_both_scoped_to_the_account(self, store: Store) -> None:
+        chat, other = session(), session(access_key="ak-2")
+        for item in (chat, other):
+            await store.sessions.create(item)
+        said = [message(chat.id, "one"), message(chat.id, "two")]
+        await store.sessions.add_messages(ALICE, chat.id, said, SessionChange(messages=2))
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert await store.sessions.get_with_messages(ALICE, chat.id) == (stored, said)
+        assert await store.sessions.get_with_messages(ALICE, other.id) == (other, [])
+        assert await store.sessions.get_with_messages(BOB, chat.id) is None
+        assert await store.sessions.get_with_messages(ALICE, "s-unknown") is None
+
+    async def test_a_taken_message_id_writes_nothing(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        hello = message(chat.id, "hello")
+        await store.messages.append(hello)
+        with pytest.raises(ConflictError):
+            await store.sessions.add_messages(ALICE, chat.id, [message(chat.id, "new"), hello],
+                                              SessionChange(messages=2))
+        assert await store.messages.list(chat.id) == [hello]
+        assert await store.sessions.get(ALICE, chat.id) == chat
 
 
 class TestMessages:

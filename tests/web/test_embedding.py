@@ -120,7 +120,9 @@ async def test_the_embed_fills_a_phone_screen_and_keeps_its_own_colour(
 ) -> None:
     chat = await open_chat(primaryColor="#4f46e5")
     url = host_site.serve("mobile", embed_page(server, chat.talk_url, 'data-color="#0f766e" data-position="left"'))
-    context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    # Reduced motion: the panel's opening transition is off, so its box is final when measured (a busy
+    # machine could otherwise catch it mid-slide).
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, reduced_motion="reduce")
     try:
         page = await context.new_page()
         await page.goto(url)

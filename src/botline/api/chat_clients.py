@@ -149,6 +149,7 @@ async def edit_client(request: web.Request) -> web.Response:
         "client_parameters": body.client_parameters,
     })
     await svc.store.chat_clients.update(updated)
+    await svc.chat_clients.forget(client.id)
     return message_response("Web chat client updated.")
 
 
@@ -156,9 +157,10 @@ async def edit_client(request: web.Request) -> web.Response:
 @documented("Delete a web chat client and its sessions.", answer=MessageAnswer)
 async def delete_client(request: web.Request) -> web.Response:
     client = await _owned(request)
-    store = services(request).store
-    await store.sessions.delete_for_client(client.account_id, client.id)
-    await store.chat_clients.delete(client.account_id, client.id)
+    svc = services(request)
+    await svc.store.sessions.delete_for_client(client.account_id, client.id)
+    await svc.store.chat_clients.delete(client.account_id, client.id)
+    await svc.chat_clients.forget(client.id)
     return message_response("Web chat client deleted.")
 
 

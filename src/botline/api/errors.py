@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from botline.api.http import ApiError, json_response
+from botline.domain.base import random_hex
 from botline.gateway.errors import GatewayError, UpstreamError
 from botline.logs import request_id
 from botline.store.base import ConflictError, StoreUnavailable
@@ -49,7 +49,7 @@ def _http_exception_message(exc: web.HTTPException) -> str:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex[:16]
+    rid = request.headers.get(REQUEST_ID_HEADER) or random_hex(8)
     request[REQUEST_ID] = rid
     token = request_id.set(rid)
     started = time.perf_counter()

@@ -69,6 +69,7 @@ async def edit_integrations(request: web.Request) -> web.Response:
     setattr(client.integrations, FIELD_OF[kind], integration)
     svc = services(request)
     await svc.store.chat_clients.update(client)
+    await svc.chat_clients.forget(client.id)
     registration = await svc.channels.connect(client, kind)
     return json_response({
         "message": f"{kind.value} integration saved.",
@@ -88,4 +89,5 @@ async def delete_integration(request: web.Request) -> web.Response:
     await svc.channels.disconnect(client, kind)
     setattr(client.integrations, FIELD_OF[kind], None)
     await svc.store.chat_clients.update(client)
+    await svc.chat_clients.forget(client.id)
     return message_response(f"{kind.value} integration deleted.")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -17,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from botline.api.http import ApiError, json_response, read_model
 from botline.api.openapi import documented
-from botline.api.sse import PING_INTERVAL_SECONDS, SseStream
+from botline.api.sse import SseStream, loop_pinger
 from botline.api.state import principal, services
+from botline.domain.base import random_hex
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
 from botline.gateway.caller import Caller, CallSource
@@ -180,12 +180,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_model(request, ChatCompletionBody)
     turn = _turn_request(await _gateway(request, body.model), body)
     bind_turn(CHANNEL, gateway=turn.gateway.id)
-    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
     if not turn.stream:
         return json_response(_completion(await _run(request, turn), completion_id, created))
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING
     stream = SseStream(request, open_streams=services(request).metrics.open_streams(CHANNEL),
-                       ping_interval=None if no_ping else PING_INTERVAL_SECONDS)
+                       pinger=None if no_ping else loop_pinger())
     writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     try:

@@ -12,7 +12,7 @@ from pydantic import Field
 from botline.api.culture import CULTURES, pick_language
 from botline.api.http import ApiError, json_response, message_response, parse_model, read_json
 from botline.api.openapi import Access, MessageAnswer, documented
-from botline.api.sse import SseStream
+from botline.api.sse import SseStream, event_frame, loop_pinger
 from botline.api.state import services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
@@ -26,6 +26,7 @@ routes = web.RouteTableDef()
 BASE = "/api/v1/public/chat-clients/{access_key}"
 MAX_PROMPT_CHARS = 32_000
 EVENT_STREAM = "text/event-stream"
+LAST_EVENTS = ("done", "error")
 
 
 class PromptMessage(CamelModel):
@@ -42,7 +43,7 @@ async def _session(request: web.Request) -> tuple[Session, ChatClient]:
     session = await svc.sessions.live_by_access_key(request.match_info["access_key"])
     if session is None:
         raise ApiError(404, "This chat session does not exist or has expired.")
-    client = await svc.store.chat_clients.get(session.account_id, session.chat_client_id)
+    client = await svc.chat_clients.get(session.account_id, session.chat_client_id)
     if client is None:
         raise ApiError(422, "The chat client is not available.")
     return session, client
@@ -140,15 +141,21 @@ async def _outcome(turn: ActiveTurn) -> TurnOutcome:
 
 
 async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
-    """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx."""
-    stream = SseStream(request, open_streams=services(request).metrics.open_streams(CallSource.WEB_CHAT.channel))
+    """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx.
+
+    The events queued since the last write (all the deltas of one upstream read) go out in one write.
+    """
+    stream = SseStream(request, open_streams=services(request).metrics.open_streams(CallSource.WEB_CHAT.channel),
+                       pinger=loop_pinger())
     try:
         while True:
-            event = await turn.events.get()
-            if event.name == "error" and not stream.opened:
+            events = [await turn.events.get()]
+            while events[-1].name not in LAST_EVENTS and not turn.events.empty():
+                events.append(turn.events.get_nowait())
+            if events[0].name == "error" and not stream.opened:
                 await _outcome(turn)  # raises the refusal or gateway error as a plain answer
-            await stream.event(event.name, orjson.dumps(event.data))
-            if event.name in ("done", "error"):
+            await stream.frames([event_frame(event.name, orjson.dumps(event.data)) for event in events])
+            if events[-1].name in LAST_EVENTS:
                 break
     except ConnectionResetError:
         pass  # the page went away; the turn finishes and is stored anyway

@@ -11,6 +11,7 @@ from botline.config import Settings
 from botline.domain.clock import Clock
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
+from botline.engine.client_cache import ChatClientCache
 from botline.engine.inbound import InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
@@ -42,6 +43,7 @@ class Services:
     scheduler: Scheduler
     gateways: GatewayCache
     metrics: Metrics
+    chat_clients: ChatClientCache
 
 
 SERVICES = web.AppKey("services", Services)

@@ -29,7 +29,7 @@ from botline.gateway.registry import GatewayCache
 from botline.logs import bind_turn
 from botline.metrics import Metrics, Outcome
 from botline.ratelimit import RateLimiter
-from botline.store.base import Store, StoreUnavailable
+from botline.store.base import SessionChange, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -316,24 +316,23 @@ class ChatEngine:
         self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
         source: CallSource, note: str | None,
     ) -> TurnOutcome:
-        session = await self._store.sessions.get(client.account_id, session_id)
-        if session is None or not session.is_live(self._clock.now()):
+        found = await self._store.sessions.get_with_messages(client.account_id, session_id)
+        if found is None or not found[0].is_live(self._clock.now()):
             raise ChatRefused(404, "This chat session has ended.")
-        messages = await self._store.messages.list(session.id)
+        session, messages = found
         repeat = bool(messages) and messages[-1].role is Role.USER and messages[-1].content == content
         cap = client.limiting_parameters.max_messages
         if cap and not repeat and session.message_count >= cap:
             raise ChatRefused(403, f"This conversation reached its limit of {cap} messages; start a new one.")
         now = self._clock.now()
         if content is not None:
-            if not repeat:  # an unanswered identical last message (retry, failure, restart) is answered instead
-                user = Message(session_id=session.id, role=Role.USER, content=content, created_at=now)
-                await self._store.messages.append(user)
-                messages.append(user)
-                session.message_count += 1
-            session.last_user_message_at = session.last_message_at = now
-            self._sessions.slide(session)
-            await self._store.sessions.update(session)
+            # An unanswered identical last message (retry, failure, restart) is answered instead.
+            new = [] if repeat else [Message(session_id=session.id, role=Role.USER, content=content, created_at=now)]
+            change = SessionChange(messages=len(new), last_message_at=now, last_user_message_at=now,
+                                   expires_at_least=self._sessions.renewal_floor())
+            if not await self._store.sessions.add_messages(session.account_id, session.id, new, change):
+                raise ChatRefused(404, "This chat session has ended.")
+            messages.extend(new)
         turn.started = True
         caller = Caller(
             call_source=source, account_id=session.account_id, chat_client_id=session.chat_client_id,
@@ -357,23 +356,20 @@ class ChatEngine:
     async def _store_result(self, session: Session, result: TurnResult, reply_to: list[str]) -> Message:
         now = self._clock.now()
         *steps, last = result.new_messages
-        for step in steps:  # tool-call rounds: kept so later turns see what the tools said
-            await self._store.messages.append(Message(
+        stored = [  # tool-call rounds: kept so later turns see what the tools said
+            Message(
                 session_id=session.id, role=Role(step["role"]), content=step.get("content"),
                 tool_calls=step.get("tool_calls") or [], tool_call_id=step.get("tool_call_id"), created_at=now,
-            ))
+            )
+            for step in steps
+        ]
         final = Message(
             session_id=session.id, role=Role.ASSISTANT, content=last.get("content") or "",
             reasoning=result.reasoning or None, usage=result.usage, answers_inbound=reply_to, created_at=now,
         )
-        await self._store.messages.append(final)
-        # Re-read: the turn took a while, and the session may have been renewed or given new context.
-        fresh = await self._store.sessions.get(session.account_id, session.id)
-        if fresh is not None:
-            fresh.message_count += 1
-            fresh.token_count += result.usage.total_tokens
-            fresh.last_message_at = now
-            await self._store.sessions.update(fresh)
+        # Applied to the stored session: the turn took a while, and it may have been renewed or given new context.
+        change = SessionChange(messages=1, tokens=result.usage.total_tokens, last_message_at=now)
+        await self._store.sessions.add_messages(session.account_id, session.id, [*stored, final], change)
         return final
 
     async def _store_cancelled(self, turn: ActiveTurn, account_id: str, session_id: str) -> TurnOutcome:
@@ -383,12 +379,8 @@ class ChatEngine:
             reasoning="".join(turn.reasoning) or None, status=MessageStatus.CANCELLED, created_at=self._clock.now(),
         )
         if turn.started:
-            await self._store.messages.append(message)
-            session = await self._store.sessions.get(account_id, session_id)
-            if session is not None:
-                session.message_count += 1
-                session.last_message_at = message.created_at
-                await self._store.sessions.update(session)
+            change = SessionChange(messages=1, last_message_at=message.created_at)
+            await self._store.sessions.add_messages(account_id, session_id, [message], change)
         outcome = TurnOutcome(message=message, result=None, cancelled=True)
         turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
         return outcome

@@ -139,8 +139,8 @@ class InboundEngine:
                     records = await self._store.inbound.pending(chat)  # another replica may have answered
                     if records:
                         await self._answer(chat, client, integration, records)
+                        self._metrics.merged(channel).inc(len(records) - 1)  # once answered, not per try
                         await self._mark_answered(chat, [r.id for r in records])
-                        self._metrics.merged(channel).inc(len(records) - 1)  # once, not per retry
         except StoreError as exc:
             # The store is down or saturated: try again shortly rather than leave the chat unanswered
             # until its next message or a restart.

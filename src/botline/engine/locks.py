@@ -1,11 +1,11 @@
 """One turn at a time per conversation, within a process and across replicas.
 
-A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key, or a
-row in the SQLite file) keeps other replicas out. The lease is refreshed while held, so a long turn
-keeps it, and it expires on its own if the holder dies. Losing the Store for a moment while holding a
-lease is not the holder's failure: a refresh that fails is tried again, a release that fails is
-retried in the background until the Store is back (or the lease has expired anyway), and the work
-done under it stands.
+A process-local asyncio.Lock keeps waiters in FIFO order; a lease in the Store (a Redis key; on
+SQLite, which one process owns, a lease kept in that process) keeps other replicas out. The lease is
+refreshed while held, so a long turn keeps it, and it expires on its own if the holder dies. Losing
+the Store for a moment while holding a lease is not the holder's failure: a refresh that fails is
+tried again, a release that fails is retried in the background until the Store is back (or the lease
+has expired anyway), and the work done under it stands.
 """
 
 from __future__ import annotations
@@ -41,13 +41,20 @@ class SessionLocks:
         try:
             async with lock:
                 token = await self._acquire(name)
-                refresher = asyncio.create_task(self._refresh(name, token))
+                # Most holds end long before the first refresh is due: a timer, and a refreshing task
+                # only once it fires (a task per hold was measurable on the web chat's prompt path).
+                refreshers: list[asyncio.Task[None]] = []
+                timer = asyncio.get_running_loop().call_later(
+                    self._lease_seconds / 3, lambda: refreshers.append(asyncio.create_task(self._refresh(name, token)))
+                )
                 try:
                     yield
                 finally:
-                    refresher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await refresher
+                    timer.cancel()
+                    for refresher in refreshers:
+                        refresher.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await refresher
                     await asyncio.shield(self._release(name, token))
         finally:
             self._users[name] -= 1
@@ -82,13 +89,15 @@ class SessionLocks:
                 return
 
     async def _refresh(self, name: str, token: str) -> None:
+        """Started a third of the lease after acquiring it; refreshes at once, then every third. A
+        refresh the Store cannot take is tried again a third later, before the lease runs out."""
         while True:
-            await asyncio.sleep(self._lease_seconds / 3)
             try:
                 held = await self._leases.refresh(name, token, ttl_seconds=self._lease_seconds)
             except StoreError as exc:
                 log.warning("could not refresh the lease on %s (%s); trying again", name, exc)
-                continue
+                held = True
             if not held:
                 log.warning("lost the lease on %s while holding it", name)
                 return
+            await asyncio.sleep(self._lease_seconds / 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
@@ -75,11 +75,10 @@ class SessionService:
             return None
         return session
 
-    def slide(self, session: Session) -> None:
-        """A user message on a session about to expire keeps it open 30 more minutes."""
-        floor = self._clock.now() + SLIDING_RENEWAL
-        if session.expires_at < floor:
-            session.expires_at = floor
+    def renewal_floor(self) -> datetime:
+        """A user message on a session about to expire keeps it open 30 more minutes: its expiry
+        becomes at least this."""
+        return self._clock.now() + SLIDING_RENEWAL
 
     async def start_purging(self) -> None:
         self._purger.start()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from botline.config import GatewayDefinition
 from botline.domain.clock import Clock
 from botline.domain.gateways import Gateway, GatewayParameters, slugify
 from botline.store.base import ConflictError, Store
 from botline.store.signals import Eviction
+from botline.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 MAX_SLUG_ATTEMPTS = 50
@@ -73,8 +73,7 @@ class GatewayCache:
 
     def __init__(self, store: Store, *, ttl: float) -> None:
         self._store = store
-        self._ttl = ttl
-        self._entries: dict[tuple[str, str], tuple[Gateway | None, float]] = {}
+        self._entries: TtlCache[tuple[str, str], Gateway] = TtlCache(ttl=ttl)
         self._evictions = Eviction(store.signals, "gateway.forget", self._drop)
 
     async def start(self) -> None:
@@ -82,18 +81,16 @@ class GatewayCache:
 
     async def find(self, account_id: str, key: str) -> Gateway | None:
         """The account's gateway whose id, else slug, is `key`."""
-        cached = self._entries.get((account_id, key))
-        if cached is not None and time.monotonic() - cached[1] < self._ttl:
-            return cached[0]
-        gateway = await self._store.gateways.get(account_id, key) or await self._store.gateways.get_by_slug(
-            account_id, key
-        )
-        if gateway is not None:
-            self._entries[(account_id, key)] = (gateway, time.monotonic())
-        return gateway
+
+        async def load() -> Gateway | None:
+            return await self._store.gateways.get(account_id, key) or await self._store.gateways.get_by_slug(
+                account_id, key
+            )
+
+        return await self._entries.get((account_id, key), load)
 
     async def forget(self, gateway_id: str) -> None:
         await self._evictions.evict(gateway_id)
 
     def _drop(self, gateway_id: str) -> None:
-        self._entries = {k: v for k, v in self._entries.items() if v[0] is None or v[0].id != gateway_id}
+        self._entries.forget(lambda gateway: gateway.id == gateway_id)

@@ -17,6 +17,7 @@ from botline.config import SchedulerSettings
 from botline.domain.clock import Clock
 from botline.domain.gateways import Gateway
 from botline.domain.schedules import ScheduledItem, ScheduleKind, ScheduleTarget
+from botline.engine.client_cache import ChatClientCache
 from botline.gateway.caller import Caller
 from botline.gateway.extensions import Contribution
 from botline.gateway.tools import Tool, ToolFailure, ToolSpec, function_spec
@@ -206,8 +207,11 @@ class CancelSchedule(_ScheduleTool):
 class ScheduleExtension:
     """The TurnExtension that offers the four scheduling tools where they apply."""
 
-    def __init__(self, store: Store, scheduler: Scheduler, clock: Clock, settings: SchedulerSettings) -> None:
+    def __init__(
+        self, store: Store, scheduler: Scheduler, clock: Clock, settings: SchedulerSettings, *, clients: ChatClientCache
+    ) -> None:
         self._store = store
+        self._clients = clients
         self._scheduler = scheduler
         self._clock = clock
         self._settings = settings
@@ -216,7 +220,7 @@ class ScheduleExtension:
         target = target_of(caller)
         if target is None or caller.chat_client_id is None:
             return Contribution()
-        client = await self._store.chat_clients.get(caller.account_id, caller.chat_client_id)
+        client = await self._clients.get(caller.account_id, caller.chat_client_id)
         if client is None or not client.client_parameters.allow_scheduled_continuations:
             return Contribution()
         scope = _Scope(caller, *target, default_zone=client.client_parameters.timezone or "UTC")

@@ -11,6 +11,7 @@ import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -170,12 +171,33 @@ class ChatClientRepository(ABC):
         """Deletes the client only; callers delete its sessions (SessionRepository.delete_for_client)."""
 
 
+@dataclass(frozen=True)
+class SessionChange:
+    """What storing a turn's messages changes in their session. Applied to the session as stored,
+    inside the transaction that appends the messages, so an edit made meanwhile (a renewal, new
+    context) is kept, and messages and counters never disagree. Each backend applies it in place
+    (SQLite's json_set, a Redis script): the session is never read back into Python for it."""
+
+    messages: int = 0
+    """Added to messageCount (the visible messages among those appended)."""
+    tokens: int = 0
+    """Added to tokenCount."""
+    last_message_at: datetime | None = None
+    last_user_message_at: datetime | None = None
+    expires_at_least: datetime | None = None
+    """A sliding renewal: expiresAt becomes at least this."""
+
+
 class SessionRepository(ABC):
     @abstractmethod
     async def create(self, session: Session) -> None: ...
 
     @abstractmethod
     async def get(self, account_id: str, session_id: str) -> Session | None: ...
+
+    @abstractmethod
+    async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
+        """The session and its messages (as `MessageRepository.list` gives them) read at once; None like `get`."""
 
     @abstractmethod
     async def get_by_access_key(self, access_key: str) -> Session | None: ...
@@ -186,6 +208,16 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def update(self, session: Session) -> None: ...
+
+    @abstractmethod
+    async def add_messages(
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+    ) -> bool:
+        """Appends `messages` (in order) and applies `change` to the stored session, in one transaction.
+
+        False, with nothing written, when the session is gone or belongs to another account. Raises
+        ConflictError (nothing written) when a message id exists.
+        """
 
     @abstractmethod
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:

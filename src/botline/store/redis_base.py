@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from botline.store.base import ConflictError, ReportsErrors, StoreUnavailable, wrap_public_coroutines
+from botline.store.documents import load_many
 from botline.store.keys import RedisKeys
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -133,5 +134,5 @@ class _Repo(ReportsErrors):
         ids = cast(list[str], await self._redis.zrange(index, 0, -1))
         if not ids:
             return []
-        raws = await self._redis.mget([key_of(object_id) for object_id in ids])
-        return [model_type.model_validate_json(raw) for raw in raws if raw is not None]
+        raws = cast(list[str | None], await self._redis.mget([key_of(object_id) for object_id in ids]))
+        return load_many(model_type, (raw for raw in raws if raw is not None))

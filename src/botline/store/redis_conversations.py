@@ -6,14 +6,25 @@ write in one MULTI/EXEC, and writes that depend on what is stored run under WATC
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.typing import EncodableT
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
-from botline.store.base import ChatClientRepository, ConflictError, MessageRepository, SessionRepository
+from botline.store.base import (
+    ChatClientRepository,
+    ConflictError,
+    MessageRepository,
+    SessionChange,
+    SessionRepository,
+)
+from botline.store.documents import load_many, wire_time
+from botline.store.keys import RedisKeys
 from botline.store.redis_base import (
     _claim,
     _dump,
@@ -27,6 +38,47 @@ from botline.store.redis_base import (
 )
 
 MIN_SCORE = "-inf"
+REMEMBERED_ACCESS_KEYS = 10_000
+
+
+def _queue_messages(pipe: Pipeline, keys: RedisKeys, session_id: str) -> None:
+    """Queues the two reads of a session's messages: their order, then their documents."""
+    pipe.lrange(keys.message_ids(session_id), 0, -1)
+    pipe.hgetall(keys.messages(session_id))
+
+
+def _in_order(ids: list[str], documents: dict[str, str]) -> list[Message]:
+    return load_many(Message, (documents[i] for i in ids if i in documents))
+
+ADD_MESSAGES_SCRIPT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local session = cjson.decode(raw)
+if session['accountId'] ~= ARGV[1] then return false end
+for i = 9, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
+end
+session['messageCount'] = session['messageCount'] + tonumber(ARGV[3])
+session['tokenCount'] = session['tokenCount'] + tonumber(ARGV[4])
+if ARGV[5] ~= '' then session['lastMessageAt'] = ARGV[5] end
+if ARGV[6] ~= '' then session['lastUserMessageAt'] = ARGV[6] end
+if ARGV[7] ~= '' then
+  local current = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]))
+  if current == nil or current < tonumber(ARGV[7]) then
+    session['expiresAt'] = ARGV[8]
+    redis.call('ZADD', KEYS[4], ARGV[7], ARGV[2])
+  end
+end
+for i = 9, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('RPUSH', KEYS[3], ARGV[i])
+end
+redis.call('SET', KEYS[1], cjson.encode(session))
+return 1
+"""
+"""sessions.add_messages in one round trip, atomic as every script: false when the session is gone or
+another account's, 0 when a message id is taken (nothing written), else 1. The
+session's own expiry is its score in the expiry index (kept equal to expiresAt by every write)."""
 
 
 @_reachable_methods
@@ -82,6 +134,14 @@ class RedisSessions(_Repo, SessionRepository):
     that tag by created_at, whose last member is what `get_by_tag` returns. Scores of the
     created_at indexes keep the created_at of `create`, as SQLite keeps its `created_at` column."""
 
+    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+        super().__init__(client, keys)
+        self._add_messages_script = client.register_script(ADD_MESSAGES_SCRIPT)
+        self._ids_by_access_key: dict[str, str] = {}
+        """Remembered pointers (the web chat looks its session up by access key on every request):
+        a hit is one read instead of two, and is only trusted when the document read still carries
+        that access key, so a moved or deleted key is never served from here."""
+
     async def create(self, session: Session) -> None:
         def writes(pipe: Pipeline) -> None:
             pipe.set(self._keys.session(session.id), _dump(session))
@@ -124,8 +184,30 @@ class RedisSessions(_Repo, SessionRepository):
         session = await self._get(Session, self._keys.session(session_id))
         return session if session is not None and session.account_id == account_id else None
 
+    async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
+        """One MULTI/EXEC (one round trip, one consistent snapshot)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._keys.session(session_id))
+            _queue_messages(pipe, self._keys, session_id)
+            raw, ids, documents = await pipe.execute()
+        session = None if raw is None else Session.model_validate_json(raw)
+        if session is None or session.account_id != account_id:
+            return None
+        return session, _in_order(ids, documents)
+
     async def get_by_access_key(self, access_key: str) -> Session | None:
-        return await self._by_pointer(Session, self._keys.session_by_access_key(access_key), self._keys.session)
+        remembered = self._ids_by_access_key.get(access_key)
+        if remembered is not None:
+            session = await self._get(Session, self._keys.session(remembered))
+            if session is not None and session.access_key == access_key:
+                return session
+            self._ids_by_access_key.pop(access_key, None)
+        session = await self._by_pointer(Session, self._keys.session_by_access_key(access_key), self._keys.session)
+        if session is not None:
+            if len(self._ids_by_access_key) >= REMEMBERED_ACCESS_KEYS:
+                del self._ids_by_access_key[next(iter(self._ids_by_access_key))]  # the oldest
+            self._ids_by_access_key[access_key] = session.id
+        return session
 
     async def get_by_tag(self, account_id: str, chat_client_id: str, tag: str) -> Session | None:
         """The highest (created_at, id) in the tag's zset, like SQLite's `ORDER BY created_at DESC,
@@ -159,6 +241,29 @@ class RedisSessions(_Repo, SessionRepository):
             pipe.set(doc_key, _dump(session))
 
         await self._atomic(body, doc_key)
+
+    async def add_messages(
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+    ) -> bool:
+        """One script (ADD_MESSAGES_SCRIPT): the access key, tag and client stay as stored, so only
+        the expiry index can move."""
+        keys = self._keys
+        floor = change.expires_at_least
+        args: list[EncodableT] = [
+            account_id, session_id, change.messages, change.tokens, wire_time(change.last_message_at) or "",
+            wire_time(change.last_user_message_at) or "", "" if floor is None else _epoch_seconds(floor),
+            wire_time(floor) or "",
+        ]
+        for message in messages:
+            args += [message.id, _dump(message)]
+        written = await self._add_messages_script(
+            keys=[keys.session(session_id), keys.messages(session_id), keys.message_ids(session_id),
+                  keys.sessions_by_expiry()],
+            args=args,
+        )
+        if written == 0:
+            raise ConflictError("a message with that id already exists")
+        return written is not None
 
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
         index = self._keys.sessions_of_client(account_id, chat_client_id)
@@ -253,10 +358,9 @@ class RedisMessages(_Repo, MessageRepository):
 
     async def list(self, session_id: str) -> list[Message]:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(self._keys.message_ids(session_id), 0, -1)
-            pipe.hgetall(self._keys.messages(session_id))
+            _queue_messages(pipe, self._keys, session_id)
             ids, documents = await pipe.execute()
-        return [Message.model_validate_json(documents[i]) for i in ids if i in documents]
+        return _in_order(ids, documents)
 
     async def delete_after(self, session_id: str, message_id: str) -> int:
         order = self._keys.message_ids(session_id)

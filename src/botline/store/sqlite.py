@@ -25,9 +25,10 @@ from botline.store.base import (
     UsageRepository,
 )
 from botline.store.hours import hour_bucket
+from botline.store.process_locks import ProcessLocks
 from botline.store.signals import LocalSignals
 from botline.store.sqlite_base import _dump, _Repo, reachable_methods
-from botline.store.sqlite_channels import SqliteInbound, SqliteLocks, SqliteSchedules
+from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
 from botline.store.sqlite_memories import SqliteMemories
 
@@ -76,9 +77,8 @@ class SqliteApiKeys(_Repo, ApiKeyRepository):
         )
 
     async def count(self) -> int:
-        async with self._db.execute("SELECT count(*) FROM api_keys") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self._rows("SELECT count(*) FROM api_keys")
+        return int(rows[0][0]) if rows else 0
 
 
 @reachable_methods
@@ -121,19 +121,19 @@ class SqliteUsage(_Repo, UsageRepository):
     async def record(self, records: Sequence[UsageRecord]) -> None:
         if not records:
             return
-        await self._db.executemany(
+        sql = (
             "INSERT INTO usage_hourly (account_id, gateway_id, model, hour, requests, errors,"
             " input_tokens, output_tokens) VALUES (?, ?, ?, ?, 1, ?, ?, ?)"
             " ON CONFLICT (account_id, gateway_id, model, hour) DO UPDATE SET"
             " requests = requests + 1, errors = errors + excluded.errors,"
             " input_tokens = input_tokens + excluded.input_tokens,"
-            " output_tokens = output_tokens + excluded.output_tokens",
-            [
-                (r.account_id, r.gateway_id, r.model, hour_bucket(r.at), int(r.error), r.input_tokens, r.output_tokens)
-                for r in records
-            ],
+            " output_tokens = output_tokens + excluded.output_tokens"
         )
-        await self._db.commit()
+        rows = [
+            (r.account_id, r.gateway_id, r.model, hour_bucket(r.at), int(r.error), r.input_tokens, r.output_tokens)
+            for r in records
+        ]
+        await self._run(lambda conn: conn.executemany(sql, rows))
 
     @staticmethod
     def _filter(account_id: str, gateway_id: str | None, since: datetime | None) -> tuple[str, list[Any]]:
@@ -154,9 +154,7 @@ class SqliteUsage(_Repo, UsageRepository):
             "SELECT coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum(input_tokens), 0),"
             f" coalesce(sum(output_tokens), 0) FROM usage_hourly WHERE {where}"
         )
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
+        row = (await self._rows(sql, params))[0]
         return UsageTotals(requests=row[0], errors=row[1], input_tokens=row[2], output_tokens=row[3])
 
     async def by_model(self, account_id: str, *, since: datetime | None = None) -> list[ModelUsage]:
@@ -165,8 +163,7 @@ class SqliteUsage(_Repo, UsageRepository):
             "SELECT model, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens)"
             f" FROM usage_hourly WHERE {where} GROUP BY model ORDER BY model"
         )
-        async with self._db.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._rows(sql, params)
         return [
             ModelUsage(model=r[0], requests=r[1], errors=r[2], input_tokens=r[3], output_tokens=r[4]) for r in rows
         ]
@@ -176,16 +173,17 @@ class SqliteUsage(_Repo, UsageRepository):
 class SqliteCounters(_Repo, CounterRepository):
     async def increment(self, key: str, *, ttl_seconds: int) -> int:
         now = time.time()
-        await self._db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
-        async with self._db.execute(
-            "INSERT INTO counters (key, value, expires_at) VALUES (?, 1, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
-            (key, now + ttl_seconds),
-        ) as cursor:
-            row = await cursor.fetchone()
-        await self._db.commit()
-        assert row is not None
-        return int(row[0])
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+            row = conn.execute(
+                "INSERT INTO counters (key, value, expires_at) VALUES (?, 1, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
+                (key, now + ttl_seconds),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(work)
 
 
 
@@ -210,7 +208,7 @@ class SqliteStore(Store):
         self.usage = SqliteUsage(db)
         self.counters = SqliteCounters(db)
         self.inbound = SqliteInbound(db)
-        self.locks = SqliteLocks(db)
+        self.locks = ProcessLocks()
         self.memories = SqliteMemories(db)
         self.schedules = SqliteSchedules(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
@@ -227,10 +225,6 @@ class SqliteStore(Store):
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
             await cls._migrate(db)
-            # One process owns an SQLite file, so leases left by a crashed run are stale: without this,
-            # resumed conversations would wait for them to expire.
-            await db.execute("DELETE FROM locks")
-            await db.commit()
         except BaseException:
             await db.close()
             raise

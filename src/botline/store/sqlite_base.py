@@ -1,16 +1,24 @@
-"""Shared pieces of the SQLite repositories: one aiosqlite connection, JSON documents."""
+"""Shared pieces of the SQLite repositories: one aiosqlite connection, JSON documents.
+
+aiosqlite runs every call in its one worker thread, and each call is a hop there and back (a queue,
+a thread wake-up, a future resolved on the event loop). A write is therefore one job that runs its
+statements and the commit together (`_Repo._run`): one hop instead of one per statement, and no
+other coroutine's statement can land inside its transaction. A read is `execute_fetchall` (one hop,
+where `execute` + `fetchone` + closing the cursor were three).
+"""
 
 from __future__ import annotations
 
 import functools
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import aiosqlite
 from pydantic import BaseModel
 
 from botline.store.base import ConflictError, ReportsErrors, StoreUnavailable, wrap_public_coroutines
+from botline.store.documents import load_many
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 T = TypeVar("T")
@@ -43,26 +51,46 @@ def _dump(model: BaseModel) -> str:
 
 
 def _load_all(model_type: type[ModelT], rows: Iterable[sqlite3.Row]) -> list[ModelT]:
-    return [model_type.model_validate_json(row[0]) for row in rows]
+    return load_many(model_type, (row[0] for row in rows))
 
 
 class _Repo(ReportsErrors):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs `work` on the connection's thread and commits (rolls back if it raises), as one job.
+
+        Uses aiosqlite's job queue (`_execute`, `_conn`: not public, stable since 0.17); the jobs
+        run one after another, so the transaction is never interleaved with another coroutine's.
+        """
+        conn = self._db._conn
+
+        def job() -> T:
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return result
+
+        execute = cast("Callable[[Callable[[], T]], Awaitable[T]]", self._db._execute)  # a string: no runtime alias
+        return await execute(job)
+
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; returns the number of rows it changed."""
         try:
-            cursor = await self._db.execute(sql, params)
+            return await self._run(lambda conn: conn.execute(sql, params).rowcount)
         except sqlite3.IntegrityError as exc:
             raise ConflictError(str(exc)) from exc
-        await self._db.commit()
-        return cursor.rowcount
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._db.execute_fetchall(sql, params))
 
     async def _one(self, model_type: type[ModelT], sql: str, params: Sequence[Any]) -> ModelT | None:
-        async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else model_type.model_validate_json(row[0])
+        rows = await self._rows(sql, params)
+        return model_type.model_validate_json(rows[0][0]) if rows else None
 
     async def _all(self, model_type: type[ModelT], sql: str, params: Sequence[Any]) -> list[ModelT]:
-        async with self._db.execute(sql, params) as cursor:
-            return _load_all(model_type, await cursor.fetchall())
+        return _load_all(model_type, await self._rows(sql, params))

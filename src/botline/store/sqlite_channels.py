@@ -1,8 +1,8 @@
-"""SQLite repositories of channels and timing: inbound messages, leases, schedules."""
+"""SQLite repositories of channels and timing: inbound messages, schedules."""
 
 from __future__ import annotations
 
-import secrets
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -11,7 +11,6 @@ from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.schedules import ScheduledItem
 from botline.store.base import (
     InboundRepository,
-    LockRepository,
     ScheduleRepository,
 )
 from botline.store.sqlite_base import _dump, _Repo, reachable_methods
@@ -20,16 +19,20 @@ from botline.store.sqlite_base import _dump, _Repo, reachable_methods
 @reachable_methods
 class SqliteInbound(_Repo, InboundRepository):
     async def record(self, record: InboundRecord, *, dedupe_seconds: int) -> bool:
-        now = time.time()
-        await self._db.execute(
-            "DELETE FROM inbound WHERE dedupe_key = ? AND pending = 0 AND expires_ts <= ?", (record.dedupe_key, now)
-        )
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO inbound (id, dedupe_key, chat_key, expires_ts, data) VALUES (?, ?, ?, ?, ?)",
-            (record.id, record.dedupe_key, record.chat.text(), now + dedupe_seconds, _dump(record)),
-        )
-        await self._db.commit()
-        return cursor.rowcount == 1
+        now, data = time.time(), _dump(record)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "DELETE FROM inbound WHERE dedupe_key = ? AND pending = 0 AND expires_ts <= ?",
+                (record.dedupe_key, now),
+            )
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO inbound (id, dedupe_key, chat_key, expires_ts, data) VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.dedupe_key, record.chat.text(), now + dedupe_seconds, data),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(work)
 
     async def pending(self, chat: ChatKey) -> list[InboundRecord]:
         return await self._all(
@@ -54,33 +57,6 @@ class SqliteInbound(_Repo, InboundRepository):
 
     async def purge(self, now: datetime) -> int:
         return await self._write("DELETE FROM inbound WHERE pending = 0 AND expires_ts <= ?", (now.timestamp(),))
-
-
-@reachable_methods
-class SqliteLocks(_Repo, LockRepository):
-    """Leases in the database file, so even processes sharing one SQLite file respect them."""
-
-    async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
-        token, now = secrets.token_hex(16), time.time()
-        await self._db.execute(
-            "INSERT INTO locks (name, token, expires_ts) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
-            " SET token = excluded.token, expires_ts = excluded.expires_ts WHERE locks.expires_ts <= ?",
-            (name, token, now + ttl_seconds, now),
-        )
-        await self._db.commit()
-        async with self._db.execute("SELECT token FROM locks WHERE name = ?", (name,)) as cursor:
-            row = await cursor.fetchone()
-        return token if row is not None and row[0] == token else None
-
-    async def refresh(self, name: str, token: str, *, ttl_seconds: float) -> bool:
-        now = time.time()
-        return await self._write(
-            "UPDATE locks SET expires_ts = ? WHERE name = ? AND token = ? AND expires_ts > ?",
-            (now + ttl_seconds, name, token, now),
-        ) == 1
-
-    async def release(self, name: str, token: str) -> None:
-        await self._write("DELETE FROM locks WHERE name = ? AND token = ?", (name, token))
 
 
 def _next_ts(item: ScheduledItem) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -11,9 +12,25 @@ from botline.domain.conversations import Message, Session
 from botline.store.base import (
     ChatClientRepository,
     MessageRepository,
+    SessionChange,
     SessionRepository,
 )
-from botline.store.sqlite_base import _dump, _Repo, reachable_methods
+from botline.store.documents import wire_time
+from botline.store.sqlite_base import _dump, _load_all, _Repo, reachable_methods
+
+MESSAGES_OF_SESSION = "SELECT data FROM messages WHERE session_id = ? ORDER BY seq"
+APPLY_SESSION_CHANGE = (
+    "UPDATE sessions SET data = json_set(data,"
+    " '$.messageCount', json_extract(data, '$.messageCount') + ?,"
+    " '$.tokenCount', json_extract(data, '$.tokenCount') + ?,"
+    " '$.lastMessageAt', coalesce(?, json_extract(data, '$.lastMessageAt')),"
+    " '$.lastUserMessageAt', coalesce(?, json_extract(data, '$.lastUserMessageAt')),"
+    " '$.expiresAt', CASE WHEN expires_ts < ? THEN ? ELSE json_extract(data, '$.expiresAt') END),"
+    " expires_ts = max(expires_ts, coalesce(?, expires_ts))"
+    " WHERE id = ? AND account_id = ?"
+)
+"""SessionChange applied in place (every SET expression sees the row as it was): the counts added,
+the times set when given, the expiry raised to the renewal floor (seconds, JSON text) when given."""
 
 
 @reachable_methods
@@ -73,6 +90,18 @@ class SqliteSessions(_Repo, SessionRepository):
             Session, "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
         )
 
+    async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
+        def work(conn: sqlite3.Connection) -> tuple[str, list[sqlite3.Row]] | None:
+            found = conn.execute(
+                "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
+            ).fetchone()
+            if found is None:
+                return None
+            return found[0], conn.execute(MESSAGES_OF_SESSION, (session_id,)).fetchall()
+
+        read = await self._run(work)
+        return None if read is None else (Session.model_validate_json(read[0]), _load_all(Message, read[1]))
+
     async def get_by_access_key(self, access_key: str) -> Session | None:
         return await self._one(Session, "SELECT data FROM sessions WHERE access_key = ?", (access_key,))
 
@@ -92,6 +121,23 @@ class SqliteSessions(_Repo, SessionRepository):
              session.id, session.account_id),
         )
 
+    async def add_messages(
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+    ) -> bool:
+        rows = [(m.id, session_id, _dump(m)) for m in messages]
+        floor = change.expires_at_least
+        renewal = (None, None) if floor is None else (floor.timestamp(), wire_time(floor))
+        params = (change.messages, change.tokens, wire_time(change.last_message_at),
+                  wire_time(change.last_user_message_at), renewal[0], renewal[1], renewal[0], session_id, account_id)
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute(APPLY_SESSION_CHANGE, params).rowcount == 0:
+                return False
+            conn.executemany("INSERT INTO messages (id, session_id, data) VALUES (?, ?, ?)", rows)
+            return True
+
+        return await self._run(work)
+
     async def list_for_client(self, account_id: str, chat_client_id: str) -> list[Session]:
         return await self._all(
             Session,
@@ -102,12 +148,13 @@ class SqliteSessions(_Repo, SessionRepository):
     async def _delete_where(self, where: str, params: Sequence[Any]) -> int:
         """Deletes matching sessions and their messages in one transaction; counts each session once
         even when several callers race (only the DELETE that removed a row reports it)."""
-        async with self._db.execute(f"DELETE FROM sessions WHERE {where} RETURNING id", params) as cursor:
-            ids = [row[0] for row in await cursor.fetchall()]
-        if ids:
-            await self._db.execute(f"DELETE FROM messages WHERE session_id IN ({','.join('?' * len(ids))})", ids)
-        await self._db.commit()
-        return len(ids)
+        def work(conn: sqlite3.Connection) -> int:
+            ids = [row[0] for row in conn.execute(f"DELETE FROM sessions WHERE {where} RETURNING id", params)]
+            if ids:
+                conn.execute(f"DELETE FROM messages WHERE session_id IN ({','.join('?' * len(ids))})", ids)
+            return len(ids)
+
+        return await self._run(work)
 
     async def delete(self, account_id: str, session_id: str) -> bool:
         return await self._delete_where("id = ? AND account_id = ?", (session_id, account_id)) > 0
@@ -133,9 +180,7 @@ class SqliteMessages(_Repo, MessageRepository):
         await self._write("UPDATE messages SET data = ? WHERE id = ?", (_dump(message), message.id))
 
     async def list(self, session_id: str) -> list[Message]:
-        return await self._all(
-            Message, "SELECT data FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
-        )
+        return await self._all(Message, MESSAGES_OF_SESSION, (session_id,))
 
     async def delete_after(self, session_id: str, message_id: str) -> int:
         return await self._write(

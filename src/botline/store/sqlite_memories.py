@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -46,9 +47,10 @@ class SqliteMemories(_Repo, MemoryRepository):
         ) == 1
 
     async def _delete_counting_live(self, where: str, params: Sequence[Any], now: datetime) -> int:
-        async with self._db.execute(f"DELETE FROM memories WHERE {where} RETURNING expires_ts", params) as cursor:
-            rows = await cursor.fetchall()
-        await self._db.commit()
+        def work(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(f"DELETE FROM memories WHERE {where} RETURNING expires_ts", params).fetchall()
+
+        rows = await self._run(work)
         return sum(1 for row in rows if row[0] > now.timestamp())
 
     async def delete(self, account_id: str, memory_id: str, *, now: datetime) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.clock import Clock
 from botline.store.base import Store, StoreError
 from botline.store.signals import Eviction
+from botline.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ class Authenticator:
     def __init__(self, store: Store, clock: Clock, *, cache_seconds: float) -> None:
         self._store = store
         self._clock = clock
-        self._ttl = cache_seconds
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache: TtlCache[str, Principal] = TtlCache(ttl=cache_seconds)
         self._touches: set[asyncio.Task[None]] = set()
         self._key_evictions = Eviction(store.signals, "auth.forget_key", self._drop_key)
         self._account_evictions = Eviction(store.signals, "auth.forget_account", self._drop_account)
@@ -62,14 +61,9 @@ class Authenticator:
 
     async def authenticate(self, secret: str) -> Principal | None:
         key_hash = hash_key(secret)
-        cached = self._cache.get(key_hash)
-        principal = cached[0] if cached is not None and time.monotonic() - cached[1] < self._ttl else None
+        principal = await self._cache.get(key_hash, lambda: self._load(key_hash))
         if principal is None:
-            principal = await self._load(key_hash)
-            if principal is None:
-                self._cache.pop(key_hash, None)
-                return None
-            self._cache[key_hash] = (principal, time.monotonic())
+            return None
         now = self._clock.now()
         if principal.key.is_expired(now):
             return None
@@ -90,10 +84,10 @@ class Authenticator:
         await self._account_evictions.evict(account_id)
 
     def _drop_key(self, key_id: str) -> None:
-        self._cache = {h: entry for h, entry in self._cache.items() if entry[0].key.id != key_id}
+        self._cache.forget(lambda principal: principal.key.id == key_id)
 
     def _drop_account(self, account_id: str) -> None:
-        self._cache = {h: entry for h, entry in self._cache.items() if entry[0].account.id != account_id}
+        self._cache.forget(lambda principal: principal.account.id == account_id)
 
     def _touch(self, key: ApiKey, now: datetime) -> None:
         if key.used_at is not None and now - key.used_at < TOUCH_INTERVAL:

@@ -18,6 +18,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
@@ -36,7 +40,7 @@ lint: install-dev
 	$(BIN)/mypy
 
 ## Benchmarks (results go to docs/benchmarks.md by hand, with the command).
-bench: install-dev
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run_all
 
 clean:

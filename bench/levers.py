@@ -20,7 +20,6 @@ Levers (comma-separated in $BENCH_LEVERS):
 - no-ping: no per-stream keep-alive ping task (as if every client sent `Sse-Stream-Options: no-ping`).
 - log-info: logging at INFO (the level config.example.yaml ships) instead of the benchmark's WARNING,
   i.e. one JSON access-log line per request on stderr (here: the server's log file).
-- fast-ids: request and completion ids from os.urandom instead of uuid.uuid4 (expected to be noise).
 - llm-pool-unlimited: the pooled AsyncOpenAI clients get `limits=httpx2.Limits(max_connections=0)` (aiohttp:
   no cap) instead of the SDK's default of 1,000 connections per client, i.e. per (baseAddress, apiKey):
   the cap on concurrent model calls, hence on open web chat streams, per process.
@@ -48,7 +47,6 @@ import httpx2
 import openai
 import orjson
 
-import botline.api.errors as errors
 import botline.api.openai_compat as compat
 import botline.gateway.completion as completion
 import botline.gateway.pipeline as pipeline
@@ -211,20 +209,6 @@ def gateway_cache() -> None:
     compat._gateway = cached
 
 
-def fast_ids() -> None:
-    class _Id:
-        __slots__ = ("hex",)
-
-        def __init__(self) -> None:
-            self.hex = os.urandom(16).hex()
-
-    class _Uuid:
-        uuid4 = _Id
-
-    errors.uuid = _Uuid  # type: ignore[attr-defined,assignment]
-    compat.uuid = _Uuid  # type: ignore[attr-defined,assignment]
-
-
 def log_info() -> None:
     import botline.logs as logs
 
@@ -317,7 +301,7 @@ def inbound_turn_limit() -> None:
 
 
 LEVERS = {
-    "sdk-raw-post": sdk_raw_post, "no-sdk": no_sdk, "gateway-cache": gateway_cache, "fast-ids": fast_ids,
+    "sdk-raw-post": sdk_raw_post, "no-sdk": no_sdk, "gateway-cache": gateway_cache,
     "coalesce-deltas": coalesce_deltas, "no-ping": no_ping, "log-info": log_info,
     "llm-pool-unlimited": llm_pool_unlimited, "redis-blocking-pool": redis_blocking_pool,
     "count-db": count_db, "inbound-turn-limit": inbound_turn_limit,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import time
@@ -377,15 +376,13 @@ def main() -> None:
     parser.add_argument("--levers", action="append", default=[],
                         help="add a what-if contender: botline with these bench.levers (repeatable)")
     args = parser.parse_args()
-    out_dir = servers.ROOT / "bench" / "results"
+    out_dir = servers.RESULTS
     result = run(quick=args.quick, with_profile=not args.no_profile, out_dir=out_dir,
                  modes=tuple(args.mode or MODES), levers=tuple(args.levers), with_litellm=not args.no_litellm)
     print(table(result))
     for summary in result.profiles:
         print(profile.report(summary))
-    path = out_dir / f"proxy_latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(asdict(result), indent=2))
-    print(f"raw results: {path.relative_to(servers.ROOT)}")
+    servers.save_result("proxy_latency", asdict(result))
 
 
 if __name__ == "__main__":

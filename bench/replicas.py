@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import math
 import resource
 import statistics
@@ -404,10 +403,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(quick=args.quick, parts=tuple(args.part or PARTS), replicas=args.replicas)
     print(table(result))
-    out = servers.ROOT / "bench" / "results" / f"replicas-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(result), indent=2))
-    print(f"raw results: {out.relative_to(servers.ROOT)}")
+    servers.save_result("replicas", asdict(result))
 
 
 if __name__ == "__main__":

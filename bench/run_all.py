@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import profile, proxy_latency, replicas, schedules, servers, webchat, webhooks
 
-RESULTS = servers.ROOT / "bench" / "results"
+RESULTS = servers.RESULTS
 
 Runner = Callable[[argparse.Namespace], tuple[str, dict[str, Any]]]
 

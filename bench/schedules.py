@@ -408,10 +408,7 @@ def main() -> None:
         summary.update(mode="schedules start-up + firing + resync", concurrency="-", raw=str(raw),
                        requests_per_second_while_sampled="-")
         print(profile.report(summary))
-    out = servers.ROOT / "bench" / "results" / f"schedules-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(result), indent=2))
-    print(f"raw results: {out.relative_to(servers.ROOT)}")
+    servers.save_result("schedules", asdict(result))
 
 
 if __name__ == "__main__":

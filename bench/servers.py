@@ -7,6 +7,7 @@ after a grace period) by the context managers, whatever happens in between.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shlex
@@ -26,6 +27,16 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def save_result(name: str, raw: dict[str, Any]) -> Path:
+    """Writes one benchmark's raw result to bench/results/<name>-<timestamp>.json (git-ignored)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(raw, indent=2, default=str))
+    print(f"raw results: {path.relative_to(ROOT)}")
+    return path
 BOTLINE = Path(sys.executable).with_name("botline")
 BENCH_KEY = "sk-bench-0123456789abcdefghijklmnopqrstuvwxyz"
 """The fixed admin key of the benchmark's botline (a throwaway store in a temp dir)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import statistics
@@ -609,9 +608,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path,
                         help="prompts: also run botlines importing this src folder (e.g. an older commit's)")
     args = parser.parse_args()
-    out_dir = servers.ROOT / "bench" / "results"
+    out_dir = servers.RESULTS
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     for part in args.part or ("prompts", "streams"):
         if part == "prompts":
             prompts = run_prompts(quick=args.quick, stores=tuple(args.store or ("sqlite", "redis")), levers=args.levers,
@@ -625,9 +623,7 @@ def main() -> None:
             sse = run_streams(quick=args.quick, streams=args.streams, levers=args.levers)
             print(streams_table(sse))
             raw = asdict(sse)
-        path = out_dir / f"webchat_{part}-{stamp}.json"
-        path.write_text(json.dumps(raw, indent=2))
-        print(f"raw results: {Path(path).relative_to(servers.ROOT)}")
+        servers.save_result(f"webchat_{part}", raw)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
 import statistics
@@ -318,10 +317,7 @@ def main() -> None:
     result = run(quick=args.quick, stores=tuple(args.store or ("sqlite", "redis")), rate=args.rate,
                  seconds=args.seconds, levers=args.levers)
     print(table(result))
-    out = servers.ROOT / "bench" / "results" / f"webhooks-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(asdict(result), indent=2))
-    print(f"raw results: {out.relative_to(servers.ROOT)}")
+    servers.save_result("webhooks", asdict(result))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from botline.domain.clock import FrozenClock
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.callback_server import Answer, CallbackServer
 from tests.support.server import RunningServer
-from tests.support.webchat import create_client, open_session, prompt, public
+from tests.support.webchat import create_client, open_session, prompt, public, sse_events
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -32,15 +31,7 @@ async def chat(server: RunningServer, fake: FakeLLM, session_body: dict[str, Any
 
 
 async def read_events(response: aiohttp.ClientResponse) -> list[tuple[str, dict[str, Any]]]:
-    """Parses an SSE body into (event, data) pairs."""
-    events, name = [], ""
-    async for raw in response.content:
-        line = raw.decode().rstrip("\n")
-        if line.startswith("event: "):
-            name = line[len("event: "):]
-        elif line.startswith("data: "):
-            events.append((name, orjson.loads(line[len("data: "):])))
-    return events
+    return [event async for event in sse_events(response)]
 
 
 async def test_session_info_has_the_seed_shape(server: RunningServer, fake_llm: FakeLLM) -> None:

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from tests.channels.test_crash_recovery import connect_zapi
 from tests.conftest import UPSTREAM_KEY
 from tests.emulators.fake_llm import FakeLLM, Reply
@@ -22,7 +20,7 @@ from tests.emulators.zapi import FakeZapi
 from tests.faults.conftest import client_of, write_config
 from tests.support.processes import botline_process
 from tests.support.server import RunningServer, free_port
-from tests.support.webchat import create_client, open_session, prompt, public
+from tests.support.webchat import create_client, open_session, prompt, public, sse_events
 
 GRACE_SECONDS = 1.5
 SHORT_TURN = 0.8
@@ -51,16 +49,8 @@ class Pace:
 
 async def stream_events(server: RunningServer, access_key: str, text: str) -> list[tuple[str, Any]]:
     """POSTs a streamed prompt and reads its SSE events until the stream ends."""
-    events: list[tuple[str, Any]] = []
     async with server.http.post(server.url + public(access_key, "/prompt?stream=true"), json=prompt(text)) as answer:
-        name = ""
-        async for raw in answer.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                events.append((name, orjson.loads(line.removeprefix("data: "))))
-    return events
+        return [event async for event in sse_events(answer)]
 
 
 async def test_sigterm_finishes_short_turns_and_resumes_long_ones_after_the_restart(tmp_path: Path) -> None:

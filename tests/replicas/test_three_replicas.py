@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
-import orjson
 import pytest
 import pytest_asyncio
 
@@ -25,7 +24,7 @@ from tests.emulators.telegram import TelegramEmulator
 from tests.support.processes import botline_process
 from tests.support.redis_server import delete_prefix, unique_prefix
 from tests.support.server import ADMIN_KEY
-from tests.support.webchat import client_body, prompt, public
+from tests.support.webchat import client_body, prompt, public, sse_events
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -202,17 +201,6 @@ async def test_login_attempts_are_limited_across_replicas(cluster: Cluster) -> N
         assert status == 429, body
 
 
-async def read_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """(event, data) pairs of a server-sent event stream."""
-    name = ""
-    async for raw in response.content:
-        line = raw.decode().rstrip("\n")
-        if line.startswith("event: "):
-            name = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            yield name, orjson.loads(line.removeprefix("data: "))
-
-
 async def test_a_stop_sent_to_another_replica_stops_the_turn(cluster: Cluster) -> None:
     access_key = await cluster.session()
     full_answer = "word " * 200
@@ -220,7 +208,7 @@ async def test_a_stop_sent_to_another_replica_stops_the_turn(cluster: Cluster) -
     cancelled_upstream = cluster.fake.cancelled
     url = cluster.urls[0] + public(access_key, "/prompt?stream=true")
     async with cluster.http.post(url, json=prompt("tell me a long story")) as stream:
-        events = read_events(stream)
+        events = sse_events(stream)
         assert (await anext(events))[0] == "delta"
         status, body = await cluster.call(1, "DELETE", public(access_key))
         assert (status, body) == (200, {"message": "Inference cancelled."})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
+
+import aiohttp
+import orjson
 
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM
@@ -40,3 +44,14 @@ def public(access_key: str, suffix: str = "") -> str:
 
 def prompt(text: Any) -> dict[str, Any]:
     return {"prompt": {"role": "user", "content": text}}
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+    """(event, data) pairs of a server-sent event stream, as they arrive."""
+    name = ""
+    async for raw in response.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            yield name, orjson.loads(line.removeprefix("data: "))

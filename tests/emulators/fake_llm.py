@@ -89,6 +89,8 @@ class Reply:
     """Seconds sent in the ``Retry-After`` header of an error answer."""
     delay: float = 0.0
     """Seconds to wait before answering (before the first chunk when streaming)."""
+    hold: asyncio.Event | None = None
+    """Answer only once this is set (after ``delay``): a test decides when, without sleeping."""
     chunk_delay: float = 0.0
     """Seconds between stream chunks."""
     drop_connection: bool = False
@@ -373,9 +375,11 @@ class FakeLLM(Served):
         return web.Response(body=orjson.dumps({"text": reply.text}), content_type=_JSON)
 
     async def _delay_or_fail(self, request: web.Request, reply: Reply) -> web.Response | None:
-        """Wait ``reply.delay``; then the answer if the reply is a failure, else None."""
+        """Wait ``reply.delay`` (and ``reply.hold``); then the answer if the reply is a failure, else None."""
         if reply.delay > 0:
             await asyncio.sleep(reply.delay)
+        if reply.hold is not None:
+            await reply.hold.wait()
         if reply.drop_connection:
             _reset_connection(request)
             return web.Response()  # aiohttp's write to the aborted transport fails silently

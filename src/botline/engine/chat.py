@@ -100,6 +100,8 @@ class ActiveTurn:
     """Inbound record ids this turn answers (channels)."""
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    stopping: asyncio.Task[TurnOutcome] | None = None
+    """Storing what a stop left: started once, and not interrupted by whatever cancels the turn next."""
 
 
 class _EventSink:
@@ -156,6 +158,8 @@ class ChatEngine:
         self._clock = clock
         self._locks = SessionLocks(store.locks)
         self._active: dict[str, list[ActiveTurn]] = {}
+        self._starting: dict[str, list[ActiveTurn]] = {}
+        """Submitted prompts still being checked (gateway, uploads, rate limit): a stop marks them."""
         self._tasks: set[asyncio.Task[TurnOutcome]] = set()
         self._stopper = TurnStopper(store.signals, self._stop_here)
 
@@ -195,6 +199,29 @@ class ChatEngine:
         self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None,
         source: CallSource, note: str | None, reply_to: Sequence[str],
     ) -> ActiveTurn:
+        turn = ActiveTurn(session_id=session.id, reply_to=list(reply_to))
+        starting = self._starting.setdefault(session.id, [])
+        starting.append(turn)  # from here a stop reaches it, though it has no task yet
+        try:
+            gateway, content = await self._check(session, client, content, reader)
+        finally:
+            starting.remove(turn)
+            if not starting:
+                self._starting.pop(session.id, None)
+        if turn.cancel_requested:  # stopped while being checked: answered as a stop of a queued turn
+            run = self._stopped(turn, client.account_id, session.id)
+        else:
+            run = self._run(turn, session.id, client, gateway, content, source, note)
+        turn.task = asyncio.create_task(run)
+        self._tasks.add(turn.task)
+        self._active.setdefault(session.id, []).append(turn)
+        turn.task.add_done_callback(lambda task: self._forget(turn, task))
+        return turn
+
+    async def _check(
+        self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None,
+    ) -> tuple[Gateway, Content | None]:
+        """The gateway that answers and the prompt with its uploads read; counts the prompt against the limit."""
         gateway = await self.gateway_for(client)
         if content is not None and reader is not None:
             content = await reader.read(content)
@@ -207,12 +234,7 @@ class ChatEngine:
                 unit = "message" if limit == 1 else "messages"
                 raise ChatRefused(429, f"This chat allows {limit} {unit} per hour; try again later.",
                                   retry_after=retry_after)
-        turn = ActiveTurn(session_id=session.id, reply_to=list(reply_to))
-        turn.task = asyncio.create_task(self._run(turn, session.id, client, gateway, content, source, note))
-        self._tasks.add(turn.task)
-        self._active.setdefault(session.id, []).append(turn)
-        turn.task.add_done_callback(lambda task: self._forget(turn, task))
-        return turn
+        return gateway, content
 
     def _forget(self, turn: ActiveTurn, task: asyncio.Task[TurnOutcome]) -> None:
         self._tasks.discard(task)
@@ -235,14 +257,18 @@ class ChatEngine:
         return await self._stopper.stop(session_id)
 
     async def _stop_here(self, session_id: str, wait_seconds: float) -> int:
-        turns = list(self._active.get(session_id, []))
-        cancellable = [turn for turn in turns if not turn.answered]
-        for turn in cancellable:
+        starting = self._starting.get(session_id, [])
+        for turn in starting:  # its task, when it gets one, only answers the stop
             turn.cancel_requested = True
-            turn.task.cancel()
-        if cancellable:
-            await asyncio.wait([turn.task for turn in cancellable], timeout=wait_seconds)
-        return len(cancellable)
+        turns = [turn for turn in self._active.get(session_id, []) if not turn.answered]
+        for turn in turns:
+            if not turn.cancel_requested:  # a turn already stopping is waited for, not cancelled again
+                turn.cancel_requested = True
+                turn.task.cancel()
+        stopped = len(starting) + len(turns)
+        if turns:
+            await asyncio.wait([turn.task for turn in turns], timeout=wait_seconds)
+        return stopped
 
     async def retry(self, session: Session) -> bool:
         """Removes everything after the last user message; False when there is none."""
@@ -296,12 +322,13 @@ class ChatEngine:
                     if not turn.cancel_requested:
                         raise
                     # Still holding the session: the partial answer lands before the next turn starts.
-                    return await self._store_cancelled(turn, client.account_id, session_id)
+                    return await self._stopped(turn, client.account_id, session_id)
         except asyncio.CancelledError:  # cancelled while waiting for the session: nothing was stored
             if not turn.cancel_requested:  # not the person's stop: the server is going away
                 turn.events.put_nowait(TurnEvent("error", {"message": INTERRUPTED}))
                 raise
-            return await self._store_cancelled(turn, client.account_id, session_id)
+            # Also reached when a further cancel (shutdown) interrupts the wait for the partial answer.
+            return await self._stopped(turn, client.account_id, session_id)
         except (ChatRefused, GatewayError) as exc:
             turn.events.put_nowait(TurnEvent("error", {"message": exc.message}))
             raise
@@ -371,6 +398,13 @@ class ChatEngine:
         change = SessionChange(messages=1, tokens=result.usage.total_tokens, last_message_at=now)
         await self._store.sessions.add_messages(session.account_id, session.id, [*stored, final], change)
         return final
+
+    async def _stopped(self, turn: ActiveTurn, account_id: str, session_id: str) -> TurnOutcome:
+        """What a stop leaves, stored once: a further cancel (a second stop, the shutdown deadline) neither
+        interrupts the write nor repeats it."""
+        if turn.stopping is None:
+            turn.stopping = asyncio.create_task(self._store_cancelled(turn, account_id, session_id))
+        return await asyncio.shield(turn.stopping)
 
     async def _store_cancelled(self, turn: ActiveTurn, account_id: str, session_id: str) -> TurnOutcome:
         """Keeps what was said before the cancel, marked cancelled (when the turn had started)."""

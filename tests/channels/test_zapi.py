@@ -3,6 +3,7 @@ the fake LLM and sends the reply back to the fake Z-API's send-text."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from botline.api.state import SERVICES
 from botline.channels.base import DeliveryError
 from botline.channels.zapi import ZapiAdapter
 from botline.domain.inbound import MediaKind, MediaRef
@@ -25,7 +27,7 @@ from tests.channels.conftest import (
     store_of,
     wait_for_delivery_error,
 )
-from tests.emulators.fake_llm import FakeLLM
+from tests.emulators.fake_llm import FakeLLM, Reply
 from tests.emulators.webhook_pusher import JSON, encode_payload
 from tests.emulators.zapi import FakeZapi
 from tests.support.server import RunningServer
@@ -33,6 +35,8 @@ from tests.support.server import RunningServer
 CLIENT_TOKEN = "F0f70a10da4b747c2836a33992d5531a2S"
 PHONE = "5511999999999"
 OTHER = "5521988887777"
+DRAIN_GRACE_SECONDS = 0.3
+ABANDONED_TURN_SECONDS = 1.0
 
 
 @pytest.fixture
@@ -267,3 +271,26 @@ async def test_refusals_never_quote_the_tokens(zapi: FakeZapi) -> None:
     assert refused.value.retryable is False and "403" in refused.value.message
     assert "my-wrong-client-token" not in refused.value.message and zapi.instance_token not in refused.value.message
     assert down.value.retryable is True and zapi.instance_token not in down.value.message
+
+
+async def test_a_drain_starts_no_new_turn_and_ends_the_one_it_abandons(
+    server: RunningServer, fake_llm: FakeLLM, zapi: FakeZapi
+) -> None:
+    """SIGTERM's drain: a message arriving meanwhile waits for the next start, and a turn cut off at
+    the deadline stops with its worker (its chat's lease is released: another replica may answer)."""
+    channel = await connect(server, fake_llm, "Zapi", integration(zapi))
+    fake_llm.script(Reply(text="too late", delay=ABANDONED_TURN_SECONDS), Reply(text="not asked"))
+    assert await zapi.push(channel.webhook_url, zapi.text_message(PHONE, "slow question")) == 200
+    await fake_llm.wait_for_requests(1)
+    assert server.app is not None
+    draining = asyncio.create_task(server.app[SERVICES].inbound.close(DRAIN_GRACE_SECONDS))
+    await asyncio.sleep(0)
+    assert await zapi.push(channel.webhook_url, zapi.text_message(OTHER, "arrives while draining")) == 200
+    await draining
+    await asyncio.sleep(ABANDONED_TURN_SECONDS)  # an abandoned turn still running would be answered by now
+    assert len(fake_llm.requests) == 1 and zapi.sent == []
+    session = await session_of(server, channel.client_id, f"Zapi:{PHONE}")
+    assert session is not None
+    messages = await store_of(server).messages.list(session.id)
+    assert [m.role.value for m in messages] == ["user"]  # no answer stored behind a released lease
+    assert len(await store_of(server).inbound.pending_chats()) == 2  # both answered by the next start

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from botline.engine.locks import SessionLocks
-from botline.store import Store
+import pytest
+from redis.asyncio import Redis
+
+from botline.engine.locks import LeaseLost, SessionLocks
+from botline.store import Store, open_store
+from botline.store.base import StoreError
+from botline.store.redis import RedisStore
+from tests.support.redis_server import OwnRedis, unique_prefix
+
+BUSY_MICROSECONDS = 400_000
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+repeat
+    local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > tonumber(ARGV[1])
+"""
 
 
 async def test_holders_never_overlap_and_keep_fifo_order_in_a_process(store: Store) -> None:
@@ -47,3 +64,77 @@ async def test_a_long_holder_keeps_its_lease(store: Store) -> None:
         assert await store.locks.acquire("chat:long", ttl_seconds=1) is None
     async with other.hold("chat:long"):
         pass
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[tuple[OwnRedis, Store]]:
+    """A redis-server this test may kill and pause, and a store on it."""
+    with OwnRedis(tmp_path) as own:
+        async with await open_store(own.url, redis_prefix=unique_prefix()) as opened:
+            yield own, opened
+
+
+async def test_a_store_outage_of_two_refreshes_does_not_let_another_replica_in(
+    own_redis: tuple[OwnRedis, Store]
+) -> None:
+    """Redis restarts while a turn runs: the holder keeps its lease, so no other replica answers the
+    same chat at the same time (1/10 of the real lease: 1.5 s, refreshed every 0.5 s)."""
+    own, store = own_redis
+    locks = SessionLocks(store.locks, lease_seconds=1.5)
+    async with locks.hold("chat:busy") as lease:
+        await asyncio.sleep(0.6)  # refreshed once, at 0.5 s
+        own.kill()
+        await asyncio.sleep(1.0)  # the refreshes due at 1.0 s and 1.5 s fail
+        await asyncio.to_thread(own.start)
+        for _ in range(60):  # another replica tries its luck until past the last refresh's expiry
+            with contextlib.suppress(StoreError):
+                assert await store.locks.acquire("chat:busy", ttl_seconds=1.5) is None
+            await asyncio.sleep(0.02)
+        assert not lease.lost
+
+
+async def test_a_lapsed_lease_is_taken_back_and_one_someone_took_is_lost(redis_url: str) -> None:
+    admin = Redis.from_url(redis_url)
+    async with await open_store(redis_url, redis_prefix=unique_prefix()) as store:
+        assert isinstance(store, RedisStore)
+        locks = SessionLocks(store.locks, lease_seconds=0.3)
+        async with locks.hold("chat:lapsed") as kept, locks.hold("chat:taken") as taken:
+            # As when an outage outlasted the lease: both keys expired; another replica took one.
+            await admin.delete(store.keys.lock("chat:lapsed"), store.keys.lock("chat:taken"))
+            assert await store.locks.acquire("chat:taken", ttl_seconds=1) is not None
+            await asyncio.sleep(0.2)  # the first refresh is due at 0.1 s
+            assert not kept.lost and taken.lost
+            assert await store.locks.acquire("chat:lapsed", ttl_seconds=1) is None  # held again
+            with pytest.raises(LeaseLost):
+                taken.check()
+    await admin.aclose()
+
+
+async def test_a_cancel_while_the_lease_is_being_taken_does_not_keep_the_name_locked(
+    own_redis: tuple[OwnRedis, Store]
+) -> None:
+    own, store = own_redis
+    admin = Redis.from_url(own.url)
+    locks = SessionLocks(store.locks)  # the full 15 s lease
+    try:
+        await store.locks.release("chat:cancelled", "no-token")  # a connection is open: the SET is sent at once
+        busy = asyncio.ensure_future(admin.eval(BUSY_SCRIPT, 0, BUSY_MICROSECONDS))  # the SET waits behind it
+        await asyncio.sleep(BUSY_MICROSECONDS / 4e6)
+        holder = asyncio.create_task(locks.hold("chat:cancelled").__aenter__())
+        await asyncio.sleep(BUSY_MICROSECONDS / 4e6)
+        holder.cancel()  # the SET is sent and is run once the script ends, but its answer goes unread
+        await asyncio.gather(holder, busy, return_exceptions=True)
+        async with asyncio.timeout(5):  # given back as soon as the SET is answered, not in 15 s
+            while await store.locks.acquire("chat:cancelled", ttl_seconds=30) is None:
+                await asyncio.sleep(0.02)
+    finally:
+        await admin.aclose()
+
+
+async def test_close_ends_releases_still_retried_in_the_background(own_redis: tuple[OwnRedis, Store]) -> None:
+    own, store = own_redis
+    locks = SessionLocks(store.locks)
+    async with locks.hold("chat:orphan"):
+        own.kill()  # the release fails and is retried in the background
+    await locks.close()
+    assert asyncio.all_tasks() == {asyncio.current_task()}

@@ -11,9 +11,13 @@ from redis.asyncio import Redis
 
 from botline.store import Store, StoreUnavailable
 from botline.store.redis import RedisStore
+from botline.store.redis_signals import FIRST_RETRY_SECONDS
 from tests.support.redis_server import unique_prefix
 
 WAIT = 10.0
+CLOSE_DEADLINE = 2.0
+RECONNECT_SWEEP_STEPS = 24
+RECONNECT_SWEEP_STEP_SECONDS = 0.0005
 QUIET_SECONDS = 0.2
 
 
@@ -84,5 +88,34 @@ async def test_the_listener_subscribes_again_after_its_connection_is_cut(
             while await replicas[1].signals.publish("stop", "after the cut") == 0:
                 await asyncio.sleep(0.05)
         assert await inbox.next() == "after the cut"
+    finally:
+        await admin.aclose()
+
+
+
+async def test_close_ends_when_it_lands_while_the_listener_reconnects(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shutdown landing as the subscriber connects again must not hang: redis-py turns that cancel
+    into a ConnectionError. The window is about a millisecond wide, so closes are swept across it."""
+    admin = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for step in range(RECONNECT_SWEEP_STEPS):
+            store = await RedisStore.from_url(redis_url, prefix=unique_prefix())
+            await store.signals.subscribe("stop", Inbox())
+            caplog.clear()
+            name = f"{store.keys.prefix}:signals"
+            [client] = [c for c in await admin.client_list() if c["name"] == name]
+            await admin.client_kill_filter(_id=client["id"])
+            async with asyncio.timeout(WAIT):
+                while "subscribing again" not in caplog.text:
+                    await asyncio.sleep(0.001)
+            await asyncio.sleep(FIRST_RETRY_SECONDS + step * RECONNECT_SWEEP_STEP_SECONDS)  # the reconnect
+            closing = asyncio.create_task(store.close())  # not awaited: a cancel would end a stuck close
+            done, _ = await asyncio.wait({closing}, timeout=CLOSE_DEADLINE)  # under the 5 s heartbeat
+            if not done:
+                closing.cancel()
+                await asyncio.gather(closing, return_exceptions=True)
+            assert done, f"close hung (closed {FIRST_RETRY_SECONDS + step * RECONNECT_SWEEP_STEP_SECONDS}s in)"
     finally:
         await admin.aclose()

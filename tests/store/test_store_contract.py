@@ -1010,6 +1010,19 @@ class TestLocks:
         await asyncio.sleep(0.3)
         assert await store.locks.acquire("chat-1", ttl_seconds=30) is None
 
+    async def test_a_lapsed_lease_is_taken_back_by_its_holder_unless_someone_took_it(self, store: Store) -> None:
+        mine = await store.locks.acquire("chat-1", ttl_seconds=0.2)
+        theirs = await store.locks.acquire("chat-2", ttl_seconds=0.2)
+        assert mine is not None and theirs is not None
+        await asyncio.sleep(0.3)  # both lapse, as after a Store outage longer than the lease
+        assert await store.locks.acquire("chat-2", ttl_seconds=30) is not None  # another replica took this one
+        assert await store.locks.reclaim("chat-1", mine, ttl_seconds=30) is True
+        assert await store.locks.reclaim("chat-2", theirs, ttl_seconds=30) is False
+        assert await store.locks.acquire("chat-1", ttl_seconds=30) is None  # held again, with the same token
+        assert await store.locks.reclaim("chat-1", mine, ttl_seconds=30) is True  # still held: extended
+        await store.locks.release("chat-1", mine)
+        assert await store.locks.acquire("chat-1", ttl_seconds=30) is not None
+
     async def test_racing_acquires_give_one_token(self, store: Store) -> None:
         tokens = await asyncio.gather(*(store.locks.acquire("chat-1", ttl_seconds=30) for _ in range(10)))
         assert sum(token is not None for token in tokens) == 1

@@ -298,12 +298,12 @@ class ChatEngine:
         """Lets running turns finish for up to `grace_seconds` (None: no limit), then abandons the rest:
         their user messages stay stored without an answer, so nothing half-written looks complete
         (a channel's records stay pending and are answered after the restart)."""
-        if not self._tasks:
-            return
-        _, late = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._locks.close()
 
     async def _run(
         self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,

@@ -22,9 +22,9 @@ from botline.domain.conversations import Role, Session
 from botline.domain.inbound import ChatKey, InboundRecord, MediaKind, MediaRef
 from botline.domain.integrations import DEFAULT_SESSION_DURATION, Integration, IntegrationType
 from botline.engine.attachments import AttachmentError, Content, reader_for
-from botline.engine.chat import ChatEngine, ChatRefused
+from botline.engine.chat import ActiveTurn, ChatEngine, ChatRefused, TurnOutcome
 from botline.engine.delivery import send_with_retries, split_message
-from botline.engine.locks import SessionLocks
+from botline.engine.locks import Lease, LeaseLost, SessionLocks
 from botline.engine.sessions import SessionService
 from botline.gateway.caller import CallSource
 from botline.gateway.errors import GatewayError
@@ -70,6 +70,9 @@ class InboundEngine:
         self._locks = SessionLocks(store.locks)
         self._workers: dict[ChatKey, asyncio.Task[None]] = {}
         self._wake: dict[ChatKey, asyncio.Event] = {}
+        self._retries: dict[ChatKey, asyncio.TimerHandle] = {}
+        self._closing = False
+        """Set by close(): no new worker or turn starts; what is recorded stays pending for the next start."""
 
     async def accept(self, client: ChatClient, kind: IntegrationType, messages: list[InboundMessage]) -> int:
         """Records new messages (re-deliveries are dropped here) and wakes their chats' workers."""
@@ -92,6 +95,8 @@ class InboundEngine:
 
     def kick(self, chat: ChatKey) -> None:
         """Makes sure a worker will look at the chat's pending messages."""
+        if self._closing:
+            return
         self._wake.setdefault(chat, asyncio.Event()).set()
         if chat not in self._workers:
             self._workers[chat] = asyncio.create_task(self._work(chat), name=f"inbound:{chat.text()}")
@@ -104,20 +109,26 @@ class InboundEngine:
         return len(chats)
 
     async def close(self, grace_seconds: float) -> None:
-        """Lets workers finish for up to `grace_seconds`; what is left stays pending for the next start."""
+        """Lets running turns finish for up to `grace_seconds` and starts no new one; what is left
+        stays pending for the next start (or another replica)."""
+        self._closing = True
+        for timer in self._retries.values():
+            timer.cancel()
+        self._retries.clear()
         workers = list(self._workers.values())
         if workers:
             _, late = await asyncio.wait(workers, timeout=grace_seconds)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self._locks.close()
 
     async def _work(self, chat: ChatKey) -> None:
         channel = CALL_SOURCES[chat.integration].channel
         bind_turn(channel)  # this task's log lines; the session is added once known
         wake = self._wake[chat]
         try:
-            while True:
+            while not self._closing:
                 wake.clear()
                 records = await self._store.inbound.pending(chat)
                 if not records:
@@ -135,12 +146,19 @@ class InboundEngine:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), timeout=wait)
                     continue
-                async with self._turn_slots, self._locks.hold(f"chat:{chat.text()}"):
+                async with self._turn_slots, self._locks.hold(f"chat:{chat.text()}") as lease:
+                    if self._closing:  # waited for a slot or the lease while draining: left pending
+                        return
                     records = await self._store.inbound.pending(chat)  # another replica may have answered
                     if records:
-                        await self._answer(chat, client, integration, records)
+                        await self._answer(chat, client, integration, records, lease)
                         self._metrics.merged(channel).inc(len(records) - 1)  # once answered, not per try
                         await self._mark_answered(chat, [r.id for r in records])
+        except LeaseLost as exc:
+            # The lease lapsed in a Store outage and another replica took the chat: it answers these
+            # messages; this worker looks again later in case that replica goes away.
+            log.warning("not answering %s: %s", chat.text(), exc)
+            self._retry_later(chat)
         except StoreError as exc:
             # The store is down or saturated: try again shortly rather than leave the chat unanswered
             # until its next message or a restart.
@@ -154,7 +172,8 @@ class InboundEngine:
 
     async def _mark_answered(self, chat: ChatKey, record_ids: list[str]) -> None:
         """The reply is out: retried in place while the Store is away, because running the whole
-        answer again later would send the reply a second time."""
+        answer again later would send the reply a second time. Ends only with the worker, at the
+        shutdown deadline: then the reply is sent again after the restart (docs/faults.md)."""
         while True:
             try:
                 await self._store.inbound.complete(chat, record_ids)
@@ -164,8 +183,15 @@ class InboundEngine:
                 await asyncio.sleep(STORE_RETRY_SECONDS)
 
     def _retry_later(self, chat: ChatKey) -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_later(STORE_RETRY_SECONDS, self.kick, chat)
+        if self._closing:
+            return
+        if (timer := self._retries.pop(chat, None)) is not None:
+            timer.cancel()
+        self._retries[chat] = asyncio.get_running_loop().call_later(STORE_RETRY_SECONDS, self._retry_now, chat)
+
+    def _retry_now(self, chat: ChatKey) -> None:
+        del self._retries[chat]
+        self.kick(chat)
 
     def _debounce_left(self, params: ClientParameters, newest: InboundRecord) -> float:
         interval = params.message_debounce_interval
@@ -174,31 +200,36 @@ class InboundEngine:
         return (newest.received_at + interval - self._clock.now()).total_seconds()
 
     async def _answer(
-        self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord]
+        self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord], lease: Lease
     ) -> None:
+        reply, session = await self._reply(chat, client, integration, records)
+        lease.check()  # lost meanwhile: the replica that took the chat answers, or this reply is sent twice
+        if reply:
+            await self.deliver(chat, client, integration, reply, session=session)
+
+    async def _reply(
+        self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord]
+    ) -> tuple[str, Session | None]:
+        """What to send for the records, and the session it belongs to (None after a reset)."""
         adapter = self._adapters[chat.integration]
         command = records[-1].text.strip().lower() if len(records) == 1 else ""
         if command == RESET_COMMAND:
             await self._reset(chat, client)
-            await self.deliver(chat, client, integration, RESET_REPLY, session=None)
-            return
+            return RESET_REPLY, None
         session = await self._sessions.for_channel(
             client, tag=chat.external_user_id, lifetime=integration.session_duration or DEFAULT_SESSION_DURATION
         )
         bind_turn(CALL_SOURCES[chat.integration].channel, session_id=session.id, gateway=client.ai_gateway_id)
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
-            await self.deliver(chat, client, integration, usage, session=session)
-            return
+            return usage, session
         typing = asyncio.create_task(self._keep_typing(adapter, integration, chat.chat_id))
         try:
-            reply = await self._turn(chat, client, session, integration, records)
+            return await self._turn(chat, client, session, integration, records), session
         finally:
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
-        if reply:
-            await self.deliver(chat, client, integration, reply, session=session)
 
     async def _turn(
         self, chat: ChatKey, client: ChatClient, session: Session, integration: Integration,
@@ -212,7 +243,7 @@ class InboundEngine:
             content = await self._content(adapter, integration, records)
             turn = await self._chat.submit(session, client, content, reader, source=CALL_SOURCES[chat.integration],
                                            reply_to=[r.id for r in records])
-            outcome = await asyncio.shield(turn.task)
+            outcome = await self._outcome(turn)
         except (ChatRefused, AttachmentError) as exc:
             return exc.message
         except GatewayError as exc:
@@ -223,6 +254,18 @@ class InboundEngine:
             return UNAVAILABLE_REPLY
         text = outcome.message.content
         return text if isinstance(text, str) else ""
+
+    @staticmethod
+    async def _outcome(turn: ActiveTurn) -> TurnOutcome:
+        """Shielded from this worker's cancel only until the turn is abandoned: the worker is
+        cancelled at the shutdown deadline and then releases the chat's lease, so the turn must end
+        with it (another replica may take the chat and answer the same messages)."""
+        try:
+            return await asyncio.shield(turn.task)
+        except asyncio.CancelledError:
+            turn.task.cancel()
+            await asyncio.gather(turn.task, return_exceptions=True)
+            raise
 
     async def _stored_answer(self, session: Session, records: list[InboundRecord]) -> str | None:
         messages = await self._store.messages.list(session.id)

@@ -390,6 +390,11 @@ class LockRepository(ABC):
         """Extends a lease still held with `token`."""
 
     @abstractmethod
+    async def reclaim(self, name: str, token: str, *, ttl_seconds: float) -> bool:
+        """Takes a lease that lapsed (a Store outage kept its holder from refreshing it) again with
+        the same `token`, when no one else took it meanwhile; False when someone did."""
+
+    @abstractmethod
     async def release(self, name: str, token: str) -> None:
         """Frees the lease if `token` still holds it."""
 

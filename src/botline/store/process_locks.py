@@ -41,6 +41,13 @@ class ProcessLocks(LockRepository):
         self._leases[name] = (token, now + ttl_seconds)
         return True
 
+    async def reclaim(self, name: str, token: str, *, ttl_seconds: float) -> bool:
+        now = time.monotonic()
+        if self._held(name, now) not in (None, token):
+            return False
+        self._leases[name] = (token, now + ttl_seconds)
+        return True
+
     async def release(self, name: str, token: str) -> None:
         lease = self._leases.get(name)
         if lease is not None and lease[0] == token:

@@ -43,6 +43,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+RECLAIM_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -203,11 +211,12 @@ class RedisInbound(_Repo, InboundRepository):
 
 @_reachable_methods
 class RedisLocks(_Repo, LockRepository):
-    """One key per lease holding a random token: SET NX PX to take it, scripts to extend or free it."""
+    """One key per lease holding a random token: SET NX PX to take it, scripts to extend, take back or free it."""
 
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
         super().__init__(client, keys)
         self._refresh_script = client.register_script(REFRESH_SCRIPT)
+        self._reclaim_script = client.register_script(RECLAIM_SCRIPT)
         self._release_script = client.register_script(RELEASE_SCRIPT)
 
     async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
@@ -218,6 +227,10 @@ class RedisLocks(_Repo, LockRepository):
     async def refresh(self, name: str, token: str, *, ttl_seconds: float) -> bool:
         extended = await self._refresh_script(keys=[self._keys.lock(name)], args=[token, _milliseconds(ttl_seconds)])
         return bool(extended)
+
+    async def reclaim(self, name: str, token: str, *, ttl_seconds: float) -> bool:
+        taken = await self._reclaim_script(keys=[self._keys.lock(name)], args=[token, _milliseconds(ttl_seconds)])
+        return bool(taken)
 
     async def release(self, name: str, token: str) -> None:
         await self._release_script(keys=[self._keys.lock(name)], args=[token])

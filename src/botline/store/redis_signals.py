@@ -28,6 +28,9 @@ HEARTBEAT_SECONDS = 5.0
 FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 2.0
 SUBSCRIBE_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 5.0
+"""How long close() waits for the listener to end; a listener stuck in redis-py is left behind."""
+CANCEL_AGAIN_SECONDS = 0.05
 
 
 @_reachable_methods
@@ -45,6 +48,7 @@ class RedisSignals(SignalBus):
         )
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._closing = False
 
     async def publish(self, topic: str, payload: str) -> int:
         return int(await self._redis.publish(self._keys.signal(topic), payload))
@@ -65,8 +69,10 @@ class RedisSignals(SignalBus):
             try:
                 await self._receive()
             except UNAVAILABLE_ERRORS as exc:
+                self._end_if_closing()
                 log.warning("signal subscription lost (%s); subscribing again", exc)
             except Exception:
+                self._end_if_closing()
                 log.exception("signal listener failed; subscribing again")
             if self._subscribed.is_set():  # it worked until now: the first retry comes soon
                 delay = FIRST_RETRY_SECONDS
@@ -95,17 +101,36 @@ class RedisSignals(SignalBus):
             with contextlib.suppress(*UNAVAILABLE_ERRORS):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    def _end_if_closing(self) -> None:
+        """A cancel that lands while redis-py reconnects comes out as a ConnectionError (redis-py
+        swallows the CancelledError): without this the listener would subscribe again, and close()
+        would wait for it forever."""
+        task = asyncio.current_task()
+        if self._closing or (task is not None and task.cancelling()):
+            raise asyncio.CancelledError
+
     def _handle(self, message: dict[str, Any]) -> None:
         if message["type"] == "psubscribe":
             self._subscribed.set()
         elif message["type"] == "pmessage":
             self._deliver(self._keys.signal_topic(message["channel"]), message["data"])
 
+    @staticmethod
+    async def _stop_listener(listener: asyncio.Task[None]) -> None:
+        """Cancels again until the listener ends (redis-py can swallow a cancel that lands while it
+        connects, and the listener then waits for its next message); gives up after a while."""
+        deadline = asyncio.get_running_loop().time() + CLOSE_TIMEOUT_SECONDS
+        while not listener.done():
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("the signal listener did not end within %ss; closing without it", CLOSE_TIMEOUT_SECONDS)
+                return
+            listener.cancel()
+            await asyncio.wait({listener}, timeout=CANCEL_AGAIN_SECONDS)
+
     async def close(self) -> None:
+        self._closing = True
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await self._stop_listener(self._listener)
             self._listener = None
         await super().close()
         await self._subscriber_pool.aclose()

@@ -122,7 +122,8 @@ def build_app(
         store = app[STORE]
         # Replicas starting together would each create the admin account, its keys and the declared
         # gateways (and fail on the uniqueness rules): one at a time, under a lease.
-        async with SessionLocks(store.locks).hold(STARTUP_LEASE):
+        startup = SessionLocks(store.locks)  # closed at shutdown: a release it retries may outlive start-up
+        async with startup.hold(STARTUP_LEASE):
             new_key = await bootstrap_admin_keys(store, [k.get_secret_value() for k in settings.auth.admin_keys])
             if settings.gateways:
                 await apply_declared(store, (await admin_account(store)).id, settings.gateways, clock)
@@ -179,6 +180,7 @@ def build_app(
         await sessions.close()
         await authenticator.close()
         await usage.close()
+        await startup.close()
 
     app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
     app.on_shutdown.append(drain_turns)

@@ -149,6 +149,7 @@ class SessionLocks:
         meanwhile is taken back, and is lost only if another holder took it."""
         failing = False
         while True:
+            _raise_if_cancelling()
             try:
                 held = await self._leases.refresh(lease.name, token, ttl_seconds=self._lease_seconds)
                 if not held:
@@ -166,3 +167,11 @@ class SessionLocks:
                 lease.lost = True
                 return
             await asyncio.sleep(self._lease_seconds / 3)
+
+
+def _raise_if_cancelling() -> None:
+    """redis-py can swallow a cancel that lands inside a command (and answer normally): a loop that
+    only ends by being cancelled checks for it, or the holder waiting for it at release hangs."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -7,6 +7,7 @@ The client must decode replies (checked by RedisStore), hence the `cast(str, ...
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
@@ -37,13 +38,21 @@ UNAVAILABLE_ERRORS = (
 
 
 def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """The one boundary where a lost Redis connection becomes StoreUnavailable."""
+    """The one boundary where a lost Redis connection becomes StoreUnavailable.
+
+    redis-py can turn a cancel that lands while it (re)connects into a ConnectionError: when the task
+    is being cancelled the cancel is given back, or a loop that retries StoreError (a lease refresh,
+    marking a reply answered) would swallow it and never end (a shutdown that hangs).
+    """
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(*args, **kwargs)
         except UNAVAILABLE_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from exc
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
 
     return wrapper

@@ -357,7 +357,7 @@ class FakeEvolution(ProviderEmulator):
             status, answer = self._store_webhook(self.instances[request.match_info["instanceName"]], body)
         record.status, record.response = status, answer
         self.config_requests.append(record)
-        self._notify()
+        self._changes.notify()
         return self._json(status, answer)
 
     def _store_webhook(self, instance: EvolutionInstance, body: dict[str, Any]) -> tuple[int, Any]:
@@ -419,7 +419,7 @@ class FakeEvolution(ProviderEmulator):
             status, answer = 200, self.instances[request.match_info["instanceName"]].webhook
         record.status, record.response = status, answer
         self.config_requests.append(record)
-        self._notify()
+        self._changes.notify()
         return self._json(status, answer)
 
     def _failure_response(self, failure: InjectedFailure) -> web.Response:

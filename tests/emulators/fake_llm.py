@@ -20,8 +20,6 @@ import contextlib
 import itertools
 import re
 import secrets
-import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -31,7 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.emulators.lifecycle import Served
+from tests.emulators.lifecycle import Changes, Served, reset_connection
 
 __all__ = ["FakeLLM", "RecordedRequest", "Reply", "ToolCall"]
 
@@ -164,17 +162,6 @@ def _reply_error(reply: Reply) -> web.Response:
     return response
 
 
-def _reset_connection(request: web.Request) -> None:
-    """Abort the request's TCP connection with a reset (RST), not an orderly close."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
 class FakeLLM(Served):
     """A fake OpenAI-compatible server; use ``async with FakeLLM() as fake:``.
 
@@ -216,7 +203,7 @@ class FakeLLM(Served):
         self._script: deque[Reply] = deque()
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6)
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self._stopping = False
         self._runner: web.AppRunner | None = None
         self._models_body = orjson.dumps(
@@ -261,25 +248,15 @@ class FakeLLM(Served):
 
     async def wait_for_requests(self, n: int, timeout: float = 5) -> None:
         """Wait until at least ``n`` requests were received; TimeoutError after ``timeout``."""
-        await self._wait_until(lambda: len(self.requests) >= n, timeout)
+        await self._changes.wait_until(lambda: len(self.requests) >= n, timeout)
 
     async def wait_for_cancelled(self, n: int, timeout: float = 5) -> None:
         """Wait until :attr:`cancelled` reaches ``n``; TimeoutError after ``timeout``."""
-        await self._wait_until(lambda: self.cancelled >= n, timeout)
-
-    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self._changed.wait()
-
-    def _notify(self) -> None:
-        """Wake every :meth:`_wait_until` so it re-checks its predicate."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        await self._changes.wait_until(lambda: self.cancelled >= n, timeout)
 
     def _record(self, request: web.Request, body: dict[str, Any]) -> None:
         self.requests.append(RecordedRequest(path=request.path, headers=request.headers, body=body))
-        self._notify()
+        self._changes.notify()
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
         if self._script:
@@ -294,7 +271,7 @@ class FakeLLM(Served):
     def _count_cancelled(self) -> None:
         if not self._stopping:
             self.cancelled += 1
-            self._notify()
+            self._changes.notify()
 
     async def _list_models(self, request: web.Request) -> web.Response:
         if (unauthorized := self._unauthorized(request)) is not None:
@@ -381,7 +358,7 @@ class FakeLLM(Served):
         if reply.hold is not None:
             await reply.hold.wait()
         if reply.drop_connection:
-            _reset_connection(request)
+            reset_connection(request)
             return web.Response()  # aiohttp's write to the aborted transport fails silently
         if reply.status != 200:
             return _reply_error(reply)

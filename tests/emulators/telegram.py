@@ -39,8 +39,6 @@ import html
 import itertools
 import re
 import secrets
-import socket
-import struct
 import time
 import zlib
 from collections import deque
@@ -52,7 +50,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tests.emulators.lifecycle import Served
+from tests.emulators.lifecycle import Changes, Served, reset_connection
 
 __all__ = [
     "ALL_UPDATE_TYPES",
@@ -302,17 +300,6 @@ def utf16_length(text: str) -> int:
 
 def _byte_offset(text: str, index: int) -> int:
     return len(text[:index].encode())
-
-
-def _reset_connection(request: web.Request) -> None:
-    """Abort the request's TCP connection with a reset (RST), not an orderly close."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 def _ok(result: Any, description: str | None = None) -> web.Response:
@@ -845,7 +832,7 @@ class TelegramEmulator(Served):
         self._failures: dict[str, deque[Failure]] = {}
         self._poll: _Poll | None = None
         self._chat_locks: dict[int | None, asyncio.Lock] = {}
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -1002,28 +989,18 @@ class TelegramEmulator(Served):
         self, n: int, timeout: float = 5, *, chat_id: int | str | None = None
     ) -> list[dict[str, Any]]:
         """Wait until at least ``n`` messages were sent (to ``chat_id``); TimeoutError after ``timeout``."""
-        await self._wait_until(lambda: len(self.sent_messages(chat_id)) >= n, timeout)
+        await self._changes.wait_until(lambda: len(self.sent_messages(chat_id)) >= n, timeout)
         return self.sent_messages(chat_id)
 
     async def wait_for_calls(self, method: str, n: int = 1, timeout: float = 5) -> list[BotCall]:
         """Wait until ``method`` was called at least ``n`` times; TimeoutError after ``timeout``."""
-        await self._wait_until(lambda: len(self.calls_to(method)) >= n, timeout)
+        await self._changes.wait_until(lambda: len(self.calls_to(method)) >= n, timeout)
         return self.calls_to(method)
 
     async def wait_for_deliveries(self, n: int, timeout: float = 5) -> list[WebhookDelivery]:
         """Wait until at least ``n`` webhook POST attempts finished; TimeoutError after ``timeout``."""
-        await self._wait_until(lambda: len(self.deliveries) >= n, timeout)
+        await self._changes.wait_until(lambda: len(self.deliveries) >= n, timeout)
         return list(self.deliveries)
-
-    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self._changed.wait()
-
-    def _notify(self) -> None:
-        """Wake every waiter so it re-checks its condition."""
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     # ----------------------------------------------------------------- update builders
 
@@ -1309,7 +1286,7 @@ class TelegramEmulator(Served):
         keys = [pending["update_id"] for pending in self._pending]
         position = bisect.bisect_right(keys, update["update_id"])
         self._pending.insert(position, update)
-        self._notify()
+        self._changes.notify()
         return True
 
     async def deliver(self, update: dict[str, Any]) -> int | None:
@@ -1400,13 +1377,13 @@ class TelegramEmulator(Served):
             else:
                 self._record_webhook_error(delivery.error)
             self.deliveries.append(delivery)
-            self._notify()
+            self._changes.notify()
             raise
         if not delivery.ok:
             reason = response.reason or ""
             self._record_webhook_error(f"Wrong response from the webhook: {delivery.status} {reason}".rstrip())
         self.deliveries.append(delivery)
-        self._notify()
+        self._changes.notify()
         seconds: float | None = None
         if retry_after is not None:
             with contextlib.suppress(ValueError):
@@ -1435,7 +1412,7 @@ class TelegramEmulator(Served):
             try:
                 call.params = await self._read_params(request)
             finally:
-                self._notify()
+                self._changes.notify()
             if token != self.token:
                 if _TOKEN_SHAPE.fullmatch(token):
                     raise _ApiError(401, "Unauthorized")
@@ -1450,7 +1427,7 @@ class TelegramEmulator(Served):
                     await asyncio.sleep(failure.delay)
                 if failure.drop_connection:
                     call.status = -1
-                    _reset_connection(request)
+                    reset_connection(request)
                     return web.Response(status=500)  # never reaches the client
                 response = self._failure_response(failure)
             elif polling or handler is None:
@@ -1461,7 +1438,7 @@ class TelegramEmulator(Served):
         except _ApiError as exc:
             response = _error(exc.status, exc.description, exc.parameters)
         call.status = response.status
-        self._notify()
+        self._changes.notify()
         return response
 
     async def _read_params(self, request: web.Request) -> dict[str, Any]:
@@ -1522,7 +1499,7 @@ class TelegramEmulator(Served):
         else:
             response = web.Response(body=stored.data, content_type="application/octet-stream")
         call.status = response.status
-        self._notify()
+        self._changes.notify()
         return response
 
     # ----------------------------------------------------------------- methods
@@ -1581,7 +1558,7 @@ class TelegramEmulator(Served):
         self.webhook = config
         if self._poll is not None:
             self._poll.conflict = "Conflict: terminated by setWebhook request"
-            self._notify()
+            self._changes.notify()
         if not unchanged:
             self.last_error_date = self.last_error_message = None
         return _ok(True, "Webhook is already set" if unchanged else "Webhook was set")
@@ -1631,7 +1608,7 @@ class TelegramEmulator(Served):
             self._poll.conflict = (
                 "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
             )
-            self._notify()
+            self._changes.notify()
         poll = _Poll()
         self._poll = poll
         try:
@@ -1648,7 +1625,7 @@ class TelegramEmulator(Served):
                     return _ok([])
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
-                        await self._changed.wait()
+                        await self._changes.next()
         finally:
             if self._poll is poll:
                 self._poll = None
@@ -1721,7 +1698,7 @@ class TelegramEmulator(Served):
             message["reply_markup"] = markup
         self._messages[(int(chat["id"]), message_id)] = message
         self._sent.append({**params, "chat_id": chat_id, "text": text, "message_id": message_id, "message": message})
-        self._notify()
+        self._changes.notify()
         return message
 
     def _reply_target(self, params: Mapping[str, Any], chat_id: int) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tests.emulators.lifecycle import Served
+from tests.emulators.lifecycle import Changes, Served
 
 __all__ = [
     "Delivery",
@@ -244,11 +244,11 @@ class ProviderEmulator(Served):
         """Every request to a send endpoint, accepted or not, in arrival order."""
         self.sent: list[RecordedSend] = []
         """The accepted (2xx) message sends, in arrival order."""
-        self.pusher = WebhookPusher(timeout=webhook_timeout, on_change=self._notify)
+        self._changes = Changes()
+        self.pusher = WebhookPusher(timeout=webhook_timeout, on_change=self._changes.notify)
         self._host = host
         self._port = port
         self._failures: deque[InjectedFailure] = deque()
-        self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -290,17 +290,17 @@ class ProviderEmulator(Served):
 
     async def wait_for_sends(self, n: int, timeout: float = 5) -> list[RecordedSend]:
         """Wait until at least ``n`` sends were accepted; TimeoutError after ``timeout``."""
-        await self._wait_until(lambda: len(self.sent) >= n, timeout)
+        await self._changes.wait_until(lambda: len(self.sent) >= n, timeout)
         return self.sent
 
     async def wait_for_requests(self, n: int, timeout: float = 5) -> list[RecordedSend]:
         """Wait until at least ``n`` send requests arrived (accepted or not)."""
-        await self._wait_until(lambda: len(self.requests) >= n, timeout)
+        await self._changes.wait_until(lambda: len(self.requests) >= n, timeout)
         return self.requests
 
     async def wait_for_deliveries(self, n: int, timeout: float = 5) -> list[Delivery]:
         """Wait until at least ``n`` webhook POSTs were made (retries count)."""
-        await self._wait_until(lambda: len(self.pusher.deliveries) >= n, timeout)
+        await self._changes.wait_until(lambda: len(self.pusher.deliveries) >= n, timeout)
         return self.pusher.deliveries
 
     async def drain_webhooks(self) -> None:
@@ -356,21 +356,11 @@ class ProviderEmulator(Served):
         self.requests.append(send)
         if message and 200 <= send.status < 300:
             self.sent.append(send)
-        self._notify()
+        self._changes.notify()
 
     @staticmethod
     def _json(status: int, body: Any) -> web.Response:
         return web.Response(status=status, body=orjson.dumps(body), content_type=JSON)
-
-    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await self._changed.wait()
-
-    def _notify(self) -> None:
-        """Wake every :meth:`_wait_until` so it re-checks its predicate."""
-        self._changed.set()
-        self._changed = asyncio.Event()
 
 
 @dataclass
@@ -424,7 +414,7 @@ class WebhookReceiver:
         self.received: list[ReceivedWebhook] = []
         self._statuses: deque[int] = deque(statuses)
         self._host = host
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self._runner: web.AppRunner | None = None
 
     def script(self, *statuses: int) -> None:
@@ -453,16 +443,13 @@ class WebhookReceiver:
 
     async def wait_for(self, n: int, timeout: float = 5) -> list[ReceivedWebhook]:
         """Wait until at least ``n`` POSTs arrived; TimeoutError after ``timeout``."""
-        async with asyncio.timeout(timeout):
-            while len(self.received) < n:
-                await self._changed.wait()
+        await self._changes.wait_until(lambda: len(self.received) >= n, timeout)
         return self.received
 
     async def _handle(self, request: web.Request) -> web.Response:
         status = self._statuses.popleft() if self._statuses else 200
         self.received.append(ReceivedWebhook(request.path, request.headers, await request.read(), status))
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changes.notify()
         return web.Response(status=status, text="ok")
 
 

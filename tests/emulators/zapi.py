@@ -168,7 +168,7 @@ class FakeZapi(ProviderEmulator):
                 self._after_send(endpoint, body, answer)
         else:
             self.config_requests.append(record)
-            self._notify()
+            self._changes.notify()
         return response
 
     def _answer(

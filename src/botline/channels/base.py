@@ -9,13 +9,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from botline.domain.inbound import MediaRef
 from botline.domain.integrations import Integration, IntegrationType
 
 IntegrationT = TypeVar("IntegrationT", bound=Integration)
+
+
+def epoch_seconds(value: Any) -> datetime | None:
+    """A provider's message time in epoch seconds, a number or a numeric string (Evolution's
+    `messageTimestamp`, Meta's `timestamp` through Kapso); None when absent or not a time."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
 
 
 @dataclass(frozen=True)

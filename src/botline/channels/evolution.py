@@ -20,13 +20,12 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import orjson
 
-from botline.channels.base import ChannelAdapter, InboundMessage, ParsedWebhook, WebhookRejected
+from botline.channels.base import ChannelAdapter, InboundMessage, ParsedWebhook, WebhookRejected, epoch_seconds
 from botline.channels.provider_http import download, request_json, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import EvolutionIntegration, GroupPolicy, IntegrationType
@@ -105,7 +104,7 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
         return InboundMessage(
             provider_message_id=message_id, chat_id=_chat_id(key), text=text,
             sender_name=push_name if isinstance(push_name, str) and push_name else None, media=media,
-            timestamp=_timestamp(data.get("messageTimestamp")),
+            timestamp=epoch_seconds(data.get("messageTimestamp")),
         )
 
     def _headers(self, integration: EvolutionIntegration) -> dict[str, str]:
@@ -191,15 +190,6 @@ def _media(content: dict[str, Any]) -> tuple[MediaRef, ...]:
                 filename=name if isinstance(name, str) else None,
             ),)
     return ()
-
-
-def _timestamp(value: Any) -> datetime | None:
-    """`messageTimestamp` is epoch seconds (a number, or a numeric string in some versions)."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
 
 
 def _error_detail(body: Any) -> str | None:

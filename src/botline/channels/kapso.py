@@ -16,12 +16,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
-from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage, ParsedWebhook, WebhookRejected
+from botline.channels.base import (
+    ChannelAdapter,
+    DeliveryError,
+    InboundMessage,
+    ParsedWebhook,
+    WebhookRejected,
+    epoch_seconds,
+)
 from botline.channels.provider_http import ProviderReply, download, request_json, retry_after, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, KapsoIntegration
@@ -94,7 +100,7 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
             return None
         return InboundMessage(
             provider_message_id=message_id, chat_id=chat_id, text=text, sender_name=_name(event), media=media,
-            timestamp=_timestamp(message.get("timestamp")),
+            timestamp=epoch_seconds(message.get("timestamp")),
         )
 
     def _messages_url(self, integration: KapsoIntegration) -> str:
@@ -216,15 +222,6 @@ def _content(message: dict[str, Any]) -> tuple[str, tuple[MediaRef, ...]]:
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _timestamp(value: Any) -> datetime | None:
-    """Meta timestamps are epoch seconds as a string."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
 
 
 def _delivery_error(reply: ProviderReply, integration: KapsoIntegration) -> DeliveryError:

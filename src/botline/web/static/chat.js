@@ -781,26 +781,31 @@
     }
   }
 
+  // POSTs a session action (/retry, /reset). On failure shows why (a vanished session ends the page)
+  // and returns false; `networkErrorOptions` go to the error shown when the request cannot be sent.
+  async function postAction(path, networkErrorOptions) {
+    let response;
+    try {
+      response = await fetch(apiBase + path, { method: "POST" });
+    } catch (err) {
+      showError(t("errorLabel"), networkErrorOptions);
+      return false;
+    }
+    if (response.status !== 204) {
+      const message = await errorMessage(response);
+      if (response.status === 404) endSession(message);
+      else showError(message);
+      return false;
+    }
+    return true;
+  }
+
   async function retry(refused) {
     if (state.busy || state.ended) return;
     const lastUserIndex = state.messages.map(function (m) { return m.role; }).lastIndexOf("user");
     if (lastUserIndex < 0) return;
     const user = state.messages[lastUserIndex];
-    if (!refused && !user.refused) {
-      let response;
-      try {
-        response = await fetch(apiBase + "/retry", { method: "POST" });
-      } catch (err) {
-        showError(t("errorLabel"), { retry: true });
-        return;
-      }
-      if (response.status !== 204) {
-        const message = await errorMessage(response);
-        if (response.status === 404) endSession(message);
-        else showError(message);
-        return;
-      }
-    }
+    if (!refused && !user.refused && !(await postAction("/retry", { retry: true }))) return;
     state.messages.slice(lastUserIndex + 1).forEach(removeMessage);
     clearError();
     send(user.content, { user: user });
@@ -812,19 +817,7 @@
       state.stopRequested = false;
       state.controller.abort();
     }
-    let response;
-    try {
-      response = await fetch(apiBase + "/reset", { method: "POST" });
-    } catch (err) {
-      showError(t("errorLabel"));
-      return;
-    }
-    if (response.status !== 204) {
-      const message = await errorMessage(response);
-      if (response.status === 404) endSession(message);
-      else showError(message);
-      return;
-    }
+    if (!(await postAction("/reset"))) return;
     clearError();
     state.messages.slice().forEach(removeMessage);
     clearAttachments();

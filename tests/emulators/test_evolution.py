@@ -31,18 +31,6 @@ async def evo() -> AsyncIterator[FakeEvolution]:
         yield fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[WebhookReceiver]:
-    async with WebhookReceiver() as receiver:
-        yield receiver
-
-
 async def call(
     http: aiohttp.ClientSession, method: str, url: str, body: Any = None, key: str | None = GLOBAL_KEY
 ) -> tuple[int, Any, aiohttp.ClientResponse]:

@@ -75,7 +75,7 @@
     "  .panel { inset: 0; width: 100%; height: 100%; max-width: none; max-height: none; border-radius: 0; }",
     "  .panel.open ~ .launcher { display: none; }",
     "}",
-    "@media (prefers-reduced-motion: reduce) { .launcher, .panel { transition: none; } }",
+    "@media (prefers-reduced-motion: reduce) { .launcher, .panel, .panel.open { transition: none; } }",
   ].join("\n").split("SIDE").join(position);
 
   function onColor(color) {

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from botline.account_cache import AccountCache
 from botline.accounts import admin_account, bootstrap_admin_keys
 from botline.api import (
     accounts,
@@ -133,6 +134,8 @@ def build_app(
         await usage.start()
         authenticator = Authenticator(store, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
+        account_cache = AccountCache(store, ttl=settings.auth.key_cache_seconds)
+        await account_cache.start()
         memory = MemoryService(store, clock)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
@@ -165,7 +168,7 @@ def build_app(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
-            chat_clients=client_cache,
+            chat_clients=client_cache, accounts=account_cache,
         )
         await inbound.resume()
         await scheduler.start()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from botline.account_cache import AccountCache
 from botline.api.auth import PRINCIPAL, Authenticator, Principal
 from botline.config import Settings
 from botline.domain.clock import Clock
@@ -44,6 +45,7 @@ class Services:
     gateways: GatewayCache
     metrics: Metrics
     chat_clients: ChatClientCache
+    accounts: AccountCache
 
 
 SERVICES = web.AppKey("services", Services)

@@ -9,6 +9,7 @@ through the Store), and the expiry bounds how long a copy survives a lost signal
 from __future__ import annotations
 
 from botline.domain.accounts import Account
+from botline.egress.policy import Trust
 from botline.store.base import Store
 from botline.store.signals import Eviction
 from botline.ttl_cache import TtlCache
@@ -31,6 +32,12 @@ class AccountCache:
         """The account when it exists and is not disabled, else None."""
         account = await self.get(account_id)
         return None if account is None or account.disabled else account
+
+    async def trust(self, account_id: str) -> Trust:
+        """How far the URLs this account saved may reach: anywhere for admin accounts (the operator's
+        own, e.g. a local model), the tenant egress policy for everyone else (and unknown accounts)."""
+        account = await self.get(account_id)
+        return Trust.of(account is not None and account.is_admin)
 
     async def forget(self, account_id: str) -> None:
         await self._evictions.evict(account_id)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 from aiohttp import web
 
 from botline.account_cache import AccountCache
@@ -35,6 +34,7 @@ from botline.api.state import SERVICES, Services
 from botline.channels.registry import channel_adapters
 from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
+from botline.egress import Egress, EgressPolicy
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
 from botline.engine.client_cache import ChatClientCache
@@ -60,7 +60,7 @@ from botline.store.base import Store
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
+EGRESS = web.AppKey("egress", Egress)
 CLIENTS = web.AppKey("clients", ClientPool)
 IN_FLIGHT = web.AppKey("in_flight", InFlightRequests)
 STARTUP_LEASE = "startup"
@@ -109,15 +109,14 @@ def build_app(
             app[STORE] = store
             yield
 
-    async def http_context(app: web.Application) -> AsyncIterator[None]:
-        async with aiohttp.ClientSession() as http:
-            app[HTTP] = http
+    async def egress_context(app: web.Application) -> AsyncIterator[None]:
+        limits = settings.security.egress
+        async with Egress(EgressPolicy(limits.allow), max_redirects=limits.max_redirects,
+                          connect_timeout=limits.connect_timeout_seconds,
+                          limit_per_host=settings.llm.max_connections) as egress:
+            app[EGRESS] = egress
+            app[CLIENTS] = ClientPool(settings.llm, egress, max_response_bytes=limits.model_response_max_bytes)
             yield
-
-    async def clients_context(app: web.Application) -> AsyncIterator[None]:
-        app[CLIENTS] = ClientPool(settings.llm)
-        yield
-        await app[CLIENTS].close()
 
     async def services_context(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
@@ -137,9 +136,12 @@ def build_app(
         account_cache = AccountCache(store, ttl=settings.auth.key_cache_seconds)
         await account_cache.start()
         memory = MemoryService(store, clock)
+        limits = settings.security.egress
+        fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         pipeline_services = PipelineServices(
-            clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
-            usage=usage, settings=settings.llm, clock=clock, metrics=recorder, extensions=[MemoryExtension(memory)],
+            clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
+            counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
+            metrics=recorder, extensions=[MemoryExtension(memory)],
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)
@@ -150,11 +152,13 @@ def build_app(
         await gateway_cache.start()
         chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache, metrics=recorder)
         await chat.start()
-        transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model)
-        adapters = channel_adapters(settings, app[HTTP])
+        transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
+                                  trust_of=account_cache.trust)
+        adapters = channel_adapters(settings, app[EGRESS])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,
                                 max_upload_bytes=settings.webchat.max_upload_bytes, metrics=recorder,
-                                max_concurrent_turns=settings.channels.max_concurrent_turns)
+                                max_concurrent_turns=settings.channels.max_concurrent_turns,
+                                trust_of=account_cache.trust)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
@@ -185,7 +189,7 @@ def build_app(
         await usage.close()
         await startup.close()
 
-    app.cleanup_ctx.extend([store_context, http_context, clients_context, services_context])
+    app.cleanup_ctx.extend([store_context, egress_context, services_context])
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,

@@ -10,13 +10,23 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from botline.domain.gateways import GatewayParameters
+from botline.egress.policy import parse_allow_entry
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 CONFIG_FILE_ENV = "BOTLINE_CONFIG"
@@ -151,6 +161,36 @@ class GatewayDefinition(Section):
         return self
 
 
+def _allow_entry(entry: str) -> str:
+    parse_allow_entry(entry)
+    return entry
+
+
+class EgressSettings(Section):
+    """What tenants' URLs may reach, and how much botline reads back (docs/security.md)."""
+
+    allow: list[Annotated[str, AfterValidator(_allow_entry)]] = Field(default_factory=list)
+    """CIDRs and/or host[:port] that tenants may reach although they are internal (an on-prem model)."""
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    source_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest instruction source, function source or contextLocation body."""
+    source_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Memory for cached instruction and function sources (least recently used dropped first)."""
+    tool_response_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest answer of a protocol function's callback (what the model reads back)."""
+    provider_response_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest answer of a provider API (Z-API, Evolution, Kapso sends and registrations)."""
+    media_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    """Largest media file downloaded from a provider."""
+    model_response_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """Largest answer of a model call, streamed or not."""
+
+
+class SecuritySettings(Section):
+    egress: EgressSettings = Field(default_factory=EgressSettings)
+
+
 class LoggingSettings(Section):
     level: str = "INFO"
 
@@ -166,6 +206,7 @@ class Settings(BaseSettings):
     webchat: WebChatSettings = Field(default_factory=WebChatSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from botline.channels.base import DeliveryError
@@ -29,6 +28,7 @@ from tests.channels.conftest import (
 from tests.emulators.evolution import FakeEvolution
 from tests.emulators.fake_llm import FakeLLM
 from tests.emulators.webhook_pusher import JSON, encode_payload
+from tests.support.egress import loopback_provider_http
 from tests.support.server import RunningServer
 
 PHONE = "5511999999999"
@@ -240,10 +240,10 @@ async def test_a_failed_registration_is_reported_in_the_put_response(
     assert evo.webhook is None
 
     status, saved = await save_integration(server, channel.client_id, "EvolutionApi", {
-        "evolutionIntegration": integration(evo, endpointUrl="http://127.0.0.1:9", apiKey="********"),
+        "evolutionIntegration": integration(evo, endpointUrl="http://127.0.0.1:9", apiKey="not-the-key-either"),
     })
     assert status == 200
-    assert saved["registration"]["error"] == "Evolution API unreachable: ClientConnectorError"
+    assert saved["registration"]["error"] == "Evolution API unreachable: the request failed (ClientConnectorError)"
     assert "not-the-key" not in str(saved)
 
 
@@ -254,7 +254,7 @@ async def test_inline_media_and_typing(evo: FakeEvolution) -> None:
     picture = base64.b64encode(b"\x89PNG fake").decode()
     config = EvolutionIntegration(endpoint_url=evo.url, instance_name=evo.instance, api_key=evo.api_key,
                                   group_policy=GroupPolicy.IGNORE)
-    async with aiohttp.ClientSession() as http:
+    async with loopback_provider_http() as http:
         adapter = EvolutionAdapter(http)
         [image] = adapter.parse(config, evo.image_message(PHONE, caption="look", base64_data=picture)).messages
         [voice] = adapter.parse(config, evo.audio_message(PHONE, base64_data=picture)).messages

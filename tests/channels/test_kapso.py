@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from botline.channels.base import DeliveryError
@@ -26,6 +25,7 @@ from tests.channels.conftest import (
 from tests.emulators.fake_llm import FakeLLM
 from tests.emulators.kapso import FakeKapso
 from tests.emulators.webhook_pusher import encode_payload
+from tests.support.egress import loopback_provider_http
 from tests.support.server import RunningServer
 
 SECRET = "wh_sec_3kfj9dmfkg8s2"
@@ -231,7 +231,7 @@ async def test_the_view_masks_secrets_and_rolling_the_salt_retires_the_url(
 async def test_outside_the_24_hour_window_text_fails_clearly_and_a_template_goes_through(kapso: FakeKapso) -> None:
     config = KapsoIntegration(api_key=kapso.api_key, phone_number_id=kapso.phone_number_id)
     kapso.note_inbound(PHONE, at=time.time() - DAY - 60)
-    async with aiohttp.ClientSession() as http:
+    async with loopback_provider_http() as http:
         adapter = KapsoAdapter(http, kapso.url)
         with pytest.raises(OutsideWindow) as refused:
             await adapter.send_text(config, PHONE, "Following up as promised")
@@ -254,7 +254,7 @@ async def test_outside_the_24_hour_window_text_fails_clearly_and_a_template_goes
 async def test_refusals_are_classified_and_never_quote_the_key(kapso: FakeKapso) -> None:
     config = KapsoIntegration(api_key="wrong-api-key", phone_number_id=kapso.phone_number_id)
     kapso.note_inbound(PHONE)
-    async with aiohttp.ClientSession() as http:
+    async with loopback_provider_http() as http:
         adapter = KapsoAdapter(http, kapso.url)
         with pytest.raises(DeliveryError) as unauthorized:
             await adapter.send_text(config, PHONE, "hi")

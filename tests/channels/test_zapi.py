@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from botline.api.state import SERVICES
@@ -30,6 +29,7 @@ from tests.channels.conftest import (
 from tests.emulators.fake_llm import FakeLLM, Reply
 from tests.emulators.webhook_pusher import JSON, encode_payload
 from tests.emulators.zapi import FakeZapi
+from tests.support.egress import loopback_provider_http
 from tests.support.server import RunningServer
 
 CLIENT_TOKEN = "F0f70a10da4b747c2836a33992d5531a2S"
@@ -256,7 +256,7 @@ def test_media_and_names_are_read_from_received_callbacks(zapi: FakeZapi) -> Non
 
 
 async def test_refusals_never_quote_the_tokens(zapi: FakeZapi) -> None:
-    async with aiohttp.ClientSession() as http:
+    async with loopback_provider_http() as http:
         adapter = ZapiAdapter(http, zapi.url)
         wrong = ZapiIntegration(instance_id=zapi.instance_id, instance_token=zapi.instance_token,
                                 client_token="my-wrong-client-token")

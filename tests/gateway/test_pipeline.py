@@ -126,7 +126,8 @@ class TestProtocolFunctions:
         with pytest.raises(openai.APIStatusError) as caught:
             await ask(server, gateway_id)
         assert caught.value.status_code == 502
-        assert "/functions" in caught.value.message
+        assert "unavailable" in caught.value.message
+        assert "/functions" not in caught.value.message and "127.0.0.1" not in caught.value.message  # M5: logged
         assert fake_llm.requests == []
 
     async def test_the_last_allowed_round_offers_no_tools(

@@ -14,6 +14,7 @@ from aiohttp import web
 from botline.app import build_app
 from botline.config import Settings
 from botline.domain.clock import Clock
+from tests.support.egress import LOOPBACK_ALLOWED
 
 ADMIN_KEY = "sk-test-admin-key-0123456789abcdefghijklmnopqrstuv"
 
@@ -56,6 +57,7 @@ def make_settings(storage_url: str, **sections: Any) -> Settings:
         "auth": {"admin_keys": [ADMIN_KEY]},
         "llm": {"max_retries": 0},
         "logging": {"level": "INFO"},
+        "security": {"egress": {"allow": list(LOOPBACK_ALLOWED)}},
     }
     for name, values in sections.items():
         if isinstance(values, dict):

@@ -8,11 +8,18 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
-from botline.api.http import json_response, message_response, not_found, parse_model, read_model
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_model
 from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
-from botline.domain.gateways import API_KEY_MASK, Gateway, GatewayParameters, restore_masked_headers
+from botline.domain.gateways import (
+    API_KEY_MASK,
+    Gateway,
+    GatewayParameters,
+    keep_masked_api_key,
+    restore_masked_headers,
+)
+from botline.domain.secrets import SecretNeeded
 from botline.gateway import completion
 from botline.gateway.errors import UpstreamError
 from botline.gateway.registry import create_gateway, save_gateway
@@ -75,14 +82,18 @@ async def view(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/ai-gateways/{id}")
 @documented("Change an AI gateway.", body=GatewayPatch, answer=MessageAnswer)
 async def edit(request: web.Request) -> web.Response:
-    """Merges the given top-level parameters into the stored ones; a masked or absent apiKey keeps the old one."""
+    """Merges the given top-level parameters into the stored ones; a masked or absent apiKey (or header
+    value) keeps the old one while its destination is unchanged (domain/secrets.py)."""
     gateway = await _owned(request)
     data = await read_model(request, GatewayPatch)
     patch = data.parameters or {}
     stored = gateway.parameters.wire()
-    merged = {**stored, **restore_masked_headers(patch, stored)}
-    if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK:
-        merged["apiKey"] = gateway.parameters.api_key
+    try:
+        merged = {**stored, **restore_masked_headers(patch, stored)}
+        if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK:
+            merged["apiKey"] = keep_masked_api_key(patch, gateway.parameters)
+    except SecretNeeded as exc:
+        raise ApiError(400, str(exc)) from None
     body = parse_model(GatewayBody, {"name": data.name or gateway.name, "parameters": merged})
     gateway.name, gateway.parameters = body.name, body.parameters
     svc = services(request)
@@ -108,7 +119,8 @@ async def validate(request: web.Request) -> web.Response:
     gateway = await _owned(request)
     svc = services(request)
     params = gateway.parameters
-    client = svc.clients.get(params.base_address, params.api_key).with_options(max_retries=0)
+    trust = await svc.accounts.trust(gateway.account_id)
+    client = svc.clients.get(params.base_address, params.api_key, trust).with_options(max_retries=0)
     try:
         answer = await completion.complete(
             client, {"model": params.model_name, "messages": VALIDATION_PROMPT, "max_completion_tokens": 16}

@@ -12,6 +12,7 @@ from botline.api.state import principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.integrations import FIELD_OF, MODEL_OF, IntegrationType, keep_masked_secrets, masked
+from botline.domain.secrets import SecretNeeded
 from botline.engine.channels import ChannelHub
 
 routes = web.RouteTableDef()
@@ -65,7 +66,11 @@ async def edit_integrations(request: web.Request) -> web.Response:
     if section is None:
         raise ApiError(400, f"Invalid value for integrations.{_alias(kind)}: an object is required for {kind.value}.")
     stored = client.integrations.of(kind)
-    integration = parse_model(MODEL_OF[kind], keep_masked_secrets(section, stored))
+    try:
+        given = keep_masked_secrets(section, stored, section=_alias(kind))
+    except SecretNeeded as exc:
+        raise ApiError(400, str(exc)) from None
+    integration = parse_model(MODEL_OF[kind], given)
     setattr(client.integrations, FIELD_OF[kind], integration)
     svc = services(request)
     await svc.store.chat_clients.update(client)

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from botline.domain.inbound import MediaRef
 from botline.domain.integrations import Integration, IntegrationType
+from botline.egress import Trust
 
 IntegrationT = TypeVar("IntegrationT", bound=Integration)
 
@@ -82,10 +83,13 @@ class ChannelAdapter(ABC, Generic[IntegrationT]):
         """Translates a webhook payload; drops own echoes, status callbacks and unwanted groups."""
 
     @abstractmethod
-    async def send_text(self, integration: IntegrationT, chat_id: str, text: str) -> None:
-        """Sends one message (at most max_text_length); raises DeliveryError."""
+    async def send_text(self, integration: IntegrationT, chat_id: str, text: str, *,
+                        trust: Trust = Trust.TENANT) -> None:
+        """Sends one message (at most max_text_length); raises DeliveryError. `trust` is the egress trust
+        of the account that saved the integration: it matters where the integration names its own
+        endpoint (Evolution's endpointUrl); providers whose API base is in the config ignore it."""
 
-    async def typing(self, integration: IntegrationT, chat_id: str) -> None:
+    async def typing(self, integration: IntegrationT, chat_id: str, *, trust: Trust = Trust.TENANT) -> None:
         """Shows "typing..." where the provider supports it (best effort)."""
 
     async def fetch_media(self, integration: IntegrationT, media: MediaRef) -> bytes | None:
@@ -95,7 +99,7 @@ class ChannelAdapter(ABC, Generic[IntegrationT]):
     can_register_webhook: bool = False
     """True when the provider has an API to set the webhook URL (Telegram, Evolution)."""
 
-    async def register_webhook(self, integration: IntegrationT, url: str) -> None:
+    async def register_webhook(self, integration: IntegrationT, url: str, *, trust: Trust = Trust.TENANT) -> None:
         """Points the provider at our webhook URL; raises DeliveryError."""
 
     async def fetch_updates(self, integration: IntegrationT, offset: int | None) -> list[dict[str, Any]]:

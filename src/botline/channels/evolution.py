@@ -22,13 +22,13 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from botline.channels.base import ChannelAdapter, InboundMessage, ParsedWebhook, WebhookRejected, epoch_seconds
-from botline.channels.provider_http import download, request_json, status_error
+from botline.channels.provider_http import ProviderHttp, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import EvolutionIntegration, GroupPolicy, IntegrationType
+from botline.egress import Trust
 
 PROVIDER = "Evolution API"
 UPSERT = "messages.upsert"
@@ -55,7 +55,7 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
     max_text_length = WHATSAPP_TEXT_LIMIT
     can_register_webhook = True
 
-    def __init__(self, http: aiohttp.ClientSession) -> None:
+    def __init__(self, http: ProviderHttp) -> None:
         self._http = http
 
     def verify(self, integration: EvolutionIntegration, headers: Mapping[str, str], body: bytes) -> None:
@@ -110,26 +110,30 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
     def _headers(self, integration: EvolutionIntegration) -> dict[str, str]:
         return {"apikey": integration.api_key}
 
-    async def _post(self, integration: EvolutionIntegration, path: str, body: dict[str, Any]) -> None:
-        reply = await request_json(
-            self._http, "POST", f"{integration.endpoint_url}/{path}/{integration.instance_name}",
-            provider=PROVIDER, json=body, headers=self._headers(integration),
+    async def _post(self, integration: EvolutionIntegration, path: str, body: dict[str, Any], trust: Trust) -> None:
+        """endpointUrl was saved by the account: `trust` is its owner's (an admin's self-hosted Evolution
+        on localhost works; a tenant's gets the egress policy)."""
+        reply = await self._http.request_json(
+            "POST", f"{integration.endpoint_url}/{path}/{integration.instance_name}",
+            provider=PROVIDER, trust=trust, json=body, headers=self._headers(integration),
         )
         if not reply.ok:
             raise status_error(PROVIDER, reply, _error_detail(reply.body), secrets=(integration.api_key,))
 
-    async def send_text(self, integration: EvolutionIntegration, chat_id: str, text: str) -> None:
-        await self._post(integration, "message/sendText", {"number": chat_id, "text": text})
+    async def send_text(self, integration: EvolutionIntegration, chat_id: str, text: str, *,
+                        trust: Trust = Trust.TENANT) -> None:
+        await self._post(integration, "message/sendText", {"number": chat_id, "text": text}, trust)
 
-    async def typing(self, integration: EvolutionIntegration, chat_id: str) -> None:
+    async def typing(self, integration: EvolutionIntegration, chat_id: str, *, trust: Trust = Trust.TENANT) -> None:
         body = {"number": chat_id, "presence": "composing", "delay": PRESENCE_MILLIS}
-        await self._post(integration, "chat/sendPresence", body)
+        await self._post(integration, "chat/sendPresence", body, trust)
 
-    async def register_webhook(self, integration: EvolutionIntegration, url: str) -> None:
+    async def register_webhook(self, integration: EvolutionIntegration, url: str, *,
+                               trust: Trust = Trust.TENANT) -> None:
         """The 2.3.6 body. `base64: true` puts received media in the event, since Baileys' own media
         URLs are encrypted; byEvents stays off so the URL is used as given."""
         webhook = {"enabled": True, "url": url, "byEvents": False, "base64": True, "events": WEBHOOK_EVENTS}
-        await self._post(integration, "webhook/set", {"webhook": webhook})
+        await self._post(integration, "webhook/set", {"webhook": webhook}, trust)
 
     async def fetch_media(self, integration: EvolutionIntegration, media: MediaRef) -> bytes | None:
         if media.data_base64:
@@ -137,7 +141,7 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
                 return base64.b64decode(media.data_base64, validate=True)
             except (binascii.Error, ValueError):
                 return None
-        return await download(self._http, media.url) if media.url else None  # S3 mediaUrl
+        return await self._http.download(media.url) if media.url else None  # S3 mediaUrl
 
 
 def _same(given: str, expected: str) -> bool:

@@ -18,8 +18,6 @@ import hmac
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import aiohttp
-
 from botline.channels.base import (
     ChannelAdapter,
     DeliveryError,
@@ -28,9 +26,10 @@ from botline.channels.base import (
     WebhookRejected,
     epoch_seconds,
 )
-from botline.channels.provider_http import ProviderReply, download, request_json, retry_after, status_error
+from botline.channels.provider_http import ProviderHttp, ProviderReply, retry_after, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, KapsoIntegration
+from botline.egress import Trust
 
 PROVIDER = "Kapso"
 GRAPH_VERSION = "v24.0"
@@ -64,7 +63,7 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
     kind = IntegrationType.KAPSO
     max_text_length = KAPSO_TEXT_LIMIT
 
-    def __init__(self, http: aiohttp.ClientSession, api_url: str) -> None:
+    def __init__(self, http: ProviderHttp, api_url: str) -> None:
         self._http = http
         self._api_url = api_url.rstrip("/")
 
@@ -109,14 +108,15 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
     async def _send(self, integration: KapsoIntegration, chat_id: str, body: dict[str, Any]) -> None:
         recipient = {"recipient_type": "group", "to": chat_id.removeprefix(GROUP_PREFIX)} \
             if chat_id.startswith(GROUP_PREFIX) else {"recipient_type": "individual", "to": chat_id}
-        reply = await request_json(
-            self._http, "POST", self._messages_url(integration), provider=PROVIDER,
+        reply = await self._http.request_json(  # the API base is the operator's (providers.kapso.api_url)
+            "POST", self._messages_url(integration), provider=PROVIDER, trust=Trust.OPERATOR,
             json={"messaging_product": "whatsapp", **recipient, **body}, headers={"X-API-Key": integration.api_key},
         )
         if not reply.ok:
             raise _delivery_error(reply, integration)
 
-    async def send_text(self, integration: KapsoIntegration, chat_id: str, text: str) -> None:
+    async def send_text(self, integration: KapsoIntegration, chat_id: str, text: str, *,
+                        trust: Trust = Trust.TENANT) -> None:
         await self._send(integration, chat_id, {"type": "text", "text": {"preview_url": False, "body": text}})
 
     async def send_template(
@@ -134,7 +134,10 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
         own = bool(media.url) and str(media.url).startswith(f"{self._api_url}/")
         if not media.url or not (own or media.url.startswith("https://")):
             return None
-        return await download(self._http, media.url, headers={"X-API-Key": integration.api_key} if own else None)
+        if own:  # Kapso's own host is the operator's configuration; the key does not follow a redirect away
+            key = {"X-API-Key": integration.api_key}
+            return await self._http.download(media.url, trust=Trust.OPERATOR, headers=key)
+        return await self._http.download(media.url)
 
 
 def _events(payload: Any) -> Iterator[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""HTTP plumbing the WhatsApp adapters share (Z-API, Evolution, Kapso): one JSON request on the app's
-`aiohttp.ClientSession`, and the one mapping of provider failures to `DeliveryError`.
+"""HTTP plumbing the WhatsApp adapters share (Z-API, Evolution, Kapso): one JSON request through the
+egress layer, and the one mapping of provider failures to `DeliveryError`.
 
 429, 408, 409 and 5xx answers and connection failures are retryable (`Retry-After` honoured); any other
 4xx is not, and carries the provider's own message. No message ever contains a token or key: URLs are
@@ -15,18 +15,16 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import orjson
 
 from botline.channels.base import DeliveryError
 from botline.domain.integrations import SECRET_MASK
+from botline.egress import DestinationRefused, Egress, EgressError, Trust
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+REQUEST_TIMEOUT_SECONDS = 30.0
 MAX_DETAIL_CHARS = 300
-MAX_MEDIA_BYTES = 25 * 1024 * 1024
-"""Larger downloads are abandoned (the engine's upload limit is smaller anyway)."""
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 
 
@@ -42,31 +40,41 @@ class ProviderReply:
         return 200 <= self.status < 300
 
 
-async def request_json(
-    http: aiohttp.ClientSession, method: str, url: str, *, provider: str, json: Any = None,
-    headers: Mapping[str, str] | None = None,
-) -> ProviderReply:
-    """One request; any HTTP status is returned, connection failures and timeouts raise a retryable
-    DeliveryError naming only the provider and the kind of failure."""
-    try:
-        async with http.request(method, url, json=json, headers=headers, timeout=REQUEST_TIMEOUT) as response:
-            raw = await response.read()
-            return ProviderReply(response.status, response.headers, _json_or_none(raw))
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise DeliveryError(f"{provider} unreachable: {type(exc).__name__}", retryable=True) from None
+@dataclass(frozen=True)
+class ProviderHttp:
+    """The egress client and the read caps (security.egress) the adapters use."""
 
+    egress: Egress
+    max_reply_bytes: int
+    max_media_bytes: int
 
-async def download(http: aiohttp.ClientSession, url: str, *, headers: Mapping[str, str] | None = None) -> bytes | None:
-    """The bytes at `url`, or None (failure, not 2xx, or over MAX_MEDIA_BYTES)."""
-    try:
-        async with http.get(url, headers=headers, timeout=REQUEST_TIMEOUT) as response:
-            if not 200 <= response.status < 300 or (response.content_length or 0) > MAX_MEDIA_BYTES:
-                return None
-            blob = await response.content.read(MAX_MEDIA_BYTES + 1)
-            return blob if len(blob) <= MAX_MEDIA_BYTES else None
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        log.info("media download failed: %s", type(exc).__name__)
-        return None
+    async def request_json(
+        self, method: str, url: str, *, provider: str, trust: Trust, json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ProviderReply:
+        """One request; any HTTP status is returned. A refused destination is a final DeliveryError;
+        connection failures, timeouts and oversized answers are retryable. Messages name only the
+        provider and the kind of failure."""
+        try:
+            reply = await self.egress.request(method, url, trust=trust, json=json, headers=headers,
+                                              max_bytes=self.max_reply_bytes, timeout=REQUEST_TIMEOUT_SECONDS)
+        except DestinationRefused as exc:
+            raise DeliveryError(f"{provider} unreachable: {exc.message}", retryable=False) from None
+        except EgressError as exc:
+            raise DeliveryError(f"{provider} unreachable: {exc.message}", retryable=True) from None
+        return ProviderReply(reply.status, reply.headers, _json_or_none(reply.body))
+
+    async def download(self, url: str, *, trust: Trust = Trust.TENANT,
+                       headers: Mapping[str, str] | None = None) -> bytes | None:
+        """The bytes at `url`, or None (failure, refused destination, not 2xx, or over the cap). Media
+        URLs arrive in webhooks, so they get the tenant policy unless the caller knows better."""
+        try:
+            reply = await self.egress.request("GET", url, trust=trust, headers=headers,
+                                              max_bytes=self.max_media_bytes, timeout=REQUEST_TIMEOUT_SECONDS)
+        except EgressError as exc:
+            log.info("media download failed: %s", exc.message)
+            return None
+        return reply.body if reply.ok else None
 
 
 def status_error(provider: str, reply: ProviderReply, detail: str | None, *, secrets: Iterable[str | None] = ()

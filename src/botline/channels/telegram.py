@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from telegram.request import HTTPXRequest
 from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage, ParsedWebhook, WebhookRejected
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, TelegramIntegration
+from botline.egress import Trust
 from botline.engine.delivery import utf16_length
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -25,6 +27,8 @@ GROUP_TYPES = frozenset({"group", "supergroup"})
 ALLOWED_UPDATES = ["message"]
 POLL_TIMEOUT_SECONDS = 25
 TELEGRAM_TEXT_LIMIT = 4096
+MAX_BOTS = 256
+"""Bot clients kept (each holds a connection pool); the least recently used is shut down past it."""
 
 
 def bot_id_of(token: str) -> str:
@@ -39,9 +43,11 @@ class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
 
     def __init__(self, api_url: str) -> None:
         self._api_url = api_url.rstrip("/")
-        self._bots: dict[str, telegram.Bot] = {}
+        self._bots: OrderedDict[str, telegram.Bot] = OrderedDict()
         self._usernames: dict[str, str] = {}
-        self._lock = asyncio.Lock()
+        self._starting: dict[str, asyncio.Lock] = {}
+        """One lock per token being initialized: a slow getMe for one bot does not hold up the others."""
+        self._retired: set[asyncio.Task[None]] = set()
 
     def text_length(self, text: str) -> int:
         return utf16_length(text)
@@ -50,20 +56,35 @@ class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
         token = integration.bot_token
         bot = self._bots.get(token)
         if bot is not None:
+            self._bots.move_to_end(token)
             return bot
-        async with self._lock:
-            if token not in self._bots:
-                bot = telegram.Bot(
-                    token, base_url=f"{self._api_url}/bot", base_file_url=f"{self._api_url}/file/bot",
-                    get_updates_request=HTTPXRequest(read_timeout=POLL_TIMEOUT_SECONDS + 10),
-                )
-                try:
-                    await bot.initialize()  # getMe: checks the token and learns the username
-                except TelegramError as exc:
-                    raise _delivery_error(exc) from None
-                self._usernames[token] = (bot.username or "").lower()
-                self._bots[token] = bot
-            return self._bots[token]
+        lock = self._starting.setdefault(token, asyncio.Lock())
+        try:
+            async with lock:
+                if token not in self._bots:
+                    bot = telegram.Bot(
+                        token, base_url=f"{self._api_url}/bot", base_file_url=f"{self._api_url}/file/bot",
+                        get_updates_request=HTTPXRequest(read_timeout=POLL_TIMEOUT_SECONDS + 10),
+                    )
+                    try:
+                        await bot.initialize()  # getMe: checks the token and learns the username
+                    except TelegramError as exc:
+                        raise _delivery_error(exc) from None
+                    self._usernames[token] = (bot.username or "").lower()
+                    self._bots[token] = bot
+                    self._retire_beyond_capacity()
+                return self._bots[token]
+        finally:
+            if not lock.locked():
+                self._starting.pop(token, None)
+
+    def _retire_beyond_capacity(self) -> None:
+        while len(self._bots) > MAX_BOTS:
+            token, bot = self._bots.popitem(last=False)
+            self._usernames.pop(token, None)
+            task = asyncio.create_task(bot.shutdown(), name="telegram-bot-retire")
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
 
     def verify(self, integration: TelegramIntegration, headers: Mapping[str, str], body: bytes) -> None:
         given = headers.get(SECRET_HEADER, "")
@@ -107,14 +128,15 @@ class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
                     return True
         return False
 
-    async def send_text(self, integration: TelegramIntegration, chat_id: str, text: str) -> None:
+    async def send_text(self, integration: TelegramIntegration, chat_id: str, text: str, *,
+                        trust: Trust = Trust.TENANT) -> None:
         bot = await self._bot(integration)
         try:
             await bot.send_message(chat_id=chat_id, text=text)
         except TelegramError as exc:
             raise _delivery_error(exc) from None
 
-    async def typing(self, integration: TelegramIntegration, chat_id: str) -> None:
+    async def typing(self, integration: TelegramIntegration, chat_id: str, *, trust: Trust = Trust.TENANT) -> None:
         bot = await self._bot(integration)
         try:
             await bot.send_chat_action(chat_id=chat_id, action="typing")
@@ -131,7 +153,8 @@ class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
         except TelegramError:
             return None
 
-    async def register_webhook(self, integration: TelegramIntegration, url: str) -> None:
+    async def register_webhook(self, integration: TelegramIntegration, url: str, *,
+                               trust: Trust = Trust.TENANT) -> None:
         bot = await self._bot(integration)
         try:
             await bot.set_webhook(url=url, secret_token=integration.webhook_secret, allowed_updates=ALLOWED_UPDATES)
@@ -152,9 +175,10 @@ class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
         return [update.to_dict() for update in updates]
 
     async def close(self) -> None:
-        bots, self._bots = list(self._bots.values()), {}
+        bots, self._bots = list(self._bots.values()), OrderedDict()
         for bot in bots:
             await bot.shutdown()
+        await asyncio.gather(*self._retired, return_exceptions=True)
 
 
 def _delivery_error(exc: TelegramError) -> DeliveryError:

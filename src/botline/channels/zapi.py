@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from botline.channels.base import ChannelAdapter, InboundMessage, ParsedWebhook
-from botline.channels.provider_http import download, request_json, status_error
+from botline.channels.provider_http import ProviderHttp, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, ZapiIntegration
+from botline.egress import Trust
 
 PROVIDER = "Z-API"
 RECEIVED = "ReceivedCallback"
@@ -45,7 +44,7 @@ class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
     kind = IntegrationType.ZAPI
     max_text_length = WHATSAPP_TEXT_LIMIT
 
-    def __init__(self, http: aiohttp.ClientSession, api_url: str) -> None:
+    def __init__(self, http: ProviderHttp, api_url: str) -> None:
         self._http = http
         self._api_url = api_url.rstrip("/")
 
@@ -86,10 +85,11 @@ class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
     def _headers(self, integration: ZapiIntegration) -> dict[str, str]:
         return {"Client-Token": integration.client_token} if integration.client_token else {}
 
-    async def send_text(self, integration: ZapiIntegration, chat_id: str, text: str) -> None:
+    async def send_text(self, integration: ZapiIntegration, chat_id: str, text: str, *,
+                        trust: Trust = Trust.TENANT) -> None:
         body = {"phone": chat_id, "message": text, "delayTyping": TYPING_SECONDS}
-        reply = await request_json(
-            self._http, "POST", self._url(integration, "send-text"), provider=PROVIDER, json=body,
+        reply = await self._http.request_json(  # the API base is the operator's (providers.zapi.api_url)
+            "POST", self._url(integration, "send-text"), provider=PROVIDER, trust=Trust.OPERATOR, json=body,
             headers=self._headers(integration),
         )
         if not reply.ok:
@@ -102,7 +102,7 @@ class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
         must not make botline fetch internal http:// addresses."""
         if not media.url or not media.url.startswith("https://"):
             return None
-        return await download(self._http, media.url)
+        return await self._http.download(media.url)
 
 
 def _text(payload: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import jsonschema
 from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.secrets import MASK, SecretNeeded, same_destination
 
 
 class StrictCamelModel(CamelModel):
@@ -239,22 +240,33 @@ class GatewayParameters(StrictCamelModel):
         return flag in self.flags
 
 
-API_KEY_MASK = "********"
+API_KEY_MASK = MASK
 HEADER_LISTS = ("protocolFunctions", "systemInstructionsSources", "mcpSources")
 """Parameter lists whose items carry HTTP headers (masked in answers)."""
 
 
+URL_OF_ITEM = {"protocolFunctions": "callbackUrl", "systemInstructionsSources": "url", "mcpSources": "url"}
+"""Where each header-carrying item sends its headers."""
+
+
 def restore_masked_headers(given: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    """A PATCH that sends back masked header values keeps the stored ones (matched by item name)."""
+    """A PATCH that sends back masked header values keeps the stored ones: matched by item name, and
+    only while the item's URL is unchanged (else SecretNeeded: the header must be sent again)."""
     merged = dict(given)
     for field in HEADER_LISTS:
         if not isinstance(given.get(field), list):
             continue
-        by_name = {item.get("name"): item for item in stored.get(field) or []}
+        url_key = URL_OF_ITEM[field]
+        by_name = {item.get("name"): item for item in stored.get(field) or [] if isinstance(item, dict)}
         restored = []
-        for item in given[field]:
+        for index, item in enumerate(given[field]):
             if isinstance(item, dict) and isinstance(item.get("headers"), dict):
-                previous = (by_name.get(item.get("name")) or {}).get("headers") or {}
+                before = by_name.get(item.get("name")) or {}
+                previous = before.get("headers") or {}
+                moved = not same_destination(before.get(url_key), item.get(url_key))
+                for key, value in item["headers"].items():
+                    if value == API_KEY_MASK and key in previous and moved:
+                        raise SecretNeeded(f"parameters.{field}.{index}.headers.{key}", f"its {url_key}")
                 headers = {
                     key: previous[key] if value == API_KEY_MASK and key in previous else value
                     for key, value in item["headers"].items()
@@ -264,6 +276,15 @@ def restore_masked_headers(given: dict[str, Any], stored: dict[str, Any]) -> dic
             restored.append(item)
         merged[field] = restored
     return merged
+
+
+def keep_masked_api_key(patch: dict[str, Any], stored: GatewayParameters) -> str | None:
+    """The apiKey of a PATCH that sent it masked or not at all: the stored key, unless baseAddress
+    changes (SecretNeeded: the key must be sent again)."""
+    address = patch.get("baseAddress", stored.base_address)
+    if stored.api_key and not same_destination(stored.base_address, address):
+        raise SecretNeeded("parameters.apiKey", "baseAddress")
+    return stored.api_key
 
 
 class Gateway(CamelModel):

@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel
+from botline.domain.secrets import MASK, SecretNeeded, same_destination
 from botline.domain.timespan import Timespan
 
-SECRET_MASK = "********"
+SECRET_MASK = MASK
 DEFAULT_SESSION_DURATION = timedelta(hours=3)
 WEBHOOK_TOKEN_LENGTH = 32
 
@@ -45,6 +46,8 @@ class _Integration(CamelModel):
     group_policy: GroupPolicy = GroupPolicy.IGNORE
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    destination_field: ClassVar[str | None] = None
+    """The tenant-chosen URL the secrets are sent to, where there is one (docs: domain/secrets.py)."""
 
     @field_validator("session_duration")
     @classmethod
@@ -77,6 +80,7 @@ class EvolutionIntegration(_Integration):
     api_key: str = Field(min_length=1)
 
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    destination_field: ClassVar[str | None] = "endpoint_url"
 
     @field_validator("endpoint_url")
     @classmethod
@@ -134,14 +138,23 @@ def masked(integration: _Integration) -> dict[str, Any]:
     return data
 
 
-def keep_masked_secrets(given: dict[str, Any], stored: _Integration | None) -> dict[str, Any]:
-    """A PUT that sends back "********" (or omits a secret) keeps the stored secret."""
+def keep_masked_secrets(given: dict[str, Any], stored: _Integration | None, *, section: str) -> dict[str, Any]:
+    """A PUT that sends back "********" (or omits a secret) keeps the stored secret, unless the
+    integration's destination (Evolution's endpointUrl) changes: then SecretNeeded."""
     if stored is None:
         return given
     merged = dict(given)
+    model = type(stored)
+    moved = stored.destination_field is not None and not same_destination(
+        getattr(stored, stored.destination_field),
+        given.get(model.model_fields[stored.destination_field].alias or stored.destination_field),
+    )
     for name in stored.secret_fields:
-        alias = type(stored).model_fields[name].alias or name
+        alias = model.model_fields[name].alias or name
         if merged.get(alias, SECRET_MASK) == SECRET_MASK:
+            if moved and getattr(stored, name):
+                destination = model.model_fields[stored.destination_field or ""].alias or stored.destination_field
+                raise SecretNeeded(f"integrations.{section}.{alias}", str(destination))
             merged[alias] = getattr(stored, name)
     return merged
 

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from botline.channels.base import ChannelAdapter, DeliveryError
 from botline.domain.chat_clients import ChatClient
 from botline.domain.integrations import IntegrationType, TelegramIntegration, webhook_token
+from botline.egress import Trust
 from botline.engine.inbound import Adapters, InboundEngine
 from botline.store.base import Store, StoreError
 
@@ -73,8 +74,10 @@ class ChannelHub:
         adapter = self._adapters[kind]
         if not adapter.can_register_webhook:
             return Registration(mode="manual")
+        account = await self._store.accounts.get(client.account_id)
+        trust = Trust.of(account is not None and account.is_admin)
         try:
-            await adapter.register_webhook(integration, await self.webhook_url(client, kind))
+            await adapter.register_webhook(integration, await self.webhook_url(client, kind), trust=trust)
         except DeliveryError as exc:
             log.warning("webhook registration for %s %s failed: %s", kind.value, client.id, exc.message)
             return Registration(mode="webhook", error=exc.message)

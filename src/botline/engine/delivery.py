@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from botline.channels.base import ChannelAdapter, DeliveryError
 from botline.domain.integrations import Integration
+from botline.egress import Trust
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 async def send_with_retries(
     adapter: ChannelAdapter[Integration], integration: Integration, chat_id: str, text: str, *,
-    sleep: Sleep = asyncio.sleep, attempts: int = MAX_ATTEMPTS, on_retry: Callable[[], object] | None = None,
+    trust: Trust = Trust.TENANT, sleep: Sleep = asyncio.sleep, attempts: int = MAX_ATTEMPTS,
+    on_retry: Callable[[], object] | None = None,
 ) -> None:
     """Sends one message; retries 429/5xx/connection failures with backoff (Retry-After honoured).
     `on_retry` is told of each retry (metrics)."""
     for attempt in range(1, attempts + 1):
         try:
-            await adapter.send_text(integration, chat_id, text)
+            await adapter.send_text(integration, chat_id, text, trust=trust)
             return
         except DeliveryError as exc:
             if not exc.retryable or attempt == attempts:

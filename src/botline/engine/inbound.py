@@ -12,7 +12,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage
@@ -21,6 +21,7 @@ from botline.domain.clock import Clock
 from botline.domain.conversations import Role, Session
 from botline.domain.inbound import ChatKey, InboundRecord, MediaKind, MediaRef
 from botline.domain.integrations import DEFAULT_SESSION_DURATION, Integration, IntegrationType
+from botline.egress import Trust
 from botline.engine.attachments import AttachmentError, Content, reader_for
 from botline.engine.chat import ActiveTurn, ChatEngine, ChatRefused, TurnOutcome
 from botline.engine.delivery import send_with_retries, split_message
@@ -57,7 +58,9 @@ class InboundEngine:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
         transcriber: Transcriber, max_upload_bytes: int, metrics: Metrics, max_concurrent_turns: int = 8,
+        trust_of: Callable[[str], Awaitable[Trust]],
     ) -> None:
+        self._trust_of = trust_of
         self._metrics = metrics
         self._turn_slots = asyncio.Semaphore(max_concurrent_turns)
         self._store = store
@@ -223,7 +226,8 @@ class InboundEngine:
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
             return usage, session
-        typing = asyncio.create_task(self._keep_typing(adapter, integration, chat.chat_id))
+        trust = await self._trust_of(client.account_id)
+        typing = asyncio.create_task(self._keep_typing(adapter, integration, chat.chat_id, trust))
         try:
             return await self._turn(chat, client, session, integration, records), session
         finally:
@@ -299,9 +303,10 @@ class InboundEngine:
             by_paragraph=client.client_parameters.split_answer_into_message_chunks, length=adapter.text_length,
         )
         provider = CALL_SOURCES[chat.integration].channel
+        trust = await self._trust_of(client.account_id)
         try:
             for chunk in chunks:
-                await send_with_retries(adapter, integration, chat.chat_id, chunk,
+                await send_with_retries(adapter, integration, chat.chat_id, chunk, trust=trust,
                                         on_retry=self._metrics.send_retries(provider).inc)
         except DeliveryError as exc:
             self._metrics.send_failures(provider).inc()
@@ -319,10 +324,10 @@ class InboundEngine:
             await self._store.sessions.delete(client.account_id, existing.id)
 
     @staticmethod
-    async def _keep_typing(adapter: ChannelAdapter[Any], integration: Integration, chat_id: str) -> None:
+    async def _keep_typing(adapter: ChannelAdapter[Any], integration: Integration, chat_id: str, trust: Trust) -> None:
         while True:
             with contextlib.suppress(DeliveryError):
-                await adapter.typing(integration, chat_id)
+                await adapter.typing(integration, chat_id, trust=trust)
             await asyncio.sleep(TYPING_REFRESH_SECONDS)
 
 

@@ -1,6 +1,8 @@
 """Pooled AsyncOpenAI clients and the mapping of SDK errors to our typed errors.
 
-One AsyncOpenAI per (baseAddress, apiKey), on the SDK's aiohttp transport. Retries with exponential
+One AsyncOpenAI per (baseAddress, apiKey, egress trust), on the SDK's aiohttp transport routed through
+the egress pools (so the clients hold no sockets of their own, and the least recently used are simply
+dropped past `MAX_CLIENTS`). Retries with exponential
 backoff and jitter on 408/409/429/5xx and connection errors, Retry-After honoured (the SDK caps it
 at 120 s), are the SDK's own: we set `max_retries` and do not write a second retry loop.
 """
@@ -8,6 +10,7 @@ at 120 s), are the SDK's own: we set `max_retries` and do not write a second ret
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from typing import NoReturn
 
 import aiohttp
@@ -15,43 +18,50 @@ import httpx2
 import openai
 
 from botline.config import LLMSettings
+from botline.egress import Egress, Trust
+from botline.egress.errors import refusal_in
+from botline.egress.sdk_transport import EgressTransport
 from botline.gateway.errors import UpstreamError
 
 _PLACEHOLDER_KEY = "not-needed"
 """Sent when a gateway has no apiKey (local models); the SDK insists on a value."""
+MAX_CLIENTS = 512
+"""Clients kept; repeated edits and /validate calls with new addresses cannot grow the pool past it."""
 
 
 class ClientPool:
-    """Hands out one shared AsyncOpenAI per upstream; `close()` releases every pool."""
+    """Hands out one shared AsyncOpenAI per upstream and trust."""
 
-    def __init__(self, settings: LLMSettings) -> None:
+    def __init__(self, settings: LLMSettings, egress: Egress, *, max_response_bytes: int,
+                 capacity: int = MAX_CLIENTS) -> None:
         self._settings = settings
-        self._clients: dict[str, openai.AsyncOpenAI] = {}
+        self._capacity = capacity
+        self._egress = egress
+        self._max_response_bytes = max_response_bytes
+        self._clients: OrderedDict[str, openai.AsyncOpenAI] = OrderedDict()
 
-    def get(self, base_address: str, api_key: str | None) -> openai.AsyncOpenAI:
-        pool_key = hashlib.sha256(f"{base_address}\0{api_key or ''}".encode()).hexdigest()
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def get(self, base_address: str, api_key: str | None, trust: Trust) -> openai.AsyncOpenAI:
+        pool_key = hashlib.sha256(f"{base_address}\0{api_key or ''}\0{trust}".encode()).hexdigest()
         client = self._clients.get(pool_key)
-        if client is None:
-            timeout = openai.Timeout(
-                self._settings.request_timeout_seconds, connect=self._settings.connect_timeout_seconds
-            )
-            client = openai.AsyncOpenAI(
-                base_url=base_address,
-                api_key=api_key or _PLACEHOLDER_KEY,
-                max_retries=self._settings.max_retries,
-                timeout=timeout,
-                http_client=openai.DefaultAioHttpClient(
-                    timeout=timeout,
-                    limits=httpx2.Limits(max_connections=self._settings.max_connections, max_keepalive_connections=100),
-                ),
-            )
-            self._clients[pool_key] = client
+        if client is not None:
+            self._clients.move_to_end(pool_key)
+            return client
+        timeout = openai.Timeout(self._settings.request_timeout_seconds, connect=self._settings.connect_timeout_seconds)
+        transport = EgressTransport(self._egress, trust, max_response_bytes=self._max_response_bytes)
+        client = openai.AsyncOpenAI(
+            base_url=base_address,
+            api_key=api_key or _PLACEHOLDER_KEY,
+            max_retries=self._settings.max_retries,
+            timeout=timeout,
+            http_client=openai.DefaultAioHttpClient(timeout=timeout, transport=transport),
+        )
+        self._clients[pool_key] = client
+        while len(self._clients) > self._capacity:
+            self._clients.popitem(last=False)  # no sockets of its own: the egress pools hold them
         return client
-
-    async def close(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.close()
 
 
 def _upstream_text(exc: openai.APIStatusError) -> str:
@@ -68,6 +78,11 @@ def raise_upstream(exc: openai.OpenAIError) -> NoReturn:
     if isinstance(exc, openai.APITimeoutError) and not _connection_failed(exc):
         raise UpstreamError("The AI model did not answer in time.", status_code=504) from exc
     if isinstance(exc, openai.APIConnectionError):
+        if refusal_in(exc) is not None:
+            raise UpstreamError(
+                "The AI model's address is not allowed by this server's egress policy (security.egress).",
+                status_code=502,
+            ) from exc
         raise UpstreamError("The AI model could not be reached.", status_code=502) from exc
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code

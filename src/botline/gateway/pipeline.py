@@ -8,20 +8,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
-from botline.config import LLMSettings
+from botline.config import EgressSettings, LLMSettings
 from botline.domain.clock import Clock
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway, GatewayFlag, ProtocolFunction
 from botline.domain.usage import UsageRecord
+from botline.egress import Egress, Trust
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
 from botline.gateway.completion import Round, complete, stream
@@ -29,9 +29,10 @@ from botline.gateway.context import ChatMessage, apply_tool_context_count, apply
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension
 from botline.gateway.llm import ClientPool
-from botline.gateway.remote import RemoteFetcher
+from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.tokens import TokenCounters, approximate, message_text
 from botline.gateway.tools import ProtocolFunctionTool, Tool, ToolSet
+from botline.logs import loggable_url
 from botline.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,13 @@ class TurnResult:
 class PipelineServices:
     clients: ClientPool
     fetcher: RemoteFetcher
-    http: aiohttp.ClientSession
+    egress: Egress
+    trust_of: Callable[[str], Awaitable[Trust]]
+    """The egress trust of an account's URLs (AccountCache.trust)."""
     counters: TokenCounters
     usage: UsageRecorder
     settings: LLMSettings
+    egress_settings: EgressSettings
     clock: Clock
     metrics: Metrics
     extensions: list[TurnExtension] = field(default_factory=list)
@@ -124,13 +128,14 @@ class TurnPipeline:
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
         params = request.gateway.parameters
+        trust = await self._s.trust_of(request.gateway.account_id)
         instructions, extra_tools = list(request.instructions), list(request.tools)
         for extension in self._s.extensions:
             contribution = await extension.contribute(request.gateway, request.caller)
             instructions.extend(contribution.instructions)
             extra_tools.extend(contribution.tools)
-        tools = ToolSet([*await self._protocol_tools(request.gateway), *extra_tools])
-        messages = await self._assemble(request, instructions)
+        tools = ToolSet([*await self._protocol_tools(request.gateway, trust), *extra_tools])
+        messages = await self._assemble(request, instructions, trust)
         tool_specs = [*tools.specs(), *(request.client_tools or [])]
         if params.context_maximum_size:
             counter = await self._s.counters.for_model(params.model_name)
@@ -144,14 +149,14 @@ class TurnPipeline:
             messages.append({"role": "assistant", "content": prefill})
             if params.include_prefilling_in_messages:
                 await sink.text(prefill)
-        return await self._loop(request, messages, tools, tool_specs, prefill, sink)
+        client = self._s.clients.get(params.base_address, params.api_key, trust)
+        return await self._loop(request, client, messages, tools, tool_specs, prefill, sink)
 
     async def _loop(
-        self, request: TurnRequest, messages: list[ChatMessage], tools: ToolSet,
+        self, request: TurnRequest, client: Any, messages: list[ChatMessage], tools: ToolSet,
         tool_specs: list[dict[str, Any]], prefill: str | None, sink: TurnSink,
     ) -> TurnResult:
         params = request.gateway.parameters
-        client = self._s.clients.get(params.base_address, params.api_key)
         usage = TokenUsage()
         produced: list[ChatMessage] = []
         runs: list[ToolRun] = []
@@ -259,7 +264,7 @@ class TurnPipeline:
             body["user"] = request.caller.external_user_id
         return body
 
-    async def _assemble(self, request: TurnRequest, instructions: Sequence[str]) -> list[ChatMessage]:
+    async def _assemble(self, request: TurnRequest, instructions: Sequence[str], trust: Trust) -> list[ChatMessage]:
         params = request.gateway.parameters
         blocks: list[str] = []
         if params.system_instruction:
@@ -267,18 +272,18 @@ class TurnPipeline:
         for source in params.system_instructions_sources:
             try:
                 body = await self._s.fetcher.cached(
-                    source.url, headers=source.headers, ttl=source.cache_duration,
+                    source.url, trust=trust, headers=source.headers, ttl=source.cache_duration,
                     timeout=self._s.settings.context_location_timeout_seconds,
                 )
-            except SourceUnavailable as exc:
-                log.warning("instruction source %s skipped: %s", source.name, exc.message)
+            except SourceUnavailable:
+                log.warning("instruction source %s skipped", source.name)
                 continue
             blocks.append(body.decode("utf-8", errors="replace"))
         if request.extra_context:
             blocks.append(request.extra_context)
         if request.context_location:
             located = await self._s.fetcher.fresh_text(
-                request.context_location, timeout=self._s.settings.context_location_timeout_seconds
+                request.context_location, trust=trust, timeout=self._s.settings.context_location_timeout_seconds
             )
             if located:
                 blocks.append(located)
@@ -298,25 +303,31 @@ class TurnPipeline:
             return params.assistant_prefill
         return None
 
-    async def _protocol_tools(self, gateway: Gateway) -> list[Tool]:
+    async def _protocol_tools(self, gateway: Gateway, trust: Trust) -> list[Tool]:
         params = gateway.parameters
         functions: list[ProtocolFunction] = list(params.protocol_functions)
         for url in params.protocol_function_sources:
-            functions.extend(await self._source_functions(url))
+            functions.extend(await self._source_functions(url, trust))
         timeout = self._s.settings.tool_call_timeout_seconds
-        return [ProtocolFunctionTool(f, self._s.http, timeout=timeout) for f in functions]
+        max_bytes = self._s.egress_settings.tool_response_max_bytes
+        return [
+            ProtocolFunctionTool(f, self._s.egress, trust=trust, timeout=timeout, max_bytes=max_bytes)
+            for f in functions
+        ]
 
-    async def _source_functions(self, url: str) -> list[ProtocolFunction]:
-        """A protocol function source: GET url -> {"functions": [...]}, cached; failure fails the turn."""
+    async def _source_functions(self, url: str, trust: Trust) -> list[ProtocolFunction]:
+        """A protocol function source: GET url -> {"functions": [...]}, cached; failure fails the turn
+        with a message that names no URL (the person chatting may see it; the log has the URL)."""
         body = await self._s.fetcher.cached(
-            url, headers={}, ttl=self._s.settings.function_sources_cache_seconds,
+            url, trust=trust, headers={}, ttl=self._s.settings.function_sources_cache_seconds,
             timeout=self._s.settings.tool_call_timeout_seconds,
         )
         try:
             listed = orjson.loads(body)["functions"]
             return [ProtocolFunction.model_validate(item) for item in listed]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise SourceUnavailable(f"The function source {url} did not return a valid function list.") from exc
+            log.warning("function source %s did not return a valid function list", loggable_url(url))
+            raise SourceUnavailable(SOURCE_UNAVAILABLE) from exc
 
 
 def _minute(moment: datetime) -> str:

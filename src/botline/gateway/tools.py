@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import jsonschema
 import orjson
 
 from botline.domain.gateways import ProtocolFunction
+from botline.egress import Egress, EgressError, Trust
 from botline.gateway.caller import Caller
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,14 @@ def function_spec(name: str, description: str, parameters: dict[str, Any]) -> To
 class ProtocolFunctionTool(Tool):
     """POSTs validated arguments to the function's callbackUrl; any 2xx body goes to the model."""
 
-    def __init__(self, function: ProtocolFunction, http: aiohttp.ClientSession, *, timeout: float) -> None:
+    def __init__(self, function: ProtocolFunction, egress: Egress, *, trust: Trust, timeout: float,
+                 max_bytes: int) -> None:
         self.name = function.name
         self._function = function
-        self._http = http
+        self._egress = egress
+        self._trust = trust
         self._timeout = timeout
+        self._max_bytes = max_bytes
         self._validator = jsonschema.validators.validator_for(function.content_format)(function.content_format)
 
     def spec(self) -> ToolSpec:
@@ -78,20 +81,16 @@ class ProtocolFunctionTool(Tool):
                 "moment": datetime.now(UTC).isoformat(),
             },
         }
-        headers = {**self._function.headers, "Content-Type": "application/json"}
         try:
-            async with self._http.post(
-                self._function.callback_url,
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as response:
-                text = await response.text(errors="replace")
-                if 200 <= response.status < 300:
-                    return text
-                log.warning("protocol function %s answered HTTP %s", self.name, response.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("protocol function %s failed: %s", self.name, type(exc).__name__)
+            response = await self._egress.request(
+                "POST", self._function.callback_url, trust=self._trust, json=body, headers=self._function.headers,
+                timeout=self._timeout, max_bytes=self._max_bytes,
+            )
+            if response.ok:
+                return response.text()
+            log.warning("protocol function %s answered HTTP %s", self.name, response.status)
+        except EgressError as exc:
+            log.warning("protocol function %s failed: %s", self.name, exc.message)
         raise ToolFailure(f"The tool {self.name} failed to run. Tell the user it is unavailable right now.")
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import openai
 
 from botline.domain.chat_clients import ChatClient
+from botline.egress import Trust
 from botline.gateway.llm import ClientPool
 from botline.store.base import Store
 
@@ -14,10 +16,12 @@ log = logging.getLogger(__name__)
 
 
 class Transcriber:
-    def __init__(self, store: Store, clients: ClientPool, *, model: str) -> None:
+    def __init__(self, store: Store, clients: ClientPool, *, model: str,
+                 trust_of: Callable[[str], Awaitable[Trust]]) -> None:
         self._store = store
         self._clients = clients
         self._model = model
+        self._trust_of = trust_of
 
     async def transcribe(self, client: ChatClient, audio: bytes, filename: str) -> str | None:
         """The transcript, or None when the gateway cannot transcribe (logged; callers fall back to a note)."""
@@ -26,7 +30,8 @@ class Transcriber:
         gateway = await self._store.gateways.get(client.account_id, client.ai_gateway_id)
         if gateway is None:
             return None
-        upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key)
+        trust = await self._trust_of(gateway.account_id)
+        upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key, trust)
         try:
             result = await upstream.audio.transcriptions.create(model=self._model, file=(filename, audio))
         except openai.OpenAIError as exc:

@@ -99,7 +99,7 @@ class RedisSignals(SignalBus):
                     pinged = now
         finally:
             with contextlib.suppress(*UNAVAILABLE_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _end_if_closing(self) -> None:
         """A cancel that lands while redis-py reconnects comes out as a ConnectionError (redis-py

@@ -30,7 +30,7 @@ LAST_EVENTS = ("done", "error")
 
 
 class PromptMessage(CamelModel):
-    role: str = Field(pattern="^user$")
+    role: str = Field(max_length=16, pattern="^user$")  # pydantic-core runs patterns with Rust's linear engine
     content: str | list[dict[str, Any]]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator
@@ -13,10 +14,17 @@ from botline.domain.base import CamelModel, new_id, utcnow
 from botline.domain.integrations import Integrations
 from botline.domain.timespan import Timespan
 
+# Linear-time patterns (docs/decisions.md, "Regexes on hostile input"): no two quantifiers can match
+# the same characters, and each field is length-capped before its pattern runs.
 _HEX_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
-_FUNCTIONAL_COLOUR = re.compile(r"^(?:rgb|rgba|hsl|hsla)\(\s*[-\d.%,\s/a-z]+\)$", re.IGNORECASE)
+_FUNCTIONAL_COLOUR = re.compile(r"^(?:rgba?|hsla?)\([-\d.%,\s/a-z]+\)$", re.IGNORECASE)
 _NAMED_COLOUR = re.compile(r"^[a-zA-Z]{3,20}$")
 _ORIGIN = re.compile(r"^https?://(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+)(?::\d{1,5})?$")
+MAX_COLOUR_LENGTH = 64
+"""Longer than any CSS colour written by hand ("hsla(360deg 100% 100% / 100%)" is 30)."""
+MAX_ORIGIN_LENGTH = 300
+"""scheme://, a 253-character host name (or a bracketed IPv6 address) and :port."""
+Origin = Annotated[str, Field(max_length=MAX_ORIGIN_LENGTH)]
 
 
 class InputMode(StrEnum):
@@ -47,7 +55,7 @@ class ClientParameters(StrictModel):
     custom_scripts: str | None = None
     custom_styles: str | None = None
     input_modes: list[InputMode] = Field(default_factory=list)
-    primary_color: str
+    primary_color: str = Field(max_length=MAX_COLOUR_LENGTH)
     page_title: str = Field(min_length=1, max_length=200)
     hello_label: str | None = None
     hello_sub_label: str | None = None
@@ -55,7 +63,7 @@ class ClientParameters(StrictModel):
     logo_image_url: str | None = None
     debug: bool = False
     show_tool_calls: bool = False
-    allowed_frame_origins: list[str] = Field(default_factory=list)
+    allowed_frame_origins: list[Origin] = Field(default_factory=list)
     audio_synthesis_source: str = "None"
     audio_synthesis_voice: str | None = None
     audio_synthesis_instruction: str | None = None

@@ -94,15 +94,19 @@ class QueryStrategyParameters(StrictCamelModel):
 
 PROTOCOL_FUNCTION_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_$]{2,}$")
 CALLBACK_URL = re.compile(r"^https?://.+")
+MAX_FUNCTION_NAME_LENGTH = 64
+"""The longest function name the OpenAI API accepts."""
+MAX_URL_LENGTH = 2048
+"""What browsers and most servers accept; also caps the work of CALLBACK_URL."""
 
 
 class ProtocolFunction(StrictCamelModel):
     """A tool the model may call; botline POSTs the arguments to callbackUrl."""
 
-    name: str
+    name: str = Field(max_length=MAX_FUNCTION_NAME_LENGTH)
     description: str = Field(min_length=10)
     headers: dict[str, str] = Field(default_factory=dict)
-    callback_url: str
+    callback_url: str = Field(max_length=MAX_URL_LENGTH)
     content_format: dict[str, Any]
 
     @field_validator("name")

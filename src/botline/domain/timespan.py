@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
+MAX_TIMESPAN_CHARS = 32
+"""Longer than any timespan written by hand ("10675199.02:48:05.4775807" is .NET's largest)."""
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{2}):(?P<seconds>\d{2})(?:\.\d+)?$")
 
 
@@ -19,6 +21,8 @@ def parse_timespan(value: Any) -> timedelta | None:
         return value
     if isinstance(value, bool):
         raise ValueError("must be a timespan such as \"00:00:05\" or a number of seconds")
+    if isinstance(value, str) and len(value) > MAX_TIMESPAN_CHARS:
+        raise ValueError(f"must be at most {MAX_TIMESPAN_CHARS} characters")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (match := _TIMESPAN.match(value.strip())):
@@ -32,7 +36,10 @@ def parse_timespan(value: Any) -> timedelta | None:
         raise ValueError("must be a timespan such as \"00:00:05\", \"1.00:00:00\" or a number of seconds")
     if seconds < 0:
         raise ValueError("must not be negative")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # "9" * 30 seconds: a 400 like any other bad value, not a 500
+        raise ValueError("is longer than any timespan botline can hold") from None
 
 
 def format_timespan(value: timedelta | None) -> str | None:

@@ -32,7 +32,10 @@ TEXT_DOCUMENT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "app
 PDF_TYPE = "application/pdf"
 AUDIO_FORMATS = frozenset({"wav", "mp3", "webm", "ogg", "m4a", "mp4", "mpeg", "flac"})
 MAX_EXTRACTED_CHARS = 100_000
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[\w=.-]+)*;base64,(?P<data>.*)$", re.DOTALL)
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]{1,127}/[\w.+-]{1,127})(?:;[\w=.-]{1,127}){0,8};base64,(?P<data>.*)$", re.DOTALL)
+"""Bounded before `data`: a URL that is not one is refused within its first ~2 KB, however long it is
+(127 is RFC 6838's limit on type and subtype names)."""
 
 Transcriber = Callable[[bytes, str], Awaitable[str | None]]
 Content = str | list[dict[str, Any]]

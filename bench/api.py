@@ -37,7 +37,8 @@ async def gateway_id(http: aiohttp.ClientSession, base: str, slug: str = servers
 async def create_client(http: aiohttp.ClientSession, base: str, **client_parameters: Any) -> str:
     """A web chat client on the `bench` gateway, no limits."""
     body = {
-        "name": "bench", "aiGatewayId": await gateway_id(http, base), "limitingParameters": {},
+        "name": "bench", "aiGatewayId": await gateway_id(http, base),
+        "limitingParameters": {"messagesPerHour": 0, "maxMessages": 0},  # explicit: new clients are limited
         "clientParameters": {"primaryColor": "#6366f1", "pageTitle": "Bench", **client_parameters},
     }
     return str((await call(http, "POST", f"{base}/api/v1/web-chat-client", body))["id"])

@@ -36,7 +36,7 @@ from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
 from botline.egress import Egress, EgressPolicy
 from botline.engine.channels import ChannelHub
-from botline.engine.chat import ChatEngine
+from botline.engine.chat import ChatEngine, PromptLimits
 from botline.engine.client_cache import ChatClientCache
 from botline.engine.inbound import InboundEngine
 from botline.engine.locks import SessionLocks
@@ -81,6 +81,11 @@ async def drain_turns(app: web.Application) -> None:
                          app[IN_FLIGHT].wait_idle(grace))
 
 
+def declared_model_names(settings: Settings) -> frozenset[str]:
+    """The model names of the gateways declared in the config file: the operator's own, safe to label."""
+    return frozenset(str(g.parameters["modelName"]) for g in settings.gateways if g.complete)
+
+
 def build_app(
     settings: Settings, *, clock: Clock | None = None, announce_admin_key: AdminKeyAnnouncer | None = None
 ) -> web.Application:
@@ -96,7 +101,8 @@ def build_app(
     app[IN_FLIGHT] = in_flight
     app.on_response_prepare.extend([add_request_id, add_cors_headers])
     clock = clock or SystemClock()
-    recorder = Metrics()
+    # An open /metrics names only the operator's models; behind the token, the first few of any account's.
+    recorder = Metrics(declared_models=None if settings.server.metrics_token else declared_model_names(settings))
 
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         async with await open_store(
@@ -150,7 +156,10 @@ def build_app(
         await memory.start_purging()
         gateway_cache = GatewayCache(store, ttl=settings.llm.gateway_cache_seconds)
         await gateway_cache.start()
-        chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache, metrics=recorder)
+        limits = PromptLimits(max_pending=settings.webchat.max_pending_prompts,
+                              max_parts=settings.webchat.max_prompt_parts)
+        chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache, metrics=recorder,
+                          limits=limits)
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   trust_of=account_cache.trust)
@@ -162,7 +171,7 @@ def build_app(
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
-                                      metrics=recorder)
+                                      metrics=recorder, limiter=limiter)
         scheduler = Scheduler(store, activator, clock, settings.scheduler)
         client_cache = ChatClientCache(store, ttl=settings.webchat.client_cache_seconds)
         await client_cache.start()

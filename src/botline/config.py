@@ -123,6 +123,13 @@ class WebChatSettings(Section):
     """How often an open chat page looks for messages the assistant added on its own (continuations)."""
     client_cache_seconds: float = Field(default=5.0, ge=0)
     """A chat client's settings are reused this long (edits reach other replicas within it)."""
+    max_pending_prompts: int = Field(default=3, ge=1)
+    """Prompts one session may have running or waiting for its turn on a replica; more get 429."""
+    max_prompt_parts: int = Field(default=10, ge=1)
+    """Content parts (the text and each attachment) one prompt may carry; more get 413."""
+    chat_origin: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+/?$")
+    """Origin (scheme://host[:port]) the chat pages are served from, apart from the API's: talkUrls use
+    it, and customScripts are accepted only when it is set (docs/webchat.md)."""
 
 
 class SchedulerSettings(Section):
@@ -136,6 +143,9 @@ class SchedulerSettings(Section):
     """Tests only: lets a 6-field cron (with seconds) through."""
     sync_interval_seconds: float = Field(default=30, gt=0)
     """How often each replica reloads schedules created by the others."""
+    continuations_per_user_per_hour: int = Field(default=12, ge=0)
+    """Scheduled continuations that may fire per user and chat client in an hour; past it a firing is
+    skipped and recorded as such. 0 = no budget."""
 
 
 class GatewayDefinition(Section):

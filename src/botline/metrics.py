@@ -2,8 +2,8 @@
 
 Each app builds its own `Metrics` and hands it to the components that record, so two apps in one
 process (tests, benchmarks) count apart. Labels come from small fixed sets (channel, outcome,
-provider, store operation) plus a capped model name; never account, session, chat or user ids:
-every label value is a time series Prometheus keeps.
+provider, store operation) plus a model name (capped, or only the operator's own: `declared_models`);
+never account, session, chat or user ids: every label value is a time series Prometheus keeps.
 """
 
 from __future__ import annotations
@@ -74,12 +74,28 @@ class BoundedLabel:
         return OTHER
 
 
+class DeclaredLabel:
+    """Passes only the given values through (the models of the gateways declared in the config file) and
+    maps every other to OTHER: an open /metrics then names no model a tenant chose."""
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self._allowed = allowed
+
+    def __call__(self, value: str) -> str:
+        return value if value in self._allowed else OTHER
+
+
 class Metrics:
     """Every metric botline records (docs/observability.md lists them)."""
 
-    def __init__(self, *, model_label_limit: int = MODEL_LABEL_LIMIT) -> None:
+    def __init__(
+        self, *, model_label_limit: int = MODEL_LABEL_LIMIT, declared_models: frozenset[str] | None = None,
+    ) -> None:
+        """`declared_models` set: only those model names are labels (for an open /metrics); None: the first
+        `model_label_limit` names seen (behind server.metrics_token)."""
         self.registry = registry = CollectorRegistry()
-        self._model = BoundedLabel(model_label_limit)
+        self._model: Callable[[str], str] = (
+            BoundedLabel(model_label_limit) if declared_models is None else DeclaredLabel(declared_models))
         self.turns = _Labelled(Counter(
             "botline_turns", "Conversation turns by channel and outcome.", ["channel", "outcome"], registry=registry))
         self.model_seconds = _Labelled(Histogram(

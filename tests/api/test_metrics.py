@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from botline.app import STORE
-from tests.conftest import create_gateway
+from tests.conftest import UPSTREAM_KEY, create_gateway
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.metrics import scrape
 from tests.support.redis_server import OwnRedis
@@ -35,10 +35,11 @@ async def test_a_web_chat_turn_counts_the_turn_the_model_call_and_its_tokens(
     assert status == 200
     metrics = await scrape(server)
     assert metrics.value("botline_turns_total", channel="webchat", outcome="answered") == 1
-    assert metrics.value("botline_model_call_seconds_count", model="fake-model") == 1
-    assert metrics.value("botline_model_first_token_seconds_count", model="fake-model") == 1  # web chat streams
-    assert metrics.value("botline_model_tokens_total", model="fake-model", kind="prompt") == 30
-    assert metrics.value("botline_model_tokens_total", model="fake-model", kind="completion") == 4
+    # An API-made gateway's model is a tenant's choice: an open /metrics labels it "other" (test_l5_...).
+    assert metrics.value("botline_model_call_seconds_count", model="other") == 1
+    assert metrics.value("botline_model_first_token_seconds_count", model="other") == 1  # web chat streams
+    assert metrics.value("botline_model_tokens_total", model="other", kind="prompt") == 30
+    assert metrics.value("botline_model_tokens_total", model="other", kind="completion") == 4
     assert metrics.value("botline_sse_streams_open") == 0
 
 
@@ -55,7 +56,7 @@ async def test_a_refused_prompt_and_a_failed_model_call_are_counted_apart(
     metrics = await scrape(server)
     assert metrics.value("botline_turns_total", channel="webchat", outcome="failed") == 1
     assert metrics.value("botline_turns_total", channel="webchat", outcome="refused") == 1
-    assert metrics.value("botline_model_call_errors_total", model="fake-model") == 1
+    assert metrics.value("botline_model_call_errors_total", model="other") == 1
     assert metrics.value("botline_turns_total", outcome="answered") == 0
 
 
@@ -181,3 +182,42 @@ async def test_without_a_token_metrics_need_no_credentials(server: RunningServer
     async with server.http.get(server.url + "/metrics") as response:
         assert response.status == 200
         assert "process_cpu_seconds_total" in await response.text()
+
+
+class TestModelNames:
+    """Review finding L5: an open /metrics must not list the models the tenants chose."""
+
+    @pytest.fixture
+    def settings_overrides(self, fake_llm: FakeLLM) -> dict[str, Any]:
+        declared = {"name": "operator", "parameters": {"baseAddress": fake_llm.base_url, "apiKey": UPSTREAM_KEY,
+                                                       "modelName": "operator-model"}}
+        return {"gateways": [declared]}
+
+    async def test_l5_an_open_metrics_page_names_only_the_models_declared_in_the_config(
+        self, server: RunningServer, fake_llm: FakeLLM
+    ) -> None:
+        tenant = await web_chat(server, fake_llm, gateway={"modelName": "acme-secret-finetune"})
+        await server.call("POST", public(tenant, "/prompt"), json=prompt("Hi"))
+        status, answer = await server.call("POST", "/v1/chat/completions",
+                                           json={"model": "operator", "messages": [{"role": "user", "content": "x"}]})
+        assert status == 200, answer
+
+        async with server.http.get(server.url + "/metrics") as response:
+            text = await response.text()
+        assert "acme-secret-finetune" not in text
+        metrics = await scrape(server)
+        assert metrics.value("botline_model_call_seconds_count", model="other") == 1
+        assert metrics.value("botline_model_call_seconds_count", model="operator-model") == 1
+
+
+class TestModelNamesBehindAToken:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"server": {"metrics_token": TOKEN}}
+
+    async def test_l5_behind_the_token_the_first_models_of_any_account_are_named(
+        self, server: RunningServer, fake_llm: FakeLLM
+    ) -> None:
+        key = await web_chat(server, fake_llm, gateway={"modelName": "acme-finetune"})
+        await server.call("POST", public(key, "/prompt"), json=prompt("Hi"))
+        assert (await scrape(server, TOKEN)).value("botline_model_call_seconds_count", model="acme-finetune") == 1

@@ -56,7 +56,7 @@ async def test_an_edit_of_the_chat_client_reaches_open_chats_at_once(server: Run
     assert info["client"]["helloLabel"] == "Before"
     assert (await server.call("POST", public(key, "/prompt"), json=prompt("one")))[0] == 200
     status, _ = await server.call("PUT", f"/api/v1/web-chat-client/{client_id}", json={
-        "clientParameters": {"helloLabel": "After"}, "limitingParameters": {"messagesPerHour": 1}})
+        "clientParameters": {"helloLabel": "After"}, "limitingParameters": {"messagesPerHour": 2}})  # "one" counted
     assert status == 200
     _, info = await server.call("GET", public(key))
     assert info["client"]["helloLabel"] == "After"
@@ -187,15 +187,20 @@ async def test_reset_empties_the_conversation_and_keeps_the_session(server: Runn
     assert status == 200 and info["messages"] == []
 
 
-async def test_transcript_is_a_download_in_the_seed_shape(server: RunningServer, fake_llm: FakeLLM) -> None:
-    key = await chat(server, fake_llm, {"extraContext": "VIP", "metadata": {"plan": "gold"}})
+async def test_l5_transcript_keeps_the_seed_shape_without_the_tenants_context(
+    server: RunningServer, fake_llm: FakeLLM
+) -> None:
+    """extraContext and metadata are what the site's backend told botline about the person (a plan, a
+    segment, notes): the person downloading their conversation does not get them."""
+    key = await chat(server, fake_llm, {"extraContext": "VIP, churn risk", "metadata": {"plan": "gold"}})
     await server.call("POST", public(key, "/prompt"), json=prompt("hello"))
     async with server.http.get(server.url + public(key, "/transcript.json")) as response:
         assert response.status == 200
         assert response.headers["Content-Disposition"].startswith("attachment;")
         body = await response.json()
     assert body["messages"] == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "echo: hello"}]
-    assert body["context"] == "VIP" and body["metadata"] == {"plan": "gold"} and body["sessionId"]
+    assert body["context"] is None and body["metadata"] == {} and body["sessionId"]
+    assert "churn risk" not in str(body) and "gold" not in str(body)
 
 
 class TestLimits:

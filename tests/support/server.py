@@ -68,8 +68,11 @@ def make_settings(storage_url: str, **sections: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_server(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[RunningServer]:
-    port = free_port()
+async def running_server(
+    settings: Settings, *, clock: Clock | None = None, port: int | None = None
+) -> AsyncIterator[RunningServer]:
+    """`port` when the settings must name it beforehand (webchat.chat_origin); else a free one."""
+    port = port or free_port()
     settings.server.port = port
     app = build_app(settings, clock=clock)
     runner = web.AppRunner(app, handler_cancellation=True)

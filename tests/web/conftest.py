@@ -23,7 +23,7 @@ from playwright.async_api import Browser, Locator, Page, async_playwright, expec
 
 from tests.conftest import UPSTREAM_KEY, create_gateway
 from tests.emulators.fake_llm import FakeLLM
-from tests.support.server import RunningServer, make_settings, running_server
+from tests.support.server import RunningServer, free_port, make_settings, running_server
 
 CHROMIUM = next(
     (path for path in ("/usr/bin/chromium", shutil.which("chromium")) if path and os.access(path, os.X_OK)), None
@@ -66,8 +66,12 @@ async def fake_llm() -> AsyncIterator[FakeLLM]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def server(tmp_path: Path, settings_overrides: dict[str, Any]) -> AsyncIterator[RunningServer]:
+    """The chat pages live on their own origin, http://localhost:<port> (customScripts need one), while
+    the tests call the API at http://127.0.0.1:<port>: one server, two origins, as behind a proxy."""
+    port = free_port()
     settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}", **settings_overrides)
-    async with running_server(settings) as running:
+    settings.webchat.chat_origin = f"http://localhost:{port}"
+    async with running_server(settings, port=port) as running:
         yield running
 
 

@@ -72,8 +72,18 @@ async def _check_gateway(svc: Services, account_id: str, gateway_id: str | None)
         raise ApiError(400, "Invalid value for aiGatewayId: no AI gateway of this account has that id.")
 
 
+def _check_scripts(svc: Services, scripts: str | None) -> None:
+    """customScripts are refused when saved, not only left out when the page is shown: the tenant learns at
+    once that they need the operator's webchat.chat_origin, instead of finding a page without them."""
+    if scripts and not svc.settings.webchat.chat_origin:
+        raise ApiError(400, "Invalid value for clientParameters.customScripts: custom scripts need a chat origin "
+                            "apart from the API's (webchat.chat_origin in botline's config); without one they "
+                            "would run on the management API's origin.")
+
+
 def talk_url(svc: Services, session: Session) -> str:
-    return f"{svc.settings.server.base_url}/chat/{session.access_key}"
+    base = (svc.settings.webchat.chat_origin or "").rstrip("/") or svc.settings.server.base_url
+    return f"{base}/chat/{session.access_key}"
 
 
 @routes.get("/api/v1/web-chat-client")
@@ -103,6 +113,7 @@ async def create_client(request: web.Request) -> web.Response:
     svc = services(request)
     account_id = principal(request).account.id
     await _check_gateway(svc, account_id, body.ai_gateway_id)
+    _check_scripts(svc, body.client_parameters.custom_scripts)
     client = ChatClient(
         account_id=account_id, name=body.name, ai_gateway_id=body.ai_gateway_id,
         limiting_parameters=body.limiting_parameters, client_parameters=body.client_parameters,
@@ -144,6 +155,8 @@ async def edit_client(request: web.Request) -> web.Response:
     body = parse_model(ChatClientBody, merged)
     svc = services(request)
     await _check_gateway(svc, client.account_id, body.ai_gateway_id)
+    if {"customScripts", "custom_scripts"} & set(patch.client_parameters or {}):  # stored ones: left out at render
+        _check_scripts(svc, body.client_parameters.custom_scripts)
     updated = client.model_copy(update={
         "name": body.name, "ai_gateway_id": body.ai_gateway_id, "limiting_parameters": body.limiting_parameters,
         "client_parameters": body.client_parameters,

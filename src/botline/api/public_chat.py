@@ -197,11 +197,13 @@ async def reset(request: web.Request) -> web.Response:
 async def transcript(request: web.Request) -> web.Response:
     session, _ = await _session(request)
     messages = await services(request).store.messages.list(session.id)
-    body = {
+    # The seed's shape, but `context` and `metadata` stay empty: they are what the tenant's backend told
+    # botline about this person (extraContext, metadata), not the person's to download.
+    body: dict[str, Any] = {
         "messages": [{"role": m.role.value, "content": m.content} for m in messages if is_visible(m)],
-        "context": session.extra_context,
+        "context": None,
         "sessionId": session.id,
-        "metadata": session.metadata,
+        "metadata": {},
     }
     return json_response(body, headers={
         "Content-Disposition": f'attachment; filename="transcript-{session.id}.json"'})

@@ -42,10 +42,19 @@ class StrictModel(CamelModel):
     model_config = ConfigDict(extra="forbid")
 
 
+DEFAULT_MESSAGES_PER_HOUR = 60
+"""A person chatting rarely sends more than one message a minute for an hour; a script does."""
+DEFAULT_MAX_MESSAGES = 400
+"""200 questions and answers: a long support conversation fits, an endless loop on one link does not."""
+
+
 class LimitingParameters(StrictModel):
-    messages_per_hour: int = Field(default=0, ge=0)
-    """User messages a session may send per hour; 0 = no limit."""
-    max_messages: int = Field(default=0, ge=0)
+    """Omitted fields of a new client take the defaults; an explicit 0 still means no limit, and a stored
+    client keeps the values stored with it (every field is written when a client is saved)."""
+
+    messages_per_hour: int = Field(default=DEFAULT_MESSAGES_PER_HOUR, ge=0)
+    """User messages a session (its tag, else the session) may send per hour; 0 = no limit."""
+    max_messages: int = Field(default=DEFAULT_MAX_MESSAGES, ge=0)
     """Messages (user + assistant) a session may hold; at the cap the chat is blocked. 0 = no limit."""
 
 

@@ -44,6 +44,16 @@ def is_visible(message: Message) -> bool:
     return message.role is Role.USER or (message.role is Role.ASSISTANT and not message.tool_calls)
 
 
+@dataclass(frozen=True)
+class PromptLimits:
+    """Caps checked before a prompt costs anything (config `webchat:`)."""
+
+    max_pending: int = 3
+    """Prompts of one session running or waiting on this replica (the Store's hourly limit spans replicas)."""
+    max_parts: int = 10
+    """Content parts (text and attachments) in one prompt."""
+
+
 class ChatRefused(Exception):
     """The prompt is not accepted; nothing was stored. `status` is the HTTP status to answer."""
 
@@ -147,9 +157,10 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
 class ChatEngine:
     def __init__(
         self, store: Store, pipeline: TurnPipeline, sessions: SessionService, limiter: RateLimiter, clock: Clock, *,
-        gateways: GatewayCache, metrics: Metrics,
+        gateways: GatewayCache, metrics: Metrics, limits: PromptLimits | None = None,
     ) -> None:
         self._metrics = metrics
+        self._limits = limits or PromptLimits()
         self._store = store
         self._gateways = gateways
         self._pipeline = pipeline
@@ -183,7 +194,9 @@ class ChatEngine:
 
         With `content` None the turn is started by botline itself (a scheduled continuation): no user
         message is stored, `note` is shown to the model as the last system message, and the
-        user's hourly limit does not apply.
+        user's hourly limit does not apply (the scheduler counts its own budget before it calls this).
+        Order of the checks: pending prompts and parts (free), the gateway, messagesPerHour, and only
+        then the uploads are read and audio transcribed, so a throttled prompt costs nothing.
         """
         channel = CallSource.SCHEDULER.channel if content is None else source.channel
         bind_turn(channel, session_id=session.id, gateway=client.ai_gateway_id)  # copied into the turn's task
@@ -199,6 +212,7 @@ class ChatEngine:
         self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None,
         source: CallSource, note: str | None, reply_to: Sequence[str],
     ) -> ActiveTurn:
+        self._admit(session.id, content)
         turn = ActiveTurn(session_id=session.id, reply_to=list(reply_to))
         starting = self._starting.setdefault(session.id, [])
         starting.append(turn)  # from here a stop reaches it, though it has no task yet
@@ -218,14 +232,31 @@ class ChatEngine:
         turn.task.add_done_callback(lambda task: self._forget(turn, task))
         return turn
 
+    def _admit(self, session_id: str, content: Content | None) -> None:
+        """The caps that need no I/O. Runs before the turn joins `_starting` with no await in between, so
+        prompts arriving together are counted one by one."""
+        pending = len(self._active.get(session_id, ())) + len(self._starting.get(session_id, ()))
+        if pending >= self._limits.max_pending:
+            raise ChatRefused(429, f"This chat already has {pending} messages waiting for an answer; "
+                                   "wait for them before sending more.")
+        if isinstance(content, list) and len(content) > self._limits.max_parts:
+            raise ChatRefused(413, f"A message can have at most {self._limits.max_parts} parts (its text and "
+                                   f"attachments); this one has {len(content)}.")
+
     async def _check(
         self, session: Session, client: ChatClient, content: Content | None, reader: AttachmentReader | None,
     ) -> tuple[Gateway, Content | None]:
-        """The gateway that answers and the prompt with its uploads read; counts the prompt against the limit."""
+        """The gateway that answers and the prompt with its uploads read; counts the prompt against the
+        hourly limit first, so a refused prompt reads no upload and pays for no transcription."""
         gateway = await self.gateway_for(client)
-        if content is not None and reader is not None:
-            content = await reader.read(content)
-        limit = client.limiting_parameters.messages_per_hour if content is not None else 0
+        if content is not None:
+            await self._count_hourly(session, client)
+            if reader is not None:
+                content = await reader.read(content)
+        return gateway, content
+
+    async def _count_hourly(self, session: Session, client: ChatClient) -> None:
+        limit = client.limiting_parameters.messages_per_hour
         if limit:
             retry_after = await self._limiter.hit(
                 f"chat:{client.id}:{session.tag or session.id}", limit=limit, window_seconds=HOUR_SECONDS
@@ -234,7 +265,6 @@ class ChatEngine:
                 unit = "message" if limit == 1 else "messages"
                 raise ChatRefused(429, f"This chat allows {limit} {unit} per hour; try again later.",
                                   retry_after=retry_after)
-        return gateway, content
 
     def _forget(self, turn: ActiveTurn, task: asyncio.Task[TurnOutcome]) -> None:
         self._tasks.discard(task)

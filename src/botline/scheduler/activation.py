@@ -29,6 +29,7 @@ from botline.gateway.caller import CallSource
 from botline.gateway.errors import GatewayError
 from botline.logs import bind_turn
 from botline.metrics import Metrics
+from botline.ratelimit import RateLimiter
 from botline.scheduler.targets import INTEGRATION_OF
 from botline.scheduler.timing import TimingError, missed_decision, next_occurrence
 from botline.store.base import Store
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 50
 """Activations kept per item (the newest)."""
+HOUR_SECONDS = 3600
 
 
 @dataclass
@@ -50,9 +52,10 @@ class ScheduleActivator:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, inbound: InboundEngine,
         adapters: dict[IntegrationType, ChannelAdapter[Any]], clock: Clock, settings: SchedulerSettings, *,
-        metrics: Metrics,
+        metrics: Metrics, limiter: RateLimiter,
     ) -> None:
         self._metrics = metrics
+        self._limiter = limiter
         self._store = store
         self._chat = chat
         self._sessions = sessions
@@ -121,6 +124,10 @@ class ScheduleActivator:
             return _Result(ActivationOutcome.SKIPPED, f"skipped: the {kind.value} integration was removed")
         if await self._user_was_active(client, item, fire_time):
             return _Result(ActivationOutcome.SKIPPED, "skipped: user active")
+        if not await self._within_budget(item):
+            budget = self._settings.continuations_per_user_per_hour
+            return _Result(ActivationOutcome.SKIPPED, f"skipped: this user's budget of {budget} scheduled "
+                           "continuations per hour is used up")
         session = await self._session(client, item, integration)
         if session is None:
             return _Result(ActivationOutcome.FAILED, "failed: the web chat session has ended")
@@ -157,6 +164,15 @@ class ScheduleActivator:
         except DeliveryError as exc:
             return _Result(ActivationOutcome.FAILED, f"failed: {exc.message}", session.id)
         return _Result(ActivationOutcome.DELIVERED, text, session.id)
+
+    async def _within_budget(self, item: ScheduledItem) -> bool:
+        """Counts this firing against the user's hourly budget (in the Store, shared by replicas): however
+        many recurring tasks a user holds, their continuations cost at most that many model turns an hour."""
+        budget = self._settings.continuations_per_user_per_hour
+        if not budget:
+            return True
+        scope = f"continuations:{item.chat_client_id}:{item.external_user_id}"
+        return await self._limiter.hit(scope, limit=budget, window_seconds=HOUR_SECONDS) is None
 
     async def _user_was_active(self, client: ChatClient, item: ScheduledItem, fire_time: datetime) -> bool:
         """maxScheduledIgnoredZone: the user wrote after the item was made, within the zone before firing."""

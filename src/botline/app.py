@@ -156,10 +156,10 @@ def build_app(
         await memory.start_purging()
         gateway_cache = GatewayCache(store, ttl=settings.llm.gateway_cache_seconds)
         await gateway_cache.start()
-        limits = PromptLimits(max_pending=settings.webchat.max_pending_prompts,
-                              max_parts=settings.webchat.max_prompt_parts)
+        prompt_limits = PromptLimits(max_pending=settings.webchat.max_pending_prompts,
+                                     max_parts=settings.webchat.max_prompt_parts)
         chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache, metrics=recorder,
-                          limits=limits)
+                          limits=prompt_limits)
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   trust_of=account_cache.trust)

@@ -166,3 +166,16 @@ def test_no_secret_sits_in_the_config_map_or_the_deployment() -> None:
              for c in o["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
     assert not {name for name in plain if "KEY" in name}
     assert "admin_keys" not in configmap_config()
+
+
+def test_botline_pods_reach_dns_redis_and_public_addresses_only() -> None:
+    policy = k8s_object("NetworkPolicy", "botline-egress")["spec"]
+    assert policy["policyTypes"] == ["Egress"]
+    assert _selects(policy["podSelector"]["matchLabels"], _pod_labels())
+    dns, redis, public = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    redis_labels = k8s_object("StatefulSet", "botline-redis")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(redis["to"][0]["podSelector"]["matchLabels"], redis_labels)
+    refused = {cidr for block in public["to"] for cidr in block["ipBlock"]["except"]}
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10",
+            "fc00::/7", "fe80::/10"} <= refused

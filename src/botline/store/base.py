@@ -13,13 +13,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from botline.domain.accounts import Account, ApiKey
-from botline.domain.chat_clients import ChatClient
+from botline.domain.accounts import Account, AccountParameters, ApiKey, Plan
+from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
 from botline.domain.inbound import ChatKey, InboundRecord
+from botline.domain.integrations import FIELD_OF, Integration, Integrations, IntegrationType
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
@@ -84,6 +86,32 @@ class ConflictError(StoreError):
     kind = "conflict"
 
 
+@dataclass(frozen=True)
+class AccountChange:
+    """Fields of a stored account to set; None leaves a field as stored. Applied field by field
+    (never by writing back a whole document read earlier), so an edit of other fields, or a balance
+    adjustment, made meanwhile is kept."""
+
+    name: str | None = None
+    email: str | None = None
+    plan: Plan | None = None
+    is_admin: bool | None = None
+    disabled: bool | None = None
+    parameters: AccountParameters | None = None
+    salt: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The fields to set, by their stored (camelCase) names, as JSON-ready values."""
+        given = {name: value for name, value in vars(self).items() if value is not None}
+        return Account.model_construct(**given).model_dump(mode="json", by_alias=True, include=set(given))
+
+
+class BalanceOperation(StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+    SET = "set"
+
+
 class AccountRepository(ABC):
     @abstractmethod
     async def create(self, account: Account) -> None: ...
@@ -93,7 +121,17 @@ class AccountRepository(ABC):
 
     @abstractmethod
     async def update(self, account: Account) -> None:
-        """Replace a stored account; unknown ids are ignored."""
+        """Replace a stored account; unknown ids are ignored. Only for a document nobody else
+        writes yet: edits of a stored account go through `change` and `adjust_balance`."""
+
+    @abstractmethod
+    async def change(self, account_id: str, change: AccountChange) -> Account | None:
+        """Sets the given fields in place, atomically; the account as stored afterwards, None when unknown."""
+
+    @abstractmethod
+    async def adjust_balance(self, account_id: str, operation: BalanceOperation, amount: float) -> float | None:
+        """Adds, removes or sets atomically (a missing balance counts as 0 for add and remove): the new
+        balance, None when the account is unknown."""
 
     @abstractmethod
     async def list(self) -> list[Account]:
@@ -103,6 +141,11 @@ class AccountRepository(ABC):
 class ApiKeyRepository(ABC):
     @abstractmethod
     async def create(self, key: ApiKey) -> None: ...
+
+    @abstractmethod
+    async def create_within(self, key: ApiKey, *, limit: int) -> bool:
+        """Stores the key unless its account holds `limit` keys already (False, nothing written);
+        checked and written atomically, so concurrent creations never pass the limit together."""
 
     @abstractmethod
     async def get_by_hash(self, key_hash: str) -> ApiKey | None: ...
@@ -164,11 +207,52 @@ class ChatClientRepository(ABC):
 
     @abstractmethod
     async def update(self, client: ChatClient) -> None:
-        """Replaces a stored client of the same account; unknown ids are ignored."""
+        """Replaces a stored client of the same account; unknown ids are ignored. Edits through the
+        API use `edit` and `set_integration`, which leave the other part as stored."""
+
+    @abstractmethod
+    async def edit(self, account_id: str, client_id: str, settings: ClientSettings) -> bool:
+        """Sets the client's settings in place, its integrations untouched; False when unknown."""
+
+    @abstractmethod
+    async def set_integration(
+        self, account_id: str, client_id: str, kind: IntegrationType, integration: Integration | None
+    ) -> bool:
+        """Saves (or with None removes) one integration in place, the rest of the client untouched;
+        False when the client is unknown."""
 
     @abstractmethod
     async def delete(self, account_id: str, client_id: str) -> bool:
         """Deletes the client only; callers delete its sessions (SessionRepository.delete_for_client)."""
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What an edit of a chat client sets: everything except its integrations."""
+
+    name: str
+    ai_gateway_id: str | None
+    limiting_parameters: LimitingParameters
+    client_parameters: ClientParameters
+
+    def fields(self) -> dict[str, Any]:
+        """The stored (camelCase) names and JSON-ready values."""
+        client = ChatClient.model_construct(**vars(self))
+        return client.model_dump(mode="json", by_alias=True, include=set(vars(self)))
+
+
+def integration_path(kind: IntegrationType) -> list[str]:
+    """Where a client's document holds the integration of `kind` (stored camelCase names)."""
+    return ["integrations", str(Integrations.model_fields[FIELD_OF[kind]].alias)]
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """The caller-given context a renewal by tag replaces."""
+
+    extra_context: str | None
+    context_location: str | None
+    metadata: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -207,7 +291,26 @@ class SessionRepository(ABC):
         """The newest session of that client with that tag (live or not; callers check expiry)."""
 
     @abstractmethod
-    async def update(self, session: Session) -> None: ...
+    async def update(self, session: Session) -> None:
+        """Replaces a stored session. Edits of a session in use go through `renew`,
+        `record_delivery_error` and `recount`: a whole document written back would undo the
+        counters `add_messages` changed meanwhile."""
+
+    @abstractmethod
+    async def renew(
+        self, account_id: str, session_id: str, *, expires_at: datetime, extend_only: bool = False,
+        context: SessionContext | None = None,
+    ) -> Session | None:
+        """Sets expiresAt (with `extend_only`, raises it to at least that) and, when given, the
+        context, in place; the session as stored afterwards, None when gone or another account's."""
+
+    @abstractmethod
+    async def record_delivery_error(self, account_id: str, session_id: str, error: str | None) -> None:
+        """Sets lastDeliveryError in place; nothing for an unknown session."""
+
+    @abstractmethod
+    async def recount(self, account_id: str, session_id: str, delta: int | None) -> None:
+        """messageCount += delta (never below 0), or 0 with None, in place; nothing for an unknown session."""
 
     @abstractmethod
     async def add_messages(

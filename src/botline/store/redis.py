@@ -22,11 +22,11 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.gateways import Gateway
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
-    ConflictError,
     AccountChange,
     AccountRepository,
     ApiKeyRepository,
     BalanceOperation,
+    ConflictError,
     CounterRepository,
     GatewayRepository,
     Store,

@@ -15,6 +15,7 @@ from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Session
+from botline.store.base import ClientSettings
 
 routes = web.RouteTableDef()
 
@@ -144,11 +145,10 @@ async def edit_client(request: web.Request) -> web.Response:
     body = parse_model(ChatClientBody, merged)
     svc = services(request)
     await _check_gateway(svc, client.account_id, body.ai_gateway_id)
-    updated = client.model_copy(update={
-        "name": body.name, "ai_gateway_id": body.ai_gateway_id, "limiting_parameters": body.limiting_parameters,
-        "client_parameters": body.client_parameters,
-    })
-    await svc.store.chat_clients.update(updated)
+    settings = ClientSettings(name=body.name, ai_gateway_id=body.ai_gateway_id,
+                              limiting_parameters=body.limiting_parameters, client_parameters=body.client_parameters)
+    if not await svc.store.chat_clients.edit(client.account_id, client.id, settings):  # integrations untouched
+        raise not_found("Web chat client")
     await svc.chat_clients.forget(client.id)
     return message_response("Web chat client updated.")
 

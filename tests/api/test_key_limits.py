@@ -93,7 +93,8 @@ async def test_l3_the_number_of_keys_per_account_is_capped(server: RunningServer
     tenant = await tenant_key(server)  # key 1 of 5
     for _ in range(3):
         await mint(server, tenant, 30)
-    _, login = await server.call("POST", "/api/v1/auth/login", json={"loginKey": tenant})  # key 5: tokens count
+    status, _ = await server.call("POST", "/api/v1/auth/login", json={"loginKey": tenant})  # key 5: tokens count
+    assert status == 200
     status, body = await server.call("POST", KEYS, key=tenant, json={"label": "one too many"})
     assert status == 409 and "auth.max_keys_per_account" in body["message"] and "5 API keys" in body["message"]
     status, body = await server.call("POST", "/api/v1/auth/login", json={"loginKey": tenant})

@@ -13,7 +13,7 @@ import pytest
 from botline.accounts import create_account
 from botline.domain.inbound import ChatKey
 from botline.domain.integrations import IntegrationType
-from tests.channels.conftest import save_integration, store_of
+from tests.channels.conftest import store_of
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.emulators.telegram import TelegramEmulator
 from tests.support.server import RunningServer

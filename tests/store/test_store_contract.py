@@ -17,7 +17,8 @@ from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem, ScheduleKind, ScheduleStatus, ScheduleTarget
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store import ConflictError, Store
-from botline.store.base import AccountChange, BalanceOperation, ClientSettings, SessionChange, SessionContext
+from botline.store.base import SessionChange
+from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 ALICE = "account-alice"

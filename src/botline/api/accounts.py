@@ -15,7 +15,7 @@ from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.accounts import Account, AccountParameters, ApiKey
 from botline.domain.base import CamelModel
-from botline.store.base import AccountChange
+from botline.store.changes import AccountChange
 
 ACCESS_TOKEN_LIFETIME_DAYS = 180
 LOGIN_WINDOW_SECONDS = 60

@@ -13,7 +13,7 @@ from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.accounts import Account, Plan
 from botline.domain.base import CamelModel
-from botline.store.base import AccountChange, BalanceOperation
+from botline.store.changes import AccountChange, BalanceOperation
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -15,7 +15,7 @@ from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Session
-from botline.store.base import ClientSettings
+from botline.store.changes import ClientSettings
 
 routes = web.RouteTableDef()
 

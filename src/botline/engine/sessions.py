@@ -10,7 +10,8 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
 from botline.domain.conversations import Session
 from botline.periodic import Periodic
-from botline.store.base import SessionContext, Store
+from botline.store.base import Store
+from botline.store.changes import SessionContext
 
 log = logging.getLogger(__name__)
 

@@ -22,16 +22,15 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.gateways import Gateway
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
-    AccountChange,
     AccountRepository,
     ApiKeyRepository,
-    BalanceOperation,
     ConflictError,
     CounterRepository,
     GatewayRepository,
     Store,
     UsageRepository,
 )
+from botline.store.changes import AccountChange, BalanceOperation
 from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score

@@ -19,13 +19,12 @@ from botline.domain.conversations import Message, Session
 from botline.domain.integrations import FIELD_OF, Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
-    ClientSettings,
     ConflictError,
     MessageRepository,
     SessionChange,
-    SessionContext,
     SessionRepository,
 )
+from botline.store.changes import ClientSettings, SessionContext
 from botline.store.documents import load_many, wire_time
 from botline.store.keys import RedisKeys
 from botline.store.redis_base import (

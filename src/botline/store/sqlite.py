@@ -16,16 +16,15 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.gateways import Gateway
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
-    AccountChange,
     AccountRepository,
     ApiKeyRepository,
-    BalanceOperation,
     CounterRepository,
     GatewayRepository,
     Store,
     StoreUnavailable,
     UsageRepository,
 )
+from botline.store.changes import AccountChange, BalanceOperation
 from botline.store.hours import hour_bucket
 from botline.store.process_locks import ProcessLocks
 from botline.store.signals import LocalSignals

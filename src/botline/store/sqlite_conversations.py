@@ -14,13 +14,11 @@ from botline.domain.conversations import Message, Session
 from botline.domain.integrations import Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
-    ClientSettings,
     MessageRepository,
     SessionChange,
-    SessionContext,
     SessionRepository,
-    integration_path,
 )
+from botline.store.changes import ClientSettings, SessionContext, integration_path
 from botline.store.documents import wire_time
 from botline.store.sqlite_base import _dump, _load_all, _Repo, json_set_fields, reachable_methods
 

@@ -41,17 +41,37 @@ class IssuedKey:
     secret: str
 
 
+class TooManyKeys(Exception):
+    """The account holds as many keys as it may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"This account already has {limit} API keys, the most it may hold "
+                         "(auth.max_keys_per_account); delete one first.")
+
+
 async def issue_key(
-    store: Store, account_id: str, *, label: str, expires_at: datetime | None = None, secret: str | None = None
+    store: Store, account_id: str, *, label: str, expires_at: datetime | None = None, secret: str | None = None,
+    limit: int | None = None,
 ) -> IssuedKey:
-    """Stores the hash of a new (or given) secret for the account."""
+    """Stores the hash of a new (or given) secret for the account; with `limit`, raises TooManyKeys
+    (nothing stored) when the account holds that many keys already."""
     secret = secret or generate_secret()
     record = ApiKey(
         account_id=account_id, label=label, key_hash=hash_key(secret), key_tail=secret[-KEY_TAIL_LENGTH:],
         expires_at=expires_at,
     )
-    await store.api_keys.create(record)
+    if limit is None:
+        await store.api_keys.create(record)
+    elif not await store.api_keys.create_within(record, limit=limit):
+        raise TooManyKeys(limit)
     return IssuedKey(record=record, secret=secret)
+
+
+def bounded_expiry(wanted: datetime | None, minting: ApiKey) -> datetime | None:
+    """A key made with `minting` never outlives it: the earlier of the two expiries (None: never)."""
+    if minting.expires_at is None:
+        return wanted
+    return minting.expires_at if wanted is None else min(wanted, minting.expires_at)
 
 
 async def create_account(store: Store, *, name: str, is_admin: bool = False, label: str = "first key") -> IssuedKey:

@@ -137,10 +137,10 @@ def build_app(
             announce_admin_key(new_key)
         usage = UsageRecorder(store.usage)
         await usage.start()
-        authenticator = Authenticator(store, clock, cache_seconds=settings.auth.key_cache_seconds)
-        await authenticator.start()
         account_cache = AccountCache(store, ttl=settings.auth.key_cache_seconds)
         await account_cache.start()
+        authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
+        await authenticator.start()
         memory = MemoryService(store, clock)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
@@ -164,15 +164,14 @@ def build_app(
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   trust_of=account_cache.trust)
         adapters = channel_adapters(settings, app[EGRESS])
-        inbound = InboundEngine(store, chat, sessions, adapters, clock, transcriber=transcriber,
-                                max_upload_bytes=settings.webchat.max_upload_bytes, metrics=recorder,
-                                max_concurrent_turns=settings.channels.max_concurrent_turns,
-                                trust_of=account_cache.trust)
+        inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
+                                transcriber=transcriber, max_upload_bytes=settings.webchat.max_upload_bytes,
+                                metrics=recorder, max_concurrent_turns=settings.channels.max_concurrent_turns)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
                                       metrics=recorder, limiter=limiter)
-        scheduler = Scheduler(store, activator, clock, settings.scheduler)
+        scheduler = Scheduler(store, activator, clock, settings.scheduler, accounts=account_cache)
         client_cache = ChatClientCache(store, ttl=settings.webchat.client_cache_seconds)
         await client_cache.start()
         pipeline_services.extensions.append(

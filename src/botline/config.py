@@ -77,6 +77,8 @@ class AuthSettings(Section):
     login_attempts_per_minute: int = Field(default=10, ge=1)
     key_cache_seconds: float = Field(default=10.0, ge=0)
     """How long a verified API key is trusted from memory before the Store is asked again."""
+    max_keys_per_account: int = Field(default=100, ge=1)
+    """API keys (login access tokens included) an account may hold; creating one more answers 409."""
 
 
 class ProviderSettings(Section):

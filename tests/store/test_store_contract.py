@@ -7,17 +7,18 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from botline.domain.accounts import Account, ApiKey
-from botline.domain.chat_clients import ChatClient, ClientParameters
+from botline.domain.accounts import Account, AccountParameters, ApiKey, Plan
+from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Message, MessageStatus, Role, Session
 from botline.domain.gateways import Gateway, GatewayParameters
 from botline.domain.inbound import ChatKey, InboundRecord
-from botline.domain.integrations import IntegrationType
+from botline.domain.integrations import Integrations, IntegrationType, TelegramIntegration, ZapiIntegration
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem, ScheduleKind, ScheduleStatus, ScheduleTarget
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store import ConflictError, Store
 from botline.store.base import SessionChange
+from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 ALICE = "account-alice"
@@ -1253,3 +1254,140 @@ class TestMemories:
         await store.memories.update(saved.model_copy(update={"expires_at": T0 + timedelta(days=10)}))
         assert await store.memories.purge(T0 + timedelta(days=2)) == 0
         assert await store.memories.get(ALICE, saved.id, now=T0 + timedelta(days=2)) is not None
+
+
+WRITERS = 20
+"""Concurrent writers in the lost-update tests: enough that a read-modify-write of a whole document
+would lose some (every backend interleaves them at its awaits)."""
+
+
+class TestFieldWrites:
+    """L4: edits of one part of a record, made at the same time as other edits and counter
+    increments, never undo each other (field-level updates, never a whole document written back)."""
+
+    async def test_l4_concurrent_balance_adds_are_all_counted(self, store: Store) -> None:
+        alice = account("alice")
+        await store.accounts.create(alice)
+        balances = await asyncio.gather(
+            *(store.accounts.adjust_balance(alice.id, BalanceOperation.ADD, 1.5) for _ in range(WRITERS)))
+        assert sorted(balances) == [1.5 * n for n in range(1, WRITERS + 1)]
+        assert await store.accounts.adjust_balance(alice.id, BalanceOperation.REMOVE, 10) == 1.5 * WRITERS - 10
+        assert await store.accounts.adjust_balance(alice.id, BalanceOperation.SET, 7.25) == 7.25
+        stored = await store.accounts.get(alice.id)
+        assert stored is not None and stored.balance == 7.25
+        assert await store.accounts.adjust_balance("nobody", BalanceOperation.ADD, 1) is None
+
+    async def test_l4_disabling_survives_concurrent_edits_of_other_fields(self, store: Store) -> None:
+        alice = account("alice")
+        await store.accounts.create(alice)
+        renames = [store.accounts.change(alice.id, AccountChange(name=f"Alice {n}")) for n in range(WRITERS)]
+        adds = [store.accounts.adjust_balance(alice.id, BalanceOperation.ADD, 1) for _ in range(WRITERS)]
+        disabling = store.accounts.change(alice.id, AccountChange(disabled=True, plan=Plan.PRO))
+        await asyncio.gather(*renames[:10], disabling, *adds, *renames[10:])
+        stored = await store.accounts.get(alice.id)
+        assert stored is not None
+        assert (stored.disabled, stored.plan, stored.balance) == (True, Plan.PRO, float(WRITERS))
+        assert stored.name.startswith("Alice ") and stored.salt == alice.salt
+
+    async def test_l4_change_returns_the_stored_account_and_ignores_unknown_ids(self, store: Store) -> None:
+        alice = account("alice")
+        await store.accounts.create(alice)
+        parameters = AccountParameters(automatic_json_healing=True)
+        parameters.notifications.emails.append("ops@example.com")
+        changed = await store.accounts.change(alice.id, AccountChange(parameters=parameters, disabled=False))
+        assert changed == alice.model_copy(update={"parameters": parameters})
+        assert await store.accounts.get(alice.id) == changed
+        assert await store.accounts.change("nobody", AccountChange(disabled=True)) is None
+        assert await store.accounts.get("nobody") is None
+
+    async def test_l4_concurrent_key_creation_never_passes_the_limit(self, store: Store) -> None:
+        created = await asyncio.gather(
+            *(store.api_keys.create_within(api_key(ALICE, f"hash-{n}"), limit=5) for n in range(WRITERS)))
+        assert created.count(True) == 5
+        assert len(await store.api_keys.list_for_account(ALICE)) == 5
+        assert await store.api_keys.create_within(api_key(BOB, "hash-bob"), limit=5) is True  # per account
+        with pytest.raises(ConflictError):
+            await store.api_keys.create_within(api_key(BOB, "hash-bob"), limit=5)
+
+    async def test_l4_renewals_keep_the_counters_a_turn_adds_meanwhile(self, store: Store) -> None:
+        chat = session(tag="user-1", expires_at=at(10))
+        await store.sessions.create(chat)
+        context = SessionContext(extra_context="plan: gold", context_location=None, metadata={"page": "/"})
+        turns = [store.sessions.add_messages(ALICE, chat.id, [message(chat.id, f"m{n}")],
+                                             SessionChange(messages=1, tokens=3)) for n in range(WRITERS)]
+        renewals = [store.sessions.renew(ALICE, chat.id, expires_at=at(20 + n), context=context)
+                    for n in range(WRITERS)]
+        await asyncio.gather(*(write for pair in zip(turns, renewals, strict=True) for write in pair))
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert stored is not None
+        assert (stored.message_count, stored.token_count) == (WRITERS, 3 * WRITERS)
+        assert (stored.extra_context, stored.metadata) == ("plan: gold", {"page": "/"})
+        assert stored.expires_at in {at(20 + n) for n in range(WRITERS)}  # one of them, whichever came last
+        assert await store.sessions.delete_expired(stored.expires_at - timedelta(seconds=1)) == 0
+        assert await store.sessions.delete_expired(stored.expires_at) == 1  # the expiry index followed
+
+    async def test_l4_renewing_extend_only_never_shortens_and_keeps_the_context(self, store: Store) -> None:
+        chat = session(tag="user-1", expires_at=at(60))
+        chat.extra_context = "kept"
+        await store.sessions.create(chat)
+        renewed = await store.sessions.renew(ALICE, chat.id, expires_at=at(30), extend_only=True)
+        assert renewed == chat
+        renewed = await store.sessions.renew(ALICE, chat.id, expires_at=at(90), extend_only=True)
+        assert renewed == chat.model_copy(update={"expires_at": at(90)})
+        assert await store.sessions.get(ALICE, chat.id) == renewed
+        assert await store.sessions.delete_expired(at(80)) == 0
+        assert await store.sessions.renew(BOB, chat.id, expires_at=at(999)) is None
+        assert await store.sessions.renew(ALICE, "s-unknown", expires_at=at(999)) is None
+        assert await store.sessions.delete_expired(at(95)) == 1  # BOB's renewal changed nothing
+
+    async def test_l4_delivery_errors_and_recounts_keep_concurrent_counters(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        await store.sessions.add_messages(ALICE, chat.id, [], SessionChange(messages=5))
+        turns = [store.sessions.add_messages(ALICE, chat.id, [message(chat.id, f"m{n}")],
+                                             SessionChange(messages=1, tokens=2)) for n in range(WRITERS)]
+        errors = [store.sessions.record_delivery_error(ALICE, chat.id, f"error {n}") for n in range(WRITERS)]
+        await asyncio.gather(*errors[:10], store.sessions.recount(ALICE, chat.id, -3), *turns, *errors[10:])
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert stored is not None
+        assert (stored.message_count, stored.token_count) == (5 - 3 + WRITERS, 2 * WRITERS)
+        assert stored.last_delivery_error is not None and stored.last_delivery_error.startswith("error ")
+        await store.sessions.recount(ALICE, chat.id, -1000)
+        await store.sessions.recount(BOB, chat.id, None)
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert stored is not None and stored.message_count == 0 and stored.token_count == 2 * WRITERS
+        await store.sessions.record_delivery_error(ALICE, chat.id, None)
+        stored = await store.sessions.get(ALICE, chat.id)
+        assert stored is not None and stored.last_delivery_error is None
+
+    async def test_l4_client_edits_never_drop_an_integration_saved_meanwhile(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        await store.chat_clients.create(web)
+        telegram = TelegramIntegration(bot_token="123:abc")
+        zapi = ZapiIntegration(instance_id="inst", instance_token="tok")
+        edits = [store.chat_clients.edit(ALICE, web.id, ClientSettings(
+            name=f"web {n}", ai_gateway_id="gw-1", limiting_parameters=LimitingParameters(messages_per_hour=n),
+            client_parameters=ClientParameters(primary_color="#000000", page_title=f"Page {n}")))
+            for n in range(WRITERS)]
+        saves = [store.chat_clients.set_integration(ALICE, web.id, IntegrationType.TELEGRAM, telegram),
+                 store.chat_clients.set_integration(ALICE, web.id, IntegrationType.ZAPI, zapi)]
+        assert all(await asyncio.gather(*edits[:10], *saves, *edits[10:]))
+        stored = await store.chat_clients.get(ALICE, web.id)
+        assert stored is not None
+        assert stored.integrations.telegram_integration == telegram
+        assert stored.integrations.zapi_integration == zapi
+        assert stored.name.startswith("web ") and stored.ai_gateway_id == "gw-1"
+        assert stored.client_parameters.page_title == f"Page {stored.limiting_parameters.messages_per_hour}"
+
+    async def test_l4_integration_removal_and_foreign_edits(self, store: Store) -> None:
+        web = chat_client(ALICE, "web")
+        web.integrations.telegram_integration = TelegramIntegration(bot_token="123:abc")
+        await store.chat_clients.create(web)
+        assert await store.chat_clients.set_integration(ALICE, web.id, IntegrationType.TELEGRAM, None) is True
+        settings = ClientSettings(name="stolen", ai_gateway_id=None, limiting_parameters=LimitingParameters(),
+                                  client_parameters=web.client_parameters)
+        assert await store.chat_clients.edit(BOB, web.id, settings) is False
+        assert await store.chat_clients.set_integration(BOB, web.id, IntegrationType.ZAPI, None) is False
+        assert await store.chat_clients.edit(ALICE, "no-such-client", settings) is False
+        stored = await store.chat_clients.get(ALICE, web.id)
+        assert stored == web.model_copy(update={"integrations": Integrations()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -27,16 +28,21 @@ class BotlineProcess:
 
 
 @asynccontextmanager
-async def botline_process(config: Path, port: int | None = None) -> AsyncIterator[BotlineProcess]:
+async def botline_process(
+    config: Path, port: int | None = None, *, log_file: Path | None = None
+) -> AsyncIterator[BotlineProcess]:
     """Starts `botline serve --config config` on `port` (a free one by default) and waits until it serves.
+    Its log (stderr) goes to `log_file` when given.
 
     On exit the process gets SIGTERM (a graceful stop) unless the test already stopped or killed it.
     """
     port = port or free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botline.cli", "serve", "--config", str(config), "--port", str(port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ},
-    )
+    with contextlib.ExitStack() as files:
+        stderr = files.enter_context(log_file.open("wb")) if log_file is not None else asyncio.subprocess.DEVNULL
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "botline.cli", "serve", "--config", str(config), "--port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=stderr, env={**os.environ},
+        )
     assert process.stdout is not None
     try:
         while b"serving on" not in await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT):

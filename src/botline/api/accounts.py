@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from botline.accounts import expiry, issue_key, masked, new_salt
+from botline.accounts import IssuedKey, TooManyKeys, bounded_expiry, expiry, issue_key, masked, new_salt
 from botline.api.http import ApiError, client_address, json_response, message_response, not_found, read_model
 from botline.api.openapi import Access, MessageAnswer, documented
-from botline.api.state import principal, services
-from botline.domain.accounts import Account, AccountParameters
+from botline.api.state import Services, principal, services
+from botline.domain.accounts import Account, AccountParameters, ApiKey
 from botline.domain.base import CamelModel
+from botline.store.changes import AccountChange
 
 ACCESS_TOKEN_LIFETIME_DAYS = 180
 LOGIN_WINDOW_SECONDS = 60
@@ -71,15 +72,26 @@ async def list_keys(request: web.Request) -> web.Response:
     })
 
 
+async def mint_key(svc: Services, minting: ApiKey, *, label: str, expires_at: datetime | None) -> IssuedKey:
+    """A new key of the minting key's account: the same rights (they are the account's), never a
+    longer life than the minting key's, and only while the account holds fewer keys than allowed."""
+    try:
+        return await issue_key(svc.store, minting.account_id, label=label,
+                               expires_at=bounded_expiry(expires_at, minting),
+                               limit=svc.settings.auth.max_keys_per_account)
+    except TooManyKeys as exc:
+        raise ApiError(409, str(exc)) from exc
+
+
 @routes.post("/api/v1/accounts/api-key")
 @documented("Create an API key; the answer shows it once.", body=CreateKeyRequest)
 async def create_key(request: web.Request) -> web.Response:
+    """The key expires after `duration` days, or with the key that created it if that is sooner."""
     body = await read_model(request, CreateKeyRequest)
     svc = services(request)
-    issued = await issue_key(
-        svc.store, principal(request).account.id, label=body.label, expires_at=expiry(svc.clock.now(), body.duration)
-    )
-    return json_response({"grantKey": issued.secret})
+    issued = await mint_key(svc, principal(request).key, label=body.label,
+                            expires_at=expiry(svc.clock.now(), body.duration))
+    return json_response({"grantKey": issued.secret, "expiresAt": issued.record.wire()["expiresAt"]})
 
 
 @routes.delete("/api/v1/accounts/api-key/{key_id}")
@@ -98,15 +110,11 @@ async def delete_key(request: web.Request) -> web.Response:
 async def update_account(request: web.Request) -> web.Response:
     body = await read_model(request, UpdateAccountRequest)
     svc = services(request)
-    account = await svc.store.accounts.get(principal(request).account.id)
-    if account is None:
+    account_id = principal(request).account.id
+    # Only these two fields, in place: an admin disabling the account meanwhile stays disabled.
+    if await svc.store.accounts.change(account_id, AccountChange(name=body.name, parameters=body.parameters)) is None:
         raise not_found("Account")
-    if body.name is not None:
-        account.name = body.name
-    if body.parameters is not None:
-        account.parameters = body.parameters
-    await svc.store.accounts.update(account)
-    await svc.authenticator.forget_account(account.id)
+    await svc.accounts.forget(account_id)
     return message_response("Account updated.")
 
 
@@ -114,12 +122,11 @@ async def update_account(request: web.Request) -> web.Response:
 @documented("Replace the salt that webhook URLs are built on.")
 async def roll_salt(request: web.Request) -> web.Response:
     svc = services(request)
-    account = await svc.store.accounts.get(principal(request).account.id)
+    account_id = principal(request).account.id
+    account = await svc.store.accounts.change(account_id, AccountChange(salt=new_salt()))
     if account is None:
         raise not_found("Account")
-    account.salt = new_salt()
-    await svc.store.accounts.update(account)
-    await svc.authenticator.forget_account(account.id)
+    await svc.accounts.forget(account_id)
     return json_response({"message": "Salt rolled: webhook URLs built on the old salt no longer work.",
                           "salt": account.salt})
 
@@ -127,7 +134,8 @@ async def roll_salt(request: web.Request) -> web.Response:
 @routes.post("/api/v1/auth/login")
 @documented("Exchange a login key for an access token.", access=Access.PUBLIC, body=LoginRequest)
 async def login(request: web.Request) -> web.Response:
-    """Exchanges a login key (any valid API key of the account) for a 180-day access token."""
+    """Exchanges a login key (any valid API key of the account) for an access token valid 180 days,
+    or until the login key expires if that is sooner."""
     svc = services(request)
     client = client_address(request, svc.settings.server.trusted_proxies)
     retry_after = await svc.limiter.hit(
@@ -141,10 +149,8 @@ async def login(request: web.Request) -> web.Response:
     found = await svc.authenticator.authenticate(body.login_key)
     if found is None or found.account.disabled:
         raise ApiError(400, "Invalid login key, or the account is disabled.")
-    token = await issue_key(
-        svc.store, found.account.id, label="access token",
-        expires_at=svc.clock.now() + timedelta(days=ACCESS_TOKEN_LIFETIME_DAYS),
-    )
+    token = await mint_key(svc, found.key, label="access token",
+                           expires_at=svc.clock.now() + timedelta(days=ACCESS_TOKEN_LIFETIME_DAYS))
     return json_response({"accessToken": token.secret, "account": account_view(found.account)})
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import logging
+from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 
 from botline.api.http import ApiError, json_response, message_response, not_found, read_model
 from botline.api.openapi import Access, MessageAnswer, documented
-from botline.api.state import principal, services
+from botline.api.state import Services, principal, services
 from botline.domain.accounts import Account, Plan
 from botline.domain.base import CamelModel
+from botline.store.changes import AccountChange, BalanceOperation
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -25,7 +28,7 @@ class AccountPatch(CamelModel):
 
 
 class BalanceAdjustment(CamelModel):
-    operation: Literal["add", "remove", "set"]
+    operation: BalanceOperation
     amount: float = Field(ge=0)
     description: str = Field(default="", max_length=500)
 
@@ -78,14 +81,29 @@ async def get_account(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/admin/accounts/{account_id}")
 @documented("Change an account.", access=Access.ADMIN, body=AccountPatch, answer=MessageAnswer)
 async def patch_account(request: web.Request) -> web.Response:
+    """Only the fields given change (in place, so a tenant's own edit or a balance adjustment made
+    at the same time is kept). Disabling takes effect at once on every replica; re-enabling
+    resumes what waited meanwhile (docs/faults.md)."""
     account = await _target(request)
     patch = await read_model(request, AccountPatch)
-    for field, value in patch.model_dump(exclude_none=True).items():
-        setattr(account, field, value)
     svc = services(request)
-    await svc.store.accounts.update(account)
-    await svc.authenticator.forget_account(account.id)
+    changed = await svc.store.accounts.change(account.id, AccountChange(**patch.model_dump(exclude_none=True)))
+    if changed is None:
+        raise not_found("Account")
+    await svc.accounts.forget(account.id)
+    if account.disabled and not changed.disabled:
+        await resume_account(svc, account.id)
     return message_response("Account updated.")
+
+
+async def resume_account(svc: Services, account_id: str) -> None:
+    """After re-enabling: the account's channel messages left pending are answered, and its overdue
+    scheduled activations fire (within the misfire grace; docs/scheduling.md). Here at once; other
+    replicas arm their timers at their next schedule sync."""
+    resumed = await svc.inbound.resume(account_id=account_id)
+    await svc.scheduler.sync()
+    if resumed:
+        log.info("account %s re-enabled: %d chats with pending messages resumed", account_id, resumed)
 
 
 @routes.get("/api/v1/admin/accounts/{account_id}/usage")
@@ -106,16 +124,13 @@ async def account_usage(request: web.Request) -> web.Response:
 @routes.post("/api/v1/admin/accounts/{account_id}/balance-adjustments")
 @documented("Adjust an account's balance.", access=Access.ADMIN, body=BalanceAdjustment)
 async def adjust_balance(request: web.Request) -> web.Response:
-    """Balances are informational while billing is off: inference is never blocked by them."""
+    """Balances are informational while billing is off: inference is never blocked by them. The
+    adjustment is applied atomically in the Store, so concurrent adjustments all count."""
     account = await _target(request)
     adjustment = await read_model(request, BalanceAdjustment)
-    current = account.balance or 0.0
-    account.balance = {
-        "add": current + adjustment.amount,
-        "remove": current - adjustment.amount,
-        "set": adjustment.amount,
-    }[adjustment.operation]
     svc = services(request)
-    await svc.store.accounts.update(account)
-    await svc.authenticator.forget_account(account.id)
-    return json_response({"message": "Balance adjusted.", "balance": account.balance})
+    balance = await svc.store.accounts.adjust_balance(account.id, adjustment.operation, adjustment.amount)
+    if balance is None:
+        raise not_found("Account")
+    await svc.accounts.forget(account.id)
+    return json_response({"message": "Balance adjusted.", "balance": balance})

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from botline.account_cache import AccountCache
 from botline.accounts import hash_key
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.clock import Clock
@@ -43,51 +44,42 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 class Authenticator:
     """Resolves secrets to principals; a verified key is trusted from memory for `cache_seconds`.
 
-    Deleting a key or changing an account calls `forget_*`: this replica drops the entry at once and
-    signals the others to drop theirs (if the signal is lost, theirs expire within `cache_seconds`).
+    The account comes from the AccountCache every keyless path reads too, so one
+    `Services.accounts.forget` after an account edit reaches API keys, chat pages, webhooks and
+    schedules alike. Deleting a key calls `forget_key`. Either drops this replica's entry at once
+    and signals the others to drop theirs (if the signal is lost, theirs expire within the TTL).
     """
 
-    def __init__(self, store: Store, clock: Clock, *, cache_seconds: float) -> None:
+    def __init__(self, store: Store, accounts: AccountCache, clock: Clock, *, cache_seconds: float) -> None:
         self._store = store
+        self._accounts = accounts
         self._clock = clock
-        self._cache: TtlCache[str, Principal] = TtlCache(ttl=cache_seconds)
+        self._keys: TtlCache[str, ApiKey] = TtlCache(ttl=cache_seconds)
         self._touches: set[asyncio.Task[None]] = set()
         self._key_evictions = Eviction(store.signals, "auth.forget_key", self._drop_key)
-        self._account_evictions = Eviction(store.signals, "auth.forget_account", self._drop_account)
 
     async def start(self) -> None:
         await self._key_evictions.start()
-        await self._account_evictions.start()
 
     async def authenticate(self, secret: str) -> Principal | None:
+        """The key's principal (its account disabled or not: the caller decides); None for an
+        unknown or expired key, or one whose account is gone."""
         key_hash = hash_key(secret)
-        principal = await self._cache.get(key_hash, lambda: self._load(key_hash))
-        if principal is None:
-            return None
+        key = await self._keys.get(key_hash, lambda: self._store.api_keys.get_by_hash(key_hash))
         now = self._clock.now()
-        if principal.key.is_expired(now):
+        if key is None or key.is_expired(now):
             return None
-        self._touch(principal.key, now)
-        return principal
-
-    async def _load(self, key_hash: str) -> Principal | None:
-        key = await self._store.api_keys.get_by_hash(key_hash)
-        if key is None:
+        account = await self._accounts.get(key.account_id)
+        if account is None:
             return None
-        account = await self._store.accounts.get(key.account_id)
-        return None if account is None else Principal(account=account, key=key)
+        self._touch(key, now)
+        return Principal(account=account, key=key)
 
     async def forget_key(self, key_id: str) -> None:
         await self._key_evictions.evict(key_id)
 
-    async def forget_account(self, account_id: str) -> None:
-        await self._account_evictions.evict(account_id)
-
     def _drop_key(self, key_id: str) -> None:
-        self._cache.forget(lambda principal: principal.key.id == key_id)
-
-    def _drop_account(self, account_id: str) -> None:
-        self._cache.forget(lambda principal: principal.account.id == account_id)
+        self._keys.forget(lambda key: key.id == key_id)
 
     def _touch(self, key: ApiKey, now: datetime) -> None:
         if key.used_at is not None and now - key.used_at < TOUCH_INTERVAL:

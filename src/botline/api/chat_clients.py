@@ -15,6 +15,7 @@ from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Session
+from botline.store.changes import ClientSettings
 
 routes = web.RouteTableDef()
 
@@ -157,11 +158,10 @@ async def edit_client(request: web.Request) -> web.Response:
     await _check_gateway(svc, client.account_id, body.ai_gateway_id)
     if {"customScripts", "custom_scripts"} & set(patch.client_parameters or {}):  # stored ones: left out at render
         _check_scripts(svc, body.client_parameters.custom_scripts)
-    updated = client.model_copy(update={
-        "name": body.name, "ai_gateway_id": body.ai_gateway_id, "limiting_parameters": body.limiting_parameters,
-        "client_parameters": body.client_parameters,
-    })
-    await svc.store.chat_clients.update(updated)
+    settings = ClientSettings(name=body.name, ai_gateway_id=body.ai_gateway_id,
+                              limiting_parameters=body.limiting_parameters, client_parameters=body.client_parameters)
+    if not await svc.store.chat_clients.edit(client.account_id, client.id, settings):  # integrations untouched
+        raise not_found("Web chat client")
     await svc.chat_clients.forget(client.id)
     return message_response("Web chat client updated.")
 

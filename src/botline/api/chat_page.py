@@ -37,6 +37,8 @@ EXPIRED_PAGE = (
     "<body style=\"font-family:system-ui,sans-serif;display:grid;place-items:center;height:100vh;margin:0\">"
     "<p>This chat link has expired or does not exist.</p></body></html>"
 )
+UNAVAILABLE_PAGE = EXPIRED_PAGE.replace("has expired or does not exist", "is unavailable right now")
+"""A disabled account's chat: the link may work again later, and the visitor learns nothing more."""
 
 
 def frame_ancestors(client: ChatClient) -> str:
@@ -94,12 +96,17 @@ def render_page(client: ChatClient, access_key: str, *, poll_seconds: float, run
 @routes.get("/chat/{access_key}")
 @documented(
     "The chat page.", access=Access.ACCESS_KEY, media_type="text/html",
-    answers={404: Answer("An expired or unknown session: an HTML page says so.", media_type="text/html")},
+    answers={404: Answer("An expired or unknown session: an HTML page says so.", media_type="text/html"),
+             403: Answer("The chat is unavailable (its account is disabled): an HTML page says so.",
+                         media_type="text/html")},
 )
 async def chat_page(request: web.Request) -> web.Response:
     svc = services(request)
     access_key = request.match_info["access_key"]
     session = await svc.sessions.live_by_access_key(access_key)
+    if session is not None and await svc.accounts.active(session.account_id) is None:
+        return web.Response(status=403, text=UNAVAILABLE_PAGE, content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
     client = None if session is None else await svc.store.chat_clients.get(session.account_id, session.chat_client_id)
     if client is None:
         return web.Response(status=404, text=EXPIRED_PAGE, content_type="text/html")

@@ -73,7 +73,9 @@ async def edit_integrations(request: web.Request) -> web.Response:
     integration = parse_model(MODEL_OF[kind], given)
     setattr(client.integrations, FIELD_OF[kind], integration)
     svc = services(request)
-    await svc.store.chat_clients.update(client)
+    if not await svc.store.chat_clients.set_integration(client.account_id, client.id, kind,
+                                                        client.integrations.of(kind)):
+        raise not_found("Web chat client")
     await svc.chat_clients.forget(client.id)
     registration = await svc.channels.connect(client, kind)
     return json_response({
@@ -93,6 +95,6 @@ async def delete_integration(request: web.Request) -> web.Response:
     svc = services(request)
     await svc.channels.disconnect(client, kind)
     setattr(client.integrations, FIELD_OF[kind], None)
-    await svc.store.chat_clients.update(client)
+    await svc.store.chat_clients.set_integration(client.account_id, client.id, kind, None)
     await svc.chat_clients.forget(client.id)
     return message_response(f"{kind.value} integration deleted.")

@@ -26,6 +26,8 @@ routes = web.RouteTableDef()
 BASE = "/api/v1/public/chat-clients/{access_key}"
 MAX_PROMPT_CHARS = 32_000
 EVENT_STREAM = "text/event-stream"
+UNAVAILABLE = "This chat is unavailable."
+"""What anyone holding the link learns of a disabled account: nothing more."""
 LAST_EVENTS = ("done", "error")
 
 
@@ -43,6 +45,8 @@ async def _session(request: web.Request) -> tuple[Session, ChatClient]:
     session = await svc.sessions.live_by_access_key(request.match_info["access_key"])
     if session is None:
         raise ApiError(404, "This chat session does not exist or has expired.")
+    if await svc.accounts.active(session.account_id) is None:
+        raise ApiError(403, UNAVAILABLE)
     client = await svc.chat_clients.get(session.account_id, session.chat_client_id)
     if client is None:
         raise ApiError(422, "The chat client is not available.")

@@ -2,7 +2,8 @@
 
 Order matters: the URL token, then the provider's own authenticity check on the raw bytes, then
 parsing; only then is anything recorded. The answer (2xx) goes out once the messages are durably
-recorded and before any model call.
+recorded and before any model call. A disabled account's webhooks are authenticated and answered
+200 (so the provider stops retrying), and their messages dropped, not recorded (docs/faults.md).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def receive(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(404, UNKNOWN) from None
     client = await svc.store.chat_clients.find(request.match_info["client_id"])
-    account = None if client is None else await svc.store.accounts.get(client.account_id)
+    account = None if client is None else await svc.accounts.get(client.account_id)
     integration = None if client is None else client.integrations.of(kind)
     if client is None or account is None or integration is None:
         raise ApiError(404, UNKNOWN)
@@ -58,6 +59,8 @@ async def receive(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         raise ApiError(400, "The webhook body must be a JSON object.")
     parsed = adapter.parse(integration, payload)
+    if await svc.accounts.active(account.id) is None:
+        return json_response({"received": 0, "ignored": parsed.ignored + len(parsed.messages), "duplicates": 0})
     recorded = await svc.inbound.accept(client, kind, parsed.messages)
     svc.metrics.webhook_ack_seconds(CALL_SOURCES[kind].channel).observe(time.perf_counter() - started)
     return json_response({"received": recorded, "ignored": parsed.ignored,

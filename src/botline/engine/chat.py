@@ -319,10 +319,7 @@ class ChatEngine:
             await self._recount(session, None)
 
     async def _recount(self, session: Session, delta: int | None) -> None:
-        fresh = await self._store.sessions.get(session.account_id, session.id)
-        if fresh is not None:
-            fresh.message_count = 0 if delta is None else max(fresh.message_count + delta, 0)
-            await self._store.sessions.update(fresh)
+        await self._store.sessions.recount(session.account_id, session.id, delta)
 
     async def close(self, grace_seconds: float | None = None) -> None:
         """Lets running turns finish for up to `grace_seconds` (None: no limit), then abandons the rest:

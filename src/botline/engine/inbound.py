@@ -12,9 +12,10 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from botline.account_cache import AccountCache
 from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage
 from botline.domain.chat_clients import ChatClient, ClientParameters
 from botline.domain.clock import Clock
@@ -57,10 +58,10 @@ Adapters = Mapping[IntegrationType, ChannelAdapter[Any]]
 class InboundEngine:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
-        transcriber: Transcriber, max_upload_bytes: int, metrics: Metrics, max_concurrent_turns: int = 8,
-        trust_of: Callable[[str], Awaitable[Trust]],
+        accounts: AccountCache, transcriber: Transcriber, max_upload_bytes: int, metrics: Metrics,
+        max_concurrent_turns: int = 8,
     ) -> None:
-        self._trust_of = trust_of
+        self._accounts = accounts
         self._metrics = metrics
         self._turn_slots = asyncio.Semaphore(max_concurrent_turns)
         self._store = store
@@ -78,7 +79,14 @@ class InboundEngine:
         """Set by close(): no new worker or turn starts; what is recorded stays pending for the next start."""
 
     async def accept(self, client: ChatClient, kind: IntegrationType, messages: list[InboundMessage]) -> int:
-        """Records new messages (re-deliveries are dropped here) and wakes their chats' workers."""
+        """Records new messages (re-deliveries are dropped here) and wakes their chats' workers.
+
+        For a disabled account nothing is recorded (0): the provider's delivery is acknowledged and
+        its messages dropped, so re-enabling never answers them by surprise (docs/faults.md).
+        """
+        if messages and await self._accounts.active(client.account_id) is None:
+            log.info("dropping %d %s messages for %s: its account is disabled", len(messages), kind.value, client.id)
+            return 0
         recorded = 0
         for message in messages:
             record = InboundRecord(
@@ -104,9 +112,11 @@ class InboundEngine:
         if chat not in self._workers:
             self._workers[chat] = asyncio.create_task(self._work(chat), name=f"inbound:{chat.text()}")
 
-    async def resume(self) -> int:
-        """Starts workers for every chat left with unanswered messages (after a restart or a crash)."""
-        chats = await self._store.inbound.pending_chats()
+    async def resume(self, *, account_id: str | None = None) -> int:
+        """Starts workers for every chat left with unanswered messages (after a restart or a crash),
+        or only for one account's chats (after it was re-enabled)."""
+        chats = [chat for chat in await self._store.inbound.pending_chats()
+                 if account_id is None or chat.account_id == account_id]
         for chat in chats:
             self.kick(chat)
         return len(chats)
@@ -138,6 +148,10 @@ class InboundEngine:
                     if wake.is_set():
                         continue
                     return  # no await between the check and the exit: a kick cannot slip in between
+                if await self._accounts.active(chat.account_id) is None:
+                    # Disabled: the messages stay pending, and re-enabling the account resumes them.
+                    log.info("%d messages of %s wait: its account is disabled", len(records), chat.text())
+                    return
                 client = await self._store.chat_clients.get(chat.account_id, chat.chat_client_id)
                 integration = client.integrations.of(chat.integration) if client else None
                 if client is None or integration is None:
@@ -153,7 +167,7 @@ class InboundEngine:
                     if self._closing:  # waited for a slot or the lease while draining: left pending
                         return
                     records = await self._store.inbound.pending(chat)  # another replica may have answered
-                    if records:
+                    if records and await self._accounts.active(chat.account_id) is not None:
                         await self._answer(chat, client, integration, records, lease)
                         self._metrics.merged(channel).inc(len(records) - 1)  # once answered, not per try
                         await self._mark_answered(chat, [r.id for r in records])
@@ -226,7 +240,7 @@ class InboundEngine:
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
             return usage, session
-        trust = await self._trust_of(client.account_id)
+        trust = await self._accounts.trust(client.account_id)
         typing = asyncio.create_task(self._keep_typing(adapter, integration, chat.chat_id, trust))
         try:
             return await self._turn(chat, client, session, integration, records), session
@@ -303,7 +317,7 @@ class InboundEngine:
             by_paragraph=client.client_parameters.split_answer_into_message_chunks, length=adapter.text_length,
         )
         provider = CALL_SOURCES[chat.integration].channel
-        trust = await self._trust_of(client.account_id)
+        trust = await self._accounts.trust(client.account_id)
         try:
             for chunk in chunks:
                 await send_with_retries(adapter, integration, chat.chat_id, chunk, trust=trust,
@@ -312,9 +326,7 @@ class InboundEngine:
             self._metrics.send_failures(provider).inc()
             log.error("reply to %s not delivered after retries: %s", chat.text(), exc.message)
             if session is not None:
-                session = await self._store.sessions.get(session.account_id, session.id) or session  # post-turn
-                session.last_delivery_error = exc.message
-                await self._store.sessions.update(session)
+                await self._store.sessions.record_delivery_error(session.account_id, session.id, exc.message)
             return exc
         return None
 

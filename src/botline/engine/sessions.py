@@ -11,6 +11,7 @@ from botline.domain.clock import Clock
 from botline.domain.conversations import Session
 from botline.periodic import Periodic
 from botline.store.base import Store
+from botline.store.changes import SessionContext
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,17 @@ class SessionService:
         self, client: ChatClient, *, lifetime: timedelta, tag: str | None, extra_context: str | None,
         context_location: str | None, metadata: dict[str, str],
     ) -> Session:
-        """A tag with a live session returns that session, renewed and with its context updated."""
+        """A tag with a live session returns that session, renewed and with its context updated
+        (in place: a turn storing its messages meanwhile keeps its counts)."""
         now = self._clock.now()
         if tag:
             existing = await self._store.sessions.get_by_tag(client.account_id, client.id, tag)
             if existing is not None and existing.is_live(now):
-                existing.expires_at = now + lifetime
-                existing.extra_context = extra_context
-                existing.context_location = context_location
-                existing.metadata = metadata
-                await self._store.sessions.update(existing)
-                return existing
+                renewed = await self._store.sessions.renew(
+                    client.account_id, existing.id, expires_at=now + lifetime,
+                    context=SessionContext(extra_context, context_location, metadata))
+                if renewed is not None:
+                    return renewed
         session = Session(
             account_id=client.account_id, chat_client_id=client.id, access_key=new_access_key(), tag=tag or None,
             extra_context=extra_context, context_location=context_location, metadata=metadata, created_at=now,
@@ -59,9 +60,10 @@ class SessionService:
         now = self._clock.now()
         existing = await self._store.sessions.get_by_tag(client.account_id, client.id, tag)
         if existing is not None and existing.is_live(now):
-            existing.expires_at = max(existing.expires_at, now + lifetime)
-            await self._store.sessions.update(existing)
-            return existing
+            renewed = await self._store.sessions.renew(client.account_id, existing.id, expires_at=now + lifetime,
+                                                       extend_only=True)
+            if renewed is not None:
+                return renewed
         session = Session(
             account_id=client.account_id, chat_client_id=client.id, access_key=new_access_key(), tag=tag,
             created_at=now, expires_at=now + lifetime,

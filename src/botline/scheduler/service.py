@@ -18,6 +18,7 @@ from typing import Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from botline.account_cache import AccountCache
 from botline.config import SchedulerSettings
 from botline.domain.clock import Clock
 from botline.domain.schedules import ScheduledItem
@@ -43,8 +44,10 @@ class Activator(Protocol):
 
 class Scheduler:
     def __init__(
-        self, store: Store, activator: Activator, clock: Clock, settings: SchedulerSettings,
+        self, store: Store, activator: Activator, clock: Clock, settings: SchedulerSettings, *,
+        accounts: AccountCache,
     ) -> None:
+        self._accounts = accounts
         self._firing: set[asyncio.Task[None]] = set()
         self._store = store
         self._activator = activator
@@ -127,6 +130,15 @@ class Scheduler:
 
     async def _fire(self, item_id: str, account_id: str, fire_time: datetime) -> None:
         self._planned.pop(item_id, None)
+        try:
+            if await self._accounts.active(account_id) is None:
+                # Disabled: not claimed, so the firing stays pending; every sync arms it again, and
+                # once the account is re-enabled it fires (or is recorded missed past the grace).
+                log.info("schedule %s not fired: its account is disabled", item_id)
+                return
+        except StoreError as exc:
+            log.warning("schedule %s: account not readable (%s); tried again at the next sync", item_id, exc)
+            return
         self._attempted[item_id] = fire_time
         try:
             if await self._store.schedules.claim(item_id, fire_time):

@@ -20,9 +20,11 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
 from botline.domain.inbound import ChatKey, InboundRecord
+from botline.domain.integrations import Integration, IntegrationType
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
     from botline.store.signals import SignalBus
@@ -93,7 +95,17 @@ class AccountRepository(ABC):
 
     @abstractmethod
     async def update(self, account: Account) -> None:
-        """Replace a stored account; unknown ids are ignored."""
+        """Replace a stored account; unknown ids are ignored. Only for a document nobody else
+        writes yet: edits of a stored account go through `change` and `adjust_balance`."""
+
+    @abstractmethod
+    async def change(self, account_id: str, change: AccountChange) -> Account | None:
+        """Sets the given fields in place, atomically; the account as stored afterwards, None when unknown."""
+
+    @abstractmethod
+    async def adjust_balance(self, account_id: str, operation: BalanceOperation, amount: float) -> float | None:
+        """Adds, removes or sets atomically (a missing balance counts as 0 for add and remove): the new
+        balance, None when the account is unknown."""
 
     @abstractmethod
     async def list(self) -> list[Account]:
@@ -103,6 +115,11 @@ class AccountRepository(ABC):
 class ApiKeyRepository(ABC):
     @abstractmethod
     async def create(self, key: ApiKey) -> None: ...
+
+    @abstractmethod
+    async def create_within(self, key: ApiKey, *, limit: int) -> bool:
+        """Stores the key unless its account holds `limit` keys already (False, nothing written);
+        checked and written atomically, so concurrent creations never pass the limit together."""
 
     @abstractmethod
     async def get_by_hash(self, key_hash: str) -> ApiKey | None: ...
@@ -164,7 +181,19 @@ class ChatClientRepository(ABC):
 
     @abstractmethod
     async def update(self, client: ChatClient) -> None:
-        """Replaces a stored client of the same account; unknown ids are ignored."""
+        """Replaces a stored client of the same account; unknown ids are ignored. Edits through the
+        API use `edit` and `set_integration`, which leave the other part as stored."""
+
+    @abstractmethod
+    async def edit(self, account_id: str, client_id: str, settings: ClientSettings) -> bool:
+        """Sets the client's settings in place, its integrations untouched; False when unknown."""
+
+    @abstractmethod
+    async def set_integration(
+        self, account_id: str, client_id: str, kind: IntegrationType, integration: Integration | None
+    ) -> bool:
+        """Saves (or with None removes) one integration in place, the rest of the client untouched;
+        False when the client is unknown."""
 
     @abstractmethod
     async def delete(self, account_id: str, client_id: str) -> bool:
@@ -207,7 +236,26 @@ class SessionRepository(ABC):
         """The newest session of that client with that tag (live or not; callers check expiry)."""
 
     @abstractmethod
-    async def update(self, session: Session) -> None: ...
+    async def update(self, session: Session) -> None:
+        """Replaces a stored session. Edits of a session in use go through `renew`,
+        `record_delivery_error` and `recount`: a whole document written back would undo the
+        counters `add_messages` changed meanwhile."""
+
+    @abstractmethod
+    async def renew(
+        self, account_id: str, session_id: str, *, expires_at: datetime, extend_only: bool = False,
+        context: SessionContext | None = None,
+    ) -> Session | None:
+        """Sets expiresAt (with `extend_only`, raises it to at least that) and, when given, the
+        context, in place; the session as stored afterwards, None when gone or another account's."""
+
+    @abstractmethod
+    async def record_delivery_error(self, account_id: str, session_id: str, error: str | None) -> None:
+        """Sets lastDeliveryError in place; nothing for an unknown session."""
+
+    @abstractmethod
+    async def recount(self, account_id: str, session_id: str, delta: int | None) -> None:
+        """messageCount += delta (never below 0), or 0 with None, in place; nothing for an unknown session."""
 
     @abstractmethod
     async def add_messages(

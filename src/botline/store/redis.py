@@ -24,11 +24,13 @@ from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
     ApiKeyRepository,
+    ConflictError,
     CounterRepository,
     GatewayRepository,
     Store,
     UsageRepository,
 )
+from botline.store.changes import AccountChange, BalanceOperation
 from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
@@ -60,6 +62,21 @@ class RedisAccounts(_Repo, AccountRepository):
     async def update(self, account: Account) -> None:
         await self._redis.set(self._keys.account(account.id), _dump(account), xx=True)
 
+    async def change(self, account_id: str, change: AccountChange) -> Account | None:
+        given = {name: value for name, value in vars(change).items() if value is not None}
+        return await self._modify(Account, self._keys.account(account_id),
+                                  lambda stored: stored.model_copy(update=given))
+
+    async def adjust_balance(self, account_id: str, operation: BalanceOperation, amount: float) -> float | None:
+        def adjusted(stored: Account) -> Account:
+            current = stored.balance or 0.0
+            balance = {BalanceOperation.ADD: current + amount, BalanceOperation.REMOVE: current - amount,
+                       BalanceOperation.SET: amount}[operation]
+            return stored.model_copy(update={"balance": float(balance)})
+
+        changed = await self._modify(Account, self._keys.account(account_id), adjusted)
+        return None if changed is None else changed.balance
+
     async def list(self) -> list[Account]:
         return await self._indexed(Account, self._keys.accounts_index(), self._keys.account)
 
@@ -67,14 +84,31 @@ class RedisAccounts(_Repo, AccountRepository):
 @_reachable_methods
 class RedisApiKeys(_Repo, ApiKeyRepository):
     async def create(self, key: ApiKey) -> None:
-        def writes(pipe: Pipeline) -> None:
-            pipe.set(self._keys.api_key(key.id), _dump(key))
-            pipe.set(self._keys.api_key_by_hash(key.key_hash), key.id)
-            pipe.sadd(self._keys.api_keys_all(), key.id)
-            pipe.zadd(self._keys.api_keys_of_account(key.account_id), {key.id: _score(key.created_at)})
-
         unique = [self._keys.api_key(key.id), self._keys.api_key_by_hash(key.key_hash)]
-        await self._insert(unique, "API key", writes)
+        await self._insert(unique, "API key", lambda pipe: self._queue_create(pipe, key))
+
+    def _queue_create(self, pipe: Pipeline, key: ApiKey) -> None:
+        """Inside MULTI: the key's document and its three indexes."""
+        pipe.set(self._keys.api_key(key.id), _dump(key))
+        pipe.set(self._keys.api_key_by_hash(key.key_hash), key.id)
+        pipe.sadd(self._keys.api_keys_all(), key.id)
+        pipe.zadd(self._keys.api_keys_of_account(key.account_id), {key.id: _score(key.created_at)})
+
+    async def create_within(self, key: ApiKey, *, limit: int) -> bool:
+        """Under WATCH of the account's key index: a key created meanwhile restarts the check."""
+        held = self._keys.api_keys_of_account(key.account_id)
+        unique = [self._keys.api_key(key.id), self._keys.api_key_by_hash(key.key_hash)]
+
+        async def body(pipe: Pipeline) -> bool:
+            if int(await pipe.zcard(held)) >= limit:
+                return False
+            if await pipe.exists(*unique):
+                raise ConflictError("API key already exists")
+            pipe.multi()
+            self._queue_create(pipe, key)
+            return True
+
+        return await self._atomic(body, held, *unique)
 
     async def get_by_hash(self, key_hash: str) -> ApiKey | None:
         return await self._by_pointer(ApiKey, self._keys.api_key_by_hash(key_hash), self._keys.api_key)

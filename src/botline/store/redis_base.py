@@ -119,6 +119,28 @@ class _Repo(ReportsErrors):
         result: T = await self._redis.transaction(body, *watch, value_from_callable=True)
         return result
 
+    async def _modify(
+        self, model_type: type[ModelT], key: str, change: Callable[[ModelT], ModelT | None],
+        also: Callable[[Pipeline, ModelT], None] | None = None,
+    ) -> ModelT | None:
+        """Read-modify-write of one document under WATCH, retried when it changed before EXEC, so
+        `change` always applies to the document as stored (a field edit never undoes another
+        writer's). `change` returns the new document, or None to write nothing (then None is
+        returned); `also` queues more writes of the same transaction (indexes)."""
+
+        async def body(pipe: Pipeline) -> ModelT | None:
+            current = await _fetch(pipe, model_type, key)
+            changed = None if current is None else change(current)
+            if changed is None:
+                return None
+            pipe.multi()
+            pipe.set(key, _dump(changed))
+            if also is not None:
+                also(pipe, changed)
+            return changed
+
+        return await self._atomic(body, key)
+
     async def _insert(self, unique: Sequence[str], what: str, writes: Callable[[Pipeline], None]) -> None:
         """Queues `writes` in one MULTI unless one of the `unique` keys exists already."""
 

@@ -6,7 +6,7 @@ write in one MULTI/EXEC, and writes that depend on what is stored run under WATC
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -16,6 +16,7 @@ from redis.typing import EncodableT
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
+from botline.domain.integrations import FIELD_OF, Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
     ConflictError,
@@ -23,6 +24,7 @@ from botline.store.base import (
     SessionChange,
     SessionRepository,
 )
+from botline.store.changes import ClientSettings, SessionContext
 from botline.store.documents import load_many, wire_time
 from botline.store.keys import RedisKeys
 from botline.store.redis_base import (
@@ -111,6 +113,24 @@ class RedisChatClients(_Repo, ChatClientRepository):
             pipe.set(doc_key, _dump(client))
 
         await self._atomic(body, doc_key)
+
+    async def edit(self, account_id: str, client_id: str, settings: ClientSettings) -> bool:
+        return await self._change(account_id, client_id, lambda stored: stored.model_copy(update=vars(settings)))
+
+    async def set_integration(
+        self, account_id: str, client_id: str, kind: IntegrationType, integration: Integration | None
+    ) -> bool:
+        def saved(stored: ChatClient) -> ChatClient:
+            integrations = stored.integrations.model_copy(update={FIELD_OF[kind]: integration})
+            return stored.model_copy(update={"integrations": integrations})
+
+        return await self._change(account_id, client_id, saved)
+
+    async def _change(self, account_id: str, client_id: str, change: Callable[[ChatClient], ChatClient]) -> bool:
+        def owned(stored: ChatClient) -> ChatClient | None:
+            return change(stored) if stored.account_id == account_id else None
+
+        return await self._modify(ChatClient, self._keys.chat_client(client_id), owned) is not None
 
     async def delete(self, account_id: str, client_id: str) -> bool:
         doc_key = self._keys.chat_client(client_id)
@@ -241,6 +261,43 @@ class RedisSessions(_Repo, SessionRepository):
             pipe.set(doc_key, _dump(session))
 
         await self._atomic(body, doc_key)
+
+    async def renew(
+        self, account_id: str, session_id: str, *, expires_at: datetime, extend_only: bool = False,
+        context: SessionContext | None = None,
+    ) -> Session | None:
+        def renewed(stored: Session) -> Session:
+            update: dict[str, object] = {"expires_at": max(stored.expires_at, expires_at) if extend_only
+                                         else expires_at}
+            if context is not None:
+                update.update(vars(context))
+            return stored.model_copy(update=update)
+
+        def reindex(pipe: Pipeline, session: Session) -> None:
+            pipe.zadd(self._keys.sessions_by_expiry(), {session.id: _epoch_seconds(session.expires_at)})
+
+        return await self._change(account_id, session_id, renewed, reindex)
+
+    async def record_delivery_error(self, account_id: str, session_id: str, error: str | None) -> None:
+        await self._change(account_id, session_id, lambda s: s.model_copy(update={"last_delivery_error": error}))
+
+    async def recount(self, account_id: str, session_id: str, delta: int | None) -> None:
+        def recounted(stored: Session) -> Session:
+            count = 0 if delta is None else max(stored.message_count + delta, 0)
+            return stored.model_copy(update={"message_count": count})
+
+        await self._change(account_id, session_id, recounted)
+
+    async def _change(
+        self, account_id: str, session_id: str, change: Callable[[Session], Session],
+        also: Callable[[Pipeline, Session], None] | None = None,
+    ) -> Session | None:
+        """A field edit of the stored session (never of another account's); access key, tag and
+        client stay as stored, so only the expiry index may need to follow (`also`)."""
+        def owned(stored: Session) -> Session | None:
+            return change(stored) if stored.account_id == account_id else None
+
+        return await self._modify(Session, self._keys.session(session_id), owned, also)
 
     async def add_messages(
         self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange

@@ -24,10 +24,11 @@ from botline.store.base import (
     StoreUnavailable,
     UsageRepository,
 )
+from botline.store.changes import AccountChange, BalanceOperation
 from botline.store.hours import hour_bucket
 from botline.store.process_locks import ProcessLocks
 from botline.store.signals import LocalSignals
-from botline.store.sqlite_base import _dump, _Repo, reachable_methods
+from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_methods
 from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
 from botline.store.sqlite_memories import SqliteMemories
@@ -47,6 +48,26 @@ class SqliteAccounts(_Repo, AccountRepository):
     async def update(self, account: Account) -> None:
         await self._write("UPDATE accounts SET data = ? WHERE id = ?", (_dump(account), account.id))
 
+    async def change(self, account_id: str, change: AccountChange) -> Account | None:
+        fields = change.fields()
+        if not fields:
+            return await self.get(account_id)
+        expression, params = json_set_fields(fields)
+        sql = f"UPDATE accounts SET data = {expression} WHERE id = ? RETURNING data"
+        row = await self._run(lambda conn: conn.execute(sql, (*params, account_id)).fetchone())
+        return None if row is None else Account.model_validate_json(row[0])
+
+    async def adjust_balance(self, account_id: str, operation: BalanceOperation, amount: float) -> float | None:
+        value = {
+            BalanceOperation.ADD: "coalesce(json_extract(data, '$.balance'), 0) + ?",
+            BalanceOperation.REMOVE: "coalesce(json_extract(data, '$.balance'), 0) - ?",
+            BalanceOperation.SET: "?",
+        }[operation]
+        sql = (f"UPDATE accounts SET data = json_set(data, '$.balance', {value}) WHERE id = ?"
+               " RETURNING json_extract(data, '$.balance')")
+        row = await self._run(lambda conn: conn.execute(sql, (float(amount), account_id)).fetchone())
+        return None if row is None else float(row[0])
+
     async def list(self) -> list[Account]:
         return await self._all(Account, "SELECT data FROM accounts ORDER BY created_at, id", ())
 
@@ -58,6 +79,19 @@ class SqliteApiKeys(_Repo, ApiKeyRepository):
             "INSERT INTO api_keys (id, account_id, key_hash, created_at, data) VALUES (?, ?, ?, ?, ?)",
             (key.id, key.account_id, key.key_hash, key.created_at.isoformat(), _dump(key)),
         )
+
+    async def create_within(self, key: ApiKey, *, limit: int) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            held = conn.execute("SELECT count(*) FROM api_keys WHERE account_id = ?", (key.account_id,)).fetchone()
+            if int(held[0]) >= limit:
+                return False
+            conn.execute(
+                "INSERT INTO api_keys (id, account_id, key_hash, created_at, data) VALUES (?, ?, ?, ?, ?)",
+                (key.id, key.account_id, key.key_hash, key.created_at.isoformat(), _dump(key)),
+            )
+            return True
+
+        return await self._run(work)
 
     async def get_by_hash(self, key_hash: str) -> ApiKey | None:
         return await self._one(ApiKey, "SELECT data FROM api_keys WHERE key_hash = ?", (key_hash,))

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, cast
 
 import aiosqlite
+import orjson
 from pydantic import BaseModel
 
 from botline.store.base import ConflictError, ReportsErrors, StoreUnavailable, wrap_public_coroutines
@@ -48,6 +49,13 @@ def reachable_methods(cls: type[C]) -> type[C]:
 
 def _dump(model: BaseModel) -> str:
     return model.model_dump_json(by_alias=True)
+
+
+def json_set_fields(fields: Mapping[str, Any], column: str = "data") -> tuple[str, list[str]]:
+    """`json_set(data, '$.a', json(?), ...)` and its parameters: each field (a path of stored
+    camelCase names, ours, never a caller's) set to its JSON value, in one expression."""
+    expression = f"json_set({column}" + "".join(f", '$.{path}', json(?)" for path in fields) + ")"
+    return expression, [orjson.dumps(value).decode() for value in fields.values()]
 
 
 def _load_all(model_type: type[ModelT], rows: Iterable[sqlite3.Row]) -> list[ModelT]:

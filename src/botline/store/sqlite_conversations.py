@@ -7,16 +7,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
+from botline.domain.integrations import Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
     MessageRepository,
     SessionChange,
     SessionRepository,
 )
+from botline.store.changes import ClientSettings, SessionContext, integration_path
 from botline.store.documents import wire_time
-from botline.store.sqlite_base import _dump, _load_all, _Repo, reachable_methods
+from botline.store.sqlite_base import _dump, _load_all, _Repo, json_set_fields, reachable_methods
 
 MESSAGES_OF_SESSION = "SELECT data FROM messages WHERE session_id = ? ORDER BY seq"
 APPLY_SESSION_CHANGE = (
@@ -31,6 +35,19 @@ APPLY_SESSION_CHANGE = (
 )
 """SessionChange applied in place (every SET expression sees the row as it was): the counts added,
 the times set when given, the expiry raised to the renewal floor (seconds, JSON text) when given."""
+RENEW_SESSION = (
+    "UPDATE sessions SET data = json_set({document},"
+    " '$.expiresAt', CASE WHEN ? AND expires_ts >= ? THEN json_extract(data, '$.expiresAt') ELSE ? END),"
+    " expires_ts = CASE WHEN ? THEN max(expires_ts, ?) ELSE ? END"
+    " WHERE id = ? AND account_id = ? RETURNING data"
+)
+"""A renewal in place: the expiry set (or, extending only, raised), the context set when given;
+the counters stay as stored."""
+RECOUNT_SESSION = (
+    "UPDATE sessions SET data = json_set(data, '$.messageCount',"
+    " CASE WHEN ? IS NULL THEN 0 ELSE max(json_extract(data, '$.messageCount') + ?, 0) END)"
+    " WHERE id = ? AND account_id = ?"
+)
 
 
 @reachable_methods
@@ -59,6 +76,20 @@ class SqliteChatClients(_Repo, ChatClientRepository):
             "UPDATE chat_clients SET data = ? WHERE id = ? AND account_id = ?",
             (_dump(client), client.id, client.account_id),
         )
+
+    async def edit(self, account_id: str, client_id: str, settings: ClientSettings) -> bool:
+        return await self._set_fields(account_id, client_id, settings.fields())
+
+    async def set_integration(
+        self, account_id: str, client_id: str, kind: IntegrationType, integration: Integration | None
+    ) -> bool:
+        value = None if integration is None else orjson.loads(_dump(integration))
+        return await self._set_fields(account_id, client_id, {".".join(integration_path(kind)): value})
+
+    async def _set_fields(self, account_id: str, client_id: str, fields: dict[str, object]) -> bool:
+        expression, params = json_set_fields(fields)
+        sql = f"UPDATE chat_clients SET data = {expression} WHERE id = ? AND account_id = ?"
+        return await self._write(sql, (*params, client_id, account_id)) > 0
 
     async def delete(self, account_id: str, client_id: str) -> bool:
         return (
@@ -120,6 +151,29 @@ class SqliteSessions(_Repo, SessionRepository):
             (session.chat_client_id, session.access_key, session.tag, session.expires_at.timestamp(), _dump(session),
              session.id, session.account_id),
         )
+
+    async def renew(
+        self, account_id: str, session_id: str, *, expires_at: datetime, extend_only: bool = False,
+        context: SessionContext | None = None,
+    ) -> Session | None:
+        fields: dict[str, object] = {} if context is None else {
+            "extraContext": context.extra_context, "contextLocation": context.context_location,
+            "metadata": context.metadata}
+        document, context_params = json_set_fields(fields)
+        seconds = expires_at.timestamp()
+        params = (*context_params, extend_only, seconds, wire_time(expires_at), extend_only, seconds, seconds,
+                  session_id, account_id)
+        sql = RENEW_SESSION.format(document=document)
+        row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
+        return None if row is None else Session.model_validate_json(row[0])
+
+    async def record_delivery_error(self, account_id: str, session_id: str, error: str | None) -> None:
+        document, params = json_set_fields({"lastDeliveryError": error})
+        await self._write(f"UPDATE sessions SET data = {document} WHERE id = ? AND account_id = ?",
+                          (*params, session_id, account_id))
+
+    async def recount(self, account_id: str, session_id: str, delta: int | None) -> None:
+        await self._write(RECOUNT_SESSION, (delta, delta, session_id, account_id))
 
     async def add_messages(
         self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange

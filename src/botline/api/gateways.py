@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field
 
-from botline.api.http import json_response, message_response, not_found, parse_model, read_model
+from botline.api.http import json_response, message_response, not_found, parse_model, query_text, read_model
 from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.gateways import API_KEY_MASK, Gateway, GatewayParameters, restore_masked_headers
+from botline.domain.limits import Name, Patch, PatchOf
 from botline.gateway import completion
 from botline.gateway.errors import UpstreamError
 from botline.gateway.registry import create_gateway, save_gateway
@@ -22,15 +23,15 @@ VALIDATION_PROMPT = [{"role": "user", "content": "Reply with the single word: ok
 
 
 class GatewayBody(CamelModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1)
     parameters: GatewayParameters
 
 
 class GatewayPatch(CamelModel):
     """Top-level parameters given here replace the stored ones; a masked or absent apiKey keeps the old one."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    parameters: dict[str, Any] | None = None
+    name: Name | None = Field(default=None, min_length=1)
+    parameters: Annotated[Patch, PatchOf((GatewayParameters,))] | None = None
 
 
 def gateway_view(gateway: Gateway) -> dict[str, Any]:
@@ -56,7 +57,7 @@ async def create(request: web.Request) -> web.Response:
 @routes.get("/api/v1/ai-gateways")
 @documented("List the account's AI gateways.", query={"filter": "Searches name, model, slug and id."})
 async def list_gateways(request: web.Request) -> web.Response:
-    needle = request.query.get("filter", "").strip().lower()
+    needle = query_text(request, "filter").strip().lower()
     gateways = await services(request).store.gateways.list_for_account(principal(request).account.id)
     return json_response([
         {"id": g.id, "name": g.name, "inferenceEndpoint": g.parameters.base_address,

@@ -136,7 +136,7 @@ def build_app(
         await authenticator.start()
         account_cache = AccountCache(store, ttl=settings.auth.key_cache_seconds)
         await account_cache.start()
-        memory = MemoryService(store, clock)
+        memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=RemoteFetcher(app[HTTP]), http=app[HTTP], counters=TokenCounters(),
             usage=usage, settings=settings.llm, clock=clock, metrics=recorder, extensions=[MemoryExtension(memory)],

@@ -4,13 +4,15 @@ filled with one huge value, is refused the same way while /healthz keeps answeri
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
 
+from botline.cli import GC_FIRST_THRESHOLD
 from botline.domain.limits import (
     DOCUMENT_MAX,
     EMAIL_MAX,
@@ -40,6 +42,18 @@ SOURCE = {"name": "faq", "url": "http://127.0.0.1:9/faq"}
 def settings_overrides() -> dict[str, Any]:
     return {"server": {"max_body_bytes": MAX_BODY},
             "providers": {"telegram": {"api_url": DEAD, "mode": "webhook"}}}
+
+
+@pytest.fixture(autouse=True)
+def collector_as_botline_serve_sets_it() -> Iterator[None]:
+    """The server runs in this process: collect garbage as `botline serve` does (decision 26), or a
+    full collection over pytest's own heap, started by a million-value body, is what /healthz waits on."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_FIRST_THRESHOLD, 10, 10)
+    yield
+    gc.set_threshold(*before)
+    gc.unfreeze()
 
 
 @dataclass
@@ -194,6 +208,8 @@ HUGE = [
      "parameters.systemInstruction"),
     ("gateway-list", "POST", GATEWAYS, lambda f: near_full(lambda n: gateway(f, skills=["s"] * n)),
      "parameters.skills"),
+    ("gateway-patch-list", "PATCH", GATEWAY, lambda f: near_full(lambda n: {"parameters": {
+        "protocolFunctions": [{}] * n}}), "parameters.protocolFunctions"),
     ("client-string", "PUT", CLIENT, lambda f: near_full(lambda n: {"clientParameters": {"customScripts": text(n)}}),
      "clientParameters.customScripts"),
     ("session-map", "POST", SESSIONS, lambda f: near_full(lambda n: {"metadata": {

@@ -13,13 +13,15 @@ from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.gateways import API_KEY_MASK, Gateway, GatewayParameters, restore_masked_headers
-from botline.domain.limits import Name, Patch, PatchOf
+from botline.domain.limits import Name, Patch, PatchOf, partial
 from botline.gateway import completion
 from botline.gateway.errors import UpstreamError
 from botline.gateway.registry import create_gateway, save_gateway
 
 routes = web.RouteTableDef()
 VALIDATION_PROMPT = [{"role": "user", "content": "Reply with the single word: ok"}]
+PARAMETERS_PATCH = partial(GatewayParameters)
+"""Checks a PATCH's parameters (limits included) before they are merged; built once, at import."""
 
 
 class GatewayBody(CamelModel):
@@ -80,6 +82,7 @@ async def edit(request: web.Request) -> web.Response:
     gateway = await _owned(request)
     data = await read_model(request, GatewayPatch)
     patch = data.parameters or {}
+    parse_model(PARAMETERS_PATCH, patch, at="parameters")
     stored = gateway.parameters.wire()
     merged = {**stored, **restore_masked_headers(patch, stored)}
     if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK:

@@ -14,10 +14,10 @@ list of them closed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Optional, TypeVar, cast
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, create_model, model_validator
 from pydantic_core import core_schema
 
 NAME_MAX = 256
@@ -44,6 +44,7 @@ MESSAGES_MAX = 4_096
 """Messages in one /v1/chat/completions request."""
 
 T = TypeVar("T")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 Name = Annotated[str, Field(max_length=NAME_MAX)]
 Email = Annotated[str, Field(max_length=EMAIL_MAX)]
@@ -87,6 +88,16 @@ class PatchOf:
     """A partial object merged into a stored one and validated as `models` (whose limits then apply)."""
 
     models: tuple[type[BaseModel], ...]
+
+
+def partial(model: type[ModelT]) -> type[ModelT]:
+    """`model` with every field optional: validates a patch with the types and limits of the fields it
+    sets, before anything walks it to merge it (a merge loop over a million-item list would run first)."""
+    fields: dict[str, Any] = {
+        name: (Optional[info.rebuild_annotation()], Field(default=None, alias=info.alias))  # noqa: UP045
+        for name, info in model.model_fields.items()
+    }
+    return cast(type[ModelT], create_model(f"Partial{model.__name__}", __base__=model, **fields))
 
 
 JsonObject = Annotated[dict[str, Any], Field(max_length=MAP_MAX), JsonBudget(JSON_MAX_BYTES)]

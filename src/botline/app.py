@@ -141,7 +141,7 @@ def build_app(
         await account_cache.start()
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
-        memory = MemoryService(store, clock)
+        memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         pipeline_services = PipelineServices(

@@ -150,6 +150,12 @@ class SchedulerSettings(Section):
     skipped and recorded as such. 0 = no budget."""
 
 
+class MemorySettings(Section):
+    max_per_user: int = Field(default=500, ge=1, le=10_000)
+    """Memories (notes and calendar reminders together) one user may hold; memory_save then asks the model to
+    remove or update one. It also bounds what a search reads: the user's most recent this many."""
+
+
 class GatewayDefinition(Section):
     """A gateway declared in the file, created or updated at start in the admin account."""
 
@@ -219,6 +225,7 @@ class Settings(BaseSettings):
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

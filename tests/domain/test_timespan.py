@@ -28,3 +28,11 @@ def test_written_as_hh_mm_ss_and_days_from_one_day() -> None:
     assert format_timespan(timedelta(seconds=5)) == "00:00:05"
     assert format_timespan(timedelta(hours=27, minutes=1)) == "1.03:01:00"
     assert format_timespan(None) is None
+
+
+@pytest.mark.parametrize("given", [1e300, "9" * 30, "1" * 33, "36501.00:00:00"])
+def test_a_timespan_too_long_to_hold_is_a_value_error_not_an_overflow(given: object) -> None:
+    """1e300 seconds used to raise OverflowError from timedelta, which validation let through as a 500."""
+    with pytest.raises(ValueError, match="at most"):
+        parse_timespan(given)
+    assert parse_timespan("36500.00:00:00") == timedelta(days=36_500)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from botline.domain.clock import FrozenClock
-from botline.domain.memory import DateReminder, InvalidMemory, MemoryFormat
+from botline.domain.memory import DateReminder, InvalidMemory, MemoryFormat, MemoryFull
 from botline.memory.service import MemoryService, matches, search_terms
 from botline.store import Store, open_store
 
@@ -104,3 +104,36 @@ async def test_the_purge_task_starts_once_and_closes_cleanly(service: MemoryServ
     await service.start_purging()
     await service.close()
     await service.close()
+
+
+async def test_l8_a_user_holds_at_most_max_per_user_memories(store: Store, clock: FrozenClock) -> None:
+    service = MemoryService(store, clock, max_per_user=3)
+    notes = [await service.save(ACCOUNT, "u1", f"note {i}", 1) for i in range(2)]
+    await service.save_reminder(ACCOUNT, "u1", DateReminder(title="Dentist", start="2026-12-01T15:00",
+                                                            timezone="UTC"), None)
+    with pytest.raises(MemoryFull, match="already has 3 saved memories"):
+        await service.save(ACCOUNT, "u1", "one too many", None)
+    with pytest.raises(MemoryFull):
+        await service.save_reminder(ACCOUNT, "u1", DateReminder(title="Gym", start="2026-12-02T08:00",
+                                                                timezone="UTC"), None)
+    assert len(await service.recent(ACCOUNT, "u1", MemoryFormat.TEXT)) == 2
+    await service.save(ACCOUNT, "u2", "another user is not affected", None)
+    assert await service.remove(ACCOUNT, "u1", notes[0].id, MemoryFormat.TEXT)
+    await service.save(ACCOUNT, "u1", "room again after a removal", None)
+    clock.advance(timedelta(days=1))  # the notes kept for one day expire and stop counting
+    await service.save(ACCOUNT, "u1", "room again after an expiry", None)
+
+
+async def test_l8_search_reads_only_the_users_most_recent_max_per_user_memories(
+    service: MemoryService, store: Store, clock: FrozenClock
+) -> None:
+    """Memories stored before a lower cap (or by racing saves) stay, but a search never loads them all."""
+    older = [await service.save(ACCOUNT, "u1", f"pet {i}", None) for i in range(4)]
+    newer = []
+    for i in (4, 5):
+        clock.advance(timedelta(minutes=1))
+        newer.append(await service.save(ACCOUNT, "u1", f"pet {i}", None))
+    capped = MemoryService(store, clock, max_per_user=2)
+    assert [m.id for m in await capped.search(ACCOUNT, "u1", "pet")] == [m.id for m in reversed(newer)]
+    assert len(await capped.recent(ACCOUNT, "u1", MemoryFormat.TEXT)) == 2
+    assert len(await service.search(ACCOUNT, "u1", "pet")) == len(older) + len(newer)

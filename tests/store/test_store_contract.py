@@ -1196,6 +1196,27 @@ class TestMemories:
         assert await store.memories.list_for_user(ALICE, "user-2", now=T0) == []
         assert len(await store.memories.list_for_account(ALICE, now=T0)) == 1
 
+    async def test_l8_count_for_user_counts_live_memories_of_every_format_for_that_user_only(
+        self, store: Store
+    ) -> None:
+        for item in (memory(updated=1), memory(updated=2, format=MemoryFormat.DATE_REMINDER),
+                     memory(updated=3, days=0.001), memory("user-2"), memory(account_id=BOB),
+                     memory("user-1@device")):
+            await store.memories.create(item)
+        assert await store.memories.count_for_user(ALICE, "user-1", now=at(10)) == 2
+        assert await store.memories.count_for_user(ALICE, "user-1", now=at(1)) == 3
+        assert await store.memories.count_for_user(ALICE, "nobody", now=at(10)) == 0
+        assert await store.memories.count_for_user(BOB, "user-1", now=at(10)) == 1
+
+    async def test_l8_a_limited_read_pages_past_expired_memories(self, store: Store) -> None:
+        """More expired memories than one page sit in front of the live ones: the limit is still filled."""
+        live = [memory(updated=i) for i in range(3)]
+        expired = [memory(updated=10 + i, days=0.001) for i in range(70)]
+        for item in (*live, *expired):
+            await store.memories.create(item)
+        listed = await store.memories.list_for_user(ALICE, "user-1", now=at(200), limit=2)
+        assert [m.id for m in listed] == [live[2].id, live[1].id]
+
     async def test_delete_is_scoped_by_account_and_reports_live_memories_only(self, store: Store) -> None:
         live, expired = memory(), memory(days=0.001)
         for item in (live, expired):

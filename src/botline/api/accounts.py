@@ -15,6 +15,7 @@ from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.accounts import Account, AccountParameters, ApiKey
 from botline.domain.base import CamelModel
+from botline.domain.limits import Name, Secret
 from botline.store.changes import AccountChange
 
 ACCESS_TOKEN_LIFETIME_DAYS = 180
@@ -24,7 +25,7 @@ routes = web.RouteTableDef()
 
 
 class CreateKeyRequest(CamelModel):
-    label: str = Field(default="", max_length=200)
+    label: Name = ""
     duration: int = -1
     """Days until the key expires; -1 for a key that never expires."""
 
@@ -37,12 +38,12 @@ class CreateKeyRequest(CamelModel):
 
 
 class UpdateAccountRequest(CamelModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = Field(default=None, min_length=1)
     parameters: AccountParameters | None = None
 
 
 class LoginRequest(CamelModel):
-    login_key: str = Field(min_length=1)
+    login_key: Secret = Field(min_length=1)
 
 
 def account_view(account: Account) -> dict[str, Any]:

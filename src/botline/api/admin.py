@@ -8,11 +8,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
-from botline.api.http import ApiError, json_response, message_response, not_found, read_model
+from botline.api.http import ApiError, json_response, message_response, not_found, query_text, read_model
 from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.accounts import Account, Plan
 from botline.domain.base import CamelModel
+from botline.domain.limits import Email, Name, Text
 from botline.store.changes import AccountChange, BalanceOperation
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,8 @@ routes = web.RouteTableDef()
 
 
 class AccountPatch(CamelModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    name: Name | None = Field(default=None, min_length=1)
+    email: Email | None = None
     plan: Plan | None = None
     is_admin: bool | None = None
     disabled: bool | None = None
@@ -30,7 +31,7 @@ class AccountPatch(CamelModel):
 class BalanceAdjustment(CamelModel):
     operation: BalanceOperation
     amount: float = Field(ge=0)
-    description: str = Field(default="", max_length=500)
+    description: Text = ""
 
 
 def _require_admin(request: web.Request) -> None:
@@ -60,8 +61,8 @@ async def _target(request: web.Request) -> Account:
 async def list_accounts(request: web.Request) -> web.Response:
     """?query= searches id, name and email; ?viewMode=disabled lists only disabled accounts."""
     _require_admin(request)
-    query = request.query.get("query", "").strip().lower()
-    view_mode = request.query.get("viewMode", "default")
+    query = query_text(request, "query").strip().lower()
+    view_mode = query_text(request, "viewMode", "default")
     accounts = await services(request).store.accounts.list()
     selected = [
         a for a in accounts

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_model
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, query_text, read_model
 from botline.api.integrations import integrations_view
 from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Session
+from botline.domain.limits import LongText, Name, Patch, PatchOf, StringMap, Url
 from botline.store.changes import ClientSettings
 
 routes = web.RouteTableDef()
@@ -26,8 +27,8 @@ CONTEXT_PREVIEW_CHARS = 120
 
 
 class ChatClientBody(CamelModel):
-    name: str = Field(min_length=1, max_length=200)
-    ai_gateway_id: str | None = None
+    name: Name = Field(min_length=1)
+    ai_gateway_id: Name | None = None
     limiting_parameters: LimitingParameters = Field(default_factory=LimitingParameters)
     client_parameters: ClientParameters
 
@@ -35,18 +36,18 @@ class ChatClientBody(CamelModel):
 class ChatClientPatch(CamelModel):
     """The sections given are merged shallowly into the stored ones (arrays are replaced whole)."""
 
-    name: str | None = None
-    ai_gateway_id: str | None = None
-    limiting_parameters: dict[str, Any] | None = None
-    client_parameters: dict[str, Any] | None = None
+    name: Name | None = None
+    ai_gateway_id: Name | None = None
+    limiting_parameters: Annotated[Patch, PatchOf((LimitingParameters,))] | None = None
+    client_parameters: Annotated[Patch, PatchOf((ClientParameters,))] | None = None
 
 
 class SessionBody(CamelModel):
-    extra_context: str | None = Field(default=None, max_length=65536)
-    tag: str | None = Field(default=None, max_length=256)
+    extra_context: LongText | None = None
+    tag: Name | None = None
     expires: float = Field(default=DEFAULT_SESSION_SECONDS, ge=MIN_SESSION_SECONDS, le=MAX_SESSION_SECONDS)
-    context_location: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    context_location: Url | None = None
+    metadata: StringMap = Field(default_factory=dict)
 
     @field_validator("context_location")
     @classmethod
@@ -200,7 +201,7 @@ def _matches(session: Session, needle: str) -> bool:
 @documented("List a web chat client's sessions.", query={"filter": "Searches id, access key, tag and context."})
 async def list_sessions(request: web.Request) -> web.Response:
     client = await _owned(request)
-    needle = request.query.get("filter", "").strip().lower()
+    needle = query_text(request, "filter").strip().lower()
     svc = services(request)
     sessions = await svc.store.sessions.list_for_client(client.account_id, client.id)
     now = svc.clock.now()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field
 
-from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_model
+from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, query_text, read_model
 from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
@@ -19,6 +19,7 @@ from botline.domain.gateways import (
     keep_masked_api_key,
     restore_masked_headers,
 )
+from botline.domain.limits import Name, Patch, PatchOf, partial
 from botline.domain.secrets import SecretNeeded
 from botline.gateway import completion
 from botline.gateway.errors import UpstreamError
@@ -26,18 +27,20 @@ from botline.gateway.registry import create_gateway, save_gateway
 
 routes = web.RouteTableDef()
 VALIDATION_PROMPT = [{"role": "user", "content": "Reply with the single word: ok"}]
+PARAMETERS_PATCH = partial(GatewayParameters)
+"""Checks a PATCH's parameters (limits included) before they are merged; built once, at import."""
 
 
 class GatewayBody(CamelModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1)
     parameters: GatewayParameters
 
 
 class GatewayPatch(CamelModel):
     """Top-level parameters given here replace the stored ones; a masked or absent apiKey keeps the old one."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    parameters: dict[str, Any] | None = None
+    name: Name | None = Field(default=None, min_length=1)
+    parameters: Annotated[Patch, PatchOf((GatewayParameters,))] | None = None
 
 
 def gateway_view(gateway: Gateway) -> dict[str, Any]:
@@ -63,7 +66,7 @@ async def create(request: web.Request) -> web.Response:
 @routes.get("/api/v1/ai-gateways")
 @documented("List the account's AI gateways.", query={"filter": "Searches name, model, slug and id."})
 async def list_gateways(request: web.Request) -> web.Response:
-    needle = request.query.get("filter", "").strip().lower()
+    needle = query_text(request, "filter").strip().lower()
     gateways = await services(request).store.gateways.list_for_account(principal(request).account.id)
     return json_response([
         {"id": g.id, "name": g.name, "inferenceEndpoint": g.parameters.base_address,
@@ -87,6 +90,7 @@ async def edit(request: web.Request) -> web.Response:
     gateway = await _owned(request)
     data = await read_model(request, GatewayPatch)
     patch = data.parameters or {}
+    parse_model(PARAMETERS_PATCH, patch, at="parameters")
     stored = gateway.parameters.wire()
     try:
         merged = {**stored, **restore_masked_headers(patch, stored)}

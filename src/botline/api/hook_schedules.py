@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from botline.api.http import json_response, message_response, not_found
+from botline.api.http import json_response, message_response, not_found, query_text
 from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import principal, services
 from botline.domain.chat_clients import ChatClient
@@ -63,7 +63,7 @@ async def list_hook_schedules(request: web.Request) -> web.Response:
     """inactiveUsers: users whose last delivered continuation is newer than their last message."""
     client = await _owned(request)
     svc = services(request)
-    user = request.query.get("external-user-id")
+    user = query_text(request, "external-user-id") or None
     items = [i for i in await svc.store.schedules.list_for_client(client.account_id, client.id)
              if user is None or i.external_user_id == user]
     last_delivery: dict[str, Any] = {}

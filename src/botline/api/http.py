@@ -10,6 +10,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from botline.domain.limits import NAME_MAX
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -55,10 +57,11 @@ def message_response(message: str, *, status: int = 200) -> web.Response:
     return json_response({"message": message}, status=status)
 
 
-def validation_message(exc: ValidationError) -> str:
-    """The first validation problem as one sentence naming the field."""
-    error = exc.errors()[0]
-    location = ".".join(str(part) for part in error["loc"]) or "body"
+def validation_message(exc: ValidationError, at: str = "") -> str:
+    """The first validation problem as one sentence naming the field, as the client wrote it
+    (`parameters.systemInstruction`); `at` is where the validated object sits in the body."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    location = ".".join([part for part in (at,) if part] + [str(part) for part in error["loc"]]) or "body"
     detail = error["msg"].removeprefix("Value error, ")
     return f"Invalid value for {location}: {detail}."
 
@@ -84,11 +87,23 @@ async def read_model(request: web.Request, model: type[ModelT]) -> ModelT:
     return parse_model(model, data)
 
 
-def parse_model(model: type[ModelT], data: Any) -> ModelT:
+def parse_model(model: type[ModelT], data: Any, *, at: str = "") -> ModelT:
+    """`data` validated as `model`; 400 naming the field (under `at`, its place in the body)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(400, validation_message(exc)) from exc
+        raise ApiError(400, validation_message(exc, at)) from exc
+
+
+def query_text(request: web.Request, name: str, default: str = "", *, max_length: int = NAME_MAX) -> str:
+    """A query parameter (`default` when absent); 400 naming it when longer than `max_length`.
+
+    Every route reads its query through this or `query_int`, so none searches or stores an unbounded value.
+    """
+    value = request.query.get(name, default)
+    if len(value) > max_length:
+        raise ApiError(400, f"Query parameter {name} must have at most {max_length} characters.")
+    return value
 
 
 def query_int(request: web.Request, name: str, default: int) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import Field
 
 from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_model
 from botline.api.openapi import MessageAnswer, documented
@@ -12,6 +13,7 @@ from botline.api.state import principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.integrations import FIELD_OF, MODEL_OF, IntegrationType, keep_masked_secrets, masked
+from botline.domain.limits import MAP_MAX, Name, Patch, PatchOf
 from botline.domain.secrets import SecretNeeded
 from botline.engine.channels import ChannelHub
 
@@ -24,7 +26,9 @@ class IntegrationsBody(CamelModel):
     secrets keep the stored ones."""
 
     integration_type: IntegrationType
-    integrations: dict[str, dict[str, Any] | None]
+    integrations: Annotated[
+        dict[Name, Annotated[Patch, PatchOf(tuple(MODEL_OF.values()))] | None], Field(max_length=MAP_MAX)
+    ]
 
 
 def _kind(value: Any) -> IntegrationType:
@@ -70,7 +74,7 @@ async def edit_integrations(request: web.Request) -> web.Response:
         given = keep_masked_secrets(section, stored, section=_alias(kind))
     except SecretNeeded as exc:
         raise ApiError(400, str(exc)) from None
-    integration = parse_model(MODEL_OF[kind], given)
+    integration = parse_model(MODEL_OF[kind], given, at=f"integrations.{_alias(kind)}")
     setattr(client.integrations, FIELD_OF[kind], integration)
     svc = services(request)
     if not await svc.store.chat_clients.set_integration(client.account_id, client.id, kind,

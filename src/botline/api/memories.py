@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from botline.api.http import ApiError, json_response, not_found
+from botline.api.http import ApiError, json_response, not_found, query_text
 from botline.api.openapi import documented
 from botline.api.state import principal, services
 from botline.domain.memory import Memory, MemoryFormat
@@ -28,12 +28,12 @@ def _parse_format(raw: str) -> MemoryFormat:
 
 
 def _optional_format(request: web.Request) -> MemoryFormat | None:
-    raw = request.query.get("format", "").strip()
+    raw = query_text(request, "format").strip()
     return _parse_format(raw) if raw else None
 
 
 def _required_format(request: web.Request) -> MemoryFormat:
-    raw = request.query.get("format", "").strip()
+    raw = query_text(request, "format").strip()
     if not raw:
         raise ApiError(400, f"The format query parameter is required when deleting by externalUserId ({FORMATS}).")
     return _parse_format(raw)
@@ -55,7 +55,7 @@ def _matches(memory: Memory, needle: str) -> bool:
 )
 async def list_memories(request: web.Request) -> web.Response:
     format = _optional_format(request)
-    needle = request.query.get("filter", "").strip().lower()
+    needle = query_text(request, "filter").strip().lower()
     svc = services(request)
     memories = await svc.store.memories.list_for_account(principal(request).account.id, now=svc.clock.now(),
                                                          format=format)
@@ -83,8 +83,8 @@ async def view_memory(request: web.Request) -> web.Response:
            "format": "The memories' format; required with externalUserId."},
 )
 async def delete_memories(request: web.Request) -> web.Response:
-    memory_id = request.query.get("id", "").strip()
-    user = request.query.get("externalUserId", "").strip()
+    memory_id = query_text(request, "id").strip()
+    user = query_text(request, "externalUserId").strip()
     if bool(memory_id) == bool(user):
         raise ApiError(400, "Give exactly one of the id and externalUserId query parameters.")
     svc = services(request)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from botline.api.http import ApiError, json_response, read_model
 from botline.api.openapi import documented
@@ -21,6 +21,7 @@ from botline.api.state import principal, services
 from botline.domain.base import random_hex
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
+from botline.domain.limits import MESSAGES_MAX, BodyBounded, Items, JsonObject, Name, OpenModel
 from botline.gateway.caller import Caller, CallSource
 from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured
 from botline.gateway.pipeline import ToolStatus, TurnRequest, TurnResult, TurnSink
@@ -60,19 +61,20 @@ async def _gateway(request: web.Request, model: str) -> Gateway:
     return gateway
 
 
-class ChatCompletionBody(BaseModel):
+ChatMessage = Annotated[dict[str, Any], BodyBounded("a message may carry an inline image; the upstream caps it")]
+
+
+class ChatCompletionBody(OpenModel):
     """OpenAI's chat completion request. Fields not named here (temperature, max_tokens...) are passed
     to the upstream; the gateway's own parameters win where both are set."""
 
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(min_length=1, description="An AI gateway id or slug (see GET /v1/models).")
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    model: Name = Field(min_length=1, description="An AI gateway id or slug (see GET /v1/models).")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MESSAGES_MAX)
     stream: bool | None = None
-    stream_options: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    user: str | None = Field(default=None, description="The external user id: keys memories and schedules.")
-    metadata: dict[str, Any] | None = Field(default=None, description="Strings that reach protocol functions.")
+    stream_options: JsonObject | None = None
+    tools: Items[JsonObject] | None = None
+    user: Name | None = Field(default=None, description="The external user id: keys memories and schedules.")
+    metadata: JsonObject | None = Field(default=None, description="Strings that reach protocol functions.")
     n: int | None = None
 
 

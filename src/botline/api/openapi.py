@@ -14,13 +14,15 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib.metadata import version
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, RootModel
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from botline.domain.limits import BodyBounded
 
 JSON = "application/json"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -50,7 +52,7 @@ class MessageAnswer(BaseModel):
     message: str
 
 
-class JsonObject(RootModel[dict[str, Any]]):
+class JsonObject(RootModel[Annotated[dict[str, Any], BodyBounded("read by the handler, which keeps what it needs")]]):
     """Any JSON object (its fields are read by the handler itself)."""
 
 

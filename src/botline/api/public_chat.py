@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from botline.api.culture import CULTURES, pick_language
-from botline.api.http import ApiError, json_response, message_response, parse_model, read_json
+from botline.api.http import ApiError, json_response, message_response, parse_model, query_text, read_json
 from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.sse import SseStream, event_frame, loop_pinger
 from botline.api.state import services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, MessageStatus, Session
+from botline.domain.limits import ITEMS_MAX, BodyBounded, Items
 from botline.engine.attachments import AttachmentError, reader_for
 from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
 from botline.gateway.caller import CallSource
@@ -31,9 +32,25 @@ UNAVAILABLE = "This chat is unavailable."
 LAST_EVENTS = ("done", "error")
 
 
+UploadPart = Annotated[dict[str, Any], BodyBounded("an upload: webchat.max_upload_bytes caps each file")]
+
+
 class PromptMessage(CamelModel):
     role: str = Field(max_length=16, pattern="^user$")  # pydantic-core runs patterns with Rust's linear engine
-    content: str | list[dict[str, Any]]
+    content: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | Items[UploadPart]
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        """The limits of both forms checked first, so the 400 names `prompt.content` (a failed union would
+        report each form it tried)."""
+        if isinstance(value, str) and len(value) > MAX_PROMPT_CHARS:
+            raise ValueError(f"must have at most {MAX_PROMPT_CHARS} characters")
+        if isinstance(value, list) and len(value) > ITEMS_MAX:
+            raise ValueError(f"must have at most {ITEMS_MAX} parts")
+        if not isinstance(value, str | list):
+            raise ValueError("must be a string or a list of content parts")
+        return value
 
 
 class PromptBody(CamelModel):
@@ -102,7 +119,7 @@ def _refusal(exc: ChatRefused | AttachmentError) -> ApiError:
 
 
 def _wants_stream(request: web.Request) -> bool:
-    return request.query.get("stream", "").lower() in ("1", "true") or EVENT_STREAM in request.headers.get("Accept", "")
+    return query_text(request, "stream").lower() in ("1", "true") or EVENT_STREAM in request.headers.get("Accept", "")
 
 
 @routes.post(BASE + "/prompt")
@@ -119,7 +136,8 @@ async def prompt(request: web.Request) -> web.StreamResponse:
     text = content if isinstance(content, str) else "".join(
         str(part.get("text", "")) for part in content if isinstance(part, dict) and part.get("type") == "text")
     if len(text) > MAX_PROMPT_CHARS or (not text.strip() and (isinstance(content, str) or not content)):
-        raise ApiError(400, f"The message must have between 1 and {MAX_PROMPT_CHARS} characters.")
+        raise ApiError(400, f"Invalid value for prompt.content: the message must have between 1 and "
+                            f"{MAX_PROMPT_CHARS} characters.")
     svc = services(request)
     try:
         reader = reader_for(client, svc.transcriber, max_upload_bytes=svc.settings.webchat.max_upload_bytes)

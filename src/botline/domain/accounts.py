@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.limits import Email, Items
 
 
 class Plan(StrEnum):
@@ -26,7 +27,7 @@ class DeprecatedModelsNotification(CamelModel):
 
 
 class Notifications(CamelModel):
-    emails: list[str] = Field(default_factory=list)
+    emails: Items[Email] = Field(default_factory=list)
     low_balance: LowBalanceNotification = Field(default_factory=LowBalanceNotification)
     deprecated_models: DeprecatedModelsNotification = Field(default_factory=DeprecatedModelsNotification)
 

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel, new_id, utcnow
 from botline.domain.integrations import Integrations
+from botline.domain.limits import Document, ImageUrl, Items, LongText, Name, Text
 from botline.domain.timespan import Timespan
 
 # Linear-time patterns (docs/decisions.md, "Regexes on hostile input"): no two quantifiers can match
@@ -34,8 +35,8 @@ class InputMode(StrEnum):
 
 
 class SuggestionButton(CamelModel):
-    label: str = Field(min_length=1, max_length=200)
-    prompt: str = Field(min_length=1, max_length=4000)
+    label: Name = Field(min_length=1)
+    prompt: Text = Field(min_length=1)
 
 
 class StrictModel(CamelModel):
@@ -59,30 +60,30 @@ class LimitingParameters(StrictModel):
 
 
 class ClientParameters(StrictModel):
-    language_code: str | None = None
-    suggestion_buttons: list[SuggestionButton] = Field(default_factory=list)
-    custom_scripts: str | None = None
-    custom_styles: str | None = None
-    input_modes: list[InputMode] = Field(default_factory=list)
+    language_code: Name | None = None
+    suggestion_buttons: Items[SuggestionButton] = Field(default_factory=list)
+    custom_scripts: Document | None = None
+    custom_styles: Document | None = None
+    input_modes: Items[InputMode] = Field(default_factory=list)
     primary_color: str = Field(max_length=MAX_COLOUR_LENGTH)
-    page_title: str = Field(min_length=1, max_length=200)
-    hello_label: str | None = None
-    hello_sub_label: str | None = None
-    text_area_placeholder: str | None = None
-    logo_image_url: str | None = None
+    page_title: Name = Field(min_length=1)
+    hello_label: Text | None = None
+    hello_sub_label: Text | None = None
+    text_area_placeholder: Text | None = None
+    logo_image_url: ImageUrl | None = None
     debug: bool = False
     show_tool_calls: bool = False
-    allowed_frame_origins: list[Origin] = Field(default_factory=list)
-    audio_synthesis_source: str = "None"
-    audio_synthesis_voice: str | None = None
-    audio_synthesis_instruction: str | None = None
+    allowed_frame_origins: Items[Origin] = Field(default_factory=list)
+    audio_synthesis_source: Name = "None"
+    audio_synthesis_voice: Name | None = None
+    audio_synthesis_instruction: LongText | None = None
     summarize_text_before_audio_synthesis: bool = False
     upload_unsupported_files: bool = False
     allow_scheduled_continuations: bool = False
     split_answer_into_message_chunks: bool = False
     max_scheduled_ignored_zone: Timespan = None
     message_debounce_interval: Timespan = None
-    timezone: str | None = None
+    timezone: Name | None = None
     """botline's addition: the IANA zone recurring tasks default to (else UTC)."""
 
     @field_validator("primary_color")

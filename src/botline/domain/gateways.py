@@ -16,6 +16,7 @@ import jsonschema
 from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.limits import Document, Headers, Items, JsonObject, JsonValue, LongText, Name, Secret, Text, Url
 from botline.domain.secrets import MASK, SecretNeeded, same_destination
 
 
@@ -83,8 +84,8 @@ class SentinelFunction(StrEnum):
 
 class BashOptions(StrictCamelModel):
     allow_data_persistence: bool = False
-    tool_list: list[str] = Field(default_factory=list)
-    tool_exclusion_mode: str = "WhiteList"
+    tool_list: Items[Name] = Field(default_factory=list)
+    tool_exclusion_mode: Name = "WhiteList"
 
 
 class QueryStrategyParameters(StrictCamelModel):
@@ -104,10 +105,10 @@ class ProtocolFunction(StrictCamelModel):
     """A tool the model may call; botline POSTs the arguments to callbackUrl."""
 
     name: str = Field(max_length=MAX_FUNCTION_NAME_LENGTH)
-    description: str = Field(min_length=10)
-    headers: dict[str, str] = Field(default_factory=dict)
-    callback_url: str = Field(max_length=MAX_URL_LENGTH)
-    content_format: dict[str, Any]
+    description: LongText = Field(min_length=10)
+    headers: Headers = Field(default_factory=dict)
+    callback_url: Url
+    content_format: JsonObject
 
     @field_validator("name")
     @classmethod
@@ -137,10 +138,10 @@ class ProtocolFunction(StrictCamelModel):
 class RemoteResource(StrictCamelModel):
     """A URL whose content is fetched and cached (instruction sources, MCP sources)."""
 
-    name: str = Field(min_length=3)
-    description: str | None = None
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    name: Name = Field(min_length=3)
+    description: Text | None = None
+    url: Url
+    headers: Headers = Field(default_factory=dict)
     cache_duration: int = 600
 
     @field_validator("url")
@@ -152,17 +153,17 @@ class RemoteResource(StrictCamelModel):
 
 
 class SentinelOptions(StrictCamelModel):
-    enabled_functions: list[SentinelFunction] = Field(default_factory=list)
+    enabled_functions: Items[SentinelFunction] = Field(default_factory=list)
 
 
 class BuiltinFunctionsOptions(StrictCamelModel):
-    web_search_mode: str = "Full"
+    web_search_mode: Name = "Full"
     web_search_max_results: int = 5
     image_generation_max_results: int = 1
-    image_generation_quality: str = "Low"
+    image_generation_quality: Name = "Low"
     image_generation_allow_mature_content: bool = False
     image_generation_allow_reference_usage: bool = False
-    image_generation_model_name: str | None = None
+    image_generation_model_name: Name | None = None
     include_all_memory_context: bool = False
 
 
@@ -175,27 +176,27 @@ class ModerationParameters(StrictCamelModel):
 
 
 class ModelRoutingParameters(StrictCamelModel):
-    low_complexity_model_name: str = Field(min_length=1)
-    low_complexity_model_reasoning_effort: str | None = None
-    medium_complexity_model_name: str = Field(min_length=1)
-    medium_complexity_model_reasoning_effort: str | None = None
-    high_complexity_model_name: str = Field(min_length=1)
-    high_complexity_model_reasoning_effort: str | None = None
+    low_complexity_model_name: Name = Field(min_length=1)
+    low_complexity_model_reasoning_effort: Name | None = None
+    medium_complexity_model_name: Name = Field(min_length=1)
+    medium_complexity_model_reasoning_effort: Name | None = None
+    high_complexity_model_name: Name = Field(min_length=1)
+    high_complexity_model_reasoning_effort: Name | None = None
 
 
 class GatewayParameters(StrictCamelModel):
     """Everything the seed's gateway `parameters` object holds."""
 
-    base_address: str = Field(min_length=1)
-    api_key: str | None = None
-    model_name: str = Field(min_length=1)
-    skills: list[str] = Field(default_factory=list)
+    base_address: Url = Field(min_length=1)
+    api_key: Secret | None = None
+    model_name: Name = Field(min_length=1)
+    skills: Items[Name] = Field(default_factory=list)
     hide_tools_without_skill: bool = False
-    always_visible_tools: list[str] = Field(default_factory=list)
+    always_visible_tools: Items[Name] = Field(default_factory=list)
     enable_bash: bool = False
     bash_options: BashOptions | None = None
-    knowledge_collections: list[str] = Field(default_factory=list)
-    reranker_name: str | None = None
+    knowledge_collections: Items[Name] = Field(default_factory=list)
+    reranker_name: Name | None = None
     knowledge_base_maximum_results: int = 5
     knowledge_base_minimum_score: float = 0.0
     knowledge_use_references: bool = False
@@ -206,32 +207,32 @@ class GatewayParameters(StrictCamelModel):
     top_p: float | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    stop: str | None = None
+    stop: Text | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     context_maximum_size: int | None = Field(default=None, ge=1)
     context_overflow_action: ContextOverflowAction = ContextOverflowAction.THROW
-    system_instruction: str | None = None
-    worker_script_source: str | None = None
-    user_prompt_template: str | None = None
-    assistant_prefill: str | None = None
+    system_instruction: Document | None = None
+    worker_script_source: Document | None = None
+    user_prompt_template: LongText | None = None
+    assistant_prefill: LongText | None = None
     include_prefilling_in_messages: bool = False
-    reasoning_effort: str | None = None
-    verbosity: str | None = None
-    flags: list[GatewayFlag] = Field(default_factory=list)
-    tools: list[Any] | None = None
-    protocol_functions: list[ProtocolFunction] = Field(default_factory=list)
-    protocol_function_sources: list[str] = Field(default_factory=list)
-    mcp_sources: list[RemoteResource] = Field(default_factory=list)
-    system_instructions_sources: list[RemoteResource] = Field(default_factory=list)
-    enabled_multimodal_features: list[MultimodalFeature] = Field(default_factory=list)
+    reasoning_effort: Name | None = None
+    verbosity: Name | None = None
+    flags: Items[GatewayFlag] = Field(default_factory=list)
+    tools: Items[JsonValue] | None = None
+    protocol_functions: Items[ProtocolFunction] = Field(default_factory=list)
+    protocol_function_sources: Items[Url] = Field(default_factory=list)
+    mcp_sources: Items[RemoteResource] = Field(default_factory=list)
+    system_instructions_sources: Items[RemoteResource] = Field(default_factory=list)
+    enabled_multimodal_features: Items[MultimodalFeature] = Field(default_factory=list)
     tool_context_count: int | None = Field(default=None, ge=0)
     sentinel_options: SentinelOptions | None = None
     builtin_functions_options: BuiltinFunctionsOptions | None = None
     moderation_parameters: ModerationParameters | None = None
-    known_tool_handler_name: str | None = None
+    known_tool_handler_name: Name | None = None
     tool_invocation_explanations: bool = False
     model_routing_parameters: ModelRoutingParameters | None = None
-    additional_settings: dict[str, Any] | None = None
+    additional_settings: JsonObject | None = None
 
     @field_validator("base_address")
     @classmethod

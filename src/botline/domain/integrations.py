@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel
+from botline.domain.limits import Name, Secret, Url
 from botline.domain.secrets import MASK, SecretNeeded, same_destination
 from botline.domain.timespan import Timespan
 
@@ -58,26 +59,26 @@ class _Integration(CamelModel):
 
 
 class ZapiIntegration(_Integration):
-    instance_id: str = Field(min_length=1)
-    instance_token: str = Field(min_length=1)
-    client_token: str | None = None
+    instance_id: Name = Field(min_length=1)
+    instance_token: Secret = Field(min_length=1)
+    client_token: Secret | None = None
 
     secret_fields: ClassVar[tuple[str, ...]] = ("instance_token", "client_token")
 
 
 class TelegramIntegration(_Integration):
-    bot_token: str = Field(min_length=1)
+    bot_token: Secret = Field(min_length=1)
     group_policy: GroupPolicy = GroupPolicy.MENTIONED
-    webhook_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    webhook_secret: Secret = Field(default_factory=lambda: secrets.token_urlsafe(32))
     """Given to setWebhook as secret_token; Telegram echoes it in X-Telegram-Bot-Api-Secret-Token."""
 
     secret_fields: ClassVar[tuple[str, ...]] = ("bot_token", "webhook_secret")
 
 
 class EvolutionIntegration(_Integration):
-    endpoint_url: str = Field(min_length=1)
-    instance_name: str = Field(min_length=1)
-    api_key: str = Field(min_length=1)
+    endpoint_url: Url = Field(min_length=1)
+    instance_name: Name = Field(min_length=1)
+    api_key: Secret = Field(min_length=1)
 
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
     destination_field: ClassVar[str | None] = "endpoint_url"
@@ -91,10 +92,10 @@ class EvolutionIntegration(_Integration):
 
 
 class KapsoIntegration(_Integration):
-    api_key: str = Field(min_length=1)
-    phone_number_id: str = Field(min_length=1)
-    webhook_secret_key: str | None = None
-    continued_messages_template_id: str | None = None
+    api_key: Secret = Field(min_length=1)
+    phone_number_id: Name = Field(min_length=1)
+    webhook_secret_key: Secret | None = None
+    continued_messages_template_id: Name | None = None
 
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key", "webhook_secret_key")
 

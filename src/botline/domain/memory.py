@@ -32,6 +32,16 @@ class InvalidMemory(ValueError):
     """A memory's content or retention breaks a rule; the message says which, in plain words."""
 
 
+class MemoryFull(InvalidMemory):
+    """The user already holds the most memories allowed (config `memory.max_per_user`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this user already has {limit} saved memories and reminders, the most allowed. Remove one that is "
+            "no longer useful (or update an existing one instead), then save again."
+        )
+
+
 def check_content(content: str, what: str = "memoryData") -> str:
     """The content unchanged; InvalidMemory when it is blank or over MAX_CONTENT_BYTES."""
     if not content.strip():

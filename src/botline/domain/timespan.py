@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-MAX_TIMESPAN_CHARS = 32
-"""Longer than any timespan written by hand ("10675199.02:48:05.4775807" is .NET's largest)."""
+TIMESPAN_MAX_CHARS = 32
+MAX_TIMESPAN = timedelta(days=36_500)
+"""A century: far beyond any use, well inside what timedelta (and a float of seconds) holds."""
 _TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{2}):(?P<seconds>\d{2})(?:\.\d+)?$")
 
 
@@ -19,10 +20,10 @@ def parse_timespan(value: Any) -> timedelta | None:
         return None
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, str) and len(value) > TIMESPAN_MAX_CHARS:
+        raise ValueError(f"must be a timespan of at most {TIMESPAN_MAX_CHARS} characters")
     if isinstance(value, bool):
         raise ValueError("must be a timespan such as \"00:00:05\" or a number of seconds")
-    if isinstance(value, str) and len(value) > MAX_TIMESPAN_CHARS:
-        raise ValueError(f"must be at most {MAX_TIMESPAN_CHARS} characters")
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (match := _TIMESPAN.match(value.strip())):
@@ -36,10 +37,9 @@ def parse_timespan(value: Any) -> timedelta | None:
         raise ValueError("must be a timespan such as \"00:00:05\", \"1.00:00:00\" or a number of seconds")
     if seconds < 0:
         raise ValueError("must not be negative")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:  # "9" * 30 seconds: a 400 like any other bad value, not a 500
-        raise ValueError("is longer than any timespan botline can hold") from None
+    if not seconds <= MAX_TIMESPAN.total_seconds():  # also refuses NaN and infinity
+        raise ValueError(f"must be at most {MAX_TIMESPAN.days} days")
+    return timedelta(seconds=seconds)
 
 
 def format_timespan(value: timedelta | None) -> str | None:

@@ -7,7 +7,7 @@ import logging
 import re
 
 from botline.domain.clock import Clock
-from botline.domain.memory import DateReminder, Memory, MemoryFormat, check_content, retention
+from botline.domain.memory import DateReminder, Memory, MemoryFormat, MemoryFull, check_content, retention
 from botline.periodic import Periodic
 from botline.store.base import Store
 
@@ -15,26 +15,36 @@ log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_SECONDS = 300.0
 SEARCH_LIMIT = 20
+MAX_PER_USER = 500
 MIN_WORD_CHARS = 2
 WORD = re.compile(r"\w+")
 
 
 class MemoryService:
-    """Every method is scoped to one (account, external user id): another user's ids are unknown here."""
+    """Every method is scoped to one (account, external user id): another user's ids are unknown here.
 
-    def __init__(self, store: Store, clock: Clock, *, purge_interval: float = PURGE_INTERVAL_SECONDS) -> None:
+    A user holds at most `max_per_user` memories, and no read loads more than that many: searches look at
+    the user's most recent `max_per_user`, which under the cap is all of them.
+    """
+
+    def __init__(
+        self, store: Store, clock: Clock, *, purge_interval: float = PURGE_INTERVAL_SECONDS,
+        max_per_user: int = MAX_PER_USER,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._max_per_user = max_per_user
         self._purger = Periodic("memory-purge", purge_interval, self.purge_once)
 
     async def save(self, account_id: str, user: str, content: str, retention_days: int | None) -> Memory:
-        """Raises InvalidMemory for empty or oversized content or a retention outside 1..365."""
+        """Raises InvalidMemory for empty or oversized content or a retention outside 1..365, and
+        MemoryFull when the user already holds `max_per_user` memories."""
         now = self._clock.now()
         memory = Memory(
             account_id=account_id, external_user_id=user, format=MemoryFormat.TEXT, content=check_content(content),
             created_at=now, updated_at=now, expires_at=now + retention(retention_days),
         )
-        await self._store.memories.create(memory)
+        await self._create(memory)
         return memory
 
     async def save_reminder(
@@ -46,8 +56,17 @@ class MemoryService:
             content=reminder.content(), created_at=now, updated_at=now,
             expires_at=reminder.expiry(now, retention_days),
         )
-        await self._store.memories.create(memory)
+        await self._create(memory)
         return memory
+
+    async def _create(self, memory: Memory) -> None:
+        """Counted before the write, so saves of the same user racing at the cap may each pass once: the cap
+        can be exceeded by the number of that user's turns running at the same moment, never more."""
+        held = await self._store.memories.count_for_user(memory.account_id, memory.external_user_id,
+                                                         now=memory.created_at)
+        if held >= self._max_per_user:
+            raise MemoryFull(self._max_per_user)
+        await self._store.memories.create(memory)
 
     async def find(self, account_id: str, user: str, memory_id: str, format: MemoryFormat) -> Memory | None:
         """The user's live memory of that format with that id; None for anyone else's."""
@@ -85,9 +104,11 @@ class MemoryService:
     async def recent(
         self, account_id: str, user: str, format: MemoryFormat, limit: int | None = None
     ) -> list[Memory]:
-        """The user's live memories of that format, most recently written first."""
+        """The user's live memories of that format, most recently written first: at most `limit`, and
+        never more than `max_per_user`."""
+        bound = self._max_per_user if limit is None else min(limit, self._max_per_user)
         return await self._store.memories.list_for_user(
-            account_id, user, now=self._clock.now(), format=format, limit=limit
+            account_id, user, now=self._clock.now(), format=format, limit=bound
         )
 
     async def search(self, account_id: str, user: str, query: str, limit: int = SEARCH_LIMIT) -> list[Memory]:

@@ -406,7 +406,12 @@ class MemoryRepository(ABC):
         self, account_id: str, external_user_id: str, *, now: datetime, format: MemoryFormat | None = None,
         limit: int | None = None,
     ) -> list[Memory]:
-        """The user's live memories (of one format, or all), most recently written first."""
+        """The user's live memories (of one format, or all), most recently written first; with `limit`,
+        no more than about that many are read."""
+
+    @abstractmethod
+    async def count_for_user(self, account_id: str, external_user_id: str, *, now: datetime) -> int:
+        """How many live memories (of every format) the user holds, without reading them."""
 
     @abstractmethod
     async def list_for_account(

@@ -20,6 +20,8 @@ from botline.store.base import MemoryRepository
 from botline.store.redis_base import _dump, _epoch_seconds, _fetch, _fetch_many, _reachable_methods, _Repo, _score
 
 MIN_SCORE = "-inf"
+PAGE_MIN = 64
+"""A limited read of a user's index fetches at least this many ids at a time (expired ones are skipped)."""
 
 
 @_reachable_methods
@@ -97,9 +99,27 @@ class RedisMemories(_Repo, MemoryRepository):
         self, account_id: str, external_user_id: str, *, now: datetime, format: MemoryFormat | None = None,
         limit: int | None = None,
     ) -> list[Memory]:
-        memories = await self._newest_first(self._keys.memories_of_user(account_id, external_user_id))
-        live = [m for m in memories if m.is_live(now) and format in (None, m.format)]
-        return live if limit is None else live[:limit]
+        index = self._keys.memories_of_user(account_id, external_user_id)
+        if limit is None:
+            return [m for m in await self._newest_first(index) if m.is_live(now) and format in (None, m.format)]
+        live: list[Memory] = []
+        page, start = max(limit, PAGE_MIN), 0
+        while len(live) < limit:
+            ids = cast(list[str], await self._redis.zrange(index, start, start + page - 1, desc=True))
+            live += [m for m in await self._documents(ids) if m.is_live(now) and format in (None, m.format)]
+            if len(ids) < page:
+                break
+            start += page
+        return live[:limit]
+
+    async def count_for_user(self, account_id: str, external_user_id: str, *, now: datetime) -> int:
+        """Counted on the expiry index (one score per id), so no document is read."""
+        index = self._keys.memories_of_user(account_id, external_user_id)
+        ids = cast(list[str], await self._redis.zrange(index, 0, -1))
+        if not ids:
+            return 0
+        expiries = await self._redis.zmscore(self._keys.memories_by_expiry(), ids)
+        return sum(1 for expiry in expiries if expiry is not None and expiry > _epoch_seconds(now))
 
     async def list_for_account(
         self, account_id: str, *, now: datetime, format: MemoryFormat | None = None

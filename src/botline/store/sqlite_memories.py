@@ -67,6 +67,13 @@ class SqliteMemories(_Repo, MemoryRepository):
             [*params, -1 if limit is None else limit],
         )
 
+    async def count_for_user(self, account_id: str, external_user_id: str, *, now: datetime) -> int:
+        rows = await self._rows(
+            "SELECT COUNT(*) FROM memories WHERE account_id = ? AND external_user_id = ? AND expires_ts > ?",
+            (account_id, external_user_id, now.timestamp()),
+        )
+        return int(rows[0][0])
+
     async def list_for_account(
         self, account_id: str, *, now: datetime, format: MemoryFormat | None = None
     ) -> list[Memory]:

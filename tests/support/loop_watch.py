@@ -1,0 +1,29 @@
+"""Is the server still responsive while it handles a hostile request? /healthz polled back to back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from tests.support.server import RunningServer
+
+T = TypeVar("T")
+HEALTHZ_BUDGET_SECONDS = 0.1
+"""The one wall-clock assertion the test suite allows: /healthz answers within this while work runs."""
+
+
+async def slowest_healthz_during(server: RunningServer, work: Awaitable[T]) -> tuple[T, float]:
+    """Runs `work` while polling /healthz one request after another (at least once, the first poll sent
+    alongside it); returns the work's result and the slowest poll, in seconds."""
+    task = asyncio.ensure_future(work)
+    slowest = 0.0
+    while True:
+        started = time.perf_counter()
+        async with server.http.get(server.url + "/healthz") as response:
+            assert response.status == 200
+            await response.read()
+        slowest = max(slowest, time.perf_counter() - started)
+        if task.done():
+            return await task, slowest

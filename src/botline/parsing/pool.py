@@ -28,7 +28,7 @@ from botline.parsing.errors import (
     PoolClosed,
     WorkerCrashed,
 )
-from botline.parsing.worker import FAILED, HEADER, OK, REJECTED, serve
+from botline.parsing.worker import FAILED, HEADER, REJECTED, serve
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,7 @@ class WorkerPool:
         if status == FAILED:
             log.warning("parsing job %s failed: %s", getattr(function, "__name__", function), value)
             raise JobFailed(READ_FAILURE)
-        if status != OK:  # pragma: no cover - the worker sends only the three statuses
-            raise JobFailed(READ_FAILURE)
-        result: R = value
+        result: R = value  # the only other status is OK
         return result
 
     async def close(self) -> None:
@@ -121,7 +119,7 @@ class WorkerPool:
         for worker in self._idle:
             self._kill(worker)
         self._idle.clear()
-        processes = list(self._started)
+        processes = [p for p in self._started if p.pid is not None]  # not those still being started
         for process in processes:
             process.kill()
         await asyncio.gather(*(asyncio.to_thread(p.join, JOIN_SECONDS) for p in processes))
@@ -132,14 +130,19 @@ class WorkerPool:
         process = self._context.Process(
             target=serve, args=(child_end, self._limits.memory_limit_bytes), name="botline-parser", daemon=True,
         )
+        self._started.add(process)  # from here close() kills it, even if this start is abandoned
         try:
-            await asyncio.to_thread(process.start)  # the first start waits for the forkserver's imports
-        except BaseException:
+            # On a thread: the first start waits for the forkserver's imports. The thread owns
+            # child_end until the start is done, so a cancelled caller cannot close it under it.
+            await asyncio.to_thread(_launch, process, child_end)
+        except OSError as exc:
+            parent_end.close()
+            self._started.discard(process)
+            log.error("a parsing worker could not be started: %s", exc)
+            raise WorkerCrashed(READ_FAILURE) from exc
+        except BaseException:  # cancelled: a worker that started anyway exits when its socket closes
             parent_end.close()
             raise
-        finally:
-            child_end.close()
-        self._started.add(process)
         reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=MAX_RESULT_BYTES)
         log.info("parsing worker %s started", process.pid)
         return _Worker(process, reader, writer)
@@ -173,3 +176,10 @@ class WorkerPool:
         worker.writer.close()
         reaped = asyncio.get_running_loop().run_in_executor(None, worker.process.join, JOIN_SECONDS)
         reaped.add_done_callback(lambda _: self._started.discard(worker.process))
+
+
+def _launch(process: BaseProcess, child_end: socket.socket) -> None:
+    try:
+        process.start()
+    finally:
+        child_end.close()  # the worker has its own copy now

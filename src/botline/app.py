@@ -50,6 +50,7 @@ from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
+from botline.parsing import PdfExtractor, PdfLimits, PoolLimits, WorkerPool
 from botline.ratelimit import RateLimiter
 from botline.scheduler.activation import ScheduleActivator
 from botline.scheduler.service import Scheduler
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
 EGRESS = web.AppKey("egress", Egress)
 CLIENTS = web.AppKey("clients", ClientPool)
+DOCUMENTS = web.AppKey("documents", PdfExtractor)
 IN_FLIGHT = web.AppKey("in_flight", InFlightRequests)
 STARTUP_LEASE = "startup"
 
@@ -124,6 +126,17 @@ def build_app(
             app[CLIENTS] = ClientPool(settings.llm, egress, max_response_bytes=limits.model_response_max_bytes)
             yield
 
+    async def parsing_context(app: web.Application) -> AsyncIterator[None]:
+        """Document parsing workers: started with the first document, killed at shutdown."""
+        parsing = settings.parsing
+        limits = PoolLimits(workers=parsing.workers, timeout_seconds=parsing.timeout_seconds,
+                            max_queued=parsing.max_queued, memory_limit_bytes=parsing.max_memory_mb * 1024 * 1024)
+        async with WorkerPool(limits, preload=[PdfExtractor.__module__]) as pool:
+            app[DOCUMENTS] = PdfExtractor(pool, PdfLimits(
+                max_pages=parsing.max_pages, max_chars=parsing.max_chars, max_stream_bytes=parsing.max_stream_bytes,
+            ), max_input_bytes=parsing.max_input_bytes)
+            yield
+
     async def services_context(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
         # Replicas starting together would each create the admin account, its keys and the declared
@@ -165,7 +178,8 @@ def build_app(
                                   trust_of=account_cache.trust)
         adapters = channel_adapters(settings, app[EGRESS])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
-                                transcriber=transcriber, max_upload_bytes=settings.webchat.max_upload_bytes,
+                                transcriber=transcriber, documents=app[DOCUMENTS],
+                                max_upload_bytes=settings.webchat.max_upload_bytes,
                                 metrics=recorder, max_concurrent_turns=settings.channels.max_concurrent_turns)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
@@ -180,7 +194,7 @@ def build_app(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
-            chat_clients=client_cache, accounts=account_cache,
+            chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS],
         )
         await inbound.resume()
         await scheduler.start()
@@ -197,7 +211,7 @@ def build_app(
         await usage.close()
         await startup.close()
 
-    app.cleanup_ctx.extend([store_context, egress_context, services_context])
+    app.cleanup_ctx.extend([store_context, egress_context, parsing_context, services_context])
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,

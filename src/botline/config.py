@@ -134,6 +134,25 @@ class WebChatSettings(Section):
     it, and customScripts are accepted only when it is set (docs/webchat.md)."""
 
 
+class ParsingSettings(Section):
+    """Uploaded documents (PDF) are parsed in worker processes, never on the event loop."""
+
+    workers: int = Field(default=2, ge=1, le=64)
+    """Worker processes (started when the first document arrives); further documents wait in line."""
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    """A document still being read after this is given up; its worker is killed and replaced."""
+    max_pages: int = Field(default=100, ge=1)
+    max_chars: int = Field(default=100_000, ge=1)
+    """Text kept from one document; extraction stops once it is reached."""
+    max_input_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_stream_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    """Decompressed size of any one stream inside a document (a page's content, an image)."""
+    max_memory_mb: int = Field(default=1024, ge=0)
+    """Address-space limit of each worker; 0 = none."""
+    max_queued: int = Field(default=32, ge=0)
+    """Documents waiting for a worker beyond this are refused (503) instead of queued."""
+
+
 class SchedulerSettings(Section):
     misfire_grace_seconds: float = Field(default=600, ge=0)
     """A firing missed while botline was down is still delivered at start if it is at most this late."""
@@ -223,6 +242,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     webchat: WebChatSettings = Field(default_factory=WebChatSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    parsing: ParsingSettings = Field(default_factory=ParsingSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)

@@ -13,6 +13,7 @@ import pytest
 from botline.domain.clock import FrozenClock
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.callback_server import Answer, CallbackServer
+from tests.support.pdfs import minimal_pdf
 from tests.support.server import RunningServer
 from tests.support.webchat import create_client, open_session, prompt, public, sse_events
 
@@ -351,25 +352,3 @@ class TestAttachments:
         status, _ = await server.call("POST", public(key, "/prompt"),
                                       json=prompt([{"type": "image_url", "image_url": {"url": huge}}]))
         assert status == 413
-
-
-def minimal_pdf(text: str) -> bytes:
-    """A one-page PDF whose page shows `text` (hand-built, so the test needs no PDF writer)."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
-        b" /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)

@@ -12,34 +12,36 @@ from botline.gateway.context import (
     fit_context,
 )
 from botline.gateway.errors import ContextTooLarge
-from botline.gateway.tokens import approximate
+from botline.gateway.tokens import TokenCounter
 
 SYSTEM = {"role": "system", "content": "s" * 40}
+APPROXIMATE = TokenCounter()  # chars/4
 
 
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-def test_a_conversation_that_fits_is_untouched() -> None:
+async def test_a_conversation_that_fits_is_untouched() -> None:
     messages = [SYSTEM, user("hello")]
-    assert fit_context(messages, maximum=1000, action=ContextOverflowAction.THROW, counter=approximate) == messages
+    kept = await fit_context(messages, maximum=1000, action=ContextOverflowAction.THROW, counter=APPROXIMATE)
+    assert kept == messages
 
 
-def test_truncate_keeps_system_messages_and_drops_tool_responses_with_their_call() -> None:
+async def test_truncate_keeps_system_messages_and_drops_tool_responses_with_their_call() -> None:
     call = {"role": "assistant", "content": None,
             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
     tool = {"role": "tool", "tool_call_id": "c1", "content": "r" * 200}
     messages = [SYSTEM, user("old " * 50), call, tool, {"role": "assistant", "content": "ok"}, user("new")]
-    kept = fit_context(messages, maximum=40, action=ContextOverflowAction.TRUNCATE, counter=approximate)
+    kept = await fit_context(messages, maximum=40, action=ContextOverflowAction.TRUNCATE, counter=APPROXIMATE)
     assert kept[0] == SYSTEM and kept[-1] == user("new")
     assert call not in kept and tool not in kept
 
 
-def test_reserved_tokens_for_tool_definitions_count_against_the_budget() -> None:
+async def test_reserved_tokens_for_tool_definitions_count_against_the_budget() -> None:
     messages = [SYSTEM, user("hello")]
     with pytest.raises(ContextTooLarge):
-        fit_context(messages, maximum=30, action=ContextOverflowAction.THROW, counter=approximate, reserved=25)
+        await fit_context(messages, maximum=30, action=ContextOverflowAction.THROW, counter=APPROXIMATE, reserved=25)
 
 
 def test_tool_context_count_keeps_only_the_newest_tool_responses() -> None:

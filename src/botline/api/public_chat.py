@@ -140,7 +140,8 @@ async def prompt(request: web.Request) -> web.StreamResponse:
                             f"{MAX_PROMPT_CHARS} characters.")
     svc = services(request)
     try:
-        reader = reader_for(client, svc.transcriber, max_upload_bytes=svc.settings.webchat.max_upload_bytes)
+        reader = reader_for(client, svc.transcriber, svc.documents,
+                            max_upload_bytes=svc.settings.webchat.max_upload_bytes)
         turn = await svc.chat.submit(session, client, body.prompt.content, reader)
     except (ChatRefused, AttachmentError) as exc:
         raise _refusal(exc) from exc

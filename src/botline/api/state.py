@@ -21,6 +21,7 @@ from botline.gateway.pipeline import TurnPipeline
 from botline.gateway.registry import GatewayCache
 from botline.gateway.transcription import Transcriber
 from botline.metrics import Metrics
+from botline.parsing import PdfExtractor
 from botline.ratelimit import RateLimiter
 from botline.scheduler.service import Scheduler
 from botline.store.base import Store
@@ -46,6 +47,7 @@ class Services:
     metrics: Metrics
     chat_clients: ChatClientCache
     accounts: AccountCache
+    documents: PdfExtractor
 
 
 SERVICES = web.AppKey("services", Services)

@@ -2,7 +2,8 @@
 
 - Image: `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}` kept as an image part.
 - Document: `{"type": "file", "file": {"filename", "file_data": "data:<mime>;base64,..."}}` becomes text
-  (plain, markdown, CSV, JSON; PDF through pypdf) with a short attachment note.
+  (plain, markdown, CSV, JSON; PDF in a parsing worker process, botline.parsing) with a short attachment note,
+  cut at the parsing character cap.
 - Audio: `{"type": "input_audio", "input_audio": {"data": <base64>, "format": "wav"}}` is transcribed through
   the gateway's /audio/transcriptions; when that fails the model gets an attachment note instead.
 Each kind needs its input mode on the chat client; other files are refused unless uploadUnsupportedFiles.
@@ -12,18 +13,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pypdf import PdfReader
-from pypdf.errors import PdfReadError
-
 from botline.domain.chat_clients import ChatClient, InputMode
 from botline.gateway.transcription import Transcriber as GatewayTranscriber
+from botline.parsing import JobRejected, JobTimedOut, ParsingError, PdfExtractor, PoolBusy
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +29,7 @@ IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 TEXT_DOCUMENT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
 PDF_TYPE = "application/pdf"
 AUDIO_FORMATS = frozenset({"wav", "mp3", "webm", "ogg", "m4a", "mp4", "mpeg", "flac"})
-MAX_EXTRACTED_CHARS = 100_000
+UTF8_MAX_BYTES = 4
 _DATA_URL = re.compile(
     r"^data:(?P<mime>[\w.+-]{1,127}/[\w.+-]{1,127})(?:;[\w=.-]{1,127}){0,8};base64,(?P<data>.*)$", re.DOTALL)
 """Bounded before `data`: a URL that is not one is refused within its first ~2 KB, however long it is
@@ -55,6 +53,8 @@ class AttachmentPolicy:
     input_modes: frozenset[InputMode]
     upload_unsupported_files: bool
     max_bytes: int
+    max_chars: int
+    """Text kept from one document."""
 
 
 def _decode(data: str, max_bytes: int, what: str) -> bytes:
@@ -77,22 +77,22 @@ def _note(name: str, mime: str, size: int, detail: str) -> str:
     return f"[Attachment: {name} ({mime}, {max(size // 1024, 1)} KB) {detail}]"
 
 
-def _extract_text(mime: str, blob: bytes) -> str:
-    if mime == PDF_TYPE:
-        try:
-            reader = PdfReader(io.BytesIO(blob))
-            text = "\n\n".join(page.extract_text() or "" for page in reader.pages)
-        except (PdfReadError, ValueError, KeyError) as exc:
-            raise AttachmentError(400, "The PDF could not be read.") from exc
-    else:
-        text = blob.decode("utf-8", errors="replace")
-    return text[:MAX_EXTRACTED_CHARS]
+def _refusal(exc: ParsingError) -> AttachmentError:
+    """What the sender is told when a document yields no text (the messages name no internals)."""
+    if isinstance(exc, JobRejected):
+        return AttachmentError(400, exc.message)
+    if isinstance(exc, JobTimedOut):
+        return AttachmentError(422, "The document could not be read in time. Try a shorter or simpler file.")
+    if isinstance(exc, PoolBusy):
+        return AttachmentError(503, exc.message)
+    return AttachmentError(422, "The document could not be read. Try another file.")
 
 
 class AttachmentReader:
-    def __init__(self, policy: AttachmentPolicy, transcribe: Transcriber) -> None:
+    def __init__(self, policy: AttachmentPolicy, transcribe: Transcriber, documents: PdfExtractor) -> None:
         self._policy = policy
         self._transcribe = transcribe
+        self._documents = documents
 
     def _require(self, mode: InputMode) -> None:
         if mode not in self._policy.input_modes:
@@ -114,7 +114,7 @@ class AttachmentReader:
         if kind == "image_url":
             return self._image(part)
         if kind == "file":
-            return self._document(part.get("file") or {})
+            return await self._document(part.get("file") or {})
         if kind == "input_audio":
             return await self._audio(part.get("input_audio") or {})
         raise AttachmentError(400, f"Unknown content part type {kind!r}.")
@@ -128,17 +128,33 @@ class AttachmentReader:
         _decode(data, self._policy.max_bytes, "image")
         return {"type": "image_url", "image_url": {"url": url}}
 
-    def _document(self, file: dict[str, Any]) -> dict[str, Any]:
+    async def _document(self, file: dict[str, Any]) -> dict[str, Any]:
         name = str(file.get("filename") or "document")
         mime, data = _data_url(str(file.get("file_data", "")), "document")
         blob = _decode(data, self._policy.max_bytes, "document")
         readable = mime in TEXT_DOCUMENT_TYPES or mime == PDF_TYPE
         if readable and InputMode.DOCUMENT in self._policy.input_modes:
-            return {"type": "text", "text": f"{_note(name, mime, len(blob), 'follows')}\n{_extract_text(mime, blob)}"}
+            text, truncated = await self._text(mime, blob)
+            detail = "follows (shortened)" if truncated else "follows"
+            return {"type": "text", "text": f"{_note(name, mime, len(blob), detail)}\n{text}"}
         if self._policy.upload_unsupported_files:
             return {"type": "text", "text": _note(name, mime, len(blob), "was uploaded; its content cannot be read")}
         self._require(InputMode.DOCUMENT)
         raise AttachmentError(415, f"Files of type {mime} are not accepted here.")
+
+    async def _text(self, mime: str, blob: bytes) -> tuple[str, bool]:
+        """The document's text (at most max_chars) and whether it was cut; PDFs go to a worker process."""
+        limit = self._policy.max_chars
+        if mime != PDF_TYPE:
+            text = blob[: limit * UTF8_MAX_BYTES].decode("utf-8", errors="replace")
+            return text[:limit], len(text) > limit or len(blob) > limit * UTF8_MAX_BYTES
+        if len(blob) > self._documents.max_input_bytes:
+            raise AttachmentError(413, "The PDF is too large to read.")
+        try:
+            extracted = await self._documents.extract(blob)
+        except ParsingError as exc:
+            raise _refusal(exc) from exc
+        return extracted.text, extracted.truncated
 
     async def _audio(self, audio: dict[str, Any]) -> dict[str, Any]:
         self._require(InputMode.AUDIO)
@@ -153,7 +169,9 @@ class AttachmentReader:
                                               "is a voice message that could not be transcribed")}
 
 
-def reader_for(client: ChatClient, transcriber: GatewayTranscriber, *, max_upload_bytes: int) -> AttachmentReader:
+def reader_for(
+    client: ChatClient, transcriber: GatewayTranscriber, documents: PdfExtractor, *, max_upload_bytes: int
+) -> AttachmentReader:
     """The reader a chat client's settings call for, transcribing through the client's gateway."""
     params = client.client_parameters
 
@@ -162,6 +180,6 @@ def reader_for(client: ChatClient, transcriber: GatewayTranscriber, *, max_uploa
 
     policy = AttachmentPolicy(
         input_modes=frozenset(params.input_modes), upload_unsupported_files=params.upload_unsupported_files,
-        max_bytes=max_upload_bytes,
+        max_bytes=max_upload_bytes, max_chars=documents.limits.max_chars,
     )
-    return AttachmentReader(policy, transcribe)
+    return AttachmentReader(policy, transcribe, documents)

@@ -33,6 +33,7 @@ from botline.gateway.errors import GatewayError
 from botline.gateway.transcription import Transcriber
 from botline.logs import bind_turn
 from botline.metrics import Metrics
+from botline.parsing import PdfExtractor
 from botline.store.base import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ Adapters = Mapping[IntegrationType, ChannelAdapter[Any]]
 class InboundEngine:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
-        accounts: AccountCache, transcriber: Transcriber, max_upload_bytes: int, metrics: Metrics,
+        accounts: AccountCache, transcriber: Transcriber, documents: PdfExtractor, max_upload_bytes: int,
+        metrics: Metrics,
         max_concurrent_turns: int = 8,
     ) -> None:
         self._accounts = accounts
@@ -70,6 +72,7 @@ class InboundEngine:
         self._adapters = adapters
         self._clock = clock
         self._transcriber = transcriber
+        self._documents = documents
         self._max_upload_bytes = max_upload_bytes
         self._locks = SessionLocks(store.locks)
         self._workers: dict[ChatKey, asyncio.Task[None]] = {}
@@ -254,7 +257,7 @@ class InboundEngine:
         records: list[InboundRecord],
     ) -> str:
         adapter = self._adapters[chat.integration]
-        reader = reader_for(client, self._transcriber, max_upload_bytes=self._max_upload_bytes)
+        reader = reader_for(client, self._transcriber, self._documents, max_upload_bytes=self._max_upload_bytes)
         if (stored := await self._stored_answer(session, records)) is not None:
             return stored  # answered before a restart, not delivered yet: send that, don't ask again
         try:

@@ -7,7 +7,7 @@ from typing import Any
 
 from botline.domain.gateways import ContextOverflowAction
 from botline.gateway.errors import ContextTooLarge
-from botline.gateway.tokens import Counter, count_message
+from botline.gateway.tokens import PER_MESSAGE_OVERHEAD, TokenCounter, message_text
 
 ChatMessage = dict[str, Any]
 TRUNCATED_TOOL_RESPONSE = "[tool response truncated - call this tool again]"
@@ -46,12 +46,12 @@ def apply_tool_context_count(messages: list[ChatMessage], keep: int) -> list[Cha
     ]
 
 
-def fit_context(
+async def fit_context(
     messages: Sequence[ChatMessage],
     *,
     maximum: int,
     action: ContextOverflowAction,
-    counter: Counter,
+    counter: TokenCounter,
     reserved: int = 0,
 ) -> list[ChatMessage]:
     """Returns messages that fit `maximum` tokens (minus `reserved` for tool definitions).
@@ -59,7 +59,7 @@ def fit_context(
     Throw: ContextTooLarge, no model call. Truncate: drop the oldest non-system messages (with the
     tool responses that belong to them) until it fits, always keeping the last user message.
     """
-    sizes = [count_message(m, counter) for m in messages]
+    sizes = [size + PER_MESSAGE_OVERHEAD for size in await counter.count_each([message_text(m) for m in messages])]
     budget = maximum - reserved
     total = sum(sizes)
     if total <= budget:

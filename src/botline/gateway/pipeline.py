@@ -139,8 +139,8 @@ class TurnPipeline:
         tool_specs = [*tools.specs(), *(request.client_tools or [])]
         if params.context_maximum_size:
             counter = await self._s.counters.for_model(params.model_name)
-            reserved = counter(orjson.dumps(tool_specs).decode()) if tool_specs else 0
-            messages = fit_context(
+            reserved = await counter.count(orjson.dumps(tool_specs).decode()) if tool_specs else 0
+            messages = await fit_context(
                 messages, maximum=params.context_maximum_size, action=params.context_overflow_action,
                 counter=counter, reserved=reserved,
             )

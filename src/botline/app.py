@@ -29,6 +29,7 @@ from botline.api import (
 from botline.api.auth import Authenticator, auth_middleware
 from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
+from botline.api.http import JSON_SEPARATORS
 from botline.api.inflight import InFlightRequests
 from botline.api.state import SERVICES, Services
 from botline.channels.registry import channel_adapters
@@ -101,6 +102,7 @@ def build_app(
         ],
     )
     app[IN_FLIGHT] = in_flight
+    app[JSON_SEPARATORS] = settings.server.max_json_separators
     app.on_response_prepare.extend([add_request_id, add_cors_headers])
     clock = clock or SystemClock()
     # An open /metrics names only the operator's models; behind the token, the first few of any account's.

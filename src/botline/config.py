@@ -46,6 +46,8 @@ class ServerSettings(Section):
     public_url: str | None = None
     """Base of talkUrl and webhook URLs; default http://{host}:{port}."""
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_json_separators: int = Field(default=200_000, ge=1000)
+    """Commas and opening brackets a JSON body may hold (413 past it): bounds the time parsing takes."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     """Reverse proxies whose X-Forwarded-For is believed (the per-address login limit needs the client's)."""

@@ -4,15 +4,13 @@ filled with one huge value, is refused the same way while /healthz keeps answeri
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
 
-from botline.cli import GC_FIRST_THRESHOLD
 from botline.domain.limits import (
     DOCUMENT_MAX,
     EMAIL_MAX,
@@ -40,20 +38,10 @@ SOURCE = {"name": "faq", "url": "http://127.0.0.1:9/faq"}
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"server": {"max_body_bytes": MAX_BODY},
+    # Separators counted generously: these bodies must reach the field limits (test_json_values.py
+    # covers the separator budget).
+    return {"server": {"max_body_bytes": MAX_BODY, "max_json_separators": MAX_BODY},
             "providers": {"telegram": {"api_url": DEAD, "mode": "webhook"}}}
-
-
-@pytest.fixture(autouse=True)
-def collector_as_botline_serve_sets_it() -> Iterator[None]:
-    """The server runs in this process: collect garbage as `botline serve` does (decision 26), or a
-    full collection over pytest's own heap, started by a million-value body, is what /healthz waits on."""
-    before = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_FIRST_THRESHOLD, 10, 10)
-    yield
-    gc.set_threshold(*before)
-    gc.unfreeze()
 
 
 @dataclass

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
+import pytest
+
+from botline.cli import GC_FIRST_THRESHOLD
 from tests.support.server import RunningServer
 
 T = TypeVar("T")
@@ -27,3 +31,15 @@ async def slowest_healthz_during(server: RunningServer, work: Awaitable[T]) -> t
         slowest = max(slowest, time.perf_counter() - started)
         if task.done():
             return await task, slowest
+
+
+@pytest.fixture(autouse=True)
+def collector_as_botline_serve_sets_it() -> Iterator[None]:
+    """The server runs in this process: collect garbage as `botline serve` does (docs/decisions.md), or a
+    full collection over pytest's own heap, started by a million-value body, is what /healthz waits on."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_FIRST_THRESHOLD, 10, 10)
+    yield
+    gc.set_threshold(*before)
+    gc.unfreeze()

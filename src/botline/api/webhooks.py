@@ -14,7 +14,7 @@ import time
 import orjson
 from aiohttp import web
 
-from botline.api.http import ApiError, json_response
+from botline.api.http import ApiError, check_json_values, json_response
 from botline.api.openapi import Access, JsonObject, documented
 from botline.api.state import services
 from botline.channels.base import WebhookRejected
@@ -48,6 +48,7 @@ async def receive(request: web.Request) -> web.Response:
         raise ApiError(404, UNKNOWN)
     adapter = svc.channels.adapter(kind)
     body = await request.read()
+    check_json_values(request, body)
     try:
         adapter.verify(integration, request.headers, body)
     except WebhookRejected as exc:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+import aiohttp
 import pytest
 
 from botline.cli import GC_FIRST_THRESHOLD
@@ -43,3 +46,35 @@ def collector_as_botline_serve_sets_it() -> Iterator[None]:
     yield
     gc.set_threshold(*before)
     gc.unfreeze()
+
+
+@dataclass
+class HealthProbe:
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def slowest(self) -> float:
+        return max(self.seconds)
+
+
+@asynccontextmanager
+async def probing_health(server: RunningServer) -> AsyncIterator[HealthProbe]:
+    """Requests /healthz back to back (its own connection) until the block ends; records each wait."""
+    probe = HealthProbe()
+    done = asyncio.Event()
+
+    async def poll() -> None:
+        async with aiohttp.ClientSession() as http:
+            while not done.is_set():
+                started = time.perf_counter()
+                async with http.get(server.url + "/healthz") as response:
+                    assert response.status == 200
+                    await response.read()
+                probe.seconds.append(time.perf_counter() - started)
+
+    polling = asyncio.create_task(poll())
+    try:
+        yield probe
+    finally:
+        done.set()
+        await polling

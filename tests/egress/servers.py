@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.support.callback_server import CallbackServer, Received
+
 SECRET = "INTERNAL-SECRET admin-token=tok_internal_123"
 
 
@@ -54,36 +56,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
-class Site:
+class Site(CallbackServer):
+    """A CallbackServer whose paths are answered by handlers (redirects, streamed bodies)."""
+
     routes: dict[str, Handler] = field(default_factory=dict)
-    headers_seen: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    port: int = 0
-    _runner: web.AppRunner | None = None
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def headers_at(self, path: str) -> list[dict[str, str]]:
+        return [received.headers for received in self.received_at(path)]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.headers_seen.setdefault(request.path, []).append(dict(request.headers))
+        self.received.append(Received(request.method, request.path, dict(request.headers), await request.read()))
         handler = self.routes.get(request.path)
         if handler is None:
             return web.Response(status=404)
         return await handler(request)
-
-    async def __aenter__(self) -> Site:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def text(body: str | bytes, status: int = 200) -> Handler:

@@ -127,10 +127,10 @@ async def test_l6_credentials_do_not_follow_a_redirect_to_another_origin(site: S
         async with egress_allowing("127.0.0.0/8") as egress:
             assert await get(egress, site.url + "/away", headers=headers) == "landed"
             assert await get(egress, site.url + "/here", headers=headers) == "same origin"
-    [landed] = other.headers_seen["/landing"]
+    [landed] = other.headers_at("/landing")
     assert "Authorization" not in landed and "X-API-Key" not in landed and "Metadata-Flavor" not in landed
     assert landed["Accept"] == "text/plain"
-    [same] = site.headers_seen["/same"]
+    [same] = site.headers_at("/same")
     assert same["X-API-Key"] == "kapso-key" and same["Authorization"] == "Bearer sk-secret"
 
 

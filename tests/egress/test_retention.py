@@ -20,7 +20,7 @@ async def test_m3_the_source_cache_keeps_within_its_byte_budget() -> None:
         again = await fetcher.cached(f"{site.url}/source?x=49", trust=Trust.TENANT, headers={}, ttl=600, timeout=5)
         first = await fetcher.cached(f"{site.url}/source?x=0", trust=Trust.TENANT, headers={}, ttl=600, timeout=5)
     assert again == first
-    assert len(site.headers_seen["/source"]) == 51  # the newest was served from cache, the oldest fetched again
+    assert len(site.headers_at("/source")) == 51  # the newest was served from cache, the oldest fetched again
 
 
 async def test_m3_the_client_pool_is_bounded() -> None:

@@ -10,6 +10,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from botline.domain.json_schema import UnsafeSchema
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -60,6 +62,9 @@ def validation_message(exc: ValidationError) -> str:
     error = exc.errors()[0]
     location = ".".join(str(part) for part in error["loc"]) or "body"
     detail = error["msg"].removeprefix("Value error, ")
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, UnsafeSchema):  # names the place inside the schema: ...contentFormat.properties.x.pattern
+        location, detail = ".".join(filter(None, (location, cause.where))), cause.reason
     return f"Invalid value for {location}: {detail}."
 
 

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from botline.domain.json_schema import UnsafeSchema
 from botline.domain.limits import NAME_MAX
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -63,6 +64,9 @@ def validation_message(exc: ValidationError, at: str = "") -> str:
     error = exc.errors(include_url=False, include_input=False)[0]
     location = ".".join([part for part in (at,) if part] + [str(part) for part in error["loc"]]) or "body"
     detail = error["msg"].removeprefix("Value error, ")
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, UnsafeSchema):  # names the place inside the schema: ...contentFormat.properties.x.pattern
+        location, detail = ".".join(filter(None, (location, cause.where))), cause.reason
     return f"Invalid value for {location}: {detail}."
 
 

@@ -12,9 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import jsonschema
 from pydantic import ConfigDict, Field, field_validator
 
+from botline.domain import json_schema
 from botline.domain.base import CamelModel, new_id, utcnow
 from botline.domain.limits import Document, Headers, Items, JsonObject, JsonValue, LongText, Name, Secret, Text, Url
 from botline.domain.secrets import MASK, SecretNeeded, same_destination
@@ -128,10 +128,7 @@ class ProtocolFunction(StrictCamelModel):
     @classmethod
     def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
         """A broken schema is refused when saved, not discovered when the model calls the tool."""
-        try:
-            jsonschema.validators.validator_for(value).check_schema(value)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f"is not a valid JSON Schema: {exc.message}") from None
+        json_schema.check_schema(value)
         return value
 
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import jsonschema
 import orjson
 
+from botline.domain import json_schema
 from botline.domain.gateways import ProtocolFunction
 from botline.egress import Egress, EgressError, Trust
 from botline.gateway.caller import Caller
@@ -60,7 +60,7 @@ class ProtocolFunctionTool(Tool):
         self._trust = trust
         self._timeout = timeout
         self._max_bytes = max_bytes
-        self._validator = jsonschema.validators.validator_for(function.content_format)(function.content_format)
+        self._validator = json_schema.validator_for(function.content_format)
 
     def spec(self) -> ToolSpec:
         return function_spec(self.name, self._function.description, self._function.content_format)

@@ -10,6 +10,7 @@ import pytest
 
 from botline.domain.clock import Clock, SystemClock
 from tests.emulators.fake_llm import FakeLLM
+from tests.emulators.telegram import TelegramEmulator
 from tests.support.redis_server import redis_url
 from tests.support.server import RunningServer, make_settings, running_server
 from tests.support.stores import store
@@ -23,6 +24,13 @@ UPSTREAM_KEY = "sk-upstream-secret-value-that-must-never-leak"
 async def fake_llm() -> AsyncIterator[FakeLLM]:
     async with FakeLLM(api_key=UPSTREAM_KEY) as fake:
         yield fake
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[TelegramEmulator]:
+    """The Telegram Bot API emulator, its clock 100 times faster."""
+    async with TelegramEmulator(time_scale=0.01) as emulator:
+        yield emulator
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ scheduled continuations wait too, and Telegram long polling drops what it fetche
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,12 +20,6 @@ from tests.support.webchat import create_client
 
 CHAT = 515151
 QUIET_SECONDS = 0.5
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramEmulator]:
-    async with TelegramEmulator(time_scale=0.01) as emulator:
-        yield emulator
 
 
 @pytest.fixture

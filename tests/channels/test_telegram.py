@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,6 @@ from tests.support.server import RunningServer
 
 CHAT = 424242
 QUIET_SECONDS = 0.3
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramEmulator]:
-    async with TelegramEmulator(time_scale=0.01) as emulator:
-        yield emulator
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ botline fires through the real channel (the Telegram emulator), across restarts 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,6 @@ from tests.support.server import RunningServer, make_settings, running_server
 from tests.support.webchat import client_body
 
 CHAT = 777
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramEmulator]:
-    async with TelegramEmulator(time_scale=0.01) as emulator:
-        yield emulator
 
 
 def settings_for(storage_url: str, telegram: TelegramEmulator, **scheduler: Any) -> Settings:

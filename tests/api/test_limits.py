@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
+from botline.app import STORE
+from botline.domain.gateways import Gateway, GatewayParameters
 from botline.domain.limits import (
     DOCUMENT_MAX,
     EMAIL_MAX,
@@ -224,3 +227,19 @@ async def test_a_body_near_the_size_cap_with_one_huge_value_is_a_400_while_healt
     assert slowest < HEALTHZ_BUDGET_SECONDS
     assert await snapshot(server, objects) == before
     assert not fake_llm.requests
+
+
+async def test_a_gateway_saved_before_a_limit_it_now_breaks_can_still_be_deleted(server: RunningServer) -> None:
+    """Records are checked when read back: one stored by an earlier version past a new limit cannot load,
+    but DELETE does not read it (docs/decisions.md, "Records saved before the hardening limits")."""
+    assert server.app is not None
+    store = server.app[STORE]
+    admin = next(a for a in await store.accounts.list() if a.is_admin)
+    oversized = GatewayParameters.model_construct(
+        base_address="http://127.0.0.1:9/v1", model_name="m", system_instruction="x" * (DOCUMENT_MAX + 1))
+    await store.gateways.create(Gateway.model_construct(
+        id="legacy", account_id=admin.id, name="Legacy", slug="legacy", parameters=oversized,
+        created_at=datetime.now(UTC), updated_at=datetime.now(UTC)))
+    status, _ = await server.call("DELETE", "/api/v1/ai-gateways/legacy")
+    assert status == 200
+    assert (await server.call("DELETE", "/api/v1/ai-gateways/legacy"))[0] == 404

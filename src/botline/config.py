@@ -99,6 +99,11 @@ class ProvidersSettings(Section):
 
 
 class LLMSettings(Section):
+    client: Literal["lean", "sdk"] = "lean"
+    """Who makes a turn's model call: botline's own aiohttp client (`lean`), or the openai SDK (`sdk`)."""
+    sdk_base_addresses: list[str] = Field(default_factory=list, max_length=1000)
+    """Gateway baseAddresses (as saved, a trailing slash ignored) whose turns use the SDK client even when
+    `client` is lean: the fallback for one provider's quirk."""
     max_retries: int = Field(default=2, ge=0, le=10)
     """Retries on 408/409/429/5xx and connection errors (the openai SDK's backoff, Retry-After honoured)."""
     request_timeout_seconds: float = Field(default=120.0, gt=0)

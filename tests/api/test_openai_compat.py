@@ -37,7 +37,7 @@ async def test_non_streaming_answer_applies_the_gateway(server: RunningServer, f
 
 async def test_streaming_answer_arrives_in_pieces_with_usage(server: RunningServer, fake_llm: FakeLLM) -> None:
     gateway_id = await create_gateway(server, fake_llm, systemInstruction="Be brief.")
-    fake_llm.script(Reply(text="one two three four"))
+    fake_llm.script(Reply(text="one two three four", chunk_delay=0.01))  # what arrives together is sent together
     client = sdk(server)
     stream = await client.chat.completions.create(
         model=gateway_id, messages=[{"role": "user", "content": "count"}], stream=True,

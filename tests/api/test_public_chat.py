@@ -91,7 +91,7 @@ async def test_prompt_answers_with_history_and_session_context(server: RunningSe
 
 async def test_streaming_uses_the_exact_event_format(server: RunningServer, fake_llm: FakeLLM) -> None:
     key = await chat(server, fake_llm)
-    fake_llm.script(Reply(text="one two three"))
+    fake_llm.script(Reply(text="one two three", chunk_delay=0.01))  # one delta event per upstream read
     async with server.http.post(server.url + public(key, "/prompt?stream=true"), json=prompt("count")) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")

@@ -31,3 +31,8 @@ async def test_m3_the_client_pool_is_bounded() -> None:
             pool.get(f"https://upstream{n}.example/v1", f"key-{n}", Trust.TENANT)
         assert len(pool) == 8
         assert pool.get("https://upstream.example/v1", "key-0", Trust.TENANT) is not first
+        lean = pool.model("https://upstream.example/v1", "key-0", Trust.TENANT)
+        assert pool.model("https://upstream.example/v1", "key-0", Trust.TENANT) is lean  # reused while kept
+        for n in range(50):  # the turns' clients are bounded the same way
+            pool.model(f"https://upstream{n}.example/v1", f"key-{n}", Trust.TENANT)
+        assert pool.model("https://upstream.example/v1", "key-0", Trust.TENANT) is not lean

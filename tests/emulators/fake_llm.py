@@ -85,6 +85,12 @@ class Reply:
     """Message of the error body; empty means a typical OpenAI message for ``status``."""
     retry_after: float | None = None
     """Seconds sent in the ``Retry-After`` header of an error answer."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """More headers of an error answer, e.g. ``x-should-retry`` or ``Retry-After`` as an HTTP date."""
+    refusal: str | None = None
+    """The model declines: ``message.refusal`` (``delta.refusal`` when streaming), with no content."""
+    cached_tokens: int | None = None
+    """Reported as ``usage.prompt_tokens_details.cached_tokens``."""
     delay: float = 0.0
     """Seconds to wait before answering (before the first chunk when streaming)."""
     hold: asyncio.Event | None = None
@@ -159,6 +165,7 @@ def _reply_error(reply: Reply) -> web.Response:
     if reply.retry_after is not None:
         seconds = reply.retry_after
         response.headers["Retry-After"] = str(int(seconds)) if seconds == int(seconds) else str(seconds)
+    response.headers.update(reply.headers)
     return response
 
 
@@ -364,7 +371,7 @@ class FakeLLM(Served):
             return _reply_error(reply)
         return None
 
-    def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         prompt = reply.prompt_tokens
         if prompt is None:
             messages = body.get("messages")
@@ -379,7 +386,11 @@ class FakeLLM(Served):
             chars = len(reply.text) + len(reply.reasoning or "")
             chars += sum(len(call.name) + len(call.arguments_json()) for call in reply.tool_calls)
             completion = _tokens(chars)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                 "total_tokens": prompt + completion}
+        if reply.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens, "audio_tokens": 0}
+        return usage
 
     def _envelope(self, body: dict[str, Any], object_: str) -> dict[str, Any]:
         """The fields shared by a completion and all chunks of one stream."""
@@ -408,7 +419,9 @@ class FakeLLM(Served):
                 }
                 for call in reply.tool_calls
             ]
-        message["refusal"] = None
+        message["refusal"] = reply.refusal
+        if reply.refusal is not None:
+            message["content"] = None
         message["annotations"] = []
         return {
             **self._envelope(body, "chat.completion"),
@@ -441,6 +454,7 @@ class FakeLLM(Served):
             for piece in _WORDS.findall(reply.reasoning or "")
         ]
         events += [event({"content": piece}) for piece in _WORDS.findall(reply.text)]
+        events += [event({"refusal": piece}) for piece in _WORDS.findall(reply.refusal or "")]
         for index, call in enumerate(reply.tool_calls):
             head = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
             events.append(event({"tool_calls": [head]}))

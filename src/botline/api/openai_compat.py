@@ -92,16 +92,19 @@ def _turn_request(gateway: Gateway, body: ChatCompletionBody) -> TurnRequest:
     )
 
 
-def _usage(usage: TokenUsage) -> dict[str, int]:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens}
+def _usage(usage: TokenUsage) -> dict[str, Any]:
+    reported: dict[str, Any] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                "total_tokens": usage.total_tokens}
+    if usage.cached_tokens:
+        reported["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return reported
 
 
 def _completion(result: TurnResult, completion_id: str, created: int) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": result.text if result.text or not result.client_tool_calls else None,
-        "refusal": None,
+        "content": result.text if result.text or not (result.client_tool_calls or result.refusal) else None,
+        "refusal": result.refusal or None,
         "annotations": [],
     }
     if result.client_tool_calls:
@@ -143,6 +146,8 @@ class ChunkWriter:
         """Server-side tools are invisible to OpenAI clients."""
 
     async def finish(self, result: TurnResult, include_usage: bool) -> None:
+        if result.refusal:
+            await self._send({"refusal": result.refusal})
         if result.client_tool_calls:
             calls = [{"index": i, **call} for i, call in enumerate(result.client_tool_calls)]
             await self._send({"tool_calls": calls})

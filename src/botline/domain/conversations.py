@@ -53,6 +53,9 @@ class Session(CamelModel):
 class TokenUsage(CamelModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = Field(default=0, exclude=True)
+    """Prompt tokens the provider served from its cache (`prompt_tokens_details.cached_tokens`): reported
+    to /v1 callers, not stored with messages."""
 
     @property
     def total_tokens(self) -> int:
@@ -62,6 +65,7 @@ class TokenUsage(CamelModel):
         return TokenUsage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
         )
 
 

@@ -122,7 +122,8 @@ class Egress:
                     ) as response:
                         location = response.headers.get("Location")
                         if not follow_redirects or response.status not in REDIRECT_STATUSES or not location:
-                            return EgressResponse(response.status, response.headers, await _read(response, max_bytes))
+                            body = await read_capped(response, max_bytes)
+                            return EgressResponse(response.status, response.headers, body)
                     following = target.join(URL(location))
                     if _origin(following) != _origin(target):
                         sent_headers = {k: v for k, v in sent_headers.items() if k.lower() in SAFE_ACROSS_ORIGINS}
@@ -146,7 +147,8 @@ def _origin(url: URL) -> tuple[str, str, int | None]:
     return url.scheme, (url.host or "").lower(), url.port
 
 
-async def _read(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The whole body, or ResponseTooLarge as soon as it passes `max_bytes`."""
     if (response.content_length or 0) > max_bytes:
         raise ResponseTooLarge(max_bytes)
     chunks: list[bytes] = []

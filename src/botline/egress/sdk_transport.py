@@ -15,7 +15,7 @@ from openai._vendor.httpx_aiohttp.transport import AiohttpTransport  # the SDK's
 from yarl import URL
 
 from botline.egress.client import Egress
-from botline.egress.errors import EgressError
+from botline.egress.errors import EgressError, ResponseTooLarge
 from botline.egress.policy import Trust
 
 
@@ -29,7 +29,8 @@ class _CappedStream(httpx2.AsyncByteStream):
         async for chunk in self._inner:
             seen += len(chunk)
             if seen > self._limit:
-                raise httpx2.ReadError(f"the response is larger than {self._limit} bytes")
+                too_large = ResponseTooLarge(self._limit)  # kept as the cause: the error names the limit
+                raise httpx2.ReadError(too_large.message) from too_large
             yield chunk
 
     async def aclose(self) -> None:

@@ -24,12 +24,13 @@ from botline.domain.usage import UsageRecord
 from botline.egress import Egress, Trust
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
-from botline.gateway.completion import Round, complete, stream
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension
 from botline.gateway.llm import ClientPool
+from botline.gateway.model_client import ModelClient
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
+from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
 from botline.gateway.tools import ProtocolFunctionTool, Tool, ToolSet
 from botline.logs import loggable_url
@@ -99,6 +100,8 @@ class TurnResult:
     model: str
     finish_reason: str
     usage: TokenUsage
+    refusal: str = ""
+    """The model declined: its explanation (`text` is then empty; the stored answer shows the refusal)."""
     client_tool_calls: list[dict[str, Any]] = field(default_factory=list)
     tool_runs: list[ToolRun] = field(default_factory=list)
     new_messages: list[ChatMessage] = field(default_factory=list)
@@ -149,11 +152,11 @@ class TurnPipeline:
             messages.append({"role": "assistant", "content": prefill})
             if params.include_prefilling_in_messages:
                 await sink.text(prefill)
-        client = self._s.clients.get(params.base_address, params.api_key, trust)
+        client = self._s.clients.model(params.base_address, params.api_key, trust)
         return await self._loop(request, client, messages, tools, tool_specs, prefill, sink)
 
     async def _loop(
-        self, request: TurnRequest, client: Any, messages: list[ChatMessage], tools: ToolSet,
+        self, request: TurnRequest, client: ModelClient, messages: list[ChatMessage], tools: ToolSet,
         tool_specs: list[dict[str, Any]], prefill: str | None, sink: TurnSink,
     ) -> TurnResult:
         params = request.gateway.parameters
@@ -171,13 +174,14 @@ class TurnPipeline:
                 text = answer.content
                 if prefill and params.include_prefilling_in_messages:
                     text = prefill + text
-                final: ChatMessage = {"role": "assistant", "content": text}
+                final: ChatMessage = {"role": "assistant", "content": text or answer.refusal}
                 if client_calls:
                     final["tool_calls"] = client_calls
                 produced.append(final)
                 return TurnResult(
                     text=text, reasoning=answer.reasoning, model=answer.model, finish_reason=answer.finish_reason,
-                    usage=usage, client_tool_calls=client_calls, tool_runs=runs, new_messages=produced,
+                    usage=usage, refusal=answer.refusal, client_tool_calls=client_calls, tool_runs=runs,
+                    new_messages=produced,
                 )
             assistant: ChatMessage = {"role": "assistant", "content": answer.content or None,
                                       "tool_calls": answer.tool_calls}
@@ -197,7 +201,7 @@ class TurnPipeline:
         raise GatewayError("The AI model kept calling tools without answering.")  # pragma: no cover
 
     async def _call(
-        self, request: TurnRequest, client: Any, body: dict[str, Any], sink: TurnSink
+        self, request: TurnRequest, client: ModelClient, body: dict[str, Any], sink: TurnSink
     ) -> Round:
         gateway = request.gateway
         record = UsageRecord(
@@ -206,7 +210,7 @@ class TurnPipeline:
         )
         started = time.perf_counter()
         try:
-            answer = await (stream(client, body, sink) if request.stream else complete(client, body))
+            answer = await (client.stream(body, sink) if request.stream else client.complete(body))
         except GatewayError:
             record.error = True
             self._s.usage.add(record)

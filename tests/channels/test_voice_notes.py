@@ -109,8 +109,8 @@ async def test_a_synthesis_failure_never_loses_the_text(
 async def test_zapi_sends_the_voice_note_through_send_audio(
     server: RunningServer, fake_llm: FakeLLM, zapi: FakeZapi
 ) -> None:
-    channel = await connect(server, fake_llm, "Zapi", {"instanceId": zapi.instance_id, "instanceToken": zapi.instance_token},
-                  **SPEAKS, audioSynthesisTrigger="Always")
+    zapi_integration = {"instanceId": zapi.instance_id, "instanceToken": zapi.instance_token}
+    channel = await connect(server, fake_llm, "Zapi", zapi_integration, **SPEAKS, audioSynthesisTrigger="Always")
     await zapi.push(channel.webhook_url, zapi.text_message(PHONE, "hi"))
     sends = await zapi.wait_for_sends(2)
     assert [s.endpoint for s in sends] == ["send-text", "send-audio"]
@@ -136,8 +136,8 @@ async def test_evolution_voice_note_in_gets_send_whatsapp_audio(
 async def test_kapso_transcribed_voice_note_gets_an_uploaded_voice_note(
     server: RunningServer, fake_llm: FakeLLM, kapso: FakeKapso
 ) -> None:
-    channel = await connect(server, fake_llm, "Kapso", {"apiKey": kapso.api_key, "phoneNumberId": kapso.phone_number_id},
-                  **SPEAKS)
+    kapso_integration = {"apiKey": kapso.api_key, "phoneNumberId": kapso.phone_number_id}
+    channel = await connect(server, fake_llm, "Kapso", kapso_integration, **SPEAKS)
     await kapso.push(channel.webhook_url, kapso.audio_message(PHONE, transcript="when do you open?"))
     sends = await kapso.wait_for_sends(2)
     assert [s.body["type"] for s in sends] == ["text", "audio"]

@@ -23,6 +23,10 @@ async def events(server: RunningServer, key: str, text: str) -> list[tuple[str, 
         return [event async for event in sse_events(response)]
 
 
+async def done_of(server: RunningServer, key: str, text: str) -> dict[str, Any]:
+    return next(data for name, data in await events(server, key, text) if name == "done")
+
+
 async def audio_of(server: RunningServer, key: str, message_id: str) -> tuple[int, str, bytes]:
     async with server.http.get(server.url + public(key, f"/messages/{message_id}/audio")) as response:
         return response.status, response.content_type, await response.read()
@@ -49,7 +53,7 @@ async def test_the_web_answer_has_audio_from_the_speech_endpoint_once(
     client_id = await create_client(server, fake_llm, **SPEAKS, audioSynthesisVoice="sage")
     key = (await open_session(server, client_id))["accessKey"]
     fake_llm.script(Reply(text="Open **9 to 5**.\n\n```\nhours()\n```"))
-    done = [data for name, data in await events(server, key, "hours?") if name == "done"][0]
+    done = await done_of(server, key, "hours?")
     assert done["audio"] is True
     for _ in range(2):  # a second play is served from the cache
         status, content_type, body = await audio_of(server, key, done["messageId"])
@@ -67,7 +71,7 @@ async def test_a_failed_synthesis_is_a_clear_error_and_the_text_stays(
     client_id = await create_client(server, fake_llm, **SPEAKS)
     key = (await open_session(server, client_id))["accessKey"]
     fake_llm.script(Reply(text="The answer."))
-    done = [data for name, data in await events(server, key, "q") if name == "done"][0]
+    done = await done_of(server, key, "q")
     fake_llm.script_speech(Reply(status=400))
     status, _, body = await audio_of(server, key, done["messageId"])
     assert status == 502 and b"could not be spoken" in body
@@ -80,12 +84,12 @@ async def test_no_audio_without_a_source_or_for_typed_messages_when_voice_only(
 ) -> None:
     silent = await create_client(server, fake_llm)
     key = (await open_session(server, silent))["accessKey"]
-    done = [data for name, data in await events(server, key, "hi") if name == "done"][0]
+    done = await done_of(server, key, "hi")
     assert done["audio"] is False
     assert (await audio_of(server, key, done["messageId"]))[0] == 404
     voice_only = await create_client(server, fake_llm, **SPEAKS, audioSynthesisTrigger="VoiceMessages")
     key = (await open_session(server, voice_only))["accessKey"]
-    done = [data for name, data in await events(server, key, "typed") if name == "done"][0]
+    done = await done_of(server, key, "typed")
     assert done["audio"] is False and fake_llm.speech_requests() == []
 
 
@@ -93,7 +97,7 @@ async def test_long_answers_are_summarised_before_speaking(server: RunningServer
     client_id = await create_client(server, fake_llm, **SPEAKS, summarizeTextBeforeAudioSynthesis=True)
     key = (await open_session(server, client_id))["accessKey"]
     fake_llm.script(Reply(text="Long answer. " * 60), Reply(text="In short: it is long."))
-    done = [data for name, data in await events(server, key, "explain") if name == "done"][0]
+    done = await done_of(server, key, "explain")
     assert (await audio_of(server, key, done["messageId"]))[0] == 200
     summary_call = fake_llm.requests[-2]
     assert summary_call.path.endswith("/chat/completions")
@@ -124,7 +128,7 @@ class TestOwnEndpoint:
         client_id = await create_client(server, fake_llm, audioSynthesisSource="ElevenV3",
                                         audioSynthesisInstruction="whisper")
         key = (await open_session(server, client_id))["accessKey"]
-        done = [data for name, data in await events(server, key, "hi") if name == "done"][0]
+        done = await done_of(server, key, "hi")
         assert (await audio_of(server, key, done["messageId"]))[0] == 200
         [speech] = voice_server.speech_requests()
         assert speech.headers["Authorization"] == "Bearer sk-voice"

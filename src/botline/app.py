@@ -42,6 +42,7 @@ from botline.engine.client_cache import ChatClientCache
 from botline.engine.inbound import InboundEngine
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
+from botline.engine.voice import VoiceReplies
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import PipelineServices, TurnPipeline
@@ -56,6 +57,7 @@ from botline.ratelimit import RateLimiter
 from botline.scheduler.activation import ScheduleActivator
 from botline.scheduler.service import Scheduler
 from botline.scheduler.tools import ScheduleExtension
+from botline.speech import Synthesizer
 from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
 
@@ -178,9 +180,10 @@ def build_app(
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   trust_of=account_cache.trust)
+        speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust)
         adapters = channel_adapters(settings, app[EGRESS])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
-                                transcriber=transcriber, documents=app[DOCUMENTS],
+                                transcriber=transcriber, documents=app[DOCUMENTS], voice=VoiceReplies(speech),
                                 max_upload_bytes=settings.webchat.max_upload_bytes,
                                 metrics=recorder, max_concurrent_turns=settings.channels.max_concurrent_turns)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
@@ -196,7 +199,7 @@ def build_app(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
-            chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS],
+            chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
         )
         await inbound.resume()
         await scheduler.start()

@@ -182,6 +182,45 @@ class MemorySettings(Section):
     remove or update one. It also bounds what a search reads: the user's most recent this many."""
 
 
+SpeechSourceName = Literal["Gpt4oTts", "ElevenMultilingualV2", "ElevenV3", "GrokVoice"]
+"""The seed's `audioSynthesisSource` values (besides "None")."""
+
+
+class SpeechSourceSettings(Section):
+    """One `audioSynthesisSource`: an OpenAI-compatible POST {base_url}/audio/speech."""
+
+    model: str = Field(min_length=1)
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    """Unset: the chat client's gateway upstream (its baseAddress and apiKey), as transcription does."""
+    api_key: SecretStr | None = None
+    default_voice: str = Field(default="alloy", min_length=1)
+    """Used when the client sets no audioSynthesisVoice."""
+    instructions: bool = True
+    """Whether the endpoint takes `instructions` (audioSynthesisInstruction); False drops them."""
+
+
+def _default_speech_sources() -> dict[SpeechSourceName, SpeechSourceSettings]:
+    return {"Gpt4oTts": SpeechSourceSettings(model="gpt-4o-mini-tts", default_voice="nova")}
+
+
+class SpeechSettings(Section):
+    """Spoken answers (docs/gateways.md, "Spoken answers")."""
+
+    sources: dict[SpeechSourceName, SpeechSourceSettings] = Field(default_factory=_default_speech_sources)
+    """Configured sources; a chat client naming any other is refused at save time (400)."""
+    summary_model: str | None = None
+    """Model that shortens answers for summarizeTextBeforeAudioSynthesis; unset: the gateway's own model."""
+    summarize_over_chars: int = Field(default=400, ge=0)
+    """Answers at most this long are spoken as they are, even with summarizeTextBeforeAudioSynthesis."""
+    max_input_chars: int = Field(default=4096, ge=16, le=100_000)
+    """Text sent to one synthesis (OpenAI's limit is 4096); longer text is cut at a sentence."""
+    max_audio_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest audio body read from a speech endpoint; a longer one is dropped (the text still goes)."""
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Memory for synthesised audio, reused for the same text, voice and instruction (LRU)."""
+
+
 class GatewayDefinition(Section):
     """A gateway declared in the file, created or updated at start in the admin account."""
 
@@ -253,6 +292,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

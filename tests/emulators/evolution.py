@@ -8,6 +8,9 @@ and bodies, so the code under test only needs ``endpointUrl`` pointed at
   -> ``201`` with the stored message ("messageRaw": ``key{remoteJid, fromMe: true, id}``,
   ``status: "PENDING"``, ``message{conversation}``, ``messageTimestamp`` ...);
 * ``POST /chat/sendPresence/{instance}`` ``{number, presence, delay}`` -> ``201``;
+* ``POST /message/sendWhatsAppAudio/{instance}`` ``{number, audio, delay?, encoding?}`` (``audio``: a URL
+  or base64; ``audioMessageSchema``) -> ``201`` with a stored ``audioMessage`` (``ptt: true``,
+  ``mimetype: "audio/ogg; codecs=opus"``); the decoded bytes are kept in :attr:`FakeEvolution.audio`;
 * ``POST /webhook/set/{instance}`` -> ``201`` with the stored webhook row and
   ``GET /webhook/find/{instance}`` -> ``200`` with it (or ``null``);
 * the ``apikey`` header guard (global key, or the instance's own token), the
@@ -215,6 +218,8 @@ class FakeEvolution(ProviderEmulator):
         """Instances by name."""
         self.presences: list[RecordedSend] = []
         """Every ``sendPresence`` request, accepted or not."""
+        self.audio: list[bytes] = []
+        """Decoded bytes of every accepted sendWhatsAppAudio (b"" for a URL), in order."""
         self.config_requests: list[RecordedSend] = []
         """Every ``/webhook/set`` and ``/webhook/find`` request, accepted or not."""
         self.instance = instance
@@ -249,6 +254,7 @@ class FakeEvolution(ProviderEmulator):
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post("/message/sendText/{instanceName}", self._send_text)
         app.router.add_post("/chat/sendPresence/{instanceName}", self._send_presence)
+        app.router.add_post("/message/sendWhatsAppAudio/{instanceName}", self._send_audio)
         app.router.add_post("/webhook/set/{instanceName}", self._webhook_set)
         app.router.add_get("/webhook/find/{instanceName}", self._webhook_find)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -315,6 +321,53 @@ class FakeEvolution(ProviderEmulator):
             "status": "PENDING",
             "message": {"conversation": text},
             "messageType": "conversation",
+            "messageTimestamp": int(self.now()),
+            "instanceId": instance.instance_id,
+            "source": "web",
+        }
+        return 201, answer, None
+
+    async def _send_audio(self, request: web.Request) -> web.Response:
+        raw, body, _ = await self._read(request)
+        record = RecordedSend("sendWhatsAppAudio", request.path, request.headers, body, raw)
+        status, answer, failure = self._send_audio_answer(request, body)
+        record.status, record.response = status, answer
+        self._record(record)
+        if failure is not None:
+            return failure
+        if 200 <= status < 300:
+            self._after_send(self.instances[request.match_info["instanceName"]], answer)
+        return self._json(status, answer)
+
+    def _send_audio_answer(self, request: web.Request, body: dict[str, Any]) -> tuple[int, Any, web.Response | None]:
+        """audioMessageSchema: number and audio required (strings); the service takes a URL or base64
+        (a data: URL is not base64 to it) and, unless ``encoding`` is false, converts to OGG/Opus."""
+        if (denied := self._guard(request)) is not None:
+            return *denied, None
+        if (failure := self._take_failure()) is not None:
+            return failure.status, None, failure
+        problems = _validate(body, required=("number", "audio"), strings=("number", "audio"), not_empty=("number",))
+        if problems:
+            return *self._error(400, "Bad Request", problems), None
+        audio_field: str = body["audio"]
+        if audio_field.startswith(("http://", "https://")):
+            data = b""
+        else:
+            try:
+                data = base64.b64decode(audio_field, validate=True)
+            except ValueError:
+                return *self._error(400, "Bad Request", ["Owned media must be a url or base64"]), None
+        instance = self.instances[request.match_info["instanceName"]]
+        jid = _jid(body["number"])
+        self.audio.append(data)
+        answer = {
+            "key": {"remoteJid": jid, "fromMe": True, "id": new_send_id()},
+            "pushName": "Você",
+            "status": "PENDING",
+            "message": {"audioMessage": {"url": "https://mmg.whatsapp.net/v/t62.7114-24/fake.enc",
+                                         "mimetype": "audio/ogg; codecs=opus", "seconds": 1, "ptt": True,
+                                         "fileLength": str(len(data))}},
+            "messageType": "audioMessage",
             "messageTimestamp": int(self.now()),
             "instanceId": instance.instance_id,
             "source": "web",

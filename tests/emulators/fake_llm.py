@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.emulators import audio
 from tests.emulators.lifecycle import Changes, Served, reset_connection
 
 __all__ = ["FakeLLM", "RecordedRequest", "Reply", "ToolCall"]
@@ -41,6 +42,12 @@ _WORDS = re.compile(r"\S+\s*|\s+")
 _ARGUMENT_FRAGMENT = 8  # characters per streamed tool-call argument fragment
 _SHUTDOWN_TIMEOUT = 0.05  # seconds (twice over) that in-flight requests get when the fake stops
 _DEFAULT_TRANSCRIPTION = "transcribed audio"
+_SPEECH_INPUT_MAX = 4096  # OpenAI's limit on /audio/speech `input`
+_SPEECH_FORMATS = {  # response_format -> (content type, bytes); aac and flac are not produced by the fake
+    "mp3": ("audio/mpeg", audio.mp3),
+    "opus": ("audio/ogg", audio.ogg_opus),
+    "wav": ("audio/wav", audio.wav),
+}
 _DEFAULT_ERROR_MESSAGES = {
     400: "Invalid request.",
     429: "Rate limit reached for requests. Please try again later.",
@@ -172,8 +179,9 @@ def _reply_error(reply: Reply) -> web.Response:
 class FakeLLM(Served):
     """A fake OpenAI-compatible server; use ``async with FakeLLM() as fake:``.
 
-    Endpoints under ``/v1``: ``POST /chat/completions``, ``GET /models`` and
-    ``POST /audio/transcriptions``.
+    Endpoints under ``/v1``: ``POST /chat/completions``, ``GET /models``,
+    ``POST /audio/transcriptions`` and ``POST /audio/speech`` (real, silent audio files of
+    :attr:`speech_seconds`: MP3, Ogg/Opus or WAV per ``response_format``; see ``audio.py``).
     """
 
     def __init__(
@@ -200,6 +208,9 @@ class FakeLLM(Served):
         self.max_in_flight = 0
         """The most chat completions being answered at once so far (set it to 0 to measure afresh)."""
         self._in_flight = 0
+        self.speech_seconds = 1.0
+        """Length of the audio /audio/speech answers with."""
+        self._speech_script: deque[Reply] = deque()
         self.base_url = ""
         """``http://<host>:<port>/v1`` once started."""
         self._host = host
@@ -232,6 +243,7 @@ class FakeLLM(Served):
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_post("/v1/audio/transcriptions", self._transcription)
+        app.router.add_post("/v1/audio/speech", self._speech)
         # handler_cancellation: a client disconnect cancels its handler, which is
         # how disconnects during a delay are noticed (aiohttp's default is off).
         self._runner = web.AppRunner(
@@ -252,6 +264,13 @@ class FakeLLM(Served):
     def script(self, *replies: Reply) -> None:
         """Append answers to the FIFO queue; each request consumes one."""
         self._script.extend(replies)
+
+    def script_speech(self, *replies: Reply) -> None:
+        """Append /audio/speech outcomes (``delay``, ``hold``, ``status``...; the text is ignored)."""
+        self._speech_script.extend(replies)
+
+    def speech_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/audio/speech")]
 
     async def wait_for_requests(self, n: int, timeout: float = 5) -> None:
         """Wait until at least ``n`` requests were received; TimeoutError after ``timeout``."""
@@ -357,6 +376,37 @@ class FakeLLM(Served):
         if early is not None:
             return early
         return web.Response(body=orjson.dumps({"text": reply.text}), content_type=_JSON)
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        try:
+            parsed = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            parsed = None
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        self._record(request, body)
+        if (unauthorized := self._unauthorized(request)) is not None:
+            return unauthorized
+        for name in ("model", "input", "voice"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                return _error_response(400, f"Missing required parameter: '{name}'.", "invalid_request_error",
+                                       "missing_required_parameter", name)
+        if len(body["input"]) > _SPEECH_INPUT_MAX:
+            return _error_response(400, f"String should have at most {_SPEECH_INPUT_MAX} characters",
+                                   "invalid_request_error", "string_too_long", "input")
+        audio_format = body.get("response_format", "mp3")
+        if audio_format not in _SPEECH_FORMATS:
+            return _error_response(400, f"Invalid value: '{audio_format}'.", "invalid_request_error",
+                                   "invalid_value", "response_format")
+        reply = self._speech_script.popleft() if self._speech_script else Reply()
+        try:
+            early = await self._delay_or_fail(request, reply)
+        except asyncio.CancelledError:
+            self._count_cancelled()
+            raise
+        if early is not None:
+            return early
+        content_type, make = _SPEECH_FORMATS[audio_format]
+        return web.Response(body=make(self.speech_seconds), content_type=content_type)
 
     async def _delay_or_fail(self, request: web.Request, reply: Reply) -> web.Response | None:
         """Wait ``reply.delay`` (and ``reply.hold``); then the answer if the reply is a failure, else None."""

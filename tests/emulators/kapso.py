@@ -11,6 +11,10 @@ proxy, so the code under test only needs ``api_url`` pointed at
   language: {code}, components}}``, media and the rest; answers Meta's
   ``{messaging_product, contacts: [{input, wa_id}], messages: [{id: "wamid..."}]}``.
   A body with ``status: "read"`` (mark read / typing indicator) answers ``{"success": true}``.
+* ``POST /meta/whatsapp/{version}/{phoneNumberId}/media`` (Meta's media upload: multipart
+  ``messaging_product=whatsapp``, ``type`` = MIME type, ``file``) -> ``{"id": "<media id>"}``; the bytes
+  are kept in :attr:`FakeKapso.media`. A ``type: "audio"`` message names an uploaded ``id`` or a
+  ``link``; ``voice: true`` needs OGG/Opus (``audio/ogg``), as Meta requires for voice notes.
 * Meta's error envelope ``{"error": {message, type, code, error_data: {messaging_product,
   details}, fbtrace_id}}`` for invalid bodies and for the 24-hour rule: with
   ``window="reject"``, a non-template send to a number whose last inbound
@@ -91,6 +95,9 @@ WINDOW_SECONDS = 24 * 60 * 60
 _MAX_TEXT = 4096
 _RETRY_DELAYS = (10.0, 40.0, 90.0)
 _MEDIA_URL = "https://api.kapso.ai/media/"
+_MAX_AUDIO_BYTES = 16 * 1024 * 1024
+_AUDIO_TYPES = frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"})
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
 _DEFAULT_GROUP_ID = "Y2FwaV9ncm91cDoxNTU1MDc4Mzg4MToxMjAzNjMwMjU="  # Meta groups API ids are opaque
 _SEND_TYPES = {
     "text",
@@ -185,6 +192,8 @@ class FakeKapso(ProviderEmulator):
         self.window = window
         self.conversations: dict[str, KapsoConversation] = {}
         """Conversations by contact phone (digits)."""
+        self.media: dict[str, tuple[str, bytes]] = {}
+        """Uploaded media by id: (MIME type, bytes)."""
         self.read_receipts: list[RecordedSend] = []
         """Accepted mark-as-read / typing-indicator requests."""
 
@@ -219,6 +228,7 @@ class FakeKapso(ProviderEmulator):
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post(r"/meta/whatsapp/{version:v\d+\.\d+}/{phone_number_id}/messages", self._messages)
         app.router.add_post("/meta/whatsapp/{phone_number_id}/messages", self._messages)
+        app.router.add_post(r"/meta/whatsapp/{version:v\d+\.\d+}/{phone_number_id}/media", self._upload_media)
         app.router.add_route("*", "/{tail:.*}", self._unknown_path)
 
     @staticmethod
@@ -302,6 +312,30 @@ class FakeKapso(ProviderEmulator):
         }
         return 200, answer, None
 
+    async def _upload_media(self, request: web.Request) -> web.Response:
+        """Meta's media upload: 16 MB for audio; audio/ogg only with the Opus codec (checked by magic)."""
+        if not self._authorized(request):
+            return self._json(401, {"error": "Invalid API key"})
+        if request.match_info["phone_number_id"] != self.phone_number_id:
+            return self._json(400, self.graph_error("Unsupported post request.", 100, type_="GraphMethodException"))
+        if request.content_type != "multipart/form-data":
+            return self._json(400, self._param_error("The parameter file is required."))
+        form = await request.post()
+        upload, mime = form.get("file"), form.get("type")
+        if form.get("messaging_product") != "whatsapp":
+            return self._json(400, self._param_error("The parameter messaging_product is required."))
+        if not isinstance(upload, web.FileField):
+            return self._json(400, self._param_error("The parameter file is required."))
+        if not isinstance(mime, str) or mime not in _AUDIO_TYPES | _IMAGE_TYPES:
+            return self._json(400, self._param_error("Param type is not a supported MIME type", str(mime)))
+        data = upload.file.read()
+        if len(data) > _MAX_AUDIO_BYTES or (mime == "audio/ogg" and not data.startswith(b"OggS")):
+            return self._json(400, self._param_error("Invalid parameter", "The media file is invalid."))
+        media_id = str(secrets.randbelow(10**15) + 10**15)
+        self.media[media_id] = (mime, data)
+        self._changes.notify()
+        return self._json(200, {"id": media_id})
+
     def _param_error(self, message: str, details: str | None = None) -> dict[str, Any]:
         return self.graph_error(f"(#100) {message}", 100, details=details)
 
@@ -330,6 +364,14 @@ class FakeKapso(ProviderEmulator):
                 return self._param_error("The parameter template['language'] is required.")
         elif not isinstance(body.get(type_), dict):
             return self._param_error(f"The parameter {type_} is required.")
+        elif type_ == "audio":
+            audio = body["audio"]
+            if "id" not in audio and "link" not in audio:
+                return self._param_error("The parameter audio['id'] or audio['link'] is required.")
+            if "id" in audio and str(audio["id"]) not in self.media:
+                return self._param_error("Invalid parameter", "The media id does not exist.")
+            if audio.get("voice") and "id" in audio and self.media[str(audio["id"])][0] != "audio/ogg":
+                return self._param_error("Invalid parameter", "Voice messages must be audio/ogg with the Opus codec.")
         return None
 
     def _after_send(self, body: dict[str, Any], answer: dict[str, Any]) -> None:

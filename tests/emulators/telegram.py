@@ -70,6 +70,7 @@ __all__ = [
 _JSON = "application/json"
 _SHUTDOWN_TIMEOUT = 0.05  # seconds (twice over) that in-flight requests get when the emulator stops
 _MAX_TEXT_LENGTH = 4096  # UTF-16 code units, after entity parsing
+_MAX_CAPTION_LENGTH = 1024
 _MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024  # getFile refuses bigger files on the public Bot API
 _MAX_BODY = 64 * 1024 * 1024
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]*")
@@ -843,6 +844,8 @@ class TelegramEmulator(Served):
             "sendmessage": self._send_message,
             "sendchataction": self._send_chat_action,
             "getfile": self._get_file,
+            "sendvoice": self._send_voice,
+            "sendaudio": self._send_audio,
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -1460,10 +1463,12 @@ class TelegramEmulator(Served):
             form = await request.post()
             for key, value in form.items():
                 if isinstance(value, web.FileField):
+                    data = value.file.read()
                     params[key] = {
                         "filename": value.filename,
                         "content_type": value.content_type,
-                        "size": len(value.file.read()),
+                        "size": len(data),
+                        "data": data,
                     }
                 else:
                     params[key] = _coerce_string(key, str(value))
@@ -1698,6 +1703,45 @@ class TelegramEmulator(Served):
             message["reply_markup"] = markup
         self._messages[(int(chat["id"]), message_id)] = message
         self._sent.append({**params, "chat_id": chat_id, "text": text, "message_id": message_id, "message": message})
+        self._changes.notify()
+        return message
+
+    def _send_voice(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``sendVoice``: an uploaded OGG/Opus file becomes a ``voice`` message (what Telegram's own
+        clients play as a voice note); MP3 and M4A become ``audio`` instead, as Telegram does."""
+        return self._send_file_message(params, "voice")
+
+    def _send_audio(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._send_file_message(params, "audio")
+
+    def _send_file_message(self, params: dict[str, Any], field_name: str) -> dict[str, Any]:
+        chat_id = self._chat_id(params)
+        chat = self._chat_for(chat_id)
+        if chat["id"] in self._blocked:
+            raise _ApiError(403, "Forbidden: bot was blocked by the user")
+        upload = params.get(field_name)
+        if not isinstance(upload, dict) or not upload.get("data"):
+            if upload in (None, ""):
+                raise _ApiError(400, f"Bad Request: there is no {field_name} in the request")
+            raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        data: bytes = upload["data"]
+        caption = str(params.get("caption") or "")
+        if utf16_length(caption) > _MAX_CAPTION_LENGTH:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        kind = "voice" if field_name == "voice" and data.startswith(b"OggS") else "audio"
+        mime = "audio/ogg" if data.startswith(b"OggS") else "audio/mpeg"
+        stored = self.register_file(data, kind="voice" if kind == "voice" else "document",
+                               file_name=upload.get("filename"))
+        message_id = self._next_message_id(int(chat["id"]))
+        message: dict[str, Any] = {"message_id": message_id, "from": dict(self.bot_user), "chat": chat,
+                                   "date": int(time.time())}
+        message[kind] = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "duration": 1,
+                         "mime_type": mime, "file_size": len(data)}
+        if caption:
+            message["caption"] = caption
+        self._messages[(int(chat["id"]), message_id)] = message
+        self._sent.append({**params, "chat_id": chat_id, "text": caption, "message_id": message_id,
+                           "message": message, "method": f"send{field_name.capitalize()}"})
         self._changes.notify()
         return message
 

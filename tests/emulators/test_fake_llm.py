@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import openai
 import pytest
 
+from tests.emulators.audio import mp3, parse_ogg_opus
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 
 API_KEY = "sk-test"
@@ -215,3 +216,15 @@ async def test_max_in_flight_counts_overlapping_requests(fake: FakeLLM) -> None:
         fake.max_in_flight = 0
         await client.chat.completions.create(model=MODEL, messages=USER)  # type: ignore[arg-type]
     assert fake.max_in_flight == 1
+
+
+async def test_speech_answers_real_audio_in_the_asked_format() -> None:
+    async with FakeLLM() as fake:
+        client = openai.AsyncOpenAI(base_url=fake.base_url, api_key="k", max_retries=0)
+        speech = await client.audio.speech.create(model="tts-1", voice="nova", input="hello", response_format="opus")
+        assert parse_ogg_opus(speech.content).seconds > 0.9
+        default = await client.audio.speech.create(model="tts-1", voice="nova", input="hello")
+        assert default.content == mp3(1.0)
+        with pytest.raises(openai.BadRequestError, match="at most 4096"):
+            await client.audio.speech.create(model="tts-1", voice="nova", input="x" * 4097)
+        await client.close()

@@ -27,6 +27,7 @@ from telegram.error import (
 )
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
+from tests.emulators.audio import mp3, ogg_opus
 from tests.emulators.telegram import TelegramEmulator
 
 TOKEN = "123456789:AAEmulatorTestTokenForBotline000000"
@@ -176,6 +177,7 @@ async def test_json_multipart_and_get_bodies(emu: TelegramEmulator) -> None:
         "filename": "a.txt",
         "content_type": "application/octet-stream",
         "size": 3,
+        "data": b"abc",
     }
 
 
@@ -383,3 +385,14 @@ async def test_bot_api_json_shape(emu: TelegramEmulator) -> None:
     assert body["ok"] is True
     assert set(body["result"]) == {"message_id", "from", "chat", "date", "text"}
     assert body["result"]["from"]["is_bot"] is True
+
+
+async def test_send_voice_makes_a_voice_message_from_ogg_and_audio_otherwise(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    voice = await bot.send_voice(chat_id=CHAT, voice=ogg_opus(0.2))
+    assert voice.voice is not None and voice.voice.mime_type == "audio/ogg"
+    audio = await bot.send_voice(chat_id=CHAT, voice=mp3(0.2))
+    assert audio.voice is None and audio.audio is not None
+    with pytest.raises(BadRequest, match="no voice in the request"):
+        await bot.send_voice(chat_id=CHAT, voice="")

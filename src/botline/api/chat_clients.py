@@ -83,6 +83,12 @@ def _check_scripts(svc: Services, scripts: str | None) -> None:
                             "would run on the management API's origin.")
 
 
+def _check_speech(svc: Services, source: str) -> None:
+    """An audioSynthesisSource botline cannot speak with is refused when saved, not at chat time."""
+    if (problem := svc.speech.source_problem(source)) is not None:
+        raise ApiError(400, f"Invalid value for clientParameters.audioSynthesisSource: {problem}.")
+
+
 def talk_url(svc: Services, session: Session) -> str:
     base = (svc.settings.webchat.chat_origin or "").rstrip("/") or svc.settings.server.base_url
     return f"{base}/chat/{session.access_key}"
@@ -116,6 +122,7 @@ async def create_client(request: web.Request) -> web.Response:
     account_id = principal(request).account.id
     await _check_gateway(svc, account_id, body.ai_gateway_id)
     _check_scripts(svc, body.client_parameters.custom_scripts)
+    _check_speech(svc, body.client_parameters.audio_synthesis_source)
     client = ChatClient(
         account_id=account_id, name=body.name, ai_gateway_id=body.ai_gateway_id,
         limiting_parameters=body.limiting_parameters, client_parameters=body.client_parameters,
@@ -159,6 +166,8 @@ async def edit_client(request: web.Request) -> web.Response:
     await _check_gateway(svc, client.account_id, body.ai_gateway_id)
     if {"customScripts", "custom_scripts"} & set(patch.client_parameters or {}):  # stored ones: left out at render
         _check_scripts(svc, body.client_parameters.custom_scripts)
+    if {"audioSynthesisSource", "audio_synthesis_source"} & set(patch.client_parameters or {}):
+        _check_speech(svc, body.client_parameters.audio_synthesis_source)
     settings = ClientSettings(name=body.name, ai_gateway_id=body.ai_gateway_id,
                               limiting_parameters=body.limiting_parameters, client_parameters=body.client_parameters)
     if not await svc.store.chat_clients.edit(client.account_id, client.id, settings):  # integrations untouched

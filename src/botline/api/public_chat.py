@@ -15,12 +15,13 @@ from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.sse import SseStream, event_frame, loop_pinger
 from botline.api.state import services
 from botline.domain.base import CamelModel
-from botline.domain.chat_clients import ChatClient
-from botline.domain.conversations import Message, MessageStatus, Session
+from botline.domain.chat_clients import ChatClient, SpeechTrigger
+from botline.domain.conversations import Message, MessageStatus, Role, Session
 from botline.domain.limits import ITEMS_MAX, BodyBounded, Items
-from botline.engine.attachments import AttachmentError, reader_for
+from botline.engine.attachments import AttachmentError, is_spoken, reader_for
 from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
 from botline.gateway.caller import CallSource
+from botline.speech import AudioFormat, SpeechError
 
 routes = web.RouteTableDef()
 
@@ -30,6 +31,9 @@ EVENT_STREAM = "text/event-stream"
 UNAVAILABLE = "This chat is unavailable."
 """What anyone holding the link learns of a disabled account: nothing more."""
 LAST_EVENTS = ("done", "error")
+WEB_SPEECH_DEFAULT = SpeechTrigger.ALWAYS
+"""The web chat speaks every answer unless the client says otherwise (the page has a mute toggle)."""
+AUDIO_CACHE_SECONDS = 3600
 
 
 UploadPart = Annotated[dict[str, Any], BodyBounded("an upload: webchat.max_upload_bytes caps each file")]
@@ -70,11 +74,30 @@ async def _session(request: web.Request) -> tuple[Session, ChatClient]:
     return session, client
 
 
-def _message_view(message: Message) -> dict[str, Any]:
+def _message_view(message: Message, *, audio: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {"role": message.role.value, "content": message.content, "message_id": message.id}
     if message.status is not MessageStatus.COMPLETE:
         view["status"] = message.status.value
+    if audio:
+        view["audio"] = True
     return view
+
+
+def _spoken(client: ChatClient, answer: Message, *, user_spoke: bool) -> bool:
+    """Whether an answer has audio: a complete assistant text the client's trigger speaks."""
+    return (answer.role is Role.ASSISTANT and answer.status is MessageStatus.COMPLETE
+            and isinstance(answer.content, str) and bool(answer.content.strip())
+            and client.client_parameters.speaks_after(user_spoke=user_spoke, channel_default=WEB_SPEECH_DEFAULT))
+
+
+def _views(messages: list[Message], client: ChatClient) -> list[dict[str, Any]]:
+    views, user_spoke = [], False
+    for message in messages:
+        if message.role is Role.USER:
+            user_spoke = is_spoken(message.content)
+        if is_visible(message):
+            views.append(_message_view(message, audio=_spoken(client, message, user_spoke=user_spoke)))
+    return views
 
 
 def client_view(client: ChatClient) -> dict[str, Any]:
@@ -103,7 +126,7 @@ async def session_info(request: web.Request) -> web.Response:
     messages = await services(request).store.messages.list(session.id)
     language = pick_language(client.client_parameters.language_code, request)
     return json_response({
-        "messages": [_message_view(m) for m in messages if is_visible(m)],
+        "messages": _views(messages, client),
         "chatTitle": _chat_title(messages, client),
         "culture": {"languageCode": language, **CULTURES[language]},
         "client": client_view(client),
@@ -145,10 +168,13 @@ async def prompt(request: web.Request) -> web.StreamResponse:
         turn = await svc.chat.submit(session, client, body.prompt.content, reader)
     except (ChatRefused, AttachmentError) as exc:
         raise _refusal(exc) from exc
+    user_spoke = is_spoken(body.prompt.content)
     if _wants_stream(request):
-        return await _stream(request, turn)
+        return await _stream(request, turn, client, user_spoke=user_spoke)
     outcome = await _outcome(turn)
-    return json_response(outcome.summary(include_tools=client.client_parameters.show_tool_calls))
+    summary = outcome.summary(include_tools=client.client_parameters.show_tool_calls)
+    summary["audio"] = _spoken(client, outcome.message, user_spoke=user_spoke)
+    return json_response(summary)
 
 
 async def _outcome(turn: ActiveTurn) -> TurnOutcome:
@@ -163,10 +189,13 @@ async def _outcome(turn: ActiveTurn) -> TurnOutcome:
         raise
 
 
-async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
+async def _stream(request: web.Request, turn: ActiveTurn, client: ChatClient, *, user_spoke: bool
+                  ) -> web.StreamResponse:
     """`event: delta|tool|done|error`; opened at the first event, so a refusal is still a plain 4xx.
 
     The events queued since the last write (all the deltas of one upstream read) go out in one write.
+    `done` carries `audio: true` when the answer is spoken: the page then fetches its audio, so
+    synthesis starts only once the whole text is on screen (and not at all when the page is muted).
     """
     stream = SseStream(request, open_streams=services(request).metrics.open_streams(CallSource.WEB_CHAT.channel),
                        pinger=loop_pinger())
@@ -177,6 +206,10 @@ async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
                 events.append(turn.events.get_nowait())
             if events[0].name == "error" and not stream.opened:
                 await _outcome(turn)  # raises the refusal or gateway error as a plain answer
+            if events[-1].name == "done":
+                done = events[-1].data
+                done["audio"] = not done.get("cancelled") and bool(str(done.get("completionText") or "").strip()) \
+                    and client.client_parameters.speaks_after(user_spoke=user_spoke, channel_default=WEB_SPEECH_DEFAULT)
             await stream.frames([event_frame(event.name, orjson.dumps(event.data)) for event in events])
             if events[-1].name in LAST_EVENTS:
                 break
@@ -185,6 +218,26 @@ async def _stream(request: web.Request, turn: ActiveTurn) -> web.StreamResponse:
     finally:
         await stream.close()
     return stream.response
+
+
+@routes.get(BASE + "/messages/{message_id}/audio")
+@documented("The spoken version of an answer (MP3), when the chat client speaks.", access=Access.ACCESS_KEY,
+            upstream=True)
+async def answer_audio(request: web.Request) -> web.Response:
+    session, client = await _session(request)
+    if not client.client_parameters.speaks:
+        raise ApiError(404, "Spoken answers are off for this chat.")
+    svc = services(request)
+    wanted = request.match_info["message_id"]
+    message = next((m for m in await svc.store.messages.list(session.id) if m.id == wanted), None)
+    if message is None or not _spoken(client, message, user_spoke=True):
+        raise ApiError(404, "There is no spoken answer with this id.")
+    try:
+        audio = await svc.speech.speak(client, str(message.content), AudioFormat.MP3)
+    except SpeechError as exc:
+        raise ApiError(502, f"The answer could not be spoken: {exc.message}.") from None
+    return web.Response(body=audio.data, content_type=audio.content_type if not audio.is_ogg else "audio/ogg",
+                        headers={"Cache-Control": f"private, max-age={AUDIO_CACHE_SECONDS}"})
 
 
 @routes.delete(BASE)

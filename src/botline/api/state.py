@@ -24,6 +24,7 @@ from botline.metrics import Metrics
 from botline.parsing import PdfExtractor
 from botline.ratelimit import RateLimiter
 from botline.scheduler.service import Scheduler
+from botline.speech import Synthesizer
 from botline.store.base import Store
 
 
@@ -48,6 +49,7 @@ class Services:
     chat_clients: ChatClientCache
     accounts: AccountCache
     documents: PdfExtractor
+    speech: Synthesizer
 
 
 SERVICES = web.AppKey("services", Services)

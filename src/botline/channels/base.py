@@ -37,6 +37,9 @@ class InboundMessage:
     sender_name: str | None = None
     media: tuple[MediaRef, ...] = ()
     timestamp: datetime | None = None
+    voice: bool = False
+    """A voice message the provider already turned into `text` (Kapso's transcript); audio in `media`
+    counts as spoken anyway."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,22 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class VoiceNote:
+    """A spoken answer to send: OGG/Opus when `is_ogg` (a voice note everywhere), else a plain audio file."""
+
+    data: bytes
+    content_type: str
+
+    @property
+    def is_ogg(self) -> bool:
+        return self.data.startswith(b"OggS")
+
+    @property
+    def filename(self) -> str:
+        return "answer.ogg" if self.is_ogg else "answer.mp3"
+
+
 class ChannelAdapter(ABC, Generic[IntegrationT]):
     kind: IntegrationType
     max_text_length: int
@@ -88,6 +107,11 @@ class ChannelAdapter(ABC, Generic[IntegrationT]):
         """Sends one message (at most max_text_length); raises DeliveryError. `trust` is the egress trust
         of the account that saved the integration: it matters where the integration names its own
         endpoint (Evolution's endpointUrl); providers whose API base is in the config ignore it."""
+
+    async def send_voice(self, integration: IntegrationT, chat_id: str, voice: VoiceNote, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """Sends a spoken answer as a voice note; raises DeliveryError (also where unsupported)."""
+        raise DeliveryError(f"{self.kind.value} cannot send voice notes", retryable=False)
 
     async def typing(self, integration: IntegrationT, chat_id: str, *, trust: Trust = Trust.TENANT) -> None:
         """Shows "typing..." where the provider supports it (best effort)."""

@@ -24,7 +24,14 @@ from typing import Any
 
 import orjson
 
-from botline.channels.base import ChannelAdapter, InboundMessage, ParsedWebhook, WebhookRejected, epoch_seconds
+from botline.channels.base import (
+    ChannelAdapter,
+    InboundMessage,
+    ParsedWebhook,
+    VoiceNote,
+    WebhookRejected,
+    epoch_seconds,
+)
 from botline.channels.provider_http import ProviderHttp, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import EvolutionIntegration, GroupPolicy, IntegrationType
@@ -123,6 +130,13 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
     async def send_text(self, integration: EvolutionIntegration, chat_id: str, text: str, *,
                         trust: Trust = Trust.TENANT) -> None:
         await self._post(integration, "message/sendText", {"number": chat_id, "text": text}, trust)
+
+    async def send_voice(self, integration: EvolutionIntegration, chat_id: str, voice: VoiceNote, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """sendWhatsAppAudio (a recorded voice note, ptt) with the audio as plain base64; Evolution itself
+        re-encodes to OGG/Opus unless told `encoding: false`, which is safe only for OGG input."""
+        body = {"number": chat_id, "audio": base64.b64encode(voice.data).decode(), "encoding": not voice.is_ogg}
+        await self._post(integration, "message/sendWhatsAppAudio", body, trust)
 
     async def typing(self, integration: EvolutionIntegration, chat_id: str, *, trust: Trust = Trust.TENANT) -> None:
         body = {"number": chat_id, "presence": "composing", "delay": PRESENCE_MILLIS}

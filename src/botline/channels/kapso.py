@@ -23,10 +23,11 @@ from botline.channels.base import (
     DeliveryError,
     InboundMessage,
     ParsedWebhook,
+    VoiceNote,
     WebhookRejected,
     epoch_seconds,
 )
-from botline.channels.provider_http import ProviderHttp, ProviderReply, retry_after, status_error
+from botline.channels.provider_http import ProviderHttp, ProviderReply, multipart, retry_after, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, KapsoIntegration
 from botline.egress import Trust
@@ -99,7 +100,7 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
             return None
         return InboundMessage(
             provider_message_id=message_id, chat_id=chat_id, text=text, sender_name=_name(event), media=media,
-            timestamp=epoch_seconds(message.get("timestamp")),
+            timestamp=epoch_seconds(message.get("timestamp")), voice=message.get("type") == "audio",
         )
 
     def _messages_url(self, integration: KapsoIntegration) -> str:
@@ -118,6 +119,24 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
     async def send_text(self, integration: KapsoIntegration, chat_id: str, text: str, *,
                         trust: Trust = Trust.TENANT) -> None:
         await self._send(integration, chat_id, {"type": "text", "text": {"preview_url": False, "body": text}})
+
+    async def send_voice(self, integration: KapsoIntegration, chat_id: str, voice: VoiceNote, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """Meta's way: upload the audio (POST .../media) and send `audio {id, voice}`; `voice: true`
+        (a voice note) only for OGG/Opus, which is what WhatsApp accepts for one."""
+        mime = "audio/ogg" if voice.is_ogg else "audio/mpeg"
+        body, content_type = multipart({"messaging_product": "whatsapp", "type": mime}, "file", voice.filename,
+                                       mime, voice.data)
+        reply = await self._http.request_json(
+            "POST", self._messages_url(integration).removesuffix("/messages") + "/media", provider=PROVIDER,
+            trust=Trust.OPERATOR, data=body, headers={"X-API-Key": integration.api_key, "Content-Type": content_type},
+        )
+        if not reply.ok:
+            raise _delivery_error(reply, integration)
+        media_id = reply.body.get("id") if isinstance(reply.body, dict) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise DeliveryError("Kapso accepted the audio upload but gave no media id", retryable=True)
+        await self._send(integration, chat_id, {"type": "audio", "audio": {"id": media_id, "voice": voice.is_ogg}})
 
     async def send_template(
         self, integration: KapsoIntegration, chat_id: str, template_name: str, text: str, *,

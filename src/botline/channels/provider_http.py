@@ -9,6 +9,7 @@ never quoted (they hold Z-API's instance token) and known secrets are masked in 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,13 +51,13 @@ class ProviderHttp:
 
     async def request_json(
         self, method: str, url: str, *, provider: str, trust: Trust, json: Any = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, data: bytes | None = None,
     ) -> ProviderReply:
         """One request; any HTTP status is returned. A refused destination is a final DeliveryError;
         connection failures, timeouts and oversized answers are retryable. Messages name only the
         provider and the kind of failure."""
         try:
-            reply = await self.egress.request(method, url, trust=trust, json=json, headers=headers,
+            reply = await self.egress.request(method, url, trust=trust, json=json, headers=headers, data=data,
                                               max_bytes=self.max_reply_bytes, timeout=REQUEST_TIMEOUT_SECONDS)
         except DestinationRefused as exc:
             raise DeliveryError(f"{provider} unreachable: {exc.message}", retryable=False) from None
@@ -75,6 +76,20 @@ class ProviderHttp:
             log.info("media download failed: %s", exc.message)
             return None
         return reply.body if reply.ok else None
+
+
+def multipart(fields: Mapping[str, str], file_field: str, filename: str, content_type: str, blob: bytes
+              ) -> tuple[bytes, str]:
+    """A multipart/form-data body (RFC 7578) and its Content-Type, for an upload through the egress layer."""
+    boundary = f"botline-{secrets.token_hex(16)}"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
+                 f"Content-Type: {content_type}\r\n\r\n".encode() + blob + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def status_error(provider: str, reply: ProviderReply, detail: str | None, *, secrets: Iterable[str | None] = ()

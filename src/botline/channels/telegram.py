@@ -16,7 +16,14 @@ import telegram
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
-from botline.channels.base import ChannelAdapter, DeliveryError, InboundMessage, ParsedWebhook, WebhookRejected
+from botline.channels.base import (
+    ChannelAdapter,
+    DeliveryError,
+    InboundMessage,
+    ParsedWebhook,
+    VoiceNote,
+    WebhookRejected,
+)
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, TelegramIntegration
 from botline.egress import Trust
@@ -133,6 +140,19 @@ class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
         bot = await self._bot(integration)
         try:
             await bot.send_message(chat_id=chat_id, text=text)
+        except TelegramError as exc:
+            raise _delivery_error(exc) from None
+
+    async def send_voice(self, integration: TelegramIntegration, chat_id: str, voice: VoiceNote, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """sendVoice for OGG/Opus (a voice note); anything else goes as sendAudio (a playable file)."""
+        bot = await self._bot(integration)
+        upload = telegram.InputFile(voice.data, filename=voice.filename)
+        try:
+            if voice.is_ogg:
+                await bot.send_voice(chat_id=chat_id, voice=upload)
+            else:
+                await bot.send_audio(chat_id=chat_id, audio=upload)
         except TelegramError as exc:
             raise _delivery_error(exc) from None
 

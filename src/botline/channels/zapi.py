@@ -11,11 +11,12 @@ message" placeholders, edits, notifications) is ignored, so a bot never answers 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from botline.channels.base import ChannelAdapter, InboundMessage, ParsedWebhook
+from botline.channels.base import ChannelAdapter, InboundMessage, ParsedWebhook, VoiceNote
 from botline.channels.provider_http import ProviderHttp, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, ZapiIntegration
@@ -87,9 +88,18 @@ class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
 
     async def send_text(self, integration: ZapiIntegration, chat_id: str, text: str, *,
                         trust: Trust = Trust.TENANT) -> None:
-        body = {"phone": chat_id, "message": text, "delayTyping": TYPING_SECONDS}
+        await self._send(integration, "send-text", {"phone": chat_id, "message": text, "delayTyping": TYPING_SECONDS})
+
+    async def send_voice(self, integration: ZapiIntegration, chat_id: str, voice: VoiceNote, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """send-audio with the audio inline as a data: URL (botline serves no public media URLs);
+        `waveform` makes WhatsApp draw it as a recorded voice note."""
+        data_url = f"data:{voice.content_type};base64,{base64.b64encode(voice.data).decode()}"
+        await self._send(integration, "send-audio", {"phone": chat_id, "audio": data_url, "waveform": True})
+
+    async def _send(self, integration: ZapiIntegration, endpoint: str, body: dict[str, Any]) -> None:
         reply = await self._http.request_json(  # the API base is the operator's (providers.zapi.api_url)
-            "POST", self._url(integration, "send-text"), provider=PROVIDER, trust=Trust.OPERATOR, json=body,
+            "POST", self._url(integration, endpoint), provider=PROVIDER, trust=Trust.OPERATOR, json=body,
             headers=self._headers(integration),
         )
         if not reply.ok:

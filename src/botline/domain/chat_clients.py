@@ -34,6 +34,17 @@ class InputMode(StrEnum):
     AUDIO = "Audio"
 
 
+class SpeechTrigger(StrEnum):
+    """When an answer is spoken (with an audioSynthesisSource set)."""
+
+    ALWAYS = "Always"
+    VOICE_MESSAGES = "VoiceMessages"
+    """Only answers to a message the user spoke (a voice note, an audio upload)."""
+
+
+NO_SPEECH_SOURCE = "None"
+
+
 class SuggestionButton(CamelModel):
     label: Name = Field(min_length=1)
     prompt: Text = Field(min_length=1)
@@ -78,6 +89,11 @@ class ClientParameters(StrictModel):
     audio_synthesis_voice: Name | None = None
     audio_synthesis_instruction: LongText | None = None
     summarize_text_before_audio_synthesis: bool = False
+    audio_synthesis_trigger: SpeechTrigger | None = None
+    """botline's addition: when to speak. Unset: Always on the web chat, VoiceMessages on channels."""
+    audio_synthesis_with_text: bool = True
+    """botline's addition, channels: False sends a spoken answer as the voice note alone (the text
+    follows only when synthesis fails)."""
     upload_unsupported_files: bool = False
     allow_scheduled_continuations: bool = False
     split_answer_into_message_chunks: bool = False
@@ -118,6 +134,16 @@ class ClientParameters(StrictModel):
         if value and not value.startswith(("https://", "http://", "data:image/", "/")):
             raise ValueError("must be an http(s) URL, a data:image URL or a path")
         return value or None
+
+
+    @property
+    def speaks(self) -> bool:
+        return self.audio_synthesis_source not in (NO_SPEECH_SOURCE, "")
+
+    def speaks_after(self, *, user_spoke: bool, channel_default: SpeechTrigger) -> bool:
+        """Whether an answer is spoken, given whether the message it answers was a voice message."""
+        trigger = self.audio_synthesis_trigger or channel_default
+        return self.speaks and (trigger is SpeechTrigger.ALWAYS or user_spoke)
 
 
 class ChatClient(CamelModel):

@@ -56,6 +56,8 @@ class InboundRecord(CamelModel):
     sender_name: str | None = None
     text: str = ""
     media: list[MediaRef] = Field(default_factory=list)
+    voice: bool = False
+    """The user spoke this message (a voice note or audio, even one the provider transcribed)."""
     received_at: datetime = Field(default_factory=utcnow)
 
     @property

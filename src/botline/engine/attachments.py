@@ -164,9 +164,22 @@ class AttachmentReader:
         blob = _decode(str(audio.get("data", "")), self._policy.max_bytes, "audio")
         transcript = await self._transcribe(blob, f"voice.{audio_format}")
         if transcript:
-            return {"type": "text", "text": f"[Voice message transcript]\n{transcript}"}
+            return {"type": "text", "text": f"{VOICE_TRANSCRIPT}\n{transcript}"}
         return {"type": "text", "text": _note(f"voice.{audio_format}", f"audio/{audio_format}", len(blob),
                                               "is a voice message that could not be transcribed")}
+
+
+VOICE_TRANSCRIPT = "[Voice message transcript]"
+
+
+def is_spoken(content: Any) -> bool:
+    """Whether a user message (as sent, or as stored after reading) carries a voice message."""
+    if not isinstance(content, list):
+        return False
+    return any(isinstance(part, dict) and (
+        part.get("type") == "input_audio"
+        or (part.get("type") == "text" and str(part.get("text", "")).startswith(VOICE_TRANSCRIPT))
+    ) for part in content)
 
 
 def reader_for(

@@ -207,16 +207,25 @@ async def send_with_retries(
 ) -> None:
     """Sends one message; retries 429/5xx/connection failures with backoff (Retry-After honoured).
     `on_retry` is told of each retry (metrics)."""
+    await with_retries(adapter.kind.value, lambda: adapter.send_text(integration, chat_id, text, trust=trust),
+                       sleep=sleep, attempts=attempts, on_retry=on_retry)
+
+
+async def with_retries(
+    provider: str, send: Callable[[], Awaitable[None]], *, sleep: Sleep = asyncio.sleep,
+    attempts: int = MAX_ATTEMPTS, on_retry: Callable[[], object] | None = None,
+) -> None:
+    """Runs one send (text, voice note...) with send_with_retries' policy."""
     for attempt in range(1, attempts + 1):
         try:
-            await adapter.send_text(integration, chat_id, text, trust=trust)
+            await send()
             return
         except DeliveryError as exc:
             if not exc.retryable or attempt == attempts:
                 raise
             backoff = min(FIRST_DELAY_SECONDS * 2 ** (attempt - 1), MAX_DELAY_SECONDS) * (1 - 0.25 * random.random())
             delay = min(exc.retry_after, MAX_DELAY_SECONDS) if exc.retry_after else backoff
-            log.info("%s send failed (%s); retry %d in %.1f s", adapter.kind.value, exc.message, attempt, delay)
+            log.info("%s send failed (%s); retry %d in %.1f s", provider, exc.message, attempt, delay)
             if on_retry is not None:
                 on_retry()
             await sleep(delay)

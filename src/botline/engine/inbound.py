@@ -12,7 +12,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from botline.account_cache import AccountCache
@@ -28,6 +28,7 @@ from botline.engine.chat import ActiveTurn, ChatEngine, ChatRefused, TurnOutcome
 from botline.engine.delivery import send_with_retries, split_message
 from botline.engine.locks import Lease, LeaseLost, SessionLocks
 from botline.engine.sessions import SessionService
+from botline.engine.voice import VoiceReplies
 from botline.gateway.caller import CallSource
 from botline.gateway.errors import GatewayError
 from botline.gateway.transcription import Transcriber
@@ -60,10 +61,11 @@ class InboundEngine:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
         accounts: AccountCache, transcriber: Transcriber, documents: PdfExtractor, max_upload_bytes: int,
-        metrics: Metrics,
+        metrics: Metrics, voice: VoiceReplies,
         max_concurrent_turns: int = 8,
     ) -> None:
         self._accounts = accounts
+        self._voice = voice
         self._metrics = metrics
         self._turn_slots = asyncio.Semaphore(max_concurrent_turns)
         self._store = store
@@ -96,6 +98,7 @@ class InboundEngine:
                 account_id=client.account_id, chat_client_id=client.id, integration=kind, chat_id=message.chat_id,
                 provider_message_id=message.provider_message_id, sender_name=message.sender_name,
                 text=message.text, media=list(message.media), received_at=self._clock.now(),
+                voice=message.voice or any(m.kind is MediaKind.AUDIO for m in message.media),
             )
             # Shielded: a provider that hangs up mid-write must not leave a half-done record behind.
             if await asyncio.shield(self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS)):
@@ -171,9 +174,11 @@ class InboundEngine:
                         return
                     records = await self._store.inbound.pending(chat)  # another replica may have answered
                     if records and await self._accounts.active(chat.account_id) is not None:
-                        await self._answer(chat, client, integration, records, lease)
+                        voice_after = await self._answer(chat, client, integration, records, lease)
                         self._metrics.merged(channel).inc(len(records) - 1)  # once answered, not per try
                         await self._mark_answered(chat, [r.id for r in records])
+                        if voice_after is not None:  # the text is out and recorded: a crash now loses only this
+                            await voice_after()
         except LeaseLost as exc:
             # The lease lapsed in a Store outage and another replica took the chat: it answers these
             # messages; this worker looks again later in case that replica goes away.
@@ -221,11 +226,27 @@ class InboundEngine:
 
     async def _answer(
         self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord], lease: Lease
-    ) -> None:
+    ) -> Callable[[], Awaitable[object]] | None:
+        """Sends the reply's text; returns the voice note still to send after it, if one is wanted."""
         reply, session = await self._reply(chat, client, integration, records)
         lease.check()  # lost meanwhile: the replica that took the chat answers, or this reply is sent twice
-        if reply:
+        if not reply:
+            return None
+        if session is None or not self._voice.wanted(client, records):
             await self.deliver(chat, client, integration, reply, session=session)
+            return None
+        adapter = self._adapters[chat.integration]
+        trust = await self._accounts.trust(client.account_id)
+
+        async def voice() -> bool:
+            return await self._voice.send(adapter, integration, chat.chat_id, client, reply, trust)
+
+        if client.client_parameters.audio_synthesis_with_text:
+            await self.deliver(chat, client, integration, reply, session=session)
+            return voice
+        if not await voice():  # voice only: the text goes when no voice note could
+            await self.deliver(chat, client, integration, reply, session=session)
+        return None
 
     async def _reply(
         self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord]

@@ -29,6 +29,9 @@
     toolFinishedLabel: "Used {name}",
     openChatLabel: "Open chat",
     closeChatLabel: "Close chat",
+    muteLabel: "Mute spoken answers",
+    unmuteLabel: "Play spoken answers",
+    spokenAnswerLabel: "Spoken answer",
     messagesLabel: "Messages",
     youLabel: "You",
     assistantLabel: "Assistant",
@@ -64,6 +67,8 @@
     clip: '<path d="m21 11-8.6 8.6a5 5 0 0 1-7.07-7.07l8.6-8.6a3.33 3.33 0 0 1 4.72 4.72l-8.61 8.6a1.67 1.67 0 0 1-2.36-2.36L15.5 7"/>',
     mic: '<rect x="9" y="3" width="6" height="11" rx="3"/><path d="M5 11a7 7 0 0 0 14 0"/><path d="M12 18v3"/>',
     close: '<path d="M6 6l12 12M18 6 6 18"/>',
+    speaker: '<path d="M4 9h4l5-4v14l-5-4H4Z"/><path d="M16.5 8.5a5 5 0 0 1 0 7"/><path d="M19 6a8.5 8.5 0 0 1 0 12"/>',
+    muted: '<path d="M4 9h4l5-4v14l-5-4H4Z"/><path d="m17 9 5 6M22 9l-5 6"/>',
     file: '<path d="M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8Z"/><path d="M14 3v5h5"/>',
     check: '<path d="m5 12 5 5 9-10"/>',
     chevron: '<path d="m9 6 6 6-6 6"/>',
@@ -255,11 +260,14 @@
       className: "bl-icon-btn", href: apiBase + "/transcript.json", download: "transcript.json",
       "aria-label": t("downloadTranscriptLabel"), title: t("downloadTranscriptLabel"),
     }, [icon("download")]);
+    ui.muteButton = state.client.audioSynthesisEnabled ? el("button", {
+      type: "button", className: "bl-icon-btn bl-mute", onclick: toggleMuted,
+    }) : null;
     const header = el("header", { className: "bl-header" }, [
       avatar("sm"),
       el("h1", { className: "bl-title", text: state.client.pageTitle || document.title }),
       el("div", { className: "bl-header-actions" }, [
-        ui.newButton, ui.downloadLink,
+        ui.muteButton, ui.newButton, ui.downloadLink,
         embedded ? iconButton("close", t("closeChatLabel"), function () { tellParent({ type: "botline:close" }); }) : null,
       ]),
     ]);
@@ -274,6 +282,58 @@
     ]);
 
     app.append(header, ui.scroll, buildComposer());
+    showMuted();
+  }
+
+  // ---------------------------------------------------------------- spoken answers
+
+  // Muted or not is remembered per browser (localStorage; a browser that refuses storage keeps it for the page).
+  const MUTE_KEY = "botline:muted";
+  let mutedFallback = false;
+
+  function isMuted() {
+    try { return window.localStorage.getItem(MUTE_KEY) === "1"; } catch (err) { return mutedFallback; }
+  }
+
+  function setMuted(muted) {
+    mutedFallback = muted;
+    try { window.localStorage.setItem(MUTE_KEY, muted ? "1" : "0"); } catch (err) { /* storage refused */ }
+  }
+
+  function showMuted() {
+    if (!ui.muteButton) return;
+    const muted = isMuted();
+    const label = muted ? t("unmuteLabel") : t("muteLabel");
+    ui.muteButton.setAttribute("aria-pressed", muted ? "true" : "false");
+    ui.muteButton.setAttribute("aria-label", label);
+    ui.muteButton.title = label;
+    ui.muteButton.replaceChildren(icon(muted ? "muted" : "speaker"));
+    document.querySelectorAll(".bl-audio").forEach(function (player) { player.hidden = muted; });
+  }
+
+  function toggleMuted() {
+    setMuted(!isMuted());
+    if (isMuted()) document.querySelectorAll(".bl-audio audio").forEach(function (audio) { audio.pause(); });
+    state.messages.forEach(function (message) { if (message.audio) attachAudio(message, false); });
+    showMuted();
+  }
+
+  // A player under an answer. Its audio is fetched only when the page is not muted: the newest answer's at
+  // once (and played), older ones when their play button is pressed (preload none).
+  function attachAudio(message, play) {
+    if (!message.id || isMuted()) return;
+    let player = message.el.querySelector(".bl-audio audio");
+    if (!player) {
+      player = el("audio", {
+        controls: true, preload: play ? "auto" : "none", "aria-label": t("spokenAnswerLabel"),
+        src: apiBase + "/messages/" + encodeURIComponent(message.id) + "/audio",
+      });
+      message.foot.before(el("div", { className: "bl-audio" }, [player]));
+    }
+    if (play) {
+      const started = player.play();
+      if (started && started.catch) started.catch(function (err) { log("audio not played", err); });
+    }
   }
 
   function buildEmptyState() {
@@ -531,6 +591,7 @@
     if (isUser) renderUserContent(message.body, message.content);
     else setAssistantText(message, typeof message.content === "string" ? message.content : "");
     if (message.status === "cancelled") markStopped(message);
+    if (message.audio) attachAudio(message, false);
     state.messages.push(message);
     ui.log.append(message.el);
     updateEmptyState();
@@ -740,6 +801,7 @@
           }
           setAssistantText(assistant, assistant.text);
           if (data.cancelled) markStopped(assistant);
+          else if (data.audio) { assistant.audio = true; attachAudio(assistant, true); }
         } else if (name === "error") {
           finished = true;
           if (!assistant.text) removeMessage(assistant);
@@ -868,7 +930,9 @@
     });
     if (!fresh.length) return;
     const follow = isNearBottom();
-    fresh.forEach(function (m) { appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status }); });
+    fresh.forEach(function (m) {
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio });
+    });
     updateEmptyState();
     refreshActions();
     if (follow) scrollToBottom();
@@ -897,7 +961,7 @@
     buildShell();
     (data.messages || []).forEach(function (m) {
       if (m.role !== "user" && m.role !== "assistant") return;
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio });
     });
     updateEmptyState();
     refreshActions();

@@ -39,6 +39,9 @@ from botline.egress import Egress, EgressPolicy
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine, PromptLimits
 from botline.engine.client_cache import ChatClientCache
+from botline.engine.handoff import HandoffService
+from botline.engine.handoff_notify import HandoffNotifier
+from botline.engine.handoff_tool import HandoffExtension
 from botline.engine.inbound import InboundEngine
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
@@ -179,10 +182,13 @@ def build_app(
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   trust_of=account_cache.trust)
         adapters = channel_adapters(settings, app[EGRESS])
+        notifier = HandoffNotifier(app[EGRESS], account_cache, adapters, public_url=settings.server.base_url)
+        handoff = HandoffService(store, chat, clock, notifier)
         inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
                                 transcriber=transcriber, documents=app[DOCUMENTS],
                                 max_upload_bytes=settings.webchat.max_upload_bytes,
-                                metrics=recorder, max_concurrent_turns=settings.channels.max_concurrent_turns)
+                                metrics=recorder, handoff=handoff,
+                                max_concurrent_turns=settings.channels.max_concurrent_turns)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
@@ -190,13 +196,15 @@ def build_app(
         scheduler = Scheduler(store, activator, clock, settings.scheduler, accounts=account_cache)
         client_cache = ChatClientCache(store, ttl=settings.webchat.client_cache_seconds)
         await client_cache.start()
-        pipeline_services.extensions.append(
-            ScheduleExtension(store, scheduler, clock, settings.scheduler, clients=client_cache))
+        pipeline_services.extensions.extend([
+            ScheduleExtension(store, scheduler, clock, settings.scheduler, clients=client_cache),
+            HandoffExtension(store, handoff, client_cache),
+        ])
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
-            chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS],
+            chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], handoff=handoff,
         )
         await inbound.resume()
         await scheduler.start()
@@ -205,6 +213,7 @@ def build_app(
         hooks.cancel()
         await drain_turns(app)  # again: a request that came in while aiohttp waited may have started one
         await channels.close()
+        await notifier.close()
         for adapter in adapters.values():
             await adapter.close()
         await memory.close()

@@ -37,6 +37,9 @@ class InboundMessage:
     sender_name: str | None = None
     media: tuple[MediaRef, ...] = ()
     timestamp: datetime | None = None
+    operator: bool = False
+    """Sent from the business's own number by a person (typed on the phone or the Business app), not
+    through the provider's API by botline: it hands the chat to that person (docs/handoff.md)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class ChannelAdapter(ABC, Generic[IntegrationT]):
 
     @abstractmethod
     def parse(self, integration: IntegrationT, payload: Any) -> ParsedWebhook:
-        """Translates a webhook payload; drops own echoes, status callbacks and unwanted groups."""
+        """Translates a webhook payload; drops botline's own echoes, status callbacks and unwanted groups,
+        and marks messages a person sent from the business's number as `operator`."""
 
     @abstractmethod
     async def send_text(self, integration: IntegrationT, chat_id: str, text: str, *,

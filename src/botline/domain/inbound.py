@@ -57,6 +57,8 @@ class InboundRecord(CamelModel):
     text: str = ""
     media: list[MediaRef] = Field(default_factory=list)
     received_at: datetime = Field(default_factory=utcnow)
+    operator: bool = False
+    """Typed by a person on the business's own number (not sent by botline): docs/handoff.md."""
 
     @property
     def chat(self) -> ChatKey:

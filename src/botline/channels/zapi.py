@@ -81,7 +81,8 @@ class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
             return None  # reactions, stickers, locations, contacts...
         return InboundMessage(
             provider_message_id=message_id, chat_id=phone, text=text,
-            sender_name=_str_or_none(payload.get("senderName")) or _str_or_none(payload.get("chatName")),
+            sender_name=None if operator else  # on a fromMe copy the names are the contact's
+            _str_or_none(payload.get("senderName")) or _str_or_none(payload.get("chatName")),
             media=media, timestamp=_timestamp(payload.get("momment")), operator=operator,
         )
 

@@ -26,6 +26,9 @@ from botline.api import (
     public_chat,
     webhooks,
 )
+from botline.api import (
+    handoff as handoff_routes,
+)
 from botline.api.auth import Authenticator, auth_middleware
 from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
@@ -226,7 +229,7 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, metrics, openapi,
+        hook_schedules, memories, metrics, handoff_routes, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -55,7 +55,7 @@ class HandoffService:
 
     async def take(
         self, session: Session, client: ChatClient, *, by: HandoffTrigger, reason: str | None = None,
-        agent: str | None = None, until: datetime | None | object = None, stop_turns: bool = True,
+        agent: str | None = None, until: datetime | object | None = None, stop_turns: bool = True,
     ) -> Session | None:
         """The chat goes to a person until `until` (default: the client's window from now; UNTIL_RESUMED:
         no end). Running turns of the chat stop (not when the caller is that turn: the model's tool)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,9 @@ INTERNAL_ERROR = "Internal error; it has been logged."
 MODEL_UNAVAILABLE = "The assistant can't answer right now. Please try again in a moment."
 INTERRUPTED = "The assistant was interrupted by a server restart. Your message is kept; send it again in a moment."
 WITH_A_PERSON = "a person is handling this chat"
+
+
+HandedOffListener = Callable[[Session, ChatClient, "Content"], None]
 
 
 def is_visible(message: Message) -> bool:
@@ -177,6 +180,11 @@ class ChatEngine:
         """Submitted prompts still being checked (gateway, uploads, rate limit): a stop marks them."""
         self._tasks: set[asyncio.Task[TurnOutcome]] = set()
         self._stopper = TurnStopper(store.signals, self._stop_here)
+        self._on_handed_off: HandedOffListener | None = None
+
+    def listen_handed_off(self, listener: HandedOffListener) -> None:
+        """Hears of each user message stored without a turn because a person has the chat."""
+        self._on_handed_off = listener
 
     async def start(self) -> None:
         """Listens for stops sent to any replica."""
@@ -410,6 +418,8 @@ class ChatEngine:
                 raise ChatRefused(404, "This chat session has ended.")
             messages.extend(new)
         if human:  # read with the session: the check costs no round trip (docs/handoff.md)
+            if self._on_handed_off is not None and content is not None:
+                self._on_handed_off(session, client, content)
             quiet = Message(session_id=session.id, role=Role.ASSISTANT, content="", created_at=now)
             outcome = TurnOutcome(message=quiet, result=None, cancelled=False, handed_off=True)
             turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))

@@ -17,6 +17,7 @@ from botline.domain.clock import Clock
 from botline.domain.conversations import Message, Role, Session
 from botline.domain.handoff import Controller, Handoff, HandoffTrigger, is_keyword
 from botline.domain.inbound import InboundRecord
+from botline.engine.attachments import Content
 from botline.engine.chat import ChatEngine
 from botline.engine.handoff_notify import HandoffEvent, HandoffEventKind, HandoffNotifier
 from botline.store.base import Store
@@ -52,6 +53,12 @@ class HandoffService:
         self._store = store
         self._clock = clock
         self.notifier = notifier
+        chat.listen_handed_off(self._prompt_while_human)
+
+    def _prompt_while_human(self, session: Session, client: ChatClient, content: Content) -> None:
+        text = content if isinstance(content, str) else " ".join(
+            str(part.get("text", "")) for part in content if part.get("type") == "text")
+        self.user_wrote(session, client, text)
 
     async def take(
         self, session: Session, client: ChatClient, *, by: HandoffTrigger, reason: str | None = None,

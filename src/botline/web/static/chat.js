@@ -531,6 +531,8 @@
     if (isUser) renderUserContent(message.body, message.content);
     else setAssistantText(message, typeof message.content === "string" ? message.content : "");
     if (message.status === "cancelled") markStopped(message);
+    // A person of the business wrote it (human handoff): their name under the bubble.
+    if (message.agent) message.foot.prepend(el("span", { className: "bl-agent", text: message.agent }));
     state.messages.push(message);
     ui.log.append(message.el);
     updateEmptyState();
@@ -868,7 +870,9 @@
     });
     if (!fresh.length) return;
     const follow = isNearBottom();
-    fresh.forEach(function (m) { appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status }); });
+    fresh.forEach(function (m) {
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, agent: m.agent });
+    });
     updateEmptyState();
     refreshActions();
     if (follow) scrollToBottom();
@@ -897,7 +901,7 @@
     buildShell();
     (data.messages || []).forEach(function (m) {
       if (m.role !== "user" && m.role !== "assistant") return;
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, agent: m.agent });
     });
     updateEmptyState();
     refreshActions();

@@ -26,6 +26,9 @@ from botline.api import (
     public_chat,
     webhooks,
 )
+from botline.api import (
+    handoff as handoff_routes,
+)
 from botline.api.auth import Authenticator, auth_middleware
 from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
@@ -39,6 +42,9 @@ from botline.egress import Egress, EgressPolicy
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine, PromptLimits
 from botline.engine.client_cache import ChatClientCache
+from botline.engine.handoff import HandoffService
+from botline.engine.handoff_notify import HandoffNotifier
+from botline.engine.handoff_tool import HandoffExtension
 from botline.engine.inbound import InboundEngine
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
@@ -182,10 +188,13 @@ def build_app(
                                   trust_of=account_cache.trust)
         speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust)
         adapters = channel_adapters(settings, app[EGRESS])
+        notifier = HandoffNotifier(app[EGRESS], account_cache, adapters, public_url=settings.server.base_url)
+        handoff = HandoffService(store, chat, clock, notifier)
         inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
                                 transcriber=transcriber, documents=app[DOCUMENTS], voice=VoiceReplies(speech),
                                 max_upload_bytes=settings.webchat.max_upload_bytes,
-                                metrics=recorder, max_concurrent_turns=settings.channels.max_concurrent_turns)
+                                metrics=recorder, handoff=handoff,
+                                max_concurrent_turns=settings.channels.max_concurrent_turns)
         channels = ChannelHub(store, adapters, inbound, public_url=settings.server.base_url,
                               telegram_mode=settings.providers.telegram.mode)
         activator = ScheduleActivator(store, chat, sessions, inbound, adapters, clock, settings.scheduler,
@@ -193,13 +202,16 @@ def build_app(
         scheduler = Scheduler(store, activator, clock, settings.scheduler, accounts=account_cache)
         client_cache = ChatClientCache(store, ttl=settings.webchat.client_cache_seconds)
         await client_cache.start()
-        pipeline_services.extensions.append(
-            ScheduleExtension(store, scheduler, clock, settings.scheduler, clients=client_cache))
+        pipeline_services.extensions.extend([
+            ScheduleExtension(store, scheduler, clock, settings.scheduler, clients=client_cache),
+            HandoffExtension(store, handoff, client_cache),
+        ])
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
+            handoff=handoff,
         )
         await inbound.resume()
         await scheduler.start()
@@ -208,6 +220,7 @@ def build_app(
         hooks.cancel()
         await drain_turns(app)  # again: a request that came in while aiohttp waited may have started one
         await channels.close()
+        await notifier.close()
         for adapter in adapters.values():
             await adapter.close()
         await memory.close()
@@ -220,7 +233,7 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, metrics, openapi,
+        hook_schedules, memories, metrics, handoff_routes, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -80,7 +80,8 @@ async def _real_path(server: RunningServer, fake: FakeLLM, template: str) -> str
     session = await open_session(server, client["id"])
     _, accounts = await server.call("GET", "/api/v1/admin/accounts")
     values = {"id": gateway if template.startswith("/api/v1/ai-gateways/") else client["id"],
-              "accessKey": session["accessKey"], "accountId": accounts[0]["id"], "clientId": client["id"],
+              "accessKey": session["accessKey"], "sessionId": session["sessionId"], "accountId": accounts[0]["id"],
+              "clientId": client["id"],
               "integrationType": "Zapi", "token": saved["webhookUrl"].rsplit("/", 1)[1]}
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], template)
 

@@ -120,12 +120,11 @@ async def test_a_burst_inside_the_debounce_window_is_one_turn(
     await assert_no_more_sends(kapso, 1)
 
 
-async def test_outbound_echoes_and_statuses_are_ignored(
+async def test_api_echoes_and_statuses_are_ignored(
     server: RunningServer, fake_llm: FakeLLM, kapso: FakeKapso
 ) -> None:
     channel = await connect(server, fake_llm, "Kapso", integration(kapso))
     ignored = [
-        kapso.echo_message(PHONE, "typed in the Business app"),
         kapso.outbound_message(PHONE, "sent through the API"),
         kapso.status_event("wamid.HBgLsent", PHONE, "delivered"),
         kapso.status_event("wamid.HBgLsent", PHONE, "read"),
@@ -137,7 +136,7 @@ async def test_outbound_echoes_and_statuses_are_ignored(
     await assert_no_more_sends(kapso, 0)
     assert fake_llm.requests == []
 
-    batch = kapso.batch([kapso.text_message(PHONE, "in a batch"), kapso.echo_message(PHONE, "echo in a batch")])
+    batch = kapso.batch([kapso.text_message(PHONE, "in a batch"), kapso.outbound_message(PHONE, "API send in a batch")])
     assert await deliver(server, kapso, channel.webhook_url, batch) == (
         200, {"received": 1, "ignored": 1, "duplicates": 0}
     )

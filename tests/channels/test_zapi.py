@@ -120,12 +120,11 @@ async def test_a_burst_inside_the_debounce_window_is_one_turn(
     await assert_no_more_sends(zapi, 1)
 
 
-async def test_own_messages_statuses_and_non_chats_are_ignored(
+async def test_api_echoes_statuses_and_non_chats_are_ignored(
     server: RunningServer, fake_llm: FakeLLM, zapi: FakeZapi
 ) -> None:
     channel = await connect(server, fake_llm, "Zapi", integration(zapi))
     ignored = [
-        zapi.text_message(PHONE, "typed on the phone", from_me=True),
         zapi.text_message(PHONE, "sent by the API", from_me=True, from_api=True),
         zapi.delivery_callback(PHONE, "3EB0BBBBBBBBBBBBBBBB"),
         zapi.status_callback(PHONE, "3EB0BBBBBBBBBBBBBBBB", "READ"),

@@ -248,3 +248,29 @@ async def test_a_key_deleted_on_one_replica_is_refused_at_once_by_another(cluste
     assert (await cluster.call(2, "DELETE", f"/api/v1/accounts/api-key/{key_id}"))[0] == 200
     status, body = await cluster.call(1, "GET", "/api/v1/ai-gateways", headers=as_key)
     assert (status, body) == (401, {"message": "Missing or invalid API key."})
+
+
+async def test_a_takeover_recorded_through_one_replica_is_honoured_by_all_at_once(cluster: Cluster) -> None:
+    chat = 1010
+    client_id = cluster.webhook_path.split("/")[-2]
+    assert await cluster.push(0, cluster.telegram.text_update(chat, "hello")) == 200
+    await cluster.telegram.wait_for_messages(1, timeout=WAIT, chat_id=chat)
+    _, sessions = await cluster.call(1, "GET", f"/api/v1/web-chat-client/{client_id}/sessions")
+    [session] = [s for s in sessions if s["tagName"] == f"Telegram:{chat}"]
+    path = f"/api/v1/web-chat-client/{client_id}/sessions/{session['id']}"
+    status, taken = await cluster.call(1, "POST", path + "/handoff", json={"agent": "Paula"})
+    assert status == 200 and taken["handoff"]["state"] == "human", taken
+
+    before = len(cluster.fake.requests)
+    for replica in (2, 0):
+        assert await cluster.push(replica, cluster.telegram.text_update(chat, f"anyone there? ({replica})")) == 200
+    await no_more_messages(cluster, chat, 1)
+    assert len(cluster.fake.requests) == before
+
+    status, back = await cluster.call(2, "POST", path + "/resume")
+    assert status == 200 and back["handoff"]["state"] == "bot", back
+    assert await cluster.push(1, cluster.telegram.text_update(chat, "hello again")) == 200
+    replies = await cluster.telegram.wait_for_messages(2, timeout=WAIT, chat_id=chat)
+    assert replies[1]["text"] == "echo: hello again"
+    said = [m["content"] for m in cluster.fake.requests[-1].body["messages"] if m["role"] == "user"]
+    assert said[-3:] == ["anyone there? (2)", "anyone there? (0)", "hello again"]

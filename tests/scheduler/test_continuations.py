@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from botline.app import STORE
 from botline.config import Settings
 from tests.conftest import gateway_body
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
@@ -186,3 +187,36 @@ async def test_a_web_chat_continuation_is_appended_to_the_session(
             await asyncio.sleep(0.1)
         assert [m["content"] for m in info["messages"]] == [
             "remind me to drink water", "Sure, in a second.", "Time to drink some water!"]
+
+
+async def test_a_follow_up_due_while_a_person_has_the_chat_is_skipped_and_recorded(
+    tmp_path: Path, fake_llm: FakeLLM, telegram: TelegramEmulator
+) -> None:
+    settings = settings_for(f"sqlite:///{tmp_path / 'db.sqlite'}", telegram)
+    fake_llm.script(
+        Reply(tool_calls=[ToolCall("schedule_message", {"delaySeconds": 2, "reason": "check on the user"})]),
+        Reply(text="I'll check on you shortly."),
+    )
+    async with running_server(settings) as server:
+        client_id, webhook_url = await telegram_client(server, fake_llm, telegram)
+        await say(server, telegram, webhook_url, "check on me in a bit")
+        await telegram.wait_for_messages(1, timeout=5)
+        _, sessions = await server.call("GET", f"/api/v1/web-chat-client/{client_id}/sessions")
+        status, body = await server.call(
+            "POST", f"/api/v1/web-chat-client/{client_id}/sessions/{sessions[0]['id']}/handoff",
+            json={"reason": "refund dispute", "agent": "Paula"})
+        assert status == 200 and body["handoff"]["state"] == "human", body
+        assert server.app is not None
+        store = server.app[STORE]
+        client = await store.chat_clients.find(client_id)
+        assert client is not None
+        async with asyncio.timeout(10):
+            while True:
+                [item] = await store.schedules.list_for_client(client.account_id, client_id)
+                if item.activation_result:
+                    break
+                await asyncio.sleep(0.1)
+        assert item.activation_result == "skipped: a person is handling this chat"
+        assert [a.outcome.value for a in item.history] == ["skipped"]
+        await no_more_messages(telegram, 1, 0.3)
+        assert len(fake_llm.requests) == 2  # the scheduling turn only: the model was not asked again

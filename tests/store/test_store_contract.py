@@ -11,6 +11,7 @@ from botline.domain.accounts import Account, AccountParameters, ApiKey, Plan
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Message, MessageStatus, Role, Session
 from botline.domain.gateways import Gateway, GatewayParameters
+from botline.domain.handoff import Controller, Handoff, HandoffTrigger
 from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import Integrations, IntegrationType, TelegramIntegration, ZapiIntegration
 from botline.domain.memory import Memory, MemoryFormat
@@ -464,6 +465,46 @@ class TestSessions:
         assert await store.sessions.get_by_access_key("ak-1") is None
         assert await store.sessions.get_by_tag(ALICE, "client-1", "user-7") is None
         assert await store.sessions.delete_expired(at(60 * 24 * 365)) == 0
+
+
+class TestHandoffState:
+    """Who answers a chat is part of the session: read with it, set in place, the same on every replica."""
+
+    async def test_a_takeover_is_read_with_the_session_by_every_lookup(self, store: Store) -> None:
+        chat = session(tag="Zapi:5511")
+        await store.sessions.create(chat)
+        takeover = Handoff(state=Controller.HUMAN, by=HandoffTrigger.OPERATOR, reason="typed on the phone",
+                           since=at(1), until=at(31))
+        stored = await store.sessions.set_handoff(ALICE, chat.id, takeover)
+        assert stored is not None and stored.handoff == takeover
+        for found in (await store.sessions.get(ALICE, chat.id), await store.sessions.get_by_access_key("ak-1"),
+                      await store.sessions.get_by_tag(ALICE, "client-1", "Zapi:5511")):
+            assert found is not None and found.handoff == takeover
+            assert found.handoff.is_human(at(30)) and not found.handoff.is_human(at(31))
+        with_messages = await store.sessions.get_with_messages(ALICE, chat.id)
+        assert with_messages is not None and with_messages[0].handoff == takeover
+
+    async def test_setting_it_keeps_the_counters_and_expiry_a_turn_wrote(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        await store.sessions.add_messages(ALICE, chat.id, [message(chat.id, "hi")],
+                                          SessionChange(messages=1, tokens=7, expires_at_least=at(3000)))
+        back = Handoff(state=Controller.BOT, by=HandoffTrigger.API, since=at(2))
+        stored = await store.sessions.set_handoff(ALICE, chat.id, back)
+        assert stored is not None
+        assert (stored.message_count, stored.token_count, stored.expires_at) == (1, 7, at(3000))
+        assert stored.handoff == back
+        cleared = await store.sessions.set_handoff(ALICE, chat.id, None)
+        assert cleared is not None and cleared.handoff is None and cleared.message_count == 1
+
+    async def test_another_account_or_an_unknown_session_changes_nothing(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        takeover = Handoff(state=Controller.HUMAN, by=HandoffTrigger.API, since=at(1))
+        assert await store.sessions.set_handoff(BOB, chat.id, takeover) is None
+        assert await store.sessions.set_handoff(ALICE, "no-such-session", takeover) is None
+        found = await store.sessions.get(ALICE, chat.id)
+        assert found is not None and found.handoff is None
 
 
 class TestSessionTags:

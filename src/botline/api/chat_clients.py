@@ -15,6 +15,7 @@ from botline.api.state import Services, principal, services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.conversations import Session
+from botline.domain.handoff import handoff_view
 from botline.domain.limits import LongText, Name, Patch, PatchOf, StringMap, Url
 from botline.store.changes import ClientSettings
 
@@ -224,7 +225,7 @@ async def list_sessions(request: web.Request) -> web.Response:
             "sessionKey": s.access_key, "createdAt": s.wire()["createdAt"], "lastMessage": s.wire()["lastMessageAt"],
             "messageCount": s.message_count, "tokenCount": s.token_count,
             "expiresAt": s.wire()["expiresAt"], "isActive": s.is_live(now),
-            "lastDeliveryError": s.last_delivery_error,
+            "lastDeliveryError": s.last_delivery_error, "handoff": handoff_view(s.handoff, now),
         }
         for s in sessions
         if not needle or _matches(s, needle)

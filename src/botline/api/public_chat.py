@@ -17,6 +17,7 @@ from botline.api.state import services
 from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient, SpeechTrigger
 from botline.domain.conversations import Message, MessageStatus, Role, Session
+from botline.domain.handoff import handoff_view
 from botline.domain.limits import ITEMS_MAX, BodyBounded, Items
 from botline.engine.attachments import AttachmentError, is_spoken, reader_for
 from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
@@ -76,6 +77,8 @@ async def _session(request: web.Request) -> tuple[Session, ChatClient]:
 
 def _message_view(message: Message, *, audio: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {"role": message.role.value, "content": message.content, "message_id": message.id}
+    if message.agent:  # a person of the business wrote it (docs/handoff.md)
+        view["agent"] = message.agent
     if message.status is not MessageStatus.COMPLETE:
         view["status"] = message.status.value
     if audio:
@@ -276,7 +279,9 @@ async def transcript(request: web.Request) -> web.Response:
     # The seed's shape, but `context` and `metadata` stay empty: they are what the tenant's backend told
     # botline about this person (extraContext, metadata), not the person's to download.
     body: dict[str, Any] = {
-        "messages": [{"role": m.role.value, "content": m.content} for m in messages if is_visible(m)],
+        "messages": [{"role": m.role.value, "content": m.content, **({"agent": m.agent} if m.agent else {})}
+                     for m in messages if is_visible(m)],
+        "handoff": handoff_view(session.handoff, services(request).clock.now()),
         "context": None,
         "sessionId": session.id,
         "metadata": {},

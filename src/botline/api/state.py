@@ -13,6 +13,7 @@ from botline.domain.clock import Clock
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
 from botline.engine.client_cache import ChatClientCache
+from botline.engine.handoff import HandoffService
 from botline.engine.inbound import InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
@@ -50,6 +51,7 @@ class Services:
     accounts: AccountCache
     documents: PdfExtractor
     speech: Synthesizer
+    handoff: HandoffService
 
 
 SERVICES = web.AppKey("services", Services)

@@ -40,6 +40,9 @@ class InboundMessage:
     voice: bool = False
     """A voice message the provider already turned into `text` (Kapso's transcript); audio in `media`
     counts as spoken anyway."""
+    operator: bool = False
+    """Sent from the business's own number by a person (typed on the phone or the Business app), not
+    through the provider's API by botline: it hands the chat to that person (docs/handoff.md)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ class ChannelAdapter(ABC, Generic[IntegrationT]):
 
     @abstractmethod
     def parse(self, integration: IntegrationT, payload: Any) -> ParsedWebhook:
-        """Translates a webhook payload; drops own echoes, status callbacks and unwanted groups."""
+        """Translates a webhook payload; drops botline's own echoes, status callbacks and unwanted groups,
+        and marks messages a person sent from the business's number as `operator`."""
 
     @abstractmethod
     async def send_text(self, integration: IntegrationT, chat_id: str, text: str, *,

@@ -92,14 +92,17 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
 
     def _message(self, integration: EvolutionIntegration, data: Any) -> InboundMessage | None:
         key = data.get("key") if isinstance(data, dict) else None
-        if not isinstance(key, dict) or key.get("fromMe"):
-            return None  # typed on the connected phone: never answered
+        if not isinstance(key, dict):
+            return None
+        # API sends (botline's replies) come as send.message, never as upserts; a fromMe upsert was typed on
+        # the connected phone: a person taking over a one-to-one chat (docs/handoff.md).
+        operator = bool(key.get("fromMe"))
         remote, message_id = key.get("remoteJid"), key.get("id")
         if not isinstance(remote, str) or not isinstance(message_id, str) or not message_id:
             return None
         if remote.endswith(IGNORED_SUFFIXES):
             return None
-        if remote.endswith(GROUP_SUFFIX) and integration.group_policy is not GroupPolicy.ALL:
+        if remote.endswith(GROUP_SUFFIX) and (operator or integration.group_policy is not GroupPolicy.ALL):
             return None
         content = data.get("message")
         if not isinstance(content, dict):
@@ -107,11 +110,11 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
         text, media = _text(content), _media(content)
         if not text and not media:
             return None  # reactions, protocol messages, stickers, locations...
-        push_name = data.get("pushName")
+        push_name = None if operator else data.get("pushName")  # "Você" for the phone's own messages
         return InboundMessage(
             provider_message_id=message_id, chat_id=_chat_id(key), text=text,
             sender_name=push_name if isinstance(push_name, str) and push_name else None, media=media,
-            timestamp=epoch_seconds(data.get("messageTimestamp")),
+            timestamp=epoch_seconds(data.get("messageTimestamp")), operator=operator,
         )
 
     def _headers(self, integration: EvolutionIntegration) -> dict[str, str]:

@@ -36,6 +36,9 @@ PROVIDER = "Kapso"
 GRAPH_VERSION = "v24.0"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 INBOUND = "inbound"
+OUTBOUND = "outbound"
+BUSINESS_APP = "business_app"
+"""`kapso.origin` of a message typed in the WhatsApp Business app (coexistence), not sent through the API."""
 META_OBJECT = "whatsapp_business_account"
 GROUP_PREFIX = "group:"
 """Chat ids of WhatsApp groups (only with groupPolicy All): sent with recipient_type "group"."""
@@ -83,8 +86,15 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
 
     def _message(self, integration: KapsoIntegration, event: dict[str, Any]) -> InboundMessage | None:
         message = event.get("message")
-        if not isinstance(message, dict) or _kapso(message).get("direction") != INBOUND:
-            return None  # sent/delivered/read/failed, Business app echoes, conversation events
+        if not isinstance(message, dict):
+            return None  # conversation events
+        kapso = _kapso(message)
+        # Outbound: botline's own sends (origin cloud_api) and their statuses are never answered; a message
+        # typed in the WhatsApp Business app (origin business_app; its sent/delivered/read events share its
+        # id, so it is recorded once) is a person taking over (docs/handoff.md).
+        operator = kapso.get("direction") == OUTBOUND and kapso.get("origin") == BUSINESS_APP
+        if kapso.get("direction") != INBOUND and not operator:
+            return None
         number_id = event.get("phone_number_id")
         if number_id is not None and str(number_id) != integration.phone_number_id:
             return None  # another number's traffic: its replies would go out from ours
@@ -92,15 +102,18 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
         if not isinstance(message_id, str) or not message_id:
             return None
         group = message.get("group_id")
-        if group and integration.group_policy is not GroupPolicy.ALL:
+        if group and (operator or integration.group_policy is not GroupPolicy.ALL):
             return None
-        chat_id = f"{GROUP_PREFIX}{group}" if group else _sender(message, event.get("conversation"))
+        chat_id = _recipient(message, event.get("conversation")) if operator else \
+            f"{GROUP_PREFIX}{group}" if group else _sender(message, event.get("conversation"))
         text, media = _content(message)
         if not chat_id or (not text and not media):
             return None
         return InboundMessage(
-            provider_message_id=message_id, chat_id=chat_id, text=text, sender_name=_name(event), media=media,
+            provider_message_id=message_id, chat_id=chat_id, text=text,
+            sender_name=None if operator else _name(event), media=media,
             timestamp=epoch_seconds(message.get("timestamp")), voice=message.get("type") == "audio",
+            operator=operator,
         )
 
     def _messages_url(self, integration: KapsoIntegration) -> str:
@@ -203,6 +216,14 @@ def _sender(message: dict[str, Any], conversation: Any) -> str:
     if not sender and isinstance(conversation, dict):
         sender = conversation.get("phone_number")
     return "".join(ch for ch in str(sender or "") if ch.isdigit())
+
+
+def _recipient(message: dict[str, Any], conversation: Any) -> str:
+    """Whom an outbound message went to: `message.to`, else the conversation's phone number, digits only."""
+    recipient = message.get("to")
+    if not recipient and isinstance(conversation, dict):
+        recipient = conversation.get("phone_number")
+    return "".join(ch for ch in str(recipient or "") if ch.isdigit())
 
 
 def _name(event: dict[str, Any]) -> str | None:

@@ -31,9 +31,9 @@ TYPING_SECONDS = 1
 WHATSAPP_TEXT_LIMIT = 4096
 """WhatsApp takes ~65,536 characters, but a wall of text is unreadable on a phone; 4096 also matches
 Meta's Cloud API (Kapso), so an answer is chunked the same way on every WhatsApp provider."""
-IGNORED_FLAGS = ("fromMe", "isNewsletter", "broadcast", "isStatusReply", "waitingMessage", "isEdit")
-"""ReceivedCallback flags that are never answered: own messages (loops), channel posts, broadcast lists,
-replies to a Status, content-less placeholders, and edits of a message that was already answered."""
+IGNORED_FLAGS = ("isNewsletter", "broadcast", "isStatusReply", "waitingMessage", "isEdit")
+"""ReceivedCallback flags that are never answered: channel posts, broadcast lists, replies to a Status,
+content-less placeholders, and edits of a message that was already answered."""
 _MEDIA_FIELDS = (
     ("image", "imageUrl", MediaKind.IMAGE),
     ("audio", "audioUrl", MediaKind.AUDIO),
@@ -70,14 +70,21 @@ class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
             return None
         if payload.get("notification"):  # group joins, E2E notices, missed calls, revokes
             return None
+        operator = bool(payload.get("fromMe"))
+        if operator and (payload.get("fromApi") is not False or is_group):
+            # fromMe arrives only with "notify sent by me" on. Sent through the API (botline's own replies,
+            # `fromApi: true`, or a copy that does not say): an echo, never answered (loops). Typed on the
+            # phone (`fromApi: false`) in a one-to-one chat: a person taking over (docs/handoff.md).
+            return None
         text = _text(payload)
         media = _media(payload)
         if not text and not media:
             return None  # reactions, stickers, locations, contacts...
         return InboundMessage(
             provider_message_id=message_id, chat_id=phone, text=text,
-            sender_name=_str_or_none(payload.get("senderName")) or _str_or_none(payload.get("chatName")),
-            media=media, timestamp=_timestamp(payload.get("momment")),
+            sender_name=None if operator else  # on a fromMe copy the names are the contact's
+            _str_or_none(payload.get("senderName")) or _str_or_none(payload.get("chatName")),
+            media=media, timestamp=_timestamp(payload.get("momment")), operator=operator,
         )
 
     def _url(self, integration: ZapiIntegration, endpoint: str) -> str:

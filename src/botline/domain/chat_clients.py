@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ConfigDict, Field, field_validator
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.handoff import HandoffSettings
 from botline.domain.integrations import Integrations
 from botline.domain.limits import Document, ImageUrl, Items, LongText, Name, Text
 from botline.domain.timespan import Timespan
@@ -101,6 +102,8 @@ class ClientParameters(StrictModel):
     message_debounce_interval: Timespan = None
     timezone: Name | None = None
     """botline's addition: the IANA zone recurring tasks default to (else UTC)."""
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
+    """botline's addition: human handoff (docs/handoff.md)."""
 
     @field_validator("primary_color")
     @classmethod

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.handoff import Handoff
 
 
 class Role(StrEnum):
@@ -45,6 +46,8 @@ class Session(CamelModel):
     last_user_message_at: datetime | None = None
     last_delivery_error: str | None = None
     """Why the last answer could not be delivered on its channel (after retries), if it could not."""
+    handoff: Handoff | None = None
+    """Who answers: None (never handed over) is the bot; docs/handoff.md."""
 
     def is_live(self, now: datetime) -> bool:
         return self.expires_at > now
@@ -83,4 +86,7 @@ class Message(CamelModel):
     status: MessageStatus = MessageStatus.COMPLETE
     answers_inbound: list[str] = Field(default_factory=list)
     """Channel messages (inbound record ids) this answer replies to: lets a restart re-deliver it."""
+    agent: str | None = None
+    """Set on an assistant message a person wrote (an operator on the business phone, an agent through
+    the API): the model sees it as the business speaking; the transcript shows who."""
     created_at: datetime = Field(default_factory=utcnow)

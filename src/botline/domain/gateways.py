@@ -80,6 +80,8 @@ class SentinelFunction(StrEnum):
     ADVANCED_WEB_USAGE = "AdvancedWebUsage"
     REQUEST = "Request"
     CALENDAR = "Calendar"
+    HANDOFF = "Handoff"
+    """botline's addition: the handoff_to_human tool (docs/handoff.md)."""
 
 
 class BashOptions(StrictCamelModel):

@@ -59,6 +59,8 @@ class InboundRecord(CamelModel):
     voice: bool = False
     """The user spoke this message (a voice note or audio, even one the provider transcribed)."""
     received_at: datetime = Field(default_factory=utcnow)
+    operator: bool = False
+    """Typed by a person on the business's own number (not sent by botline): docs/handoff.md."""
 
     @property
     def chat(self) -> ChatKey:

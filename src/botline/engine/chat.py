@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,10 @@ HOUR_SECONDS = 3600
 INTERNAL_ERROR = "Internal error; it has been logged."
 MODEL_UNAVAILABLE = "The assistant can't answer right now. Please try again in a moment."
 INTERRUPTED = "The assistant was interrupted by a server restart. Your message is kept; send it again in a moment."
+WITH_A_PERSON = "a person is handling this chat"
+
+
+HandedOffListener = Callable[[Session, ChatClient, "Content"], None]
 
 
 def is_visible(message: Message) -> bool:
@@ -77,6 +81,8 @@ class TurnOutcome:
     message: Message
     result: TurnResult | None
     cancelled: bool
+    handed_off: bool = False
+    """A person has the chat: the user message was stored and the model not asked (`message` is empty)."""
 
     def summary(self, *, include_tools: bool) -> dict[str, Any]:
         usage = self.message.usage or TokenUsage()
@@ -91,6 +97,7 @@ class TurnOutcome:
                       "totalTokens": usage.total_tokens},
             "messageId": self.message.id,
             "cancelled": self.cancelled,
+            "handedOff": self.handed_off,
         }
 
 
@@ -173,6 +180,11 @@ class ChatEngine:
         """Submitted prompts still being checked (gateway, uploads, rate limit): a stop marks them."""
         self._tasks: set[asyncio.Task[TurnOutcome]] = set()
         self._stopper = TurnStopper(store.signals, self._stop_here)
+        self._on_handed_off: HandedOffListener | None = None
+
+    def listen_handed_off(self, listener: HandedOffListener) -> None:
+        """Hears of each user message stored without a turn because a person has the chat."""
+        self._on_handed_off = listener
 
     async def start(self) -> None:
         """Listens for stops sent to any replica."""
@@ -312,6 +324,20 @@ class ChatEngine:
             await self._recount(session, -len(removed))
             return True
 
+    async def record(self, account_id: str, session_id: str, messages: Sequence[Message]) -> bool:
+        """Stores messages that need no answer (a person has the chat: the user's, the operator's), in
+        order, after any turn of the session; False when the session is gone."""
+        if not messages:
+            return True
+        now = self._clock.now()
+        users = [m for m in messages if m.role is Role.USER]
+        change = SessionChange(
+            messages=sum(1 for m in messages if is_visible(m)), last_message_at=now,
+            last_user_message_at=now if users else None, expires_at_least=self._sessions.renewal_floor(),
+        )
+        async with self._locks.hold(f"session:{session_id}"):
+            return await self._store.sessions.add_messages(account_id, session_id, messages, change)
+
     async def reset(self, session: Session) -> None:
         """Empties the conversation; the session, its key and its links stay."""
         async with self._locks.hold(f"session:{session.id}"):
@@ -374,11 +400,15 @@ class ChatEngine:
         if found is None or not found[0].is_live(self._clock.now()):
             raise ChatRefused(404, "This chat session has ended.")
         session, messages = found
-        repeat = bool(messages) and messages[-1].role is Role.USER and messages[-1].content == content
+        now = self._clock.now()
+        human = session.handoff is not None and session.handoff.is_human(now)
+        # Not with a person: unanswered messages are the rule then, and a second "ok" is a new message.
+        repeat = not human and bool(messages) and messages[-1].role is Role.USER and messages[-1].content == content
         cap = client.limiting_parameters.max_messages
         if cap and not repeat and session.message_count >= cap:
             raise ChatRefused(403, f"This conversation reached its limit of {cap} messages; start a new one.")
-        now = self._clock.now()
+        if human and content is None:  # a scheduled continuation: the person talking to the user decides
+            raise ChatRefused(409, WITH_A_PERSON)
         if content is not None:
             # An unanswered identical last message (retry, failure, restart) is answered instead.
             new = [] if repeat else [Message(session_id=session.id, role=Role.USER, content=content, created_at=now)]
@@ -387,6 +417,13 @@ class ChatEngine:
             if not await self._store.sessions.add_messages(session.account_id, session.id, new, change):
                 raise ChatRefused(404, "This chat session has ended.")
             messages.extend(new)
+        if human:  # read with the session: the check costs no round trip (docs/handoff.md)
+            if self._on_handed_off is not None and content is not None:
+                self._on_handed_off(session, client, content)
+            quiet = Message(session_id=session.id, role=Role.ASSISTANT, content="", created_at=now)
+            outcome = TurnOutcome(message=quiet, result=None, cancelled=False, handed_off=True)
+            turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
+            return outcome
         turn.started = True
         caller = Caller(
             call_source=source, account_id=session.account_id, chat_client_id=session.chat_client_id,

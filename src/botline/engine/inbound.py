@@ -26,6 +26,7 @@ from botline.egress import Trust
 from botline.engine.attachments import AttachmentError, Content, reader_for
 from botline.engine.chat import ActiveTurn, ChatEngine, ChatRefused, TurnOutcome
 from botline.engine.delivery import send_with_retries, split_message
+from botline.engine.handoff import HandoffService
 from botline.engine.locks import Lease, LeaseLost, SessionLocks
 from botline.engine.sessions import SessionService
 from botline.engine.voice import VoiceReplies
@@ -61,9 +62,10 @@ class InboundEngine:
     def __init__(
         self, store: Store, chat: ChatEngine, sessions: SessionService, adapters: Adapters, clock: Clock, *,
         accounts: AccountCache, transcriber: Transcriber, documents: PdfExtractor, max_upload_bytes: int,
-        metrics: Metrics, voice: VoiceReplies,
+        metrics: Metrics, voice: VoiceReplies, handoff: HandoffService,
         max_concurrent_turns: int = 8,
     ) -> None:
+        self._handoff = handoff
         self._accounts = accounts
         self._voice = voice
         self._metrics = metrics
@@ -99,6 +101,7 @@ class InboundEngine:
                 provider_message_id=message.provider_message_id, sender_name=message.sender_name,
                 text=message.text, media=list(message.media), received_at=self._clock.now(),
                 voice=message.voice or any(m.kind is MediaKind.AUDIO for m in message.media),
+                operator=message.operator,
             )
             # Shielded: a provider that hangs up mid-write must not leave a half-done record behind.
             if await asyncio.shield(self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS)):
@@ -220,7 +223,7 @@ class InboundEngine:
 
     def _debounce_left(self, params: ClientParameters, newest: InboundRecord) -> float:
         interval = params.message_debounce_interval
-        if not interval:
+        if not interval or newest.operator:  # a person took the chat: nothing to wait for
             return 0.0
         return (newest.received_at + interval - self._clock.now()).total_seconds()
 
@@ -253,7 +256,7 @@ class InboundEngine:
     ) -> tuple[str, Session | None]:
         """What to send for the records, and the session it belongs to (None after a reset)."""
         adapter = self._adapters[chat.integration]
-        command = records[-1].text.strip().lower() if len(records) == 1 else ""
+        command = records[-1].text.strip().lower() if len(records) == 1 and not records[-1].operator else ""
         if command == RESET_COMMAND:
             await self._reset(chat, client)
             return RESET_REPLY, None
@@ -261,6 +264,9 @@ class InboundEngine:
             client, tag=chat.external_user_id, lifetime=integration.session_duration or DEFAULT_SESSION_DURATION
         )
         bind_turn(CALL_SOURCES[chat.integration].channel, session_id=session.id, gateway=client.ai_gateway_id)
+        settled = await self._handoff.settle(session, client, records)  # the session read above holds the state
+        if settled is not None:
+            return settled.reply, settled.session
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
             return usage, session
@@ -294,6 +300,8 @@ class InboundEngine:
         except DeliveryError as exc:  # an attachment could not be fetched from the provider
             log.warning("no answer for %s: %s", chat.text(), exc.message)
             return UNAVAILABLE_REPLY
+        if outcome.handed_off or outcome.cancelled:  # a person took the chat meanwhile (or it was deleted):
+            return ""  # what was stored stays in the history; nothing half-written goes to the user
         text = outcome.message.content
         return text if isinstance(text, str) else ""
 

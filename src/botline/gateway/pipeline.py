@@ -32,7 +32,7 @@ from botline.gateway.model_client import ModelClient
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
-from botline.gateway.tools import ProtocolFunctionTool, Tool, ToolSet
+from botline.gateway.tools import EndTurn, ProtocolFunctionTool, Tool, ToolSet
 from botline.logs import loggable_url
 from botline.metrics import Metrics
 
@@ -187,15 +187,26 @@ class TurnPipeline:
                                       "tool_calls": answer.tool_calls}
             messages.append(assistant)
             produced.append(assistant)
+            ended: EndTurn | None = None
             for call in answer.tool_calls:
                 name, arguments = call["function"]["name"], call["function"]["arguments"]
                 await sink.tool(name, ToolStatus.STARTED)
-                result = await tools.call(name, arguments, request.caller)
+                try:
+                    result = await tools.call(name, arguments, request.caller)
+                except EndTurn as end:
+                    ended, result = ended or end, end.result
                 await sink.tool(name, ToolStatus.FINISHED)
                 runs.append(ToolRun(name=name, arguments=arguments, result=result))
                 tool_message: ChatMessage = {"role": "tool", "tool_call_id": call["id"], "content": result}
                 messages.append(tool_message)
                 produced.append(tool_message)
+            if ended is not None:  # every call of the round has its answer; the tool's text is the last word
+                await sink.text(ended.answer)
+                produced.append({"role": "assistant", "content": ended.answer})
+                return TurnResult(
+                    text=ended.answer, reasoning=answer.reasoning, model=answer.model, finish_reason="stop",
+                    usage=usage, tool_runs=runs, new_messages=produced,
+                )
             if params.tool_context_count is not None:
                 messages = apply_tool_context_count(messages, params.tool_context_count)
         raise GatewayError("The AI model kept calling tools without answering.")  # pragma: no cover

@@ -31,6 +31,16 @@ class ToolFailure(Exception):
         self.message = message
 
 
+class EndTurn(Exception):
+    """Raised by a tool whose work ends the turn (a handoff to a person): the model gets `result` and is
+    not asked again; the turn's answer is `answer`, exactly (the user sees it once, word for word)."""
+
+    def __init__(self, result: str, answer: str) -> None:
+        super().__init__(result)
+        self.result = result
+        self.answer = answer
+
+
 class Tool(ABC):
     """Something the model can call. The model sees `spec()`, never how it runs."""
 
@@ -112,7 +122,7 @@ class ToolSet:
         return [tool.spec() for tool in self._tools.values()]
 
     async def call(self, name: str, raw_arguments: str, caller: Caller) -> str:
-        """Runs one tool call; always returns the text the model receives."""
+        """Runs one tool call; returns the text the model receives (or raises the tool's EndTurn)."""
         tool = self._tools.get(name)
         if tool is None:
             return f"There is no tool named {name}."
@@ -126,6 +136,8 @@ class ToolSet:
             return await tool.run(arguments, caller)
         except ToolFailure as exc:
             return exc.message
+        except EndTurn:
+            raise
         except Exception:  # a broken tool must not break the turn: the model is told, the bug is logged
             log.exception("tool %s failed unexpectedly", name)
             return f"The tool {name} failed to run. Tell the user it is unavailable right now."

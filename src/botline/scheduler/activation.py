@@ -22,7 +22,7 @@ from botline.domain.conversations import Session
 from botline.domain.inbound import ChatKey
 from botline.domain.integrations import DEFAULT_SESSION_DURATION, IntegrationType, KapsoIntegration
 from botline.domain.schedules import Activation, ActivationOutcome, ScheduledItem, ScheduleKind, ScheduleStatus
-from botline.engine.chat import ChatEngine, ChatRefused
+from botline.engine.chat import WITH_A_PERSON, ChatEngine, ChatRefused
 from botline.engine.inbound import CALL_SOURCES, InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.caller import CallSource
@@ -124,13 +124,16 @@ class ScheduleActivator:
             return _Result(ActivationOutcome.SKIPPED, f"skipped: the {kind.value} integration was removed")
         if await self._user_was_active(client, item, fire_time):
             return _Result(ActivationOutcome.SKIPPED, "skipped: user active")
-        if not await self._within_budget(item):
-            budget = self._settings.continuations_per_user_per_hour
-            return _Result(ActivationOutcome.SKIPPED, f"skipped: this user's budget of {budget} scheduled "
-                           "continuations per hour is used up")
         session = await self._session(client, item, integration)
         if session is None:
             return _Result(ActivationOutcome.FAILED, "failed: the web chat session has ended")
+        if session.handoff is not None and session.handoff.is_human(self._clock.now()):
+            # The person talking to the user decides what is said; a recurring task goes on at its next time.
+            return _Result(ActivationOutcome.SKIPPED, f"skipped: {WITH_A_PERSON}", session.id)
+        if not await self._within_budget(item):
+            budget = self._settings.continuations_per_user_per_hour
+            return _Result(ActivationOutcome.SKIPPED, f"skipped: this user's budget of {budget} scheduled "
+                           "continuations per hour is used up", session.id)
         source = CALL_SOURCES[kind] if kind is not None else CallSource.WEB_CHAT
         try:
             turn = await self._chat.submit(session, client, None, None, source=source, note=self._note(item, client))

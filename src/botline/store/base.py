@@ -19,6 +19,7 @@ from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.gateways import Gateway
+from botline.domain.handoff import Handoff
 from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import Integration, IntegrationType
 from botline.domain.memory import Memory, MemoryFormat
@@ -248,6 +249,11 @@ class SessionRepository(ABC):
     ) -> Session | None:
         """Sets expiresAt (with `extend_only`, raises it to at least that) and, when given, the
         context, in place; the session as stored afterwards, None when gone or another account's."""
+
+    @abstractmethod
+    async def set_handoff(self, account_id: str, session_id: str, handoff: Handoff | None) -> Session | None:
+        """Sets who answers the chat (None: back to never handed over) in place, the rest of the session
+        as stored; the session afterwards, None when gone or another account's."""
 
     @abstractmethod
     async def record_delivery_error(self, account_id: str, session_id: str, error: str | None) -> None:

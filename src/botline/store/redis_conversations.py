@@ -16,6 +16,7 @@ from redis.typing import EncodableT
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
+from botline.domain.handoff import Handoff
 from botline.domain.integrations import FIELD_OF, Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
@@ -277,6 +278,9 @@ class RedisSessions(_Repo, SessionRepository):
             pipe.zadd(self._keys.sessions_by_expiry(), {session.id: _epoch_seconds(session.expires_at)})
 
         return await self._change(account_id, session_id, renewed, reindex)
+
+    async def set_handoff(self, account_id: str, session_id: str, handoff: Handoff | None) -> Session | None:
+        return await self._change(account_id, session_id, lambda s: s.model_copy(update={"handoff": handoff}))
 
     async def record_delivery_error(self, account_id: str, session_id: str, error: str | None) -> None:
         await self._change(account_id, session_id, lambda s: s.model_copy(update={"last_delivery_error": error}))

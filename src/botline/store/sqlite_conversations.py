@@ -11,6 +11,7 @@ import orjson
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
+from botline.domain.handoff import Handoff
 from botline.domain.integrations import Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
@@ -165,6 +166,12 @@ class SqliteSessions(_Repo, SessionRepository):
                   session_id, account_id)
         sql = RENEW_SESSION.format(document=document)
         row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
+        return None if row is None else Session.model_validate_json(row[0])
+
+    async def set_handoff(self, account_id: str, session_id: str, handoff: Handoff | None) -> Session | None:
+        document, params = json_set_fields({"handoff": None if handoff is None else handoff.wire()})
+        sql = f"UPDATE sessions SET data = {document} WHERE id = ? AND account_id = ? RETURNING data"
+        row = await self._run(lambda conn: conn.execute(sql, (*params, session_id, account_id)).fetchone())
         return None if row is None else Session.model_validate_json(row[0])
 
     async def record_delivery_error(self, account_id: str, session_id: str, error: str | None) -> None:

@@ -592,6 +592,8 @@
     else setAssistantText(message, typeof message.content === "string" ? message.content : "");
     if (message.status === "cancelled") markStopped(message);
     if (message.audio) attachAudio(message, false);
+    // A person of the business wrote it (human handoff): their name under the bubble.
+    if (message.agent) message.foot.prepend(el("span", { className: "bl-agent", text: message.agent }));
     state.messages.push(message);
     ui.log.append(message.el);
     updateEmptyState();
@@ -931,7 +933,7 @@
     if (!fresh.length) return;
     const follow = isNearBottom();
     fresh.forEach(function (m) {
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent });
     });
     updateEmptyState();
     refreshActions();
@@ -961,7 +963,7 @@
     buildShell();
     (data.messages || []).forEach(function (m) {
       if (m.role !== "user" && m.role !== "assistant") return;
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent });
     });
     updateEmptyState();
     refreshActions();

@@ -1,0 +1,170 @@
+"""Human handoff: a person takes a chat over, the bot steps aside, and gets it back (docs/handoff.md).
+
+Every change of hands goes through `HandoffService`: the state is written in place on the session
+(so every replica honours it at its next read of the session, which every turn makes anyway), turns
+of that chat still running are stopped on whichever replica runs them, and the operators are told.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from botline.domain.chat_clients import ChatClient
+from botline.domain.clock import Clock
+from botline.domain.conversations import Message, Role, Session
+from botline.domain.handoff import Controller, Handoff, HandoffTrigger, is_keyword
+from botline.domain.inbound import InboundRecord
+from botline.engine.attachments import Content
+from botline.engine.chat import ChatEngine
+from botline.engine.handoff_notify import HandoffEvent, HandoffEventKind, HandoffNotifier
+from botline.store.base import Store
+
+log = logging.getLogger(__name__)
+
+OPERATOR = "operator"
+"""The agent name of a message typed on the business phone (WhatsApp gives no name for it)."""
+ASKED_BY_USER = "the user asked for a person"
+TYPED_BY_OPERATOR = "a message was typed on the business's own number"
+UNTIL_RESUMED = object()
+"""`until=UNTIL_RESUMED`: no window, the chat stays with the person until someone gives it back."""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the records of a chat with (or going to) a person come to: nothing for the model to answer;
+    `reply` is sent to the user (the handoff message), or nothing when empty."""
+
+    session: Session
+    reply: str = ""
+
+
+def media_notice(record: InboundRecord) -> str:
+    """While a person has the chat media are not fetched (they see them on the phone): a notice stands in."""
+    notices = [f"[{media.kind.value}]" for media in record.media]
+    return "\n".join(part for part in (record.text, " ".join(notices)) if part)
+
+
+class HandoffService:
+    def __init__(self, store: Store, chat: ChatEngine, clock: Clock, notifier: HandoffNotifier) -> None:
+        self._chat = chat
+        self._store = store
+        self._clock = clock
+        self.notifier = notifier
+        chat.listen_handed_off(self._prompt_while_human)
+
+    def _prompt_while_human(self, session: Session, client: ChatClient, content: Content) -> None:
+        text = content if isinstance(content, str) else " ".join(
+            str(part.get("text", "")) for part in content if part.get("type") == "text")
+        self.user_wrote(session, client, text)
+
+    async def take(
+        self, session: Session, client: ChatClient, *, by: HandoffTrigger, reason: str | None = None,
+        agent: str | None = None, until: datetime | object | None = None, stop_turns: bool = True,
+    ) -> Session | None:
+        """The chat goes to a person until `until` (default: the client's window from now; UNTIL_RESUMED:
+        no end). Running turns of the chat stop (not when the caller is that turn: the model's tool)."""
+        now = self._clock.now()
+        end = None if until is UNTIL_RESUMED else until if isinstance(until, datetime) else \
+            now + client.client_parameters.handoff.window
+        was_human = session.handoff is not None and session.handoff.is_human(now)
+        since = session.handoff.since if was_human and session.handoff is not None else now
+        state = Handoff(state=Controller.HUMAN, by=by, reason=reason, agent=agent, since=since, until=end)
+        if was_human and session.handoff is not None:  # sliding: who took it and why stay as they were
+            state = session.handoff.model_copy(update={"until": end, "agent": agent or session.handoff.agent})
+        stored = await self._store.sessions.set_handoff(session.account_id, session.id, state)
+        if stored is None:
+            return None
+        if stop_turns:
+            await self._chat.cancel(session.id)
+        if not was_human:
+            log.info("session %s handed to a person (%s)", session.id, by.value)
+            self._tell(HandoffEventKind.STARTED, stored, client, by, reason=reason, agent=agent)
+        return stored
+
+    async def resume(self, session: Session, client: ChatClient, *, by: HandoffTrigger,
+                     agent: str | None = None) -> Session | None:
+        """The bot answers again from the next message; the exchange meanwhile stays in its history."""
+        now = self._clock.now()
+        was_human = session.handoff is not None and session.handoff.is_human(now)
+        state = Handoff(state=Controller.BOT, by=by, agent=agent, since=now)
+        stored = await self._store.sessions.set_handoff(session.account_id, session.id, state)
+        if stored is not None and was_human:
+            log.info("session %s back with the bot (%s)", session.id, by.value)
+            self._tell(HandoffEventKind.ENDED, stored, client, by, agent=agent)
+        return stored
+
+    async def operator_message(self, session: Session, client: ChatClient, text: str, *,
+                               agent: str | None, by: HandoffTrigger = HandoffTrigger.API) -> Message | None:
+        """A person answers through the API: stored as the business speaking, the takeover (re)started
+        for the client's window. None when the session is gone."""
+        stored = await self.take(session, client, by=by, agent=agent, reason="an agent answered")
+        if stored is None:
+            return None
+        message = Message(session_id=session.id, role=Role.ASSISTANT, content=text, agent=agent or OPERATOR,
+                          created_at=self._clock.now())
+        if not await self._chat.record(session.account_id, session.id, [message]):
+            return None
+        return message
+
+    async def settle(self, session: Session, client: ChatClient, records: Sequence[InboundRecord]) -> Settled | None:
+        """Channel records of a chat with a person, or that hand it to one or back: stored in order, the
+        state changed as they say, nothing for the model. None: the bot answers them as usual.
+
+        In order: an operator message takes the chat (its window sliding with each), an operator keyword
+        ("#bot") gives it back and is not stored, a user keyword asks for a person (the handoff message
+        is the reply). Only a chat with nobody of these stays the bot's."""
+        settings = client.client_parameters.handoff
+        now = self._clock.now()
+        human = session.handoff is not None and session.handoff.is_human(now)
+        involved = human or any(r.operator for r in records) or any(
+            not r.operator and is_keyword(r.text, settings.user_keywords) for r in records)
+        if not involved:
+            return None
+        messages: list[Message] = []
+        took = asked = resumed = False  # since the last operator keyword, which undoes what came before
+        agent: str | None = None
+        for record in records:
+            if record.operator and is_keyword(record.text, settings.operator_keywords):
+                human, took, asked, resumed = False, False, False, True
+                continue
+            role = Role.ASSISTANT if record.operator else Role.USER
+            if record.operator:
+                agent = record.sender_name or OPERATOR
+                human, took = True, True
+            elif not human and is_keyword(record.text, settings.user_keywords):
+                human, asked = True, True
+            messages.append(Message(session_id=session.id, role=role, content=media_notice(record),
+                                    agent=agent if record.operator else None, created_at=record.received_at))
+        reply = settings.user_message if asked and not took else ""
+        if reply:
+            messages.append(Message(session_id=session.id, role=Role.ASSISTANT, content=reply, created_at=now))
+        await self._chat.record(session.account_id, session.id, messages)
+        stored: Session | None = session
+        if took:
+            stored = await self.take(session, client, by=HandoffTrigger.OPERATOR, reason=TYPED_BY_OPERATOR,
+                                     agent=agent)
+        elif asked:
+            stored = await self.take(session, client, by=HandoffTrigger.KEYWORD, reason=ASKED_BY_USER)
+        elif resumed:
+            stored = await self.resume(session, client, by=HandoffTrigger.KEYWORD)
+        if human and not asked:
+            self._tell_messages(stored or session, client, [m for m in messages if m.role is Role.USER])
+        return Settled(session=stored or session, reply=reply)
+
+    def user_wrote(self, session: Session, client: ChatClient, text: str) -> None:
+        """A user message recorded while a person has the chat: the operators' webhook hears of it."""
+        self._tell(HandoffEventKind.MESSAGE, session, client, HandoffTrigger.OPERATOR, text=text)
+
+    def _tell_messages(self, session: Session, client: ChatClient, messages: Sequence[Message]) -> None:
+        for message in messages:
+            if isinstance(message.content, str):
+                self.user_wrote(session, client, message.content)
+
+    def _tell(self, kind: HandoffEventKind, session: Session, client: ChatClient, trigger: HandoffTrigger, *,
+              reason: str | None = None, agent: str | None = None, text: str | None = None) -> None:
+        self.notifier.notify(HandoffEvent(kind=kind, session=session, client=client, trigger=trigger,
+                                          moment=self._clock.now().isoformat(), reason=reason, agent=agent,
+                                          text=text))

@@ -97,6 +97,8 @@ class Reply:
     """Reported usage; ``None`` computes it from the request (characters / 4, at least 1)."""
     completion_tokens: int | None = None
     """Reported usage; ``None`` computes it from the answer (characters / 4, at least 1)."""
+    refusal: str | None = None
+    """Sent as ``message.refusal`` (structured outputs' refusal) instead of content."""
 
 
 @dataclass
@@ -408,7 +410,9 @@ class FakeLLM(Served):
                 }
                 for call in reply.tool_calls
             ]
-        message["refusal"] = None
+        message["refusal"] = reply.refusal
+        if reply.refusal is not None:
+            message["content"] = None
         message["annotations"] = []
         return {
             **self._envelope(body, "chat.completion"),

@@ -49,6 +49,8 @@ class Round:
     model: str = ""
     first_delta_at: float | None = None
     """`time.perf_counter()` at the first text or reasoning delta of a streamed call."""
+    refusal: str = ""
+    """The model's refusal message (OpenAI structured outputs answer one instead of content)."""
 
 
 def _usage(data: Any) -> TokenUsage | None:
@@ -92,6 +94,7 @@ async def complete(client: openai.AsyncOpenAI, request: dict[str, Any]) -> Round
         finish_reason=choices[0].get("finish_reason") or "stop",
         usage=_usage(payload.get("usage")),
         model=str(payload.get("model") or request["model"]),
+        refusal=message.get("refusal") or "",
     )
 
 
@@ -128,6 +131,8 @@ async def stream(client: openai.AsyncOpenAI, request: dict[str, Any], sink: Delt
                         result.first_delta_at = result.first_delta_at or time.perf_counter()
                         content.append(text)
                         await sink.text(text)
+                    if refused := delta.get("refusal"):
+                        result.refusal += refused
                     if thought := _reasoning_of(delta):
                         result.first_delta_at = result.first_delta_at or time.perf_counter()
                         reasoning.append(thought)

@@ -103,6 +103,8 @@ class TurnResult:
     tool_runs: list[ToolRun] = field(default_factory=list)
     new_messages: list[ChatMessage] = field(default_factory=list)
     """Assistant and tool messages the turn produced, in order (for session storage)."""
+    refusal: str = ""
+    """The model refused instead of answering (its message); empty otherwise."""
 
 
 @dataclass
@@ -178,6 +180,7 @@ class TurnPipeline:
                 return TurnResult(
                     text=text, reasoning=answer.reasoning, model=answer.model, finish_reason=answer.finish_reason,
                     usage=usage, client_tool_calls=client_calls, tool_runs=runs, new_messages=produced,
+                    refusal=answer.refusal,
                 )
             assistant: ChatMessage = {"role": "assistant", "content": answer.content or None,
                                       "tool_calls": answer.tool_calls}

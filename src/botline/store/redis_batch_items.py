@@ -249,7 +249,8 @@ class RedisBatchItems(_Repo, BatchItemRepository):
             if raw is None or orjson.loads(raw).get("accountId") != account_id:
                 return 0
             last = int(await pipe.incrby(self._part(job_id, BatchJobPart.SEQUENCE), len(inputs)))
-            items = [BatchItem(account_id=account_id, parentBatchWorkflowJobId=job_id, sequence=last - len(inputs) + offset,
+            first = last - len(inputs)
+            items = [BatchItem(account_id=account_id, parentBatchWorkflowJobId=job_id, sequence=first + offset,
                                inserted_at=inserted_at, input=text) for offset, text in enumerate(inputs, start=1)]
             pipe.multi()
             pipe.mset({self._keys.batch_item(item.id): _dump(item) for item in items})

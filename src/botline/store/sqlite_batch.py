@@ -229,8 +229,8 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
                                 (job_id,)).fetchone()[0]
             rows = []
             for offset, text in enumerate(inputs, start=1):
-                item = BatchItem(account_id=account_id, parentBatchWorkflowJobId=job_id, sequence=last + offset, inserted_at=inserted_at,
-                                 input=text)
+                item = BatchItem(account_id=account_id, parentBatchWorkflowJobId=job_id, sequence=last + offset,
+                                 inserted_at=inserted_at, input=text)
                 rows.append((item.id, job_id, account_id, item.sequence, 0, ItemState.PENDING.value, _dump(item)))
             conn.executemany(
                 "INSERT INTO batch_items (id, job_id, account_id, sequence, priority, state, data)"

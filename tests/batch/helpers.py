@@ -29,9 +29,10 @@ def user_input(body: dict[str, Any]) -> str:
 class Classifier:
     """A model that answers each input `{"n": N}` with its parity, and counts its calls per input."""
 
-    def __init__(self, confidence: float = 0.9) -> None:
+    def __init__(self, confidence: float = 0.9, delay: float = 0.0) -> None:
         self.calls: Counter[str] = Counter()
         self.confidence = confidence
+        self.delay = delay
         self.broken = False
         """While True, answers are not JSON."""
 
@@ -43,7 +44,7 @@ class Classifier:
         n = orjson.loads(text)["n"]
         result = {"n": n, "parity": "even" if n % 2 == 0 else "odd"}
         return Reply(text=orjson.dumps({"result": result, "confidence": self.confidence}).decode(),
-                     prompt_tokens=1000, completion_tokens=500)
+                     prompt_tokens=1000, completion_tokens=500, delay=self.delay)
 
 
 def jsonl(inputs: list[str]) -> aiohttp.FormData:

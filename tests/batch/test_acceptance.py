@@ -47,7 +47,7 @@ async def test_two_hundred_items_finish_schema_valid_and_export_one_to_one(
     server: RunningServer, api: BatchApi, classifier: Classifier
 ) -> None:
     inputs = numbered(200)
-    assert await api.load(inputs + ["", "   "]) == {"inserted": 200, "skipped": 0}
+    assert await api.load([*inputs, "", "   "]) == {"inserted": 200, "skipped": 0}
     summary = await api.wait(lambda s: s["finished"] == 200)
     assert (summary["pending"], summary["running"], summary["failed"], summary["total"]) == (0, 0, 0, 200)
     assert summary["successRate"] == 1.0 and summary["averageConfidence"] == pytest.approx(0.9)

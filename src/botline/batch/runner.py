@@ -65,6 +65,8 @@ class BatchRunner:
         self._per_account: Counter[str] = Counter()
         self._errors_in_a_row: Counter[str] = Counter()
         self._wake = asyncio.Event()
+        self._work: list[tuple[BatchJob, Workflow]] | None = None
+        self._work_read_at = 0.0
         self._closing = False
         self._loops: list[asyncio.Task[None]] = []
 
@@ -74,6 +76,7 @@ class BatchRunner:
 
     def kick(self) -> None:
         """Look for claimable items now (after an import, a resume or a retry)."""
+        self._work = None
         self._wake.set()
 
     async def close(self, grace_seconds: float) -> None:
@@ -113,16 +116,26 @@ class BatchRunner:
             free = min(free, self._settings.max_concurrent_per_account - self._per_account[account_id])
         return free
 
+    async def _active_work(self) -> list[tuple[BatchJob, Workflow]]:
+        """Active jobs with their workflows, read again once a poll interval (or after a `kick`): a slot
+        freed by a finished item then costs one claim, not four Store reads. A job paused meanwhile is
+        safe: the claim itself checks that the job is Active."""
+        if self._work is None or time.monotonic() - self._work_read_at > self._settings.poll_seconds:
+            work = []
+            for job in await self._store.batch_jobs.active():
+                workflow = await self._store.batch_workflows.get(job.account_id, job.workflow_id)
+                if workflow is not None:
+                    work.append((job, workflow))
+            self._work, self._work_read_at = work, time.monotonic()
+        return self._work
+
     async def _claim_round(self) -> int:
         claimed = 0
-        for job in await self._store.batch_jobs.active():
+        for job, workflow in await self._active_work():
             if self._closing:
                 break
             free = self._free(job, job.account_id)
             if free <= 0 or await self._accounts.active(job.account_id) is None:
-                continue
-            workflow = await self._store.batch_workflows.get(job.account_id, job.workflow_id)
-            if workflow is None:
                 continue
             token = f"{self._token_prefix}:{next(self._claims)}"
             now = self._clock.now()

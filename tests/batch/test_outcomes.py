@@ -140,3 +140,20 @@ async def test_bad_workflows_and_imports_are_refused_naming_the_field(server: Ru
     form.add_field("documents", b'{"n": 1}\n' + b"x" * 70_000 + b"\n\xff\xfe\n", filename="x.jsonl")
     status, body = await server.call("POST", api.base + "/items", data=form)
     assert body == {"inserted": 1, "skipped": 2}
+
+
+async def test_another_accounts_workflows_jobs_and_items_are_not_found(server: RunningServer, model: FakeLLM) -> None:
+    api = BatchApi(server.call)
+    await api.setup(await create_gateway(server, model))
+    await api.call("PATCH", api.base, json={"state": "pause"})
+    await api.load(numbered(1))
+    [item] = await api.items()
+    other = (await tenant(server)).secret
+    for method, path in [("GET", f"/api/v1/batch/workflows/{api.workflow}"), ("GET", api.base),
+                         ("GET", api.base + "/items"), ("GET", f"{api.base}/items/{item['id']}"),
+                         ("DELETE", f"{api.base}/items/{item['id']}"), ("GET", api.base + "/export.jsonl"),
+                         ("POST", api.base + "/items/retry"), ("DELETE", f"/api/v1/batch/workflows/{api.workflow}")]:
+        status, body = await server.call(method, path, key=other)
+        assert status == 404 and "not found" in body["message"], (method, path)
+    assert (await server.call("GET", "/api/v1/batch/jobs", key=other))[1] == []
+    assert len(await api.items()) == 1

@@ -4,7 +4,7 @@
 
 Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw dict)): the /v1 proxy
 latency side by side with LiteLLM's proxy, web chat prompts/s, open SSE streams, webhooks, schedules,
-and throughput with 1-3 replicas on one Redis.
+throughput with 1-3 replicas on one Redis, and batch items/s.
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import profile, proxy_latency, replicas, schedules, servers, webchat, webhooks
+from bench import batch, profile, proxy_latency, replicas, schedules, servers, webchat, webhooks
 
 RESULTS = servers.RESULTS
 
@@ -69,6 +69,11 @@ def _replicas(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return f"{replicas.table(result)}\n\n({result.seconds} s)", asdict(result)
 
 
+def _batch(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = batch.run(quick=args.quick, log=_log)
+    return f"{batch.table(result)}\n\n({result.seconds} s)", asdict(result)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "proxy_latency": _proxy_latency,
     "webchat_prompts": _webchat_prompts,
@@ -76,6 +81,7 @@ BENCHMARKS: dict[str, Runner] = {
     "webhooks": _webhooks,
     "schedules": _schedules,
     "replicas": _replicas,
+    "batch": _batch,
 }
 
 

@@ -13,6 +13,8 @@ from botline.accounts import admin_account, bootstrap_admin_keys
 from botline.api import (
     accounts,
     admin,
+    batch_items,
+    batch_workflows,
     chat_clients,
     chat_page,
     gateways,
@@ -35,6 +37,8 @@ from botline.api.errors import add_request_id, error_middleware, error_response
 from botline.api.http import JSON_SEPARATORS
 from botline.api.inflight import InFlightRequests
 from botline.api.state import SERVICES, Services
+from botline.batch.processor import ItemProcessor
+from botline.batch.runner import BatchRunner
 from botline.channels.registry import channel_adapters
 from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
@@ -89,7 +93,7 @@ async def drain_turns(app: web.Application) -> None:
     svc = app[SERVICES]
     grace = svc.settings.server.shutdown_grace_seconds
     await asyncio.gather(svc.scheduler.close(grace), svc.inbound.close(grace), svc.chat.close(grace),
-                         app[IN_FLIGHT].wait_idle(grace))
+                         svc.batch.close(grace), app[IN_FLIGHT].wait_idle(grace))
 
 
 def declared_model_names(settings: Settings) -> frozenset[str]:
@@ -206,15 +210,18 @@ def build_app(
             ScheduleExtension(store, scheduler, clock, settings.scheduler, clients=client_cache),
             HandoffExtension(store, handoff, client_cache),
         ])
+        processor = ItemProcessor(pipeline, gateway_cache.find, clock, settings.batch)
+        batch = BatchRunner(store, processor, account_cache, clock, settings.batch, recorder)
         app[SERVICES] = Services(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
-            handoff=handoff,
+            handoff=handoff, batch=batch,
         )
         await inbound.resume()
         await scheduler.start()
+        await batch.start()
         hooks = asyncio.create_task(channels.connect_all(), name="update-hooks")
         yield
         hooks.cancel()
@@ -233,7 +240,7 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, metrics, handoff_routes, openapi,
+        hook_schedules, memories, batch_workflows, batch_items, metrics, handoff_routes, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -221,6 +221,34 @@ class SpeechSettings(Section):
     """Memory for synthesised audio, reused for the same text, voice and instruction (LRU)."""
 
 
+class ModelPrice(Section):
+    """What one upstream model costs, in the operator's currency per million tokens."""
+
+    input_per_million: float = Field(default=0.0, ge=0)
+    output_per_million: float = Field(default=0.0, ge=0)
+
+
+class BatchSettings(Section):
+    """Batch workflows: how items are claimed and run (docs/batch.md)."""
+
+    poll_seconds: float = Field(default=1.0, gt=0)
+    """How often a replica looks for claimable items when nothing woke it (pause takes effect at once)."""
+    lease_seconds: float = Field(default=60.0, gt=0)
+    """A claimed item whose worker stops renewing its lease (a crash) is claimed again after this."""
+    max_concurrent_items: int = Field(default=32, ge=1)
+    """Items running at once in this process, across every job and account."""
+    max_concurrent_per_job: int = Field(default=16, ge=1)
+    max_concurrent_per_account: int = Field(default=32, ge=1)
+    """Per process: N replicas run up to N times these."""
+    max_items_per_job: int = Field(default=100_000, ge=1)
+    """An import past it skips the extra lines."""
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    """First backoff after an upstream error (doubled each time, with jitter; Retry-After wins when given)."""
+    retry_max_seconds: float = Field(default=60.0, ge=0)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """By upstream model name (the gateway's modelName); a model not listed costs 0."""
+
+
 class GatewayDefinition(Section):
     """A gateway declared in the file, created or updated at start in the admin account."""
 
@@ -293,6 +321,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -137,6 +137,14 @@ class Metrics:
         self.store_errors = _Labelled(Counter(
             "botline_store_errors", "Store operations that failed, by backend, operation and error kind.",
             ["backend", "operation", "error"], registry=registry))
+        self.batch_items = _Labelled(Counter(
+            "botline_batch_items", "Batch items processed, by final state (its rate is the throughput).", ["state"],
+            registry=registry))
+        self.batch_item_seconds = Histogram(
+            "botline_batch_item_seconds", "Time to process one batch item (every model call and retry in it).",
+            buckets=MODEL_SECONDS, registry=registry)
+        self.batch_running = Gauge(
+            "botline_batch_items_running", "Batch items this process is running now.", registry=registry)
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import aiohttp
 import pytest
 
 from botline.api.openapi import PARAMETER, describe, documented_routes
@@ -83,7 +84,23 @@ async def _real_path(server: RunningServer, fake: FakeLLM, template: str) -> str
               "accessKey": session["accessKey"], "sessionId": session["sessionId"], "accountId": accounts[0]["id"],
               "clientId": client["id"],
               "integrationType": "Zapi", "token": saved["webhookUrl"].rsplit("/", 1)[1]}
+    if template.startswith("/api/v1/batch/"):
+        values.update(await _batch_ids(server, gateway))
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], template)
+
+
+async def _batch_ids(server: RunningServer, gateway: str) -> dict[str, str]:
+    """A workflow, a paused job (nothing runs) and one item in it."""
+    _, workflow = await server.call("POST", "/api/v1/batch/workflows", json={
+        "modelName": gateway, "options": {"instruction": "Classify.", "resultSchema": {"type": "object"}}})
+    base = f"/api/v1/batch/workflows/{workflow['id']}/jobs"
+    _, job = await server.call("POST", base)
+    await server.call("PATCH", f"{base}/{job['id']}", json={"state": "pause"})
+    form = aiohttp.FormData()
+    form.add_field("items", b'{"ticket": 1}\n', filename="items.jsonl")
+    await server.call("POST", f"{base}/{job['id']}/items", data=form)
+    _, items = await server.call("GET", f"{base}/{job['id']}/items")
+    return {"id": workflow["id"], "jobId": job["id"], "itemId": items[0]["id"]}
 
 
 async def _state(server: RunningServer) -> list[Any]:

@@ -110,6 +110,8 @@ class Reply:
     """Reported usage; ``None`` computes it from the request (characters / 4, at least 1)."""
     completion_tokens: int | None = None
     """Reported usage; ``None`` computes it from the answer (characters / 4, at least 1)."""
+    refusal: str | None = None
+    """Sent as ``message.refusal`` (structured outputs' refusal) instead of content."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from botline.account_cache import AccountCache
 from botline.api.auth import PRINCIPAL, Authenticator, Principal
+from botline.batch.runner import BatchRunner
 from botline.config import Settings
 from botline.domain.clock import Clock
 from botline.engine.channels import ChannelHub
@@ -52,6 +53,7 @@ class Services:
     documents: PdfExtractor
     speech: Synthesizer
     handoff: HandoffService
+    batch: BatchRunner
 
 
 SERVICES = web.AppKey("services", Services)

@@ -14,17 +14,18 @@ class CallSource(StrEnum):
     KAPSO = "WhatsApp_Kapso"
     OPENAI_COMPATIBLE = "OpenAiCompatible"
     SCHEDULER = "Scheduler"
+    BATCH = "Batch"
 
     @property
     def channel(self) -> str:
-        """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, v1, scheduler."""
+        """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, v1, scheduler, batch."""
         return _CHANNELS[self]
 
 
 _CHANNELS = {
     CallSource.WEB_CHAT: "webchat", CallSource.TELEGRAM: "telegram", CallSource.ZAPI: "zapi",
     CallSource.EVOLUTION: "evolution", CallSource.KAPSO: "kapso", CallSource.OPENAI_COMPATIBLE: "v1",
-    CallSource.SCHEDULER: "scheduler",
+    CallSource.SCHEDULER: "scheduler", CallSource.BATCH: "batch",
 }
 
 

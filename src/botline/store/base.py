@@ -25,6 +25,7 @@ from botline.domain.integrations import Integration, IntegrationType
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+from botline.store.batch import BatchItemRepository, BatchJobRepository, BatchWorkflowRepository
 from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
@@ -473,6 +474,9 @@ class Store(ReportsErrors, ABC):
     locks: LockRepository
     memories: MemoryRepository
     schedules: ScheduleRepository
+    batch_workflows: BatchWorkflowRepository
+    batch_jobs: BatchJobRepository
+    batch_items: BatchItemRepository
     signals: SignalBus
     """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 

@@ -36,6 +36,22 @@ Layout (P is the prefix, "botline" by default):
     P:account:{account}:memories                  zset    the account's memory ids by updated_at (µs)
     P:account:{account}:memory_user:{user}        zset    the user's memory ids by updated_at (µs)
     P:memories_by_expiry                          zset    every memory id, scored by expires_at (epoch s)
+    P:batch_workflow:{id}                         string  Workflow JSON
+    P:account:{account}:batch_workflows           zset    the account's workflow ids by created_at
+    P:batch_workflow:{id}:jobs                    zset    the workflow's job ids by created_at
+    P:batch_job:{id}                              string  BatchJob JSON
+    P:account:{account}:batch_jobs                zset    the account's job ids by created_at
+    P:batch_jobs_active                           zset    Active job ids (every account) by created_at
+    P:batch_job:{id}:events                       list    JobEvent JSON, oldest first (capped)
+    P:batch_job:{id}:sequence                     string  INCRBY counter numbering imported items
+    P:batch_job:{id}:items                        zset    every item id by sequence
+    P:batch_job:{id}:queue                        zset    pending item ids nobody holds, by priority then sequence
+    P:batch_job:{id}:running                      zset    held item ids by lease deadline (epoch s)
+    P:batch_job:{id}:claims                       hash    held item id -> claim token
+    P:batch_job:{id}:state:{state}                set     item ids in that final state
+    P:batch_job:{id}:processed                    zset    item ids by processedAt (epoch s)
+    P:batch_job:{id}:totals                       hash    cost, confidenceSum, confidenceCount
+    P:batch_item:{id}                             string  BatchItem JSON
     P:signal:{topic}                              channel pub/sub signals between replicas (no key is stored)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
@@ -48,6 +64,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 KEY_SEPARATOR = ":"
 GLOB_SPECIAL = re.compile(r"[*?\[\]\\]")
@@ -73,6 +90,19 @@ class UsageBucket:
     def lex_from_hour(hour: str) -> str:
         """The inclusive ZRANGEBYLEX lower bound of every member at or after `hour`."""
         return "[" + json.dumps([hour])[:-1]
+
+
+class BatchJobPart(StrEnum):
+    """The keys a batch job owns besides its document (see the layout above)."""
+
+    EVENTS = "events"
+    SEQUENCE = "sequence"
+    ITEMS = "items"
+    QUEUE = "queue"
+    RUNNING = "running"
+    CLAIMS = "claims"
+    PROCESSED = "processed"
+    TOTALS = "totals"
 
 
 class RedisKeys:
@@ -216,6 +246,40 @@ class RedisKeys:
 
     def schedule_claim(self, item_id: str, fire_time: str) -> str:
         return self._key("schedule_claim", item_id, fire_time)
+
+    # batch workflows, jobs and items
+    def batch_workflow(self, workflow_id: str) -> str:
+        return self._key("batch_workflow", workflow_id)
+
+    def batch_workflows_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "batch_workflows")
+
+    def batch_jobs_of_workflow(self, workflow_id: str) -> str:
+        return self._key("batch_workflow", workflow_id, "jobs")
+
+    def batch_job(self, job_id: str) -> str:
+        return self._key("batch_job", job_id)
+
+    def batch_jobs_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "batch_jobs")
+
+    def batch_jobs_active(self) -> str:
+        return self._key("batch_jobs_active")
+
+    def batch_job_part(self, job_id: str, part: BatchJobPart) -> str:
+        """One of the job's own keys (events, queue, claims...)."""
+        return self._key("batch_job", job_id, part.value)
+
+    def batch_job_state(self, job_id: str, state: str) -> str:
+        """The set of the job's items in one final state."""
+        return self._key("batch_job", job_id, "state", state)
+
+    def batch_item(self, item_id: str) -> str:
+        return self._key("batch_item", item_id)
+
+    def batch_item_prefix(self) -> str:
+        """What `batch_item` puts before the id (Lua scripts build item keys from ids with it)."""
+        return self._key("batch_item", "")
 
     # pub/sub signals between replicas (channels, not keys)
     def signal(self, topic: str) -> str:

@@ -34,6 +34,8 @@ from botline.store.changes import AccountChange, BalanceOperation
 from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
+from botline.store.redis_batch import RedisBatchJobs, RedisBatchWorkflows
+from botline.store.redis_batch_items import RedisBatchItems
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
 from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_memories import RedisMemories
@@ -279,6 +281,9 @@ class RedisStore(Store):
         self.locks = RedisLocks(client, keys)
         self.memories = RedisMemories(client, keys)
         self.schedules = RedisSchedules(client, keys)
+        self.batch_jobs = RedisBatchJobs(client, keys)
+        self.batch_workflows = RedisBatchWorkflows(client, keys, self.batch_jobs)
+        self.batch_items = RedisBatchItems(client, keys)
         self.signals = RedisSignals(client, keys)
 
     @classmethod

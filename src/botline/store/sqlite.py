@@ -29,6 +29,7 @@ from botline.store.hours import hour_bucket
 from botline.store.process_locks import ProcessLocks
 from botline.store.signals import LocalSignals
 from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_methods
+from botline.store.sqlite_batch import SqliteBatchItems, SqliteBatchJobs, SqliteBatchWorkflows
 from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
 from botline.store.sqlite_memories import SqliteMemories
@@ -245,6 +246,9 @@ class SqliteStore(Store):
         self.locks = ProcessLocks()
         self.memories = SqliteMemories(db)
         self.schedules = SqliteSchedules(db)
+        self.batch_workflows = SqliteBatchWorkflows(db)
+        self.batch_jobs = SqliteBatchJobs(db)
+        self.batch_items = SqliteBatchItems(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 

@@ -36,6 +36,19 @@ Layout (P is the prefix, "botline" by default):
     P:account:{account}:memories                  zset    the account's memory ids by updated_at (µs)
     P:account:{account}:memory_user:{user}        zset    the user's memory ids by updated_at (µs)
     P:memories_by_expiry                          zset    every memory id, scored by expires_at (epoch s)
+    P:kb_collection:{id}                          string  Collection JSON
+    P:account:{account}:kb_collections            zset    the account's collection ids by created_at
+    P:kb_document:{id}                            string  KnowledgeDocument JSON
+    P:kb_collection:{c}:documents                 zset    the collection's document ids by created_at
+    P:kb_collection:{c}:reference:{ref}           set     ids of the collection's documents with that __ref
+    P:kb_collection:{c}:name:{name}               string  document id (unique per collection)
+    P:kb_queue                                    zset    queued document ids, by when they may be claimed (ms)
+    P:kb_queue_attempts                           hash    document id -> claims of its current version
+    P:kb_terms:{document}                         string  JSON {term: tf} of the document's indexed text
+    P:kb_collection:{c}:postings:{term}           zset    ids of the collection's documents holding term, by tf
+    P:kb_collection:{c}:lengths                   hash    document id -> indexed length (terms + 1)
+    P:kb_frequencies                              hash    term -> indexed documents holding it (every collection)
+    P:kb_stats                                    hash    indexed (documents), tokens (their lengths summed)
     P:signal:{topic}                              channel pub/sub signals between replicas (no key is stored)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
@@ -216,6 +229,49 @@ class RedisKeys:
 
     def schedule_claim(self, item_id: str, fire_time: str) -> str:
         return self._key("schedule_claim", item_id, fire_time)
+
+    # knowledge collections, documents, the indexing queue and the lexical index
+    def kb_collection(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id)
+
+    def kb_collections_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "kb_collections")
+
+    def kb_document(self, document_id: str) -> str:
+        return self._key("kb_document", document_id)
+
+    def kb_documents_of_collection(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id, "documents")
+
+    def kb_with_reference(self, collection_id: str, reference: str) -> str:
+        """The free-form reference is the last part."""
+        return self._key("kb_collection", collection_id, "reference", reference)
+
+    def kb_document_by_name(self, collection_id: str, name: str) -> str:
+        """The free-form name is the last part."""
+        return self._key("kb_collection", collection_id, "name", name)
+
+    def kb_queue(self) -> str:
+        return self._key("kb_queue")
+
+    def kb_queue_attempts(self) -> str:
+        return self._key("kb_queue_attempts")
+
+    def kb_terms(self, document_id: str) -> str:
+        return self._key("kb_terms", document_id)
+
+    def kb_postings(self, collection_id: str, term: str) -> str:
+        """The term (an analysed word, free of ":" only by chance) is the last part."""
+        return self._key("kb_collection", collection_id, "postings", term)
+
+    def kb_lengths(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id, "lengths")
+
+    def kb_frequencies(self) -> str:
+        return self._key("kb_frequencies")
+
+    def kb_stats(self) -> str:
+        return self._key("kb_stats")
 
     # pub/sub signals between replicas (channels, not keys)
     def signal(self, topic: str) -> str:

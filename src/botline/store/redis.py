@@ -36,6 +36,7 @@ from botline.store.keys import RedisKeys, UsageBucket
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
 from botline.store.redis_inbound import RedisInbound, RedisLocks
+from botline.store.redis_knowledge import RedisCollections, RedisDocuments
 from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
@@ -279,6 +280,8 @@ class RedisStore(Store):
         self.locks = RedisLocks(client, keys)
         self.memories = RedisMemories(client, keys)
         self.schedules = RedisSchedules(client, keys)
+        self.collections = RedisCollections(client, keys)
+        self.documents = RedisDocuments(client, keys)
         self.signals = RedisSignals(client, keys)
 
     @classmethod

@@ -31,6 +31,7 @@ from botline.store.signals import LocalSignals
 from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_methods
 from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
+from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections, SqliteDocuments, contains
 from botline.store.sqlite_memories import SqliteMemories
 
 
@@ -245,6 +246,8 @@ class SqliteStore(Store):
         self.locks = ProcessLocks()
         self.memories = SqliteMemories(db)
         self.schedules = SqliteSchedules(db)
+        self.collections = SqliteCollections(db)
+        self.documents = SqliteDocuments(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 
@@ -258,6 +261,7 @@ class SqliteStore(Store):
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
+            await db.create_function(CONTAINS_FUNCTION, 2, contains, deterministic=True)
             await cls._migrate(db)
         except BaseException:
             await db.close()

@@ -15,6 +15,8 @@ from botline.api import (
     admin,
     chat_clients,
     chat_page,
+    collections,
+    documents,
     gateways,
     health,
     hook_schedules,
@@ -24,6 +26,7 @@ from botline.api import (
     openai_compat,
     openapi,
     public_chat,
+    rag,
     webhooks,
 )
 from botline.api.auth import Authenticator, auth_middleware
@@ -49,6 +52,9 @@ from botline.gateway.registry import GatewayCache, apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
+from botline.knowledge.asking import ModelAsker
+from botline.knowledge.indexer import Indexer
+from botline.knowledge.search import KnowledgeSearch
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor, PdfLimits, PoolLimits, WorkerPool
@@ -157,6 +163,10 @@ def build_app(
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
+        indexer = Indexer(store, clock, settings.knowledge, recorder)
+        await indexer.start()
+        knowledge = KnowledgeSearch(store)
+        asker = ModelAsker(app[CLIENTS], usage, clock, account_cache.trust)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         pipeline_services = PipelineServices(
@@ -196,7 +206,8 @@ def build_app(
             settings=settings, store=store, clock=clock, pipeline=pipeline, clients=app[CLIENTS], usage=usage,
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
-            chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS],
+            chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], knowledge=knowledge,
+            indexer=indexer, asker=asker,
         )
         await inbound.resume()
         await scheduler.start()
@@ -208,6 +219,7 @@ def build_app(
         for adapter in adapters.values():
             await adapter.close()
         await memory.close()
+        await indexer.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()
@@ -217,7 +229,7 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, metrics, openapi,
+        hook_schedules, memories, collections, documents, rag, metrics, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

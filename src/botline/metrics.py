@@ -137,6 +137,9 @@ class Metrics:
         self.store_errors = _Labelled(Counter(
             "botline_store_errors", "Store operations that failed, by backend, operation and error kind.",
             ["backend", "operation", "error"], registry=registry))
+        self.documents_indexed = _Labelled(Counter(
+            "botline_knowledge_documents_indexed", "Knowledge documents indexed, by outcome (indexed, retried, "
+            "failed: given up, the document is Cancelled with its reason).", ["outcome"], registry=registry))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)

@@ -131,7 +131,7 @@ def plan_upsert(
         changes["metadata"] = write.metadata
     text_changed = write.contents != stored.contents
     if text_changed or labels is LabelChanges.SAVE:
-        if write.reference != stored.reference:
+        if write.reference is not None and write.reference != stored.reference:
             changes["reference"] = write.reference
         if write.tags is not None and write.tags != stored.tags:
             changes["tags"] = write.tags

@@ -32,7 +32,8 @@ async def test_import_follows_the_seeds_upsert_rules(kb_server: RunningServer) -
 
 async def test_sync_mode_deletes_documents_absent_from_the_file(kb_server: RunningServer) -> None:
     c = await create_collection(kb_server)
-    await import_jsonl(kb_server, c, jsonl({"docId": "keep", "text": "kept text"}, {"docId": "gone", "text": "old pricing"}))
+    await import_jsonl(kb_server, c, jsonl({"docId": "keep", "text": "kept text"},
+                                           {"docId": "gone", "text": "old pricing"}))
     await wait_indexed(kb_server, c)
     status, body = await import_jsonl(kb_server, c, jsonl({"docId": "keep", "text": "kept text"}), sync=True)
     assert status == 200 and body == {"enqueued": 0, "skipped": 1, "deleted": 1}
@@ -85,8 +86,9 @@ async def test_put_upserts_by_name(kb_server: RunningServer) -> None:
 
 async def test_browse_filters_orders_and_pages(kb_server: RunningServer) -> None:
     c = await create_collection(kb_server)
-    for name, text, tags, ref in [("Refund policy", "Money back", ["billing"], "r 1"), ("Shipping", "Entrega", [], None),
-                                  ("Refund form", "Fill the form", ["billing"], "r 1")]:
+    rows = [("Refund policy", "Money back", ["billing"], "r 1"), ("Shipping", "Entrega", [], None),
+            ("Refund form", "Fill the form", ["billing"], "r 1")]
+    for name, text, tags, ref in rows:
         await kb_server.call("PUT", f"/api/v1/collections/{c}/documents",
                              json={"name": name, "contents": text, "tags": tags, "reference": ref})
     listed = await browse(kb_server, c, filter='-t billing -r "r 1" -n refund', order_by="created_at_asc")

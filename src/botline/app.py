@@ -54,7 +54,9 @@ from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
 from botline.knowledge.asking import ModelAsker
 from botline.knowledge.indexer import Indexer
+from botline.knowledge.retrieval import RetrievalStage
 from botline.knowledge.search import KnowledgeSearch
+from botline.knowledge.strategies import QueryWriter
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor, PdfLimits, PoolLimits, WorkerPool
@@ -173,6 +175,7 @@ def build_app(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[MemoryExtension(memory)],
+            stages=[RetrievalStage(store, knowledge, QueryWriter(asker))],
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)

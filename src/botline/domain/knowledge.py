@@ -235,6 +235,15 @@ def browse(documents: list[KnowledgeDocument], query: BrowseQuery) -> list[Knowl
 
 
 @dataclass(frozen=True)
+class IndexedText:
+    """The indexer's reading of one document version: its index terms."""
+
+    document_id: str
+    version: int
+    terms: list[str]
+
+
+@dataclass(frozen=True)
 class LexicalHit:
     document_id: str
     score: float

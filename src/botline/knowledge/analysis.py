@@ -59,17 +59,24 @@ def _cjk_grams(run: str) -> list[str]:
     return [run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
 
 
+@lru_cache(maxsize=STEM_CACHE)
+def _word_terms(word: str) -> tuple[str, ...]:
+    """The terms of one casefolded non-CJK word: none for a stopword, else its stems."""
+    return () if fold(word) in STOPWORDS else stems(word)
+
+
 def terms(text: str) -> list[str]:
     """Every index term of `text`, in order, with repeats (term frequency counts them)."""
     found: list[str] = []
     for word in WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
-        for piece in CJK_SPLIT.split(word) if CJK.search(word) else (word,):
-            if not piece:
-                continue
+        if word.isascii() or not CJK.search(word):
+            found.extend(_word_terms(word))
+            continue
+        for piece in CJK_SPLIT.split(word):
             if CJK.fullmatch(piece):
                 found.extend(_cjk_grams(piece))
-            elif fold(piece) not in STOPWORDS:
-                found.extend(stems(piece))
+            elif piece:
+                found.extend(_word_terms(piece))
     return found
 
 

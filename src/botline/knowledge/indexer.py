@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from botline.config import KnowledgeSettings
 from botline.domain.clock import Clock
-from botline.domain.knowledge import KnowledgeDocument
+from botline.domain.knowledge import IndexedText, KnowledgeDocument
 from botline.knowledge.analysis import terms
 from botline.metrics import Metrics
 from botline.store.base import Store, StoreError
@@ -98,11 +98,14 @@ class Indexer:
         if not batch:
             return 0
         results = await asyncio.to_thread(_analyse, batch)
+        read: list[IndexedText] = []
         for document, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 await self._failed(document, f"{type(result).__name__}: {result}")
-            elif await self._store.documents.complete(document.id, document.version, result, now=self._clock.now()):
-                self._metrics.documents_indexed("indexed").inc()
+            else:
+                read.append(IndexedText(document.id, document.version, result))
+        written = await self._store.documents.complete(read, now=self._clock.now())
+        self._metrics.documents_indexed("indexed").inc(len(written))
         return len(batch)
 
     async def _failed(self, document: KnowledgeDocument, reason: str) -> None:

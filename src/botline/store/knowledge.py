@@ -18,6 +18,7 @@ from botline.domain.knowledge import (
     Collection,
     CollectionState,
     DocumentWrite,
+    IndexedText,
     KnowledgeDocument,
     LabelChanges,
     LexicalHit,
@@ -95,9 +96,10 @@ class DocumentRepository(ABC):
         exactly one caller until `now + lease_seconds`, oldest queued first."""
 
     @abstractmethod
-    async def complete(self, document_id: str, version: int, terms: Sequence[str], *, now: datetime) -> bool:
-        """Indexes `terms` as the document's text when it is still at `version` (Indexed, indexedAt =
-        now, out of the queue); False, with nothing written, when it changed or went meanwhile."""
+    async def complete(self, entries: Sequence[IndexedText], *, now: datetime) -> set[str]:
+        """Indexes each entry's terms as its document's text when the document is still at that version
+        (Indexed, indexedAt = now, out of the queue), in one transaction; the ids written (a document
+        that changed or went meanwhile is left out, nothing written for it)."""
 
     @abstractmethod
     async def fail(

@@ -25,6 +25,7 @@ from botline.domain.knowledge import (
     Collection,
     CollectionState,
     DocumentWrite,
+    IndexedText,
     IndexState,
     KnowledgeDocument,
     LabelChanges,
@@ -305,31 +306,40 @@ class RedisDocuments(_Repo, DocumentRepository):
         raws = await self._redis.mget([self._keys.kb_document(i) for i in ids])
         return [KnowledgeDocument.model_validate_json(raw) for raw in raws if raw is not None]
 
-    async def complete(self, document_id: str, version: int, terms: Sequence[str], *, now: datetime) -> bool:
-        doc_key, terms_key = self._keys.kb_document(document_id), self._keys.kb_terms(document_id)
-        counts = Counter(terms)
+    async def complete(self, entries: Sequence[IndexedText], *, now: datetime) -> set[str]:
+        """One MULTI under WATCH of every entry's document and term list (retried when one changed)."""
+        if not entries:
+            return set()
+        ids = [e.document_id for e in entries]
+        doc_keys = [self._keys.kb_document(i) for i in ids]
 
-        async def body(pipe: Pipeline) -> bool:
-            document = await _fetch(pipe, KnowledgeDocument, doc_key)
-            if document is None or document.version != version:
-                return False
-            old_terms = cast(str | None, await pipe.get(terms_key))
+        async def body(pipe: Pipeline) -> set[str]:
+            documents = await _fetch_many(pipe, KnowledgeDocument, doc_keys)
+            current = [(e, d) for e, d in zip(entries, documents, strict=True) if d and d.version == e.version]
+            terms_of = await self._terms(pipe, [d.id for _, d in current])
             pipe.multi()
-            self._unindex(pipe, document, old_terms)
-            for term, tf in counts.items():
-                pipe.zadd(self._keys.kb_postings(document.collection_id, term), {document_id: tf})
-                pipe.hincrby(self._keys.kb_frequencies(), term, 1)
-            length = len(terms) + 1  # FTS5 counts the collection's token too
-            pipe.hset(self._keys.kb_lengths(document.collection_id), document_id, length)
-            pipe.hincrby(self._keys.kb_stats(), "indexed", 1)
-            pipe.hincrby(self._keys.kb_stats(), "tokens", length)
-            pipe.set(terms_key, orjson.dumps(counts))
-            indexed = document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now, "index_error": None})
-            pipe.set(doc_key, _dump(indexed))
-            self._dequeue(pipe, document_id)
-            return True
+            for entry, document in current:
+                self._index(pipe, entry, document, terms_of.get(document.id), now)
+            return {d.id for _, d in current}
 
-        return await self._atomic(body, doc_key, terms_key)
+        return await self._atomic(body, *doc_keys, *(self._keys.kb_terms(i) for i in ids))
+
+    def _index(self, pipe: Pipeline, entry: IndexedText, document: KnowledgeDocument, old_terms: str | None,
+               now: datetime) -> None:
+        """Inside MULTI: replaces the document's indexed text with the entry's terms and marks it Indexed."""
+        self._unindex(pipe, document, old_terms)
+        counts = Counter(entry.terms)
+        for term, tf in counts.items():
+            pipe.zadd(self._keys.kb_postings(document.collection_id, term), {document.id: tf})
+            pipe.hincrby(self._keys.kb_frequencies(), term, 1)
+        length = len(entry.terms) + 1  # FTS5 counts the collection's token too
+        pipe.hset(self._keys.kb_lengths(document.collection_id), document.id, length)
+        pipe.hincrby(self._keys.kb_stats(), "indexed", 1)
+        pipe.hincrby(self._keys.kb_stats(), "tokens", length)
+        pipe.set(self._keys.kb_terms(document.id), orjson.dumps(counts))
+        indexed = document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now, "index_error": None})
+        pipe.set(self._keys.kb_document(document.id), _dump(indexed))
+        self._dequeue(pipe, document.id)
 
     async def fail(
         self, document_id: str, version: int, reason: str, *, now: datetime, retry_at: datetime | None

@@ -19,6 +19,7 @@ from botline.domain.knowledge import (
     Collection,
     CollectionState,
     DocumentWrite,
+    IndexedText,
     IndexState,
     KnowledgeDocument,
     LabelChanges,
@@ -276,21 +277,24 @@ class SqliteDocuments(_Repo, DocumentRepository):
                            (document_id, version)).fetchone()
         return None if row is None else (row[0], KnowledgeDocument.model_validate_json(row[1]))
 
-    async def complete(self, document_id: str, version: int, terms: Sequence[str], *, now: datetime) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
-            current = self._current(conn, document_id, version)
-            if current is None:
-                return False
-            seq, document = current
-            _unindex(conn, [seq])
-            conn.execute("INSERT INTO kb_fts (rowid, coll, body) VALUES (?, ?, ?)",
-                         (seq, collection_token(document.collection_id), " ".join(terms)))
-            conn.execute("UPDATE kb_documents SET in_index = 1 WHERE seq = ?", (seq,))
-            conn.execute("UPDATE kb_stats SET value = value + 1 WHERE name = 'indexed'")
-            _save(conn, document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now,
-                                                    "index_error": None}))
-            conn.execute("DELETE FROM kb_queue WHERE document_seq = ? AND version = ?", (seq, version))
-            return True
+    async def complete(self, entries: Sequence[IndexedText], *, now: datetime) -> set[str]:
+        def work(conn: sqlite3.Connection) -> set[str]:
+            written: set[str] = set()
+            for entry in entries:
+                current = self._current(conn, entry.document_id, entry.version)
+                if current is None:
+                    continue
+                seq, document = current
+                _unindex(conn, [seq])
+                conn.execute("INSERT INTO kb_fts (rowid, coll, body) VALUES (?, ?, ?)",
+                             (seq, collection_token(document.collection_id), " ".join(entry.terms)))
+                conn.execute("UPDATE kb_documents SET in_index = 1 WHERE seq = ?", (seq,))
+                _save(conn, document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now,
+                                                        "index_error": None}))
+                conn.execute("DELETE FROM kb_queue WHERE document_seq = ? AND version = ?", (seq, entry.version))
+                written.add(entry.document_id)
+            conn.execute("UPDATE kb_stats SET value = value + ? WHERE name = 'indexed'", (len(written),))
+            return written
 
         return await self._run(work)
 

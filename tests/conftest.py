@@ -11,11 +11,12 @@ import pytest
 from botline.domain.clock import Clock, SystemClock
 from tests.emulators.fake_llm import FakeLLM
 from tests.emulators.telegram import TelegramEmulator
+from tests.support.knowledge import kb_server
 from tests.support.redis_server import redis_url
 from tests.support.server import RunningServer, make_settings, running_server
 from tests.support.stores import store
 
-__all__ = ["redis_url", "store"]
+__all__ = ["kb_server", "redis_url", "store"]
 
 UPSTREAM_KEY = "sk-upstream-secret-value-that-must-never-leak"
 

@@ -17,6 +17,8 @@ from botline.api import (
     batch_workflows,
     chat_clients,
     chat_page,
+    collections,
+    documents,
     gateways,
     health,
     hook_schedules,
@@ -26,6 +28,7 @@ from botline.api import (
     openai_compat,
     openapi,
     public_chat,
+    rag,
     webhooks,
 )
 from botline.api import (
@@ -60,6 +63,11 @@ from botline.gateway.registry import GatewayCache, apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
+from botline.knowledge.asking import ModelAsker
+from botline.knowledge.indexer import Indexer
+from botline.knowledge.retrieval import RetrievalStage
+from botline.knowledge.search import KnowledgeSearch
+from botline.knowledge.strategies import QueryWriter
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor, PdfLimits, PoolLimits, WorkerPool
@@ -169,12 +177,17 @@ def build_app(
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
+        indexer = Indexer(store, clock, settings.knowledge, recorder)
+        await indexer.start()
+        knowledge = KnowledgeSearch(store)
+        asker = ModelAsker(app[CLIENTS], usage, clock, account_cache.trust)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[MemoryExtension(memory)],
+            stages=[RetrievalStage(store, knowledge, QueryWriter(asker))],
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)
@@ -217,7 +230,8 @@ def build_app(
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
-            handoff=handoff, batch=batch,
+            handoff=handoff, batch=batch, knowledge=knowledge,
+            indexer=indexer, asker=asker,
         )
         await inbound.resume()
         await scheduler.start()
@@ -231,6 +245,7 @@ def build_app(
         for adapter in adapters.values():
             await adapter.close()
         await memory.close()
+        await indexer.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()
@@ -240,7 +255,8 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, batch_workflows, batch_items, metrics, handoff_routes, openapi,
+        hook_schedules, memories, batch_workflows, batch_items, collections, documents, rag, metrics,
+        handoff_routes, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -249,6 +249,29 @@ class BatchSettings(Section):
     """By upstream model name (the gateway's modelName); a model not listed costs 0."""
 
 
+class KnowledgeSettings(Section):
+    """Knowledge collections (docs/knowledge.md): import limits, the indexer, /api/v1/answer."""
+
+    max_import_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    """Largest JSONL file one import may upload (server.max_body_bytes caps every request too)."""
+    max_import_lines: int = Field(default=10_000, ge=1)
+    """Documents one JSONL import may hold."""
+    max_document_chars: int = Field(default=100_000, ge=1, le=256 * 1024)
+    """Longest text of one document (a JSONL line's text, a PUT's contents)."""
+    max_collections_per_account: int = Field(default=100, ge=1)
+    index_batch: int = Field(default=256, ge=1, le=10_000)
+    """Documents one indexer claims at a time."""
+    index_lease_seconds: float = Field(default=300.0, gt=0)
+    """A claimed document that is neither indexed nor failed after this (its replica died) is claimed again."""
+    index_poll_seconds: float = Field(default=5.0, gt=0)
+    """How often each replica looks for queued documents besides the signal a write sends."""
+    index_max_attempts: int = Field(default=5, ge=1)
+    """Tries per document before it is given up (Cancelled, with the last error as indexError)."""
+    answer_gateway: str | None = None
+    """Slug or id (in the calling account) of the gateway /api/v1/answer asks; unset: the account's oldest
+    gateway that has a model."""
+
+
 class GatewayDefinition(Section):
     """A gateway declared in the file, created or updated at start in the admin account."""
 
@@ -322,6 +345,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

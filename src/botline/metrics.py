@@ -145,6 +145,9 @@ class Metrics:
             buckets=MODEL_SECONDS, registry=registry)
         self.batch_running = Gauge(
             "botline_batch_items_running", "Batch items this process is running now.", registry=registry)
+        self.documents_indexed = _Labelled(Counter(
+            "botline_knowledge_documents_indexed", "Knowledge documents indexed, by outcome (indexed, retried, "
+            "failed: given up, the document is Cancelled with its reason).", ["outcome"], registry=registry))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)

@@ -274,3 +274,33 @@ async def test_a_takeover_recorded_through_one_replica_is_honoured_by_all_at_onc
     assert replies[1]["text"] == "echo: hello again"
     said = [m["content"] for m in cluster.fake.requests[-1].body["messages"] if m["role"] == "user"]
     assert said[-3:] == ["anyone there? (2)", "anyone there? (0)", "hello again"]
+
+
+async def test_a_document_written_through_one_replica_is_found_through_the_others_indexed_once(
+    cluster: Cluster,
+) -> None:
+    status, created = await cluster.call(0, "POST", "/api/v1/collections", json={"collectionName": "Replicated"})
+    assert status == 200, created
+    collection = created["collectionId"]
+    lines = b"".join(b'{"docId": "d%d", "text": "replicated warranty number %d"}\n' % (i, i) for i in range(30))
+    form = aiohttp.FormData()
+    form.add_field("documents", lines, filename="docs.jsonl")
+    status, body = await cluster.call(0, "POST", f"/api/v1/collections/{collection}/documents", data=form)
+    assert status == 200 and body["enqueued"] == 30, body
+    async with asyncio.timeout(WAIT):
+        while (await cluster.call(1, "GET", f"/api/v1/collections/{collection}"))[1]["state"]["indexed"] < 30:
+            await asyncio.sleep(0.05)
+    status, found = await cluster.call(2, "POST", "/api/v1/query",
+                                       json={"term": "warranty 7", "collections": [collection], "top": 1})
+    assert status == 200 and found[0]["documentName"] == "d7"
+    indexed = 0
+    for replica in range(REPLICAS):
+        async with cluster.http.get(cluster.urls[replica] + "/metrics") as response:
+            for line in (await response.text()).splitlines():
+                if line.startswith('botline_knowledge_documents_indexed_total{outcome="indexed"}'):
+                    indexed += int(float(line.split()[-1]))
+    assert indexed == 30  # each document indexed by exactly one replica
+    status, _ = await cluster.call(1, "DELETE", f"/api/v1/collections/{collection}/documents/{found[0]['documentId']}")
+    status, found = await cluster.call(2, "POST", "/api/v1/query",
+                                       json={"term": "warranty 7", "collections": [collection], "top": 30})
+    assert "d7" not in [r["documentName"] for r in found]

@@ -100,6 +100,18 @@ def _usage(usage: TokenUsage) -> dict[str, Any]:
     return reported
 
 
+KNOWLEDGE_FIELD = "knowledge_documents"
+"""botline's extra field (docs/api.md): the knowledge documents the gateway put before the model."""
+
+
+def _documents(result: TurnResult) -> dict[str, Any]:
+    """{} when no document was used, so an answer without retrieval is exactly OpenAI's."""
+    if not result.documents:
+        return {}
+    return {KNOWLEDGE_FIELD: [{"id": d.id, "name": d.name, "collectionId": d.collection_id,
+                               "score": round(d.score, 6)} for d in result.documents]}
+
+
 def _completion(result: TurnResult, completion_id: str, created: int) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
@@ -114,7 +126,7 @@ def _completion(result: TurnResult, completion_id: str, created: int) -> dict[st
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": result.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}],
-        "usage": _usage(result.usage),
+        "usage": _usage(result.usage), **_documents(result),
     }
 
 
@@ -152,6 +164,8 @@ class ChunkWriter:
             calls = [{"index": i, **call} for i, call in enumerate(result.client_tool_calls)]
             await self._send({"tool_calls": calls})
         await self._send({}, result.finish_reason)
+        if result.documents:  # its own frame with no choices, like the usage frame
+            await self._stream.data(orjson.dumps({**self._head, "choices": [], **_documents(result)}))
         if include_usage:
             await self._stream.data(orjson.dumps({**self._head, "choices": [], "usage": _usage(result.usage)}))
         await self._stream.data(DONE_FRAME)

@@ -113,6 +113,7 @@ PATH_PARAMETERS = {
     "access_key": "The web-chat session's access key: the credential of the public chat API.",
     "account_id": "An account id.",
     "client_id": "The web chat client the integration belongs to.",
+    "document_id": "A document id of the collection named before it in the path.",
     "file": "A file below the static folder.",
     "id": "The id of the resource named before it in the path.",
     "integration_type": "Telegram, Zapi, Evolution or Kapso.",

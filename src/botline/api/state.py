@@ -22,6 +22,9 @@ from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
 from botline.gateway.registry import GatewayCache
 from botline.gateway.transcription import Transcriber
+from botline.knowledge.asking import ModelAsker
+from botline.knowledge.indexer import Indexer
+from botline.knowledge.search import KnowledgeSearch
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor
 from botline.ratelimit import RateLimiter
@@ -54,6 +57,9 @@ class Services:
     speech: Synthesizer
     handoff: HandoffService
     batch: BatchRunner
+    knowledge: KnowledgeSearch
+    indexer: Indexer
+    asker: ModelAsker
 
 
 SERVICES = web.AppKey("services", Services)

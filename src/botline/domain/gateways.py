@@ -96,7 +96,8 @@ class QueryStrategyParameters(StrictCamelModel):
 
 
 PROTOCOL_FUNCTION_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_$]{2,}$")
-CALLBACK_URL = re.compile(r"^https?://.+")
+CALLBACK_URL = re.compile(r"^(https?://.+|aivax://query-collection\?.*)$")
+"""An http(s) URL, or the specialist function that searches a collection (served by knowledge/tools.py)."""
 MAX_FUNCTION_NAME_LENGTH = 64
 """The longest function name the OpenAI API accepts."""
 MAX_URL_LENGTH = 2048
@@ -123,7 +124,7 @@ class ProtocolFunction(StrictCamelModel):
     @classmethod
     def _valid_url(cls, value: str) -> str:
         if not CALLBACK_URL.match(value):
-            raise ValueError("must be an absolute http(s) URL")
+            raise ValueError("must be an absolute http(s) URL or aivax://query-collection?collection-id=...")
         return value
 
     @field_validator("content_format")
@@ -147,7 +148,7 @@ class RemoteResource(StrictCamelModel):
     @classmethod
     def _valid_url(cls, value: str) -> str:
         if not CALLBACK_URL.match(value):
-            raise ValueError("must be an absolute http(s) URL")
+            raise ValueError("must be an absolute http(s) URL or aivax://query-collection?collection-id=...")
         return value
 
 
@@ -237,7 +238,7 @@ class GatewayParameters(StrictCamelModel):
     @classmethod
     def _valid_base_address(cls, value: str) -> str:
         if not CALLBACK_URL.match(value):
-            raise ValueError("must be an absolute http(s) URL")
+            raise ValueError("must be an absolute http(s) URL or aivax://query-collection?collection-id=...")
         return value.rstrip("/")
 
     def has_flag(self, flag: GatewayFlag) -> bool:

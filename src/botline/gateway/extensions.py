@@ -6,11 +6,13 @@ The pipeline asks each extension once per turn, so every channel (web chat, Tele
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from botline.domain.gateways import Gateway
 from botline.gateway.caller import Caller
+from botline.gateway.context import ChatMessage
 from botline.gateway.tools import Tool
 
 
@@ -23,3 +25,35 @@ class Contribution:
 
 class TurnExtension(Protocol):
     async def contribute(self, gateway: Gateway, caller: Caller) -> Contribution: ...
+
+
+@dataclass(frozen=True)
+class UsedDocument:
+    """A knowledge document a turn put before the model (shown by the web chat, returned by /v1)."""
+
+    id: str
+    name: str
+    collection_id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What a stage changes in a turn before the model call."""
+
+    instructions: list[str] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    messages: list[ChatMessage] | None = None
+    """The conversation to send instead (None: unchanged); what is stored in the session is not affected."""
+    documents: list[UsedDocument] = field(default_factory=list)
+
+
+class TurnStage(Protocol):
+    """Like a TurnExtension, for work that reads (and may rewrite) the conversation: retrieval."""
+
+    async def prepare(self, gateway: Gateway, caller: Caller, messages: Sequence[ChatMessage]) -> Preparation: ...
+
+    def handles(self, callback_url: str) -> bool:
+        """True for a protocol function whose callbackUrl this stage serves itself (aivax://...), which the
+        pipeline then does not call over HTTP."""
+        ...

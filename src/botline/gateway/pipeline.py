@@ -26,7 +26,7 @@ from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
-from botline.gateway.extensions import TurnExtension
+from botline.gateway.extensions import TurnExtension, TurnStage, UsedDocument
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
@@ -106,6 +106,8 @@ class TurnResult:
     tool_runs: list[ToolRun] = field(default_factory=list)
     new_messages: list[ChatMessage] = field(default_factory=list)
     """Assistant and tool messages the turn produced, in order (for session storage)."""
+    documents: list[UsedDocument] = field(default_factory=list)
+    """Knowledge documents put before the model (retrieval by injection)."""
 
 
 @dataclass
@@ -122,6 +124,8 @@ class PipelineServices:
     clock: Clock
     metrics: Metrics
     extensions: list[TurnExtension] = field(default_factory=list)
+    stages: list[TurnStage] = field(default_factory=list)
+    """Run after the extensions, in order, on the conversation (retrieval)."""
 
 
 class TurnPipeline:
@@ -137,8 +141,16 @@ class TurnPipeline:
             contribution = await extension.contribute(request.gateway, request.caller)
             instructions.extend(contribution.instructions)
             extra_tools.extend(contribution.tools)
+        conversation = request.messages
+        documents: list[UsedDocument] = []
+        for stage in self._s.stages:
+            preparation = await stage.prepare(request.gateway, request.caller, conversation)
+            instructions.extend(preparation.instructions)
+            extra_tools.extend(preparation.tools)
+            documents.extend(preparation.documents)
+            conversation = conversation if preparation.messages is None else preparation.messages
         tools = ToolSet([*await self._protocol_tools(request.gateway, trust), *extra_tools])
-        messages = await self._assemble(request, instructions, trust)
+        messages = await self._assemble(request, conversation, instructions, trust)
         tool_specs = [*tools.specs(), *(request.client_tools or [])]
         if params.context_maximum_size:
             counter = await self._s.counters.for_model(params.model_name)
@@ -153,7 +165,9 @@ class TurnPipeline:
             if params.include_prefilling_in_messages:
                 await sink.text(prefill)
         client = self._s.clients.model(params.base_address, params.api_key, trust)
-        return await self._loop(request, client, messages, tools, tool_specs, prefill, sink)
+        result = await self._loop(request, client, messages, tools, tool_specs, prefill, sink)
+        result.documents = documents
+        return result
 
     async def _loop(
         self, request: TurnRequest, client: ModelClient, messages: list[ChatMessage], tools: ToolSet,
@@ -279,7 +293,9 @@ class TurnPipeline:
             body["user"] = request.caller.external_user_id
         return body
 
-    async def _assemble(self, request: TurnRequest, instructions: Sequence[str], trust: Trust) -> list[ChatMessage]:
+    async def _assemble(
+        self, request: TurnRequest, conversation: list[ChatMessage], instructions: Sequence[str], trust: Trust,
+    ) -> list[ChatMessage]:
         params = request.gateway.parameters
         blocks: list[str] = []
         if params.system_instruction:
@@ -305,7 +321,6 @@ class TurnPipeline:
         blocks.extend(instructions)
         blocks.append(f"Current date and time: {_minute(self._s.clock.now())} (UTC).")
         system = "\n\n".join(blocks)
-        conversation = request.messages
         if params.user_prompt_template:
             conversation = apply_user_prompt_template(conversation, params.user_prompt_template)
         role = "user" if params.has_flag(GatewayFlag.NO_SYSTEM_INSTRUCT) else "system"
@@ -320,7 +335,8 @@ class TurnPipeline:
 
     async def _protocol_tools(self, gateway: Gateway, trust: Trust) -> list[Tool]:
         params = gateway.parameters
-        functions: list[ProtocolFunction] = list(params.protocol_functions)
+        functions: list[ProtocolFunction] = [f for f in params.protocol_functions
+                     if not any(stage.handles(f.callback_url) for stage in self._s.stages)]
         for url in params.protocol_function_sources:
             functions.extend(await self._source_functions(url, trust))
         timeout = self._s.settings.tool_call_timeout_seconds

@@ -27,6 +27,7 @@ from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.batch import BatchItemRepository, BatchJobRepository, BatchWorkflowRepository
 from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
+from botline.store.knowledge import CollectionRepository, DocumentRepository
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
     from botline.store.signals import SignalBus
@@ -477,6 +478,9 @@ class Store(ReportsErrors, ABC):
     batch_workflows: BatchWorkflowRepository
     batch_jobs: BatchJobRepository
     batch_items: BatchItemRepository
+    collections: CollectionRepository
+    documents: DocumentRepository
+    """Knowledge documents, their indexing queue and lexical index (store/knowledge.py)."""
     signals: SignalBus
     """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 

@@ -52,6 +52,19 @@ Layout (P is the prefix, "botline" by default):
     P:batch_job:{id}:processed                    zset    item ids by processedAt (epoch s)
     P:batch_job:{id}:totals                       hash    cost, confidenceSum, confidenceCount
     P:batch_item:{id}                             string  BatchItem JSON
+    P:kb_collection:{id}                          string  Collection JSON
+    P:account:{account}:kb_collections            zset    the account's collection ids by created_at
+    P:kb_document:{id}                            string  KnowledgeDocument JSON
+    P:kb_collection:{c}:documents                 zset    the collection's document ids by created_at
+    P:kb_collection:{c}:reference:{ref}           set     ids of the collection's documents with that __ref
+    P:kb_collection:{c}:name:{name}               string  document id (unique per collection)
+    P:kb_queue                                    zset    queued document ids, by when they may be claimed (ms)
+    P:kb_queue_attempts                           hash    document id -> claims of its current version
+    P:kb_terms:{document}                         string  JSON {term: tf} of the document's indexed text
+    P:kb_collection:{c}:postings:{term}           zset    ids of the collection's documents holding term, by tf
+    P:kb_collection:{c}:lengths                   hash    document id -> indexed length (terms + 1)
+    P:kb_frequencies                              hash    term -> indexed documents holding it (every collection)
+    P:kb_stats                                    hash    indexed (documents), tokens (their lengths summed)
     P:signal:{topic}                              channel pub/sub signals between replicas (no key is stored)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
@@ -280,6 +293,48 @@ class RedisKeys:
     def batch_item_prefix(self) -> str:
         """What `batch_item` puts before the id (Lua scripts build item keys from ids with it)."""
         return self._key("batch_item", "")
+    # knowledge collections, documents, the indexing queue and the lexical index
+    def kb_collection(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id)
+
+    def kb_collections_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "kb_collections")
+
+    def kb_document(self, document_id: str) -> str:
+        return self._key("kb_document", document_id)
+
+    def kb_documents_of_collection(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id, "documents")
+
+    def kb_with_reference(self, collection_id: str, reference: str) -> str:
+        """The free-form reference is the last part."""
+        return self._key("kb_collection", collection_id, "reference", reference)
+
+    def kb_document_by_name(self, collection_id: str, name: str) -> str:
+        """The free-form name is the last part."""
+        return self._key("kb_collection", collection_id, "name", name)
+
+    def kb_queue(self) -> str:
+        return self._key("kb_queue")
+
+    def kb_queue_attempts(self) -> str:
+        return self._key("kb_queue_attempts")
+
+    def kb_terms(self, document_id: str) -> str:
+        return self._key("kb_terms", document_id)
+
+    def kb_postings(self, collection_id: str, term: str) -> str:
+        """The term (an analysed word, free of ":" only by chance) is the last part."""
+        return self._key("kb_collection", collection_id, "postings", term)
+
+    def kb_lengths(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id, "lengths")
+
+    def kb_frequencies(self) -> str:
+        return self._key("kb_frequencies")
+
+    def kb_stats(self) -> str:
+        return self._key("kb_stats")
 
     # pub/sub signals between replicas (channels, not keys)
     def signal(self, topic: str) -> str:

@@ -38,6 +38,7 @@ from botline.store.redis_batch import RedisBatchJobs, RedisBatchWorkflows
 from botline.store.redis_batch_items import RedisBatchItems
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
 from botline.store.redis_inbound import RedisInbound, RedisLocks
+from botline.store.redis_knowledge import RedisCollections, RedisDocuments
 from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
@@ -284,6 +285,8 @@ class RedisStore(Store):
         self.batch_jobs = RedisBatchJobs(client, keys)
         self.batch_workflows = RedisBatchWorkflows(client, keys, self.batch_jobs)
         self.batch_items = RedisBatchItems(client, keys)
+        self.collections = RedisCollections(client, keys)
+        self.documents = RedisDocuments(client, keys)
         self.signals = RedisSignals(client, keys)
 
     @classmethod

@@ -32,6 +32,7 @@ from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_m
 from botline.store.sqlite_batch import SqliteBatchItems, SqliteBatchJobs, SqliteBatchWorkflows
 from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
+from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections, SqliteDocuments, contains
 from botline.store.sqlite_memories import SqliteMemories
 
 
@@ -249,6 +250,8 @@ class SqliteStore(Store):
         self.batch_workflows = SqliteBatchWorkflows(db)
         self.batch_jobs = SqliteBatchJobs(db)
         self.batch_items = SqliteBatchItems(db)
+        self.collections = SqliteCollections(db)
+        self.documents = SqliteDocuments(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 
@@ -262,6 +265,7 @@ class SqliteStore(Store):
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
+            await db.create_function(CONTAINS_FUNCTION, 2, contains, deterministic=True)
             await cls._migrate(db)
         except BaseException:
             await db.close()

@@ -1,0 +1,85 @@
+"""Text analysis for lexical search: the same function reads documents and queries.
+
+1. NFKC and casefold; every term is stored with its accents folded (NFD without combining marks).
+2. Words are runs of letters and digits. Runs of CJK characters (Han, kana, Hangul), which have no
+   spaces, become overlapping bigrams ("健康保险" → 健康 康保 保险), so a two-character query matches
+   inside a longer run (FTS5's own unicode61 tokenizer would keep the whole run as one token).
+3. Stopwords of Portuguese, Spanish and English are dropped.
+4. Each remaining word is stemmed by the Portuguese, Spanish and English Snowball stemmers, as
+   written and with its accents folded, and indexed under each distinct (folded) stem: "preço",
+   "preços" and "preco" meet. No language guess is needed (a three-word query has too little
+   to guess from): a word and its plural or singular share their stem in their own language, and a
+   chance collision of two different words in another language's stemmer matches one stem of three,
+   which BM25 scores lower than a real match.
+
+Stems are cached per word (vocabularies repeat), which keeps ingest fast.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import snowballstemmer  # type: ignore[import-untyped]
+
+from botline.knowledge.stopwords import STOPWORDS
+
+WORD = re.compile(r"[^\W_]+")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+CJK_SPLIT = re.compile(f"({CJK.pattern})")
+LANGUAGES = ("portuguese", "spanish", "english")
+STEM_CACHE = 200_000
+MAX_WORD = 40
+"""Longer "words" (hashes, base64) are kept whole, not stemmed."""
+
+_stemmers = [snowballstemmer.stemmer(language) for language in LANGUAGES]
+
+
+def fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@lru_cache(maxsize=STEM_CACHE)
+def stems(word: str) -> tuple[str, ...]:
+    """The folded stems of a casefolded word, stemmed with its accents and without them (a query
+    typed without accents still shares a stem with the accented document)."""
+    folded = fold(word)
+    if len(word) > MAX_WORD or word.isdigit():
+        return (folded,)
+    found: dict[str, None] = {}
+    for form in dict.fromkeys((word, folded)):
+        for stemmer in _stemmers:
+            found.setdefault(fold(stemmer.stemWord(form)), None)
+    return tuple(found)
+
+
+def _cjk_grams(run: str) -> list[str]:
+    return [run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
+
+
+@lru_cache(maxsize=STEM_CACHE)
+def _word_terms(word: str) -> tuple[str, ...]:
+    """The terms of one casefolded non-CJK word: none for a stopword, else its stems."""
+    return () if fold(word) in STOPWORDS else stems(word)
+
+
+def terms(text: str) -> list[str]:
+    """Every index term of `text`, in order, with repeats (term frequency counts them)."""
+    found: list[str] = []
+    for word in WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
+        if word.isascii() or not CJK.search(word):
+            found.extend(_word_terms(word))
+            continue
+        for piece in CJK_SPLIT.split(word):
+            if CJK.fullmatch(piece):
+                found.extend(_cjk_grams(piece))
+            elif piece:
+                found.extend(_word_terms(piece))
+    return found
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct terms of a query, in order."""
+    return list(dict.fromkeys(terms(text)))

@@ -1,0 +1,45 @@
+"""One model call outside a turn's conversation (query rewriting, /api/v1/answer), on a gateway's
+upstream and model, with its usage recorded on that gateway like any other call."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from botline.domain.clock import Clock
+from botline.domain.conversations import TokenUsage
+from botline.domain.gateways import Gateway
+from botline.domain.usage import UsageRecord
+from botline.egress import Trust
+from botline.gateway.accounting import UsageRecorder
+from botline.gateway.completion import complete
+from botline.gateway.context import ChatMessage
+from botline.gateway.errors import GatewayError
+from botline.gateway.llm import ClientPool
+from botline.gateway.tokens import approximate, message_text
+
+
+@dataclass(frozen=True)
+class ModelAsker:
+    clients: ClientPool
+    usage: UsageRecorder
+    clock: Clock
+    trust_of: Callable[[str], Awaitable[Trust]]
+
+    async def ask(self, gateway: Gateway, messages: list[ChatMessage], *, session_id: str | None = None) -> str:
+        """The model's text answer; GatewayError (recorded as an error) when the upstream fails."""
+        params = gateway.parameters
+        client = self.clients.get(params.base_address, params.api_key, await self.trust_of(gateway.account_id))
+        record = UsageRecord(account_id=gateway.account_id, gateway_id=gateway.id, model=params.model_name,
+                             session_id=session_id, at=self.clock.now())
+        try:
+            answer = await complete(client, {"model": params.model_name, "messages": messages})
+        except GatewayError:
+            record.error = True
+            self.usage.add(record)
+            raise
+        usage = answer.usage or TokenUsage(prompt_tokens=sum(approximate(message_text(m)) for m in messages),
+                                           completion_tokens=approximate(answer.content))
+        record.input_tokens, record.output_tokens = usage.prompt_tokens, usage.completion_tokens
+        self.usage.add(record)
+        return answer.content

@@ -1,0 +1,118 @@
+"""The indexer: a background task on every replica that drains the Store's indexing queue.
+
+A write publishes `KNOWLEDGE_QUEUED` on the signal bus, which wakes the indexer on every replica;
+each claims a batch (the Store gives each document to one of them), analyses the texts off the event
+loop, and writes the terms back. It also looks every `index_poll_seconds`, which picks up what a
+replica that died left behind once its lease ended, and documents whose retry is due. A failure is
+retried with backoff up to `index_max_attempts`, then the document is Cancelled with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from botline.config import KnowledgeSettings
+from botline.domain.clock import Clock
+from botline.domain.knowledge import IndexedText, KnowledgeDocument
+from botline.knowledge.analysis import terms
+from botline.metrics import Metrics
+from botline.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+KNOWLEDGE_QUEUED = "knowledge.queued"
+RETRY_BASE_SECONDS = 5.0
+RETRY_MAX_SECONDS = 600.0
+STORE_ERROR_PAUSE = 1.0
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """5 s, 10 s, 20 s... up to 10 minutes."""
+    return timedelta(seconds=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)))
+
+
+def _analyse(documents: Sequence[KnowledgeDocument]) -> list[list[str] | BaseException]:
+    results: list[list[str] | BaseException] = []
+    for document in documents:
+        try:
+            results.append(terms(document.contents))
+        except Exception as exc:  # one document's failure is recorded on it, the batch goes on
+            results.append(exc)
+    return results
+
+
+class Indexer:
+    def __init__(self, store: Store, clock: Clock, settings: KnowledgeSettings, metrics: Metrics) -> None:
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._store.signals.subscribe(KNOWLEDGE_QUEUED, self._on_signal)
+        self._task = asyncio.create_task(self._run(), name="knowledge-indexer")
+
+    async def queued(self) -> None:
+        """Wakes every replica's indexer (a lost signal only delays the documents to the next poll)."""
+        self._wake.set()
+        try:
+            await self._store.signals.publish(KNOWLEDGE_QUEUED, "")
+        except StoreError as exc:
+            log.warning("could not wake the other replicas' indexers (%s); they look on their own", exc)
+
+    async def _on_signal(self, payload: str) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.run_once()
+            except StoreError as exc:
+                log.warning("indexer paused: %s", exc)
+                await asyncio.sleep(STORE_ERROR_PAUSE)
+                continue
+            if busy:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.index_poll_seconds)
+
+    async def run_once(self) -> int:
+        """Claims and indexes one batch; how many documents it claimed."""
+        now = self._clock.now()
+        batch = await self._store.documents.claim(now, lease_seconds=self._settings.index_lease_seconds,
+                                                  limit=self._settings.index_batch)
+        if not batch:
+            return 0
+        results = await asyncio.to_thread(_analyse, batch)
+        read: list[IndexedText] = []
+        for document, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                await self._failed(document, f"{type(result).__name__}: {result}")
+            else:
+                read.append(IndexedText(document.id, document.version, result))
+        written = await self._store.documents.complete(read, now=self._clock.now())
+        self._metrics.documents_indexed("indexed").inc(len(written))
+        return len(batch)
+
+    async def _failed(self, document: KnowledgeDocument, reason: str) -> None:
+        attempt = await self._store.documents.attempts(document.id)
+        now = self._clock.now()
+        give_up = attempt >= self._settings.index_max_attempts
+        retry_at = None if give_up else now + retry_delay(attempt)
+        log.warning("document %s not indexed (attempt %d): %s", document.id, attempt, reason)
+        if await self._store.documents.fail(document.id, document.version, reason, now=now, retry_at=retry_at):
+            self._metrics.documents_indexed("failed" if give_up else "retried").inc()

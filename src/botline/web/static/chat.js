@@ -32,6 +32,7 @@
     muteLabel: "Mute spoken answers",
     unmuteLabel: "Play spoken answers",
     spokenAnswerLabel: "Spoken answer",
+    reasoningLabel: "Thought process",
     messagesLabel: "Messages",
     youLabel: "You",
     assistantLabel: "Assistant",
@@ -588,6 +589,7 @@
       isUser ? null : avatar("sm"),
       el("div", { className: "bl-msg-main" }, [message.tools, message.body, message.foot]),
     ]);
+    if (!isUser && typeof message.reasoning === "string" && message.reasoning) setReasoning(message, message.reasoning, false);
     if (isUser) renderUserContent(message.body, message.content);
     else setAssistantText(message, typeof message.content === "string" ? message.content : "");
     if (message.status === "cancelled") markStopped(message);
@@ -607,6 +609,20 @@
     } else {
       message.body.textContent = "";
     }
+  }
+
+  /** The model's thinking, as plain text in a disclosure above the answer: open while it streams. */
+  function setReasoning(message, text, streaming) {
+    message.reasoning = text;
+    if (!message.thinking) {
+      message.thinkingText = el("div", { className: "bl-reasoning-text" });
+      message.thinking = el("details", { className: "bl-reasoning" }, [
+        el("summary", { className: "bl-reasoning-label", text: t("reasoningLabel") }), message.thinkingText,
+      ]);
+      message.body.before(message.thinking);
+    }
+    message.thinking.open = Boolean(streaming);
+    message.thinkingText.textContent = text;
   }
 
   function showThinking(message) {
@@ -791,6 +807,10 @@
         if (name === "delta") {
           assistant.text += typeof data.text === "string" ? data.text : "";
           scheduleRender(assistant);
+        } else if (name === "reasoning") {
+          const stick = isNearBottom();
+          setReasoning(assistant, (assistant.reasoning || "") + (typeof data.text === "string" ? data.text : ""), true);
+          if (stick) scrollToBottom();
         } else if (name === "tool") {
           if (state.client.showToolCalls) toolChip(assistant, data);
         } else if (name === "done") {
@@ -800,6 +820,7 @@
             assistant.text = data.completionText;
           }
           setAssistantText(assistant, assistant.text);
+          if (assistant.thinking) assistant.thinking.open = false;
           if (data.cancelled) markStopped(assistant);
           else if (data.audio) { assistant.audio = true; attachAudio(assistant, true); }
         } else if (name === "error") {
@@ -931,7 +952,7 @@
     if (!fresh.length) return;
     const follow = isNearBottom();
     fresh.forEach(function (m) {
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, reasoning: m.reasoning });
     });
     updateEmptyState();
     refreshActions();
@@ -961,7 +982,7 @@
     buildShell();
     (data.messages || []).forEach(function (m) {
       if (m.role !== "user" && m.role !== "assistant") return;
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, reasoning: m.reasoning });
     });
     updateEmptyState();
     refreshActions();

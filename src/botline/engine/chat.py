@@ -24,6 +24,7 @@ from botline.engine.sessions import SessionService
 from botline.engine.stops import TurnStopper
 from botline.gateway.caller import Caller, CallSource
 from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured, UpstreamError
+from botline.gateway.multimodal import ModelInputs
 from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
 from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.registry import GatewayCache
@@ -263,7 +264,7 @@ class ChatEngine:
         if content is not None:
             await self._count_hourly(session, client)
             if reader is not None:
-                content = await reader.read(content)
+                content = await reader.read(content, ModelInputs.of(gateway.parameters))
         return gateway, content
 
     async def _count_hourly(self, session: Session, client: ChatClient) -> None:

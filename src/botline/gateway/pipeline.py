@@ -29,6 +29,7 @@ from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
+from botline.gateway.multimodal import ModelInputs
 from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
@@ -304,7 +305,7 @@ class TurnPipeline:
         blocks.extend(instructions)
         blocks.append(f"Current date and time: {_minute(self._s.clock.now())} (UTC).")
         system = "\n\n".join(blocks)
-        conversation = ReasoningPolicy.of(params).history(request.messages)
+        conversation = ModelInputs.of(params).shape(ReasoningPolicy.of(params).history(request.messages))
         if params.user_prompt_template:
             conversation = apply_user_prompt_template(conversation, params.user_prompt_template)
         role = "user" if params.has_flag(GatewayFlag.NO_SYSTEM_INSTRUCT) else "system"

@@ -180,7 +180,8 @@ def build_app(
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   trust_of=account_cache.trust)
-        speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust)
+        speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust, usage=usage,
+                             metrics=recorder, clock=clock)
         adapters = channel_adapters(settings, app[EGRESS])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
                                 transcriber=transcriber, documents=app[DOCUMENTS], voice=VoiceReplies(speech),

@@ -4,7 +4,8 @@
 
 Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw dict)): the /v1 proxy
 latency side by side with LiteLLM's proxy, web chat prompts/s, open SSE streams, webhooks, schedules,
-throughput with 1-3 replicas on one Redis, and batch items/s.
+throughput with 1-3 replicas on one Redis, batch items/s, and spoken answers (text end to first audio
+byte, cache hits).
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -22,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import batch, profile, proxy_latency, replicas, schedules, servers, webchat, webhooks
+from bench import batch, profile, proxy_latency, replicas, schedules, servers, speech, webchat, webhooks
 
 RESULTS = servers.RESULTS
 
@@ -64,6 +65,10 @@ def _schedules(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return f"{schedules.table(result)}\n\n({result.seconds} s)", asdict(result)
 
 
+def _speech(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    return speech.run(quick=args.quick)
+
+
 def _replicas(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     result = replicas.run(quick=args.quick, log=_log)
     return f"{replicas.table(result)}\n\n({result.seconds} s)", asdict(result)
@@ -82,6 +87,7 @@ BENCHMARKS: dict[str, Runner] = {
     "schedules": _schedules,
     "replicas": _replicas,
     "batch": _batch,
+    "speech": _speech,
 }
 
 

@@ -203,7 +203,8 @@ def build_app(
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   trust_of=account_cache.trust)
-        speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust)
+        speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust, usage=usage,
+                             metrics=recorder, clock=clock)
         adapters = channel_adapters(settings, app[EGRESS])
         notifier = HandoffNotifier(app[EGRESS], account_cache, adapters, public_url=settings.server.base_url)
         handoff = HandoffService(store, chat, clock, notifier)

@@ -39,6 +39,15 @@ class Outcome(StrEnum):
     REFUSED = "refused"
 
 
+class SpeechOutcome(StrEnum):
+    """What became of an ask for a spoken answer: synthesised by the endpoint, served from the audio cache
+    (or shared with an identical ask in flight), or failed (the text went alone)."""
+
+    SYNTHESIZED = "synthesized"
+    CACHED = "cached"
+    FAILED = "failed"
+
+
 class _Labelled(Generic[M]):
     """A metric's children by label values, cached in a plain dict: one lookup on the hot path
     instead of prometheus_client's validation and lock on every `labels()` call."""
@@ -148,6 +157,12 @@ class Metrics:
         self.documents_indexed = _Labelled(Counter(
             "botline_knowledge_documents_indexed", "Knowledge documents indexed, by outcome (indexed, retried, "
             "failed: given up, the document is Cancelled with its reason).", ["outcome"], registry=registry))
+        self.speech_requests = _Labelled(Counter(
+            "botline_speech_requests", "Spoken answers asked for, by speech source and outcome (synthesized, "
+            "cached, failed).", ["source", "outcome"], registry=registry))
+        self.speech_characters = _Labelled(Counter(
+            "botline_speech_characters", "Characters sent to speech endpoints (after preparation and summary).",
+            ["source"], registry=registry))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
@@ -169,6 +184,12 @@ class Metrics:
             self.first_token_seconds(label).observe(first_token_seconds)
         self.tokens(label, "prompt").inc(prompt_tokens)
         self.tokens(label, "completion").inc(completion_tokens)
+
+    def speech(self, source: str, outcome: SpeechOutcome, *, characters: int = 0) -> None:
+        """`source` is one of the seed's few audioSynthesisSource names (config refuses others)."""
+        self.speech_requests(source, outcome.value).inc()
+        if characters:
+            self.speech_characters(source).inc(characters)
 
     def model_error(self, model: str) -> None:
         self.model_errors(self._model(model)).inc()

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import create_gateway
 from tests.emulators.audio import mp3
 from tests.emulators.fake_llm import FakeLLM, Reply
+from tests.support.metrics import scrape
 from tests.support.server import RunningServer
 from tests.support.webchat import client_body, create_client, open_session, prompt, public, sse_events
 
@@ -63,6 +64,32 @@ async def test_the_web_answer_has_audio_from_the_speech_endpoint_once(
                            "response_format": "mp3"}
     _, info = await server.call("GET", public(key))
     assert info["messages"][-1]["audio"] is True and info["client"]["audioSynthesisEnabled"] is True
+
+
+async def test_speech_is_counted_in_the_gateways_stats_and_the_metrics(
+    server: RunningServer, fake_llm: FakeLLM
+) -> None:
+    gateway_id = await create_gateway(server, fake_llm)
+    status, created = await server.call("POST", "/api/v1/web-chat-client", json=client_body(gateway_id, **SPEAKS))
+    assert status == 200
+    key = (await open_session(server, created["id"]))["accessKey"]
+    fake_llm.script(Reply(text="We open at nine.", prompt_tokens=10, completion_tokens=2),
+                    Reply(text="Noted.", prompt_tokens=20, completion_tokens=1))
+    first = await done_of(server, key, "hours?")
+    for _ in range(2):  # the replay comes from the cache: counted, not paid again
+        assert (await audio_of(server, key, first["messageId"]))[0] == 200
+    second = await done_of(server, key, "thanks")
+    fake_llm.script_speech(Reply(status=400))
+    assert (await audio_of(server, key, second["messageId"]))[0] == 502
+    _, stats = await server.call("GET", f"/api/v1/ai-gateways/{gateway_id}/stats")
+    # two chat calls, one synthesis (4 input tokens estimated for its 16 characters), one failed synthesis
+    assert (stats["requests"], stats["errors"]) == (4, 1)
+    assert (stats["inputTokens"], stats["outputTokens"]) == (10 + 20 + 4, 2 + 1)
+    metrics = await scrape(server)
+    assert metrics.value("botline_speech_requests_total", source="Gpt4oTts", outcome="synthesized") == 1
+    assert metrics.value("botline_speech_requests_total", source="Gpt4oTts", outcome="cached") == 1
+    assert metrics.value("botline_speech_requests_total", source="Gpt4oTts", outcome="failed") == 1
+    assert metrics.value("botline_speech_characters_total", source="Gpt4oTts") == len("We open at nine.")
 
 
 async def test_a_failed_synthesis_is_a_clear_error_and_the_text_stays(

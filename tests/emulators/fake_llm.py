@@ -86,6 +86,10 @@ class Reply:
     """When non-empty the finish reason is ``"tool_calls"``."""
     reasoning: str | None = None
     """Sent as ``message.reasoning_content`` (``delta.reasoning_content`` when streaming)."""
+    reasoning_details: list[dict[str, Any]] | None = None
+    """OpenRouter's typed thinking (``{"type": "reasoning.summary", "summary": ...}``, ``reasoning.text``
+    with ``text``, ``reasoning.encrypted`` with ``data``): sent as ``message.reasoning_details`` beside a
+    flat ``message.reasoning`` joining their texts, as OpenRouter does; one entry per chunk when streaming."""
     status: int = 200
     """Any other status answers with an OpenAI error body instead."""
     error_message: str = ""
@@ -128,6 +132,11 @@ class RecordedRequest:
 
 def _tokens(chars: int) -> int:
     return max(1, chars // 4)
+
+
+def _detail_text(entry: dict[str, Any]) -> str:
+    """The readable text of one ``reasoning_details`` entry (encrypted ones have none)."""
+    return str(entry.get("summary") or entry.get("text") or "")
 
 
 def _content_text(content: Any) -> str:
@@ -462,6 +471,9 @@ class FakeLLM(Served):
         }
         if reply.reasoning is not None:
             message["reasoning_content"] = reply.reasoning
+        if reply.reasoning_details is not None:
+            message["reasoning"] = "".join(_detail_text(entry) for entry in reply.reasoning_details)
+            message["reasoning_details"] = reply.reasoning_details
         if reply.tool_calls:
             message["tool_calls"] = [
                 {
@@ -504,6 +516,10 @@ class FakeLLM(Served):
         events += [
             event({"content": None, "reasoning_content": piece})
             for piece in _WORDS.findall(reply.reasoning or "")
+        ]
+        events += [
+            event({"content": None, "reasoning": _detail_text(entry), "reasoning_details": [{**entry, "index": n}]})
+            for n, entry in enumerate(reply.reasoning_details or ())
         ]
         events += [event({"content": piece}) for piece in _WORDS.findall(reply.text)]
         events += [event({"refusal": piece}) for piece in _WORDS.findall(reply.refusal or "")]

@@ -19,6 +19,7 @@ from botline.gateway.errors import UpstreamError
 from botline.gateway.lean_client import LeanModelClient
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
+from botline.gateway.reasoning import ALL_KINDS, ReasoningKinds
 from tests.conftest import UPSTREAM_KEY
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 
@@ -91,6 +92,19 @@ class TestAnswers:
         assert (answer.usage.prompt_tokens, answer.usage.completion_tokens, answer.usage.cached_tokens) == (20, 4, 16)
         assert answer.first_delta_at is not None
         assert fake_llm.requests[-1].body["stream_options"] == {"include_usage": True}
+
+    @pytest.mark.parametrize("streamed", [False, True])
+    async def test_typed_thinking_is_kept_by_kind(self, make: Make, fake_llm: FakeLLM, streamed: bool) -> None:
+        entries = [{"type": "reasoning.summary", "summary": "Short."}, {"type": "reasoning.text", "text": "Long."},
+                   {"type": "reasoning.encrypted", "data": "gAAA"}]
+        client, kept = make(), []
+        for kinds in (ALL_KINDS, ReasoningKinds(summaries=False), ReasoningKinds(details=False)):
+            fake_llm.script(Reply(text="ok", reasoning_details=entries))
+            sink = Sink()
+            answer = await (client.stream(ask(), sink, kinds) if streamed else client.complete(ask(), kinds))
+            assert "".join(sink.reasonings) == (answer.reasoning if streamed else "")
+            kept.append(answer.reasoning)
+        assert kept == ["Short.Long.", "Long.", "Short."]  # never twice (OpenRouter repeats it flat), no ciphertext
 
     @pytest.mark.parametrize("streamed", [False, True])
     async def test_tool_calls_are_assembled_whole(self, make: Make, fake_llm: FakeLLM, streamed: bool) -> None:

@@ -25,6 +25,7 @@ from botline.domain.limits import MESSAGES_MAX, BodyBounded, Items, JsonObject, 
 from botline.gateway.caller import Caller, CallSource
 from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured
 from botline.gateway.pipeline import ToolStatus, TurnRequest, TurnResult, TurnSink
+from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.logs import bind_turn
 from botline.metrics import Outcome
 
@@ -112,7 +113,7 @@ def _documents(result: TurnResult) -> dict[str, Any]:
                                "score": round(d.score, 6)} for d in result.documents]}
 
 
-def _completion(result: TurnResult, completion_id: str, created: int) -> dict[str, Any]:
+def _completion(result: TurnResult, completion_id: str, created: int, *, show_reasoning: bool) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": result.text if result.text or not (result.client_tool_calls or result.refusal) else None,
@@ -121,8 +122,8 @@ def _completion(result: TurnResult, completion_id: str, created: int) -> dict[st
     }
     if result.client_tool_calls:
         message["tool_calls"] = result.client_tool_calls
-    if result.reasoning:
-        message["reasoning_content"] = result.reasoning
+    if result.reasoning and show_reasoning:
+        message[REASONING_FIELD] = result.reasoning
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": result.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}],
@@ -133,8 +134,10 @@ def _completion(result: TurnResult, completion_id: str, created: int) -> dict[st
 class ChunkWriter:
     """Turns pipeline progress into OpenAI `chat.completion.chunk` frames."""
 
-    def __init__(self, stream: SseStream, completion_id: str, created: int, model: str) -> None:
+    def __init__(self, stream: SseStream, completion_id: str, created: int, model: str, *,
+                 show_reasoning: bool) -> None:
         self._stream = stream
+        self._show_reasoning = show_reasoning
         self._head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
         self._started = False
 
@@ -152,7 +155,9 @@ class ChunkWriter:
         await self._send({"content": delta})
 
     async def reasoning(self, delta: str) -> None:
-        await self._send({"reasoning_content": delta})
+        """Streamed only when the gateway shows thinking (ThinkingProcess or ReturnReasoningTokens)."""
+        if self._show_reasoning:
+            await self._send({REASONING_FIELD: delta})
 
     async def tool(self, name: str, status: ToolStatus) -> None:
         """Server-side tools are invisible to OpenAI clients."""
@@ -202,12 +207,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     turn = _turn_request(await _gateway(request, body.model), body)
     bind_turn(CHANNEL, gateway=turn.gateway.id)
     completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
+    show_reasoning = ReasoningPolicy.of(turn.gateway.parameters).shown
     if not turn.stream:
-        return json_response(_completion(await _run(request, turn), completion_id, created))
+        result = await _run(request, turn)
+        return json_response(_completion(result, completion_id, created, show_reasoning=show_reasoning))
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING
     stream = SseStream(request, open_streams=services(request).metrics.open_streams(CHANNEL),
                        pinger=None if no_ping else loop_pinger())
-    writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name)
+    writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name,
+                         show_reasoning=show_reasoning)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     try:
         try:

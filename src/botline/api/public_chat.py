@@ -22,6 +22,7 @@ from botline.domain.limits import ITEMS_MAX, BodyBounded, Items
 from botline.engine.attachments import AttachmentError, is_spoken, reader_for
 from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
 from botline.gateway.caller import CallSource
+from botline.gateway.reasoning import ReasoningPolicy
 from botline.speech import AudioFormat, SpeechError
 
 routes = web.RouteTableDef()
@@ -75,10 +76,12 @@ async def _session(request: web.Request) -> tuple[Session, ChatClient]:
     return session, client
 
 
-def _message_view(message: Message, *, audio: bool = False) -> dict[str, Any]:
+def _message_view(message: Message, *, audio: bool = False, reasoning: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {"role": message.role.value, "content": message.content, "message_id": message.id}
     if message.agent:  # a person of the business wrote it (docs/handoff.md)
         view["agent"] = message.agent
+    if reasoning and message.reasoning:
+        view["reasoning"] = message.reasoning
     if message.status is not MessageStatus.COMPLETE:
         view["status"] = message.status.value
     if audio:
@@ -93,13 +96,15 @@ def _spoken(client: ChatClient, answer: Message, *, user_spoke: bool) -> bool:
             and client.client_parameters.speaks_after(user_spoke=user_spoke, channel_default=WEB_SPEECH_DEFAULT))
 
 
-def _views(messages: list[Message], client: ChatClient) -> list[dict[str, Any]]:
+def _views(messages: list[Message], client: ChatClient, *, reasoning: bool) -> list[dict[str, Any]]:
+    """The visible messages; `reasoning`: the stored thinking is shown (the gateway's flags)."""
     views, user_spoke = [], False
     for message in messages:
         if message.role is Role.USER:
             user_spoke = is_spoken(message.content)
         if is_visible(message):
-            views.append(_message_view(message, audio=_spoken(client, message, user_spoke=user_spoke)))
+            views.append(_message_view(message, audio=_spoken(client, message, user_spoke=user_spoke),
+                                       reasoning=reasoning))
     return views
 
 
@@ -126,10 +131,13 @@ def _chat_title(messages: list[Message], client: ChatClient) -> str:
 @documented("The chat page's data: messages, culture, client settings.", access=Access.ACCESS_KEY)
 async def session_info(request: web.Request) -> web.Response:
     session, client = await _session(request)
-    messages = await services(request).store.messages.list(session.id)
+    svc = services(request)
+    messages = await svc.store.messages.list(session.id)
     language = pick_language(client.client_parameters.language_code, request)
+    gateway = await svc.gateways.find(client.account_id, client.ai_gateway_id) if client.ai_gateway_id else None
     return json_response({
-        "messages": _views(messages, client),
+        "messages": _views(messages, client, reasoning=gateway is not None and ReasoningPolicy.of(
+            gateway.parameters).shown),
         "chatTitle": _chat_title(messages, client),
         "culture": {"languageCode": language, **CULTURES[language]},
         "client": client_view(client),

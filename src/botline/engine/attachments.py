@@ -7,6 +7,8 @@
 - Audio: `{"type": "input_audio", "input_audio": {"data": <base64>, "format": "wav"}}` is transcribed through
   the gateway's /audio/transcriptions; when that fails the model gets an attachment note instead.
 Each kind needs its input mode on the chat client; other files are refused unless uploadUnsupportedFiles.
+A gateway that does not take audio or documents (`ModelInputs`, gateway/multimodal.py) gets a notice in
+their place, and nothing is transcribed or parsed for it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botline.domain.chat_clients import ChatClient, InputMode
+from botline.gateway.multimodal import ModelInputs, attachment_note
 from botline.gateway.transcription import Transcriber as GatewayTranscriber
 from botline.parsing import JobRejected, JobTimedOut, ParsingError, PdfExtractor, PoolBusy
 
@@ -73,10 +76,6 @@ def _data_url(url: str, what: str) -> tuple[str, str]:
     return match["mime"].lower(), match["data"]
 
 
-def _note(name: str, mime: str, size: int, detail: str) -> str:
-    return f"[Attachment: {name} ({mime}, {max(size // 1024, 1)} KB) {detail}]"
-
-
 def _refusal(exc: ParsingError) -> AttachmentError:
     """What the sender is told when a document yields no text (the messages name no internals)."""
     if isinstance(exc, JobRejected):
@@ -98,25 +97,25 @@ class AttachmentReader:
         if mode not in self._policy.input_modes:
             raise AttachmentError(415, f"This chat does not accept {mode.value.lower()} uploads.")
 
-    async def read(self, content: Content) -> Content:
-        """Checks every part and returns the content to store and send to the model."""
+    async def read(self, content: Content, inputs: ModelInputs) -> Content:
+        """Checks every part and returns the content to store and send to the model (which takes `inputs`)."""
         if isinstance(content, str):
             return content
-        parts = [await self._part(part) for part in content]
+        parts = [await self._part(part, inputs) for part in content]
         if not parts:
             raise AttachmentError(400, "The prompt is empty.")
         return parts
 
-    async def _part(self, part: dict[str, Any]) -> dict[str, Any]:
+    async def _part(self, part: dict[str, Any], inputs: ModelInputs) -> dict[str, Any]:
         kind = part.get("type")
         if kind == "text" and isinstance(part.get("text"), str):
             return {"type": "text", "text": part["text"]}
         if kind == "image_url":
             return self._image(part)
         if kind == "file":
-            return await self._document(part.get("file") or {})
+            return await self._document(part.get("file") or {}, inputs)
         if kind == "input_audio":
-            return await self._audio(part.get("input_audio") or {})
+            return await self._audio(part.get("input_audio") or {}, inputs)
         raise AttachmentError(400, f"Unknown content part type {kind!r}.")
 
     def _image(self, part: dict[str, Any]) -> dict[str, Any]:
@@ -128,17 +127,21 @@ class AttachmentReader:
         _decode(data, self._policy.max_bytes, "image")
         return {"type": "image_url", "image_url": {"url": url}}
 
-    async def _document(self, file: dict[str, Any]) -> dict[str, Any]:
+    async def _document(self, file: dict[str, Any], inputs: ModelInputs) -> dict[str, Any]:
         name = str(file.get("filename") or "document")
         mime, data = _data_url(str(file.get("file_data", "")), "document")
         blob = _decode(data, self._policy.max_bytes, "document")
         readable = mime in TEXT_DOCUMENT_TYPES or mime == PDF_TYPE
         if readable and InputMode.DOCUMENT in self._policy.input_modes:
+            if not inputs.documents:
+                return {"type": "text", "text": attachment_note(
+                    name, mime, len(blob), "was uploaded; this assistant does not read documents")}
             text, truncated = await self._text(mime, blob)
             detail = "follows (shortened)" if truncated else "follows"
-            return {"type": "text", "text": f"{_note(name, mime, len(blob), detail)}\n{text}"}
+            return {"type": "text", "text": f"{attachment_note(name, mime, len(blob), detail)}\n{text}"}
         if self._policy.upload_unsupported_files:
-            return {"type": "text", "text": _note(name, mime, len(blob), "was uploaded; its content cannot be read")}
+            return {"type": "text",
+                    "text": attachment_note(name, mime, len(blob), "was uploaded; its content cannot be read")}
         self._require(InputMode.DOCUMENT)
         raise AttachmentError(415, f"Files of type {mime} are not accepted here.")
 
@@ -156,16 +159,20 @@ class AttachmentReader:
             raise _refusal(exc) from exc
         return extracted.text, extracted.truncated
 
-    async def _audio(self, audio: dict[str, Any]) -> dict[str, Any]:
+    async def _audio(self, audio: dict[str, Any], inputs: ModelInputs) -> dict[str, Any]:
         self._require(InputMode.AUDIO)
         audio_format = str(audio.get("format", "")).lower()
         if audio_format not in AUDIO_FORMATS:
             raise AttachmentError(415, f"Audio must be one of {', '.join(sorted(AUDIO_FORMATS))}.")
         blob = _decode(str(audio.get("data", "")), self._policy.max_bytes, "audio")
+        if not inputs.audio:
+            return {"type": "text", "text": attachment_note(
+                f"voice.{audio_format}", f"audio/{audio_format}", len(blob),
+                "is a voice message; this assistant does not take audio")}
         transcript = await self._transcribe(blob, f"voice.{audio_format}")
         if transcript:
             return {"type": "text", "text": f"{VOICE_TRANSCRIPT}\n{transcript}"}
-        return {"type": "text", "text": _note(f"voice.{audio_format}", f"audio/{audio_format}", len(blob),
+        return {"type": "text", "text": attachment_note(f"voice.{audio_format}", f"audio/{audio_format}", len(blob),
                                               "is a voice message that could not be transcribed")}
 
 

@@ -24,7 +24,9 @@ from botline.engine.sessions import SessionService
 from botline.engine.stops import TurnStopper
 from botline.gateway.caller import Caller, CallSource
 from botline.gateway.errors import ContextTooLarge, GatewayError, NoModelConfigured, UpstreamError
+from botline.gateway.multimodal import ModelInputs
 from botline.gateway.pipeline import ToolStatus, TurnPipeline, TurnRequest, TurnResult
+from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.registry import GatewayCache
 from botline.logs import bind_turn
 from botline.metrics import Metrics, Outcome
@@ -70,7 +72,7 @@ class ChatRefused(Exception):
 
 @dataclass
 class TurnEvent:
-    """Progress of a turn, in the web chat's SSE vocabulary: delta, tool, done, error."""
+    """Progress of a turn, in the web chat's SSE vocabulary: delta, reasoning, tool, done, error."""
 
     name: str
     data: dict[str, Any]
@@ -83,6 +85,8 @@ class TurnOutcome:
     cancelled: bool
     handed_off: bool = False
     """A person has the chat: the user message was stored and the model not asked (`message` is empty)."""
+    reasoning: str | None = None
+    """The thinking the person may see (the gateway's ThinkingProcess or ReturnReasoningTokens)."""
 
     def summary(self, *, include_tools: bool) -> dict[str, Any]:
         usage = self.message.usage or TokenUsage()
@@ -91,7 +95,7 @@ class TurnOutcome:
             tool_calls = [{"name": r.name, "arguments": r.arguments, "result": r.result} for r in self.result.tool_runs]
         return {
             "completionText": self.message.content if isinstance(self.message.content, str) else "",
-            "reasoning": self.message.reasoning,
+            "reasoning": self.reasoning,
             "toolCalls": tool_calls,
             "usage": {"promptTokens": usage.prompt_tokens, "completionTokens": usage.completion_tokens,
                       "totalTokens": usage.total_tokens},
@@ -117,11 +121,15 @@ class ActiveTurn:
     """Inbound record ids this turn answers (channels)."""
     text: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    reasoning_policy: ReasoningPolicy = field(default_factory=ReasoningPolicy)
+    """Set when the turn starts: whether its thinking is shown (streamed) and stored."""
     stopping: asyncio.Task[TurnOutcome] | None = None
     """Storing what a stop left: started once, and not interrupted by whatever cancels the turn next."""
 
 
 class _EventSink:
+    """Text as `delta` events; thinking as `reasoning` events when the gateway shows it."""
+
     def __init__(self, turn: ActiveTurn, show_tools: bool) -> None:
         self._turn = turn
         self._show_tools = show_tools
@@ -131,7 +139,9 @@ class _EventSink:
         self._turn.events.put_nowait(TurnEvent("delta", {"text": delta}))
 
     async def reasoning(self, delta: str) -> None:
-        self._turn.reasoning.append(delta)
+        if self._turn.reasoning_policy.shown:
+            self._turn.reasoning.append(delta)
+            self._turn.events.put_nowait(TurnEvent("reasoning", {"text": delta}))
 
     async def tool(self, name: str, status: ToolStatus) -> None:
         if self._show_tools:
@@ -157,6 +167,8 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
             entry["tool_calls"] = message.tool_calls
         if message.tool_call_id:
             entry["tool_call_id"] = message.tool_call_id
+        if message.reasoning and message.role is Role.ASSISTANT:  # sent on only with IncludeStoredReasoning
+            entry[REASONING_FIELD] = message.reasoning
         history.append(entry)
     return history
 
@@ -264,7 +276,7 @@ class ChatEngine:
         if content is not None:
             await self._count_hourly(session, client)
             if reader is not None:
-                content = await reader.read(content)
+                content = await reader.read(content, ModelInputs.of(gateway.parameters))
         return gateway, content
 
     async def _count_hourly(self, session: Session, client: ChatClient) -> None:
@@ -425,6 +437,7 @@ class ChatEngine:
             turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
             return outcome
         turn.started = True
+        turn.reasoning_policy = policy = ReasoningPolicy.of(gateway.parameters)
         caller = Caller(
             call_source=source, account_id=session.account_id, chat_client_id=session.chat_client_id,
             external_user_id=session.tag,
@@ -439,24 +452,29 @@ class ChatEngine:
         )
         result = await self._pipeline.run(request, _EventSink(turn, client.client_parameters.show_tool_calls))
         turn.answered = True
-        final = await self._store_result(session, result, turn.reply_to)
-        outcome = TurnOutcome(message=final, result=result, cancelled=False)
+        final = await self._store_result(session, result, turn.reply_to, keep_reasoning=policy.stored)
+        outcome = TurnOutcome(message=final, result=result, cancelled=False,
+                              reasoning=(result.reasoning or None) if policy.shown else None)
         turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
         return outcome
 
-    async def _store_result(self, session: Session, result: TurnResult, reply_to: list[str]) -> Message:
+    async def _store_result(
+        self, session: Session, result: TurnResult, reply_to: list[str], *, keep_reasoning: bool
+    ) -> Message:
         now = self._clock.now()
         *steps, last = result.new_messages
         stored = [  # tool-call rounds: kept so later turns see what the tools said
             Message(
                 session_id=session.id, role=Role(step["role"]), content=step.get("content"),
                 tool_calls=step.get("tool_calls") or [], tool_call_id=step.get("tool_call_id"), created_at=now,
+                reasoning=step.get(REASONING_FIELD) if keep_reasoning else None,
             )
             for step in steps
         ]
         final = Message(
             session_id=session.id, role=Role.ASSISTANT, content=last.get("content") or "",
-            reasoning=result.reasoning or None, usage=result.usage, answers_inbound=reply_to, created_at=now,
+            reasoning=(result.reasoning or None) if keep_reasoning else None, usage=result.usage,
+            answers_inbound=reply_to, created_at=now,
         )
         # Applied to the stored session: the turn took a while, and it may have been renewed or given new context.
         change = SessionChange(messages=1, tokens=result.usage.total_tokens, last_message_at=now)
@@ -472,13 +490,15 @@ class ChatEngine:
 
     async def _store_cancelled(self, turn: ActiveTurn, account_id: str, session_id: str) -> TurnOutcome:
         """Keeps what was said before the cancel, marked cancelled (when the turn had started)."""
+        shown = "".join(turn.reasoning) or None
         message = Message(
             session_id=session_id, role=Role.ASSISTANT, content="".join(turn.text),
-            reasoning="".join(turn.reasoning) or None, status=MessageStatus.CANCELLED, created_at=self._clock.now(),
+            reasoning=shown if turn.reasoning_policy.stored else None, status=MessageStatus.CANCELLED,
+            created_at=self._clock.now(),
         )
         if turn.started:
             change = SessionChange(messages=1, last_message_at=message.created_at)
             await self._store.sessions.add_messages(account_id, session_id, [message], change)
-        outcome = TurnOutcome(message=message, result=None, cancelled=True)
+        outcome = TurnOutcome(message=message, result=None, cancelled=True, reasoning=shown)
         turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
         return outcome

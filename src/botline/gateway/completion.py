@@ -17,6 +17,7 @@ import orjson
 
 from botline.gateway.errors import UpstreamError
 from botline.gateway.model_client import ModelClient
+from botline.gateway.reasoning import ALL_KINDS, ReasoningKinds
 from botline.gateway.rounds import DeltaSink, Round, StreamAssembler, round_of
 from botline.gateway.upstream import cut_off, raise_upstream, too_large_in, unreachable
 
@@ -34,14 +35,14 @@ class SdkModelClient(ModelClient):
     def __init__(self, client: openai.AsyncOpenAI) -> None:
         self._client = client
 
-    async def complete(self, request: dict[str, Any]) -> Round:
-        return await complete(self._client, request)
+    async def complete(self, request: dict[str, Any], kinds: ReasoningKinds = ALL_KINDS) -> Round:
+        return await complete(self._client, request, kinds)
 
-    async def stream(self, request: dict[str, Any], sink: DeltaSink) -> Round:
-        return await stream(self._client, request, sink)
+    async def stream(self, request: dict[str, Any], sink: DeltaSink, kinds: ReasoningKinds = ALL_KINDS) -> Round:
+        return await stream(self._client, request, sink, kinds)
 
 
-async def complete(client: openai.AsyncOpenAI, request: dict[str, Any]) -> Round:
+async def complete(client: openai.AsyncOpenAI, request: dict[str, Any], kinds: ReasoningKinds = ALL_KINDS) -> Round:
     """A non-streaming call (also /validate's, with the client's retries off)."""
     try:
         raw = await client.post(
@@ -52,11 +53,13 @@ async def complete(client: openai.AsyncOpenAI, request: dict[str, Any]) -> Round
         raise_upstream(exc)
     except orjson.JSONDecodeError as exc:
         raise UpstreamError("The AI model answered with something that is not JSON.") from exc
-    return round_of(payload, str(request["model"]))
+    return round_of(payload, str(request["model"]), kinds)
 
 
-async def stream(client: openai.AsyncOpenAI, request: dict[str, Any], sink: DeltaSink) -> Round:
-    assembler = StreamAssembler(str(request["model"]))
+async def stream(
+    client: openai.AsyncOpenAI, request: dict[str, Any], sink: DeltaSink, kinds: ReasoningKinds = ALL_KINDS
+) -> Round:
+    assembler = StreamAssembler(str(request["model"]), kinds)
     try:
         response = await client.post(
             CHAT_COMPLETIONS, content=orjson.dumps({**request, **STREAM_OPTIONS}), cast_to=httpx2.Response,

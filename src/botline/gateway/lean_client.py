@@ -36,6 +36,7 @@ from botline.egress.client import read_capped
 from botline.egress.errors import refusal_in
 from botline.gateway.errors import UpstreamError
 from botline.gateway.model_client import ModelClient
+from botline.gateway.reasoning import ALL_KINDS, ReasoningKinds
 from botline.gateway.retries import delay_before_retry, should_retry
 from botline.gateway.rounds import DeltaSink, Round, StreamAssembler, round_of
 from botline.gateway.upstream import (
@@ -76,7 +77,7 @@ class LeanModelClient(ModelClient):
         self._max_bytes = max_response_bytes
         self._sleep = sleep
 
-    async def complete(self, request: dict[str, Any]) -> Round:
+    async def complete(self, request: dict[str, Any], kinds: ReasoningKinds = ALL_KINDS) -> Round:
         body = orjson.dumps(request)
         retries_taken = 0
         while True:
@@ -104,14 +105,14 @@ class LeanModelClient(ModelClient):
                 payload = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise UpstreamError("The AI model answered with something that is not JSON.") from exc
-            return round_of(payload, str(request["model"]))
+            return round_of(payload, str(request["model"]), kinds)
 
-    async def stream(self, request: dict[str, Any], sink: DeltaSink) -> Round:
+    async def stream(self, request: dict[str, Any], sink: DeltaSink, kinds: ReasoningKinds = ALL_KINDS) -> Round:
         body = orjson.dumps({**request, **STREAM_OPTIONS})
         retries_taken = 0
         while (response := await self._send(body, retries_taken)) is None:
             retries_taken += 1
-        assembler = StreamAssembler(str(request["model"]))
+        assembler = StreamAssembler(str(request["model"]), kinds)
         try:
             await self._read_events(response, assembler, sink)
         except ResponseTooLarge as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from botline.gateway.reasoning import ALL_KINDS, ReasoningKinds
 from botline.gateway.rounds import DeltaSink, Round
 
 
@@ -18,10 +19,10 @@ class ModelClient(ABC):
     """Raises UpstreamError (gateway/llm.py has the texts) when the model cannot answer, after retries."""
 
     @abstractmethod
-    async def complete(self, request: dict[str, Any]) -> Round:
-        """A non-streaming call with the already-shaped body `request`."""
+    async def complete(self, request: dict[str, Any], kinds: ReasoningKinds = ALL_KINDS) -> Round:
+        """A non-streaming call with the already-shaped body `request`; `kinds`: the thinking kept."""
 
     @abstractmethod
-    async def stream(self, request: dict[str, Any], sink: DeltaSink) -> Round:
+    async def stream(self, request: dict[str, Any], sink: DeltaSink, kinds: ReasoningKinds = ALL_KINDS) -> Round:
         """A streaming call (usage asked for): text and reasoning go to `sink` as they arrive. Cancelling
         the awaiting task closes the upstream request, so the provider stops generating."""

@@ -29,6 +29,8 @@ from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension, TurnStage, UsedDocument
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
+from botline.gateway.multimodal import ModelInputs
+from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
@@ -174,15 +176,20 @@ class TurnPipeline:
         tool_specs: list[dict[str, Any]], prefill: str | None, sink: TurnSink,
     ) -> TurnResult:
         params = request.gateway.parameters
+        reasoning = ReasoningPolicy.of(params)
         usage = TokenUsage()
+        thoughts: list[str] = []
+        """Every round's thinking: the answer's reasoning is all of it, as the stream showed it."""
         produced: list[ChatMessage] = []
         runs: list[ToolRun] = []
         max_rounds = self._s.settings.max_tool_rounds
         for round_number in range(1, max_rounds + 1):
             offer_tools = tool_specs if round_number < max_rounds else []
             body = self._request_body(request, messages, offer_tools)
-            answer = await self._call(request, client, body, sink)
+            answer = await self._call(request, client, body, sink, reasoning)
             usage += answer.usage or TokenUsage()
+            if answer.reasoning:
+                thoughts.append(answer.reasoning)
             client_calls = [c for c in answer.tool_calls if c["function"]["name"] not in tools]
             if not answer.tool_calls or (client_calls and request.client_tools is not None):
                 text = answer.content
@@ -193,12 +200,14 @@ class TurnPipeline:
                     final["tool_calls"] = client_calls
                 produced.append(final)
                 return TurnResult(
-                    text=text, reasoning=answer.reasoning, model=answer.model, finish_reason=answer.finish_reason,
+                    text=text, reasoning="\n\n".join(thoughts), model=answer.model, finish_reason=answer.finish_reason,
                     usage=usage, refusal=answer.refusal, client_tool_calls=client_calls, tool_runs=runs,
                     new_messages=produced,
                 )
             assistant: ChatMessage = {"role": "assistant", "content": answer.content or None,
                                       "tool_calls": answer.tool_calls}
+            if reasoning.preserved and answer.reasoning:
+                assistant[REASONING_FIELD] = answer.reasoning
             messages.append(assistant)
             produced.append(assistant)
             ended: EndTurn | None = None
@@ -226,7 +235,8 @@ class TurnPipeline:
         raise GatewayError("The AI model kept calling tools without answering.")  # pragma: no cover
 
     async def _call(
-        self, request: TurnRequest, client: ModelClient, body: dict[str, Any], sink: TurnSink
+        self, request: TurnRequest, client: ModelClient, body: dict[str, Any], sink: TurnSink,
+        reasoning: ReasoningPolicy,
     ) -> Round:
         gateway = request.gateway
         record = UsageRecord(
@@ -235,7 +245,8 @@ class TurnPipeline:
         )
         started = time.perf_counter()
         try:
-            answer = await (client.stream(body, sink) if request.stream else client.complete(body))
+            kinds = reasoning.kinds
+            answer = await (client.stream(body, sink, kinds) if request.stream else client.complete(body, kinds))
         except GatewayError:
             record.error = True
             self._s.usage.add(record)
@@ -321,6 +332,7 @@ class TurnPipeline:
         blocks.extend(instructions)
         blocks.append(f"Current date and time: {_minute(self._s.clock.now())} (UTC).")
         system = "\n\n".join(blocks)
+        conversation = ModelInputs.of(params).shape(ReasoningPolicy.of(params).history(conversation))
         if params.user_prompt_template:
             conversation = apply_user_prompt_template(conversation, params.user_prompt_template)
         role = "user" if params.has_flag(GatewayFlag.NO_SYSTEM_INSTRUCT) else "system"

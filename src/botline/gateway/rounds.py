@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from botline.domain.conversations import TokenUsage
 from botline.gateway.errors import UpstreamError
+from botline.gateway.reasoning import ALL_KINDS, ReasoningKinds
 
 
 class DeltaSink(Protocol):
@@ -51,11 +52,6 @@ def usage_of(data: Any) -> TokenUsage | None:
     )
 
 
-def reasoning_of(holder: dict[str, Any]) -> str:
-    value = holder.get("reasoning_content") or holder.get("reasoning")
-    return value if isinstance(value, str) else ""
-
-
 def failure_in(payload: Any) -> UpstreamError | None:
     """An OpenAI-style `{"error": ...}` body (some providers answer 200 with one, or stream one)."""
     if not isinstance(payload, dict) or "error" not in payload or payload.get("choices"):
@@ -65,8 +61,8 @@ def failure_in(payload: Any) -> UpstreamError | None:
     return UpstreamError(f"The AI model failed: {message}")
 
 
-def round_of(payload: Any, model: str) -> Round:
-    """A non-streamed completion body as a Round."""
+def round_of(payload: Any, model: str, kinds: ReasoningKinds = ALL_KINDS) -> Round:
+    """A non-streamed completion body as a Round, with the kinds of thinking the gateway keeps."""
     if not isinstance(payload, dict):
         raise UpstreamError("The AI model answered with something that is not JSON.")
     if (failure := failure_in(payload)) is not None:
@@ -75,7 +71,7 @@ def round_of(payload: Any, model: str) -> Round:
     message = choices[0].get("message") or {}
     return Round(
         content=message.get("content") or "",
-        reasoning=reasoning_of(message),
+        reasoning=kinds.text_of(message),
         refusal=message.get("refusal") or "",
         tool_calls=list(message.get("tool_calls") or []),
         finish_reason=choices[0].get("finish_reason") or "stop",
@@ -95,8 +91,9 @@ class StreamAssembler:
     sink as one call, and a change of kind flushes first, so order is kept.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, kinds: ReasoningKinds = ALL_KINDS) -> None:
         self._round = Round(model=model)
+        self._kinds = kinds
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._refusal: list[str] = []
@@ -121,7 +118,7 @@ class StreamAssembler:
             if text := delta.get("content"):
                 self._content.append(text)
                 self._add(TEXT, text)
-            if thought := reasoning_of(delta):
+            if thought := self._kinds.text_of(delta):
                 self._reasoning.append(thought)
                 self._add(REASONING, thought)
             if refusal := delta.get("refusal"):

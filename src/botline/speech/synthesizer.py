@@ -19,9 +19,14 @@ import openai
 
 from botline.config import SpeechSettings, SpeechSourceSettings
 from botline.domain.chat_clients import ChatClient
+from botline.domain.clock import Clock
 from botline.domain.gateways import Gateway
+from botline.domain.usage import UsageRecord
 from botline.egress import Trust
+from botline.gateway.accounting import UsageRecorder
 from botline.gateway.llm import ClientPool
+from botline.gateway.tokens import approximate
+from botline.metrics import Metrics, SpeechOutcome
 from botline.speech.cache import AudioCache
 from botline.speech.text import SUMMARY_PROMPT, cut_at_sentence, spoken_text
 from botline.store.base import Store
@@ -70,12 +75,20 @@ class SpeechError(Exception):
 
 
 class Synthesizer:
+    """Speech is accounted like a model call: a usage record for the client's gateway per synthesis (model:
+    the source's; input tokens estimated as characters / 4, as /audio/speech reports no usage) and per
+    summary call, and the `botline_speech_*` metrics."""
+
     def __init__(self, store: Store, clients: ClientPool, settings: SpeechSettings, *,
-                 trust_of: Callable[[str], Awaitable[Trust]]) -> None:
+                 trust_of: Callable[[str], Awaitable[Trust]], usage: UsageRecorder, metrics: Metrics,
+                 clock: Clock) -> None:
         self._store = store
         self._clients = clients
         self._settings = settings
         self._trust_of = trust_of
+        self._usage = usage
+        self._metrics = metrics
+        self._clock = clock
         self.cache: AudioCache[SpeechAudio] = AudioCache(settings.cache_bytes, lambda audio: len(audio.data))
 
     def source_problem(self, name: str) -> str | None:
@@ -100,8 +113,17 @@ class Synthesizer:
             params.audio_synthesis_source, source.model, voice, instruction, audio_format.value,
             str(params.summarize_text_before_audio_synthesis), text,
         )).encode()).hexdigest()
-        return await self.cache.get_or_make(
-            key, lambda: self._make(client, source, voice, instruction, text, audio_format))
+        made = False
+
+        async def make() -> SpeechAudio:
+            nonlocal made
+            made = True
+            return await self._make(client, source, voice, instruction, text, audio_format)
+
+        audio = await self.cache.get_or_make(key, make)
+        if not made:
+            self._metrics.speech(params.audio_synthesis_source, SpeechOutcome.CACHED)
+        return audio
 
     async def _make(self, client: ChatClient, source: SpeechSourceSettings, voice: str, instruction: str,
                     text: str, audio_format: AudioFormat) -> SpeechAudio:
@@ -119,6 +141,9 @@ class Synthesizer:
             upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key,
                                          await self._trust_of(gateway.account_id))
         extra = {"instructions": instruction} if instruction else {}
+        record = UsageRecord(account_id=client.account_id, gateway_id=gateway.id, model=source.model,
+                             input_tokens=approximate(spoken), at=self._clock.now())
+        source_name = client.client_parameters.audio_synthesis_source
         try:
             async with upstream.audio.speech.with_streaming_response.create(
                 model=source.model, voice=voice, input=spoken, response_format=audio_format.value,
@@ -134,10 +159,26 @@ class Synthesizer:
             log.warning("speech failed at %s: %s", "the speech source" if source.base_url else f"gateway {gateway.id}",
                         type(exc).__name__)
             status = getattr(exc, "status_code", None)
+            self._account(record, source_name)
             raise SpeechError(f"the speech endpoint failed ({status or type(exc).__name__})") from None
+        except SpeechError:
+            self._account(record, source_name)
+            raise
         if not data:
+            self._account(record, source_name)
             raise SpeechError("the speech endpoint answered with no audio")
+        self._account(record, source_name, characters=len(spoken))
         return SpeechAudio(data=bytes(data), format=audio_format, text=spoken)
+
+    def _account(self, record: UsageRecord, source: str, *, characters: int = 0) -> None:
+        """One synthesis: `characters` spoken, or 0 when it failed (then no tokens are counted, as for a
+        failed model call)."""
+        record.error = not characters
+        if record.error:
+            record.input_tokens = 0
+        self._usage.add(record)
+        outcome = SpeechOutcome.SYNTHESIZED if characters else SpeechOutcome.FAILED
+        self._metrics.speech(source, outcome, characters=characters)
 
     async def _gateway(self, client: ChatClient) -> Gateway:
         gateway = None
@@ -152,16 +193,24 @@ class Synthesizer:
         upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key,
                                      await self._trust_of(gateway.account_id))
         limit = self._settings.max_input_chars
+        model = self._settings.summary_model or gateway.parameters.model_name
+        record = UsageRecord(account_id=gateway.account_id, gateway_id=gateway.id, model=model, at=self._clock.now())
         try:
             completion = await upstream.chat.completions.create(
-                model=self._settings.summary_model or gateway.parameters.model_name,
+                model=model,
                 messages=[{"role": "system", "content": SUMMARY_PROMPT.format(words=SUMMARY_WORDS)},
                           {"role": "user", "content": text[: limit * 8]}],
                 max_tokens=SUMMARY_MAX_TOKENS, timeout=self._settings.timeout_seconds,
             )
         except openai.OpenAIError as exc:
             log.warning("speech summary failed at gateway %s: %s", gateway.id, type(exc).__name__)
+            record.error = True
+            self._usage.add(record)
             return None
         content = completion.choices[0].message.content if completion.choices else None
+        usage = completion.usage
+        record.input_tokens = usage.prompt_tokens if usage else approximate(text[: limit * 8])
+        record.output_tokens = usage.completion_tokens if usage else approximate(content or "")
+        self._usage.add(record)
         summary = spoken_text(content or "", max_chars=limit)
         return cut_at_sentence(summary, limit) or None

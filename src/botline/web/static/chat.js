@@ -32,6 +32,7 @@
     muteLabel: "Mute spoken answers",
     unmuteLabel: "Play spoken answers",
     spokenAnswerLabel: "Spoken answer",
+    reasoningLabel: "Thought process",
     messagesLabel: "Messages",
     youLabel: "You",
     assistantLabel: "Assistant",
@@ -588,6 +589,7 @@
       isUser ? null : avatar("sm"),
       el("div", { className: "bl-msg-main" }, [message.tools, message.body, message.foot]),
     ]);
+    if (!isUser && typeof message.reasoning === "string" && message.reasoning) setReasoning(message, message.reasoning, false);
     if (isUser) renderUserContent(message.body, message.content);
     else setAssistantText(message, typeof message.content === "string" ? message.content : "");
     if (message.status === "cancelled") markStopped(message);
@@ -609,6 +611,20 @@
     } else {
       message.body.textContent = "";
     }
+  }
+
+  /** The model's thinking, as plain text in a disclosure above the answer: open while it streams. */
+  function setReasoning(message, text, streaming) {
+    message.reasoning = text;
+    if (!message.thinking) {
+      message.thinkingText = el("div", { className: "bl-reasoning-text" });
+      message.thinking = el("details", { className: "bl-reasoning" }, [
+        el("summary", { className: "bl-reasoning-label", text: t("reasoningLabel") }), message.thinkingText,
+      ]);
+      message.body.before(message.thinking);
+    }
+    message.thinking.open = Boolean(streaming);
+    message.thinkingText.textContent = text;
   }
 
   function showThinking(message) {
@@ -793,6 +809,10 @@
         if (name === "delta") {
           assistant.text += typeof data.text === "string" ? data.text : "";
           scheduleRender(assistant);
+        } else if (name === "reasoning") {
+          const stick = isNearBottom();
+          setReasoning(assistant, (assistant.reasoning || "") + (typeof data.text === "string" ? data.text : ""), true);
+          if (stick) scrollToBottom();
         } else if (name === "tool") {
           if (state.client.showToolCalls) toolChip(assistant, data);
         } else if (name === "done") {
@@ -802,6 +822,7 @@
             assistant.text = data.completionText;
           }
           setAssistantText(assistant, assistant.text);
+          if (assistant.thinking) assistant.thinking.open = false;
           if (data.cancelled) markStopped(assistant);
           else if (data.audio) { assistant.audio = true; attachAudio(assistant, true); }
         } else if (name === "error") {
@@ -933,7 +954,7 @@
     if (!fresh.length) return;
     const follow = isNearBottom();
     fresh.forEach(function (m) {
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning });
     });
     updateEmptyState();
     refreshActions();
@@ -963,7 +984,7 @@
     buildShell();
     (data.messages || []).forEach(function (m) {
       if (m.role !== "user" && m.role !== "assistant") return;
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning });
     });
     updateEmptyState();
     refreshActions();

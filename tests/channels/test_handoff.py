@@ -4,6 +4,7 @@ what the person said. The server's clock is frozen: the window passes without sl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,13 @@ from typing import Any
 
 import pytest
 
+from botline.api.state import SERVICES
+from botline.domain.base import new_id
 from botline.domain.clock import FrozenClock
-from botline.domain.handoff import Controller
+from botline.domain.conversations import Session
+from botline.domain.handoff import Controller, HandoffTrigger
+from botline.domain.inbound import InboundRecord
+from botline.domain.integrations import IntegrationType
 from tests.channels.conftest import assert_no_more_sends, connect, post, session_of, store_of
 from tests.emulators.evolution import FakeEvolution
 from tests.emulators.fake_llm import FakeLLM
@@ -208,3 +214,68 @@ async def test_botlines_own_replies_echoed_back_never_take_the_chat(
     await zapi.wait_for_sends(2)
     session = await session_of(server, client_id, phone.tag)
     assert session is not None and session.handoff is None
+
+
+async def handed_over(server: RunningServer, client_id: str, tag: str) -> Session:
+    """The chat's session once the operator's message has been processed (the chat is the person's)."""
+    async with asyncio.timeout(5):
+        while True:
+            session = await session_of(server, client_id, tag)
+            if session is not None and session.handoff is not None:
+                return session
+            await asyncio.sleep(0.01)
+
+
+def waiting_record(session: Session, *, text: str, at: datetime, operator: bool = False) -> InboundRecord:
+    return InboundRecord(account_id=session.account_id, chat_client_id=session.chat_client_id or "",
+                         integration=IntegrationType.ZAPI, chat_id="5511999990000", provider_message_id=new_id(),
+                         text=text, received_at=at, operator=operator)
+
+
+async def test_messages_still_waiting_when_the_bot_gets_the_chat_back_stay_the_persons(
+    server: RunningServer, fake_llm: FakeLLM, zapi: FakeZapi, evo: FakeEvolution, kapso: FakeKapso,
+    clock: FrozenClock,
+) -> None:
+    """A message that arrived while a person had the chat, but was still waiting (a busy replica, the
+    debounce) when the chat was given back, is never answered by the bot: the person may have answered."""
+    phone = phones(zapi, evo, kapso)["zapi"]
+    client_id = await connected(server, fake_llm, phone)
+    await phone.send(server, phone.operator("Paula here, how can I help?"))
+    session = await handed_over(server, client_id, phone.tag)
+    assert server.app is not None
+    services = server.app[SERVICES]
+    client = await services.store.chat_clients.get(session.account_id, client_id)
+    assert client is not None
+    waiting = waiting_record(session, text="are you still there?", at=clock.now())
+    clock.advance(timedelta(minutes=1))
+    session = await services.handoff.resume(session, client, by=HandoffTrigger.API)
+    assert session is not None
+    later = waiting_record(session, text="what are your hours?", at=clock.now())
+
+    settled = await services.handoff.settle(session, client, [waiting, later])
+
+    assert settled is not None and settled.remaining == (later,)
+    messages = await store_of(server).messages.list(session.id)
+    assert [(m.role.value, m.content) for m in messages][-1] == ("user", "are you still there?")
+    assert fake_llm.requests == []
+
+
+async def test_the_question_after_the_keyword_in_the_same_batch_is_the_bots(
+    server: RunningServer, fake_llm: FakeLLM, zapi: FakeZapi, evo: FakeEvolution, kapso: FakeKapso,
+    clock: FrozenClock,
+) -> None:
+    phone = phones(zapi, evo, kapso)["zapi"]
+    client_id = await connected(server, fake_llm, phone)
+    await phone.send(server, phone.operator("Paula here, how can I help?"))
+    session = await handed_over(server, client_id, phone.tag)
+    assert server.app is not None
+    services = server.app[SERVICES]
+    client = await services.store.chat_clients.get(session.account_id, client_id)
+    assert client is not None
+    keyword = waiting_record(session, text="#bot", at=clock.now(), operator=True)
+    question = waiting_record(session, text="what are your hours?", at=clock.now())
+
+    settled = await services.handoff.settle(session, client, [keyword, question])
+
+    assert settled is not None and settled.remaining == (question,)
+    assert settled.session.handoff is not None and settled.session.handoff.state is Controller.BOT

@@ -58,6 +58,13 @@ class Handoff(CamelModel):
     def is_human(self, now: datetime) -> bool:
         return self.state is Controller.HUMAN and (self.until is None or self.until > now)
 
+    def returned_at(self, now: datetime) -> datetime | None:
+        """When the bot got the chat back (a resume, or the takeover's window running out); None while a
+        person has it. Messages that arrived before it were the person's to answer."""
+        if self.state is Controller.BOT:
+            return self.since
+        return self.until if self.until is not None and self.until <= now else None
+
 
 def controller(handoff: Handoff | None, now: datetime) -> Controller:
     return Controller.HUMAN if handoff is not None and handoff.is_human(now) else Controller.BOT

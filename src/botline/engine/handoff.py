@@ -34,11 +34,13 @@ UNTIL_RESUMED = object()
 
 @dataclass(frozen=True)
 class Settled:
-    """What the records of a chat with (or going to) a person come to: nothing for the model to answer;
-    `reply` is sent to the user (the handoff message), or nothing when empty."""
+    """What the records of a chat with (or going to) a person come to: `reply` is sent to the user (the
+    handoff message), or nothing when empty; `remaining` are the records the bot still answers (those
+    that arrived after it got the chat back, when older ones were still waiting)."""
 
     session: Session
     reply: str = ""
+    remaining: tuple[InboundRecord, ...] = ()
 
 
 def media_notice(record: InboundRecord) -> str:
@@ -110,6 +112,33 @@ class HandoffService:
         return message
 
     async def settle(self, session: Session, client: ChatClient, records: Sequence[InboundRecord]) -> Settled | None:
+        """Channel records of a chat, as far as a person is concerned; None: the bot answers them all.
+
+        Records that arrived before the bot got the chat back (still waiting when it was given back: a
+        slow replica, a debounce) were the person's: stored in the history, never answered by the bot,
+        so nobody is answered twice. The rest go on as `_settle_current` says."""
+        returned = None if session.handoff is None else session.handoff.returned_at(self._clock.now())
+        earlier = [r for r in records if returned is not None and r.received_at < returned]
+        if not earlier:
+            return await self._settle_current(session, client, records)
+        history = [self._message(session, record) for record in earlier]
+        await self._chat.record(session.account_id, session.id, history)
+        self._tell_messages(session, client, [m for m in history if m.role is Role.USER])
+        later = [r for r in records if r not in earlier]
+        if not later:
+            return Settled(session=session)
+        settled = await self._settle_current(session, client, later)
+        return Settled(session=session, remaining=tuple(later)) if settled is None else settled
+
+    @staticmethod
+    def _message(session: Session, record: InboundRecord) -> Message:
+        agent = (record.sender_name or OPERATOR) if record.operator else None
+        return Message(session_id=session.id, role=Role.ASSISTANT if record.operator else Role.USER,
+                       content=media_notice(record), agent=agent, created_at=record.received_at)
+
+    async def _settle_current(
+        self, session: Session, client: ChatClient, records: Sequence[InboundRecord]
+    ) -> Settled | None:
         """Channel records of a chat with a person, or that hand it to one or back: stored in order, the
         state changed as they say, nothing for the model. None: the bot answers them as usual.
 
@@ -123,6 +152,12 @@ class HandoffService:
             not r.operator and is_keyword(r.text, settings.user_keywords) for r in records)
         if not involved:
             return None
+        given_back = [i for i, r in enumerate(records) if r.operator and is_keyword(r.text, settings.operator_keywords)]
+        if given_back and (tail := list(records[given_back[-1] + 1:])) and not any(
+                r.operator or is_keyword(r.text, settings.user_keywords) for r in tail):
+            # "#bot" then the customer's next question in one batch: the bot has the chat back and answers it.
+            settled = await self._settle_current(session, client, records[:given_back[-1] + 1])
+            return Settled(session=settled.session if settled else session, remaining=tuple(tail))
         messages: list[Message] = []
         took = asked = resumed = False  # since the last operator keyword, which undoes what came before
         agent: str | None = None

@@ -266,7 +266,9 @@ class InboundEngine:
         bind_turn(CALL_SOURCES[chat.integration].channel, session_id=session.id, gateway=client.ai_gateway_id)
         settled = await self._handoff.settle(session, client, records)  # the session read above holds the state
         if settled is not None:
-            return settled.reply, settled.session
+            if not settled.remaining:
+                return settled.reply, settled.session
+            session, records = settled.session, list(settled.remaining)
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
             return usage, session

@@ -24,6 +24,7 @@ from botline.api import (
     openai_compat,
     openapi,
     public_chat,
+    skills,
     webhooks,
 )
 from botline.api.auth import Authenticator, auth_middleware
@@ -220,7 +221,7 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, metrics, openapi,
+        hook_schedules, memories, skills, metrics, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

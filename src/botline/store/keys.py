@@ -36,6 +36,9 @@ Layout (P is the prefix, "botline" by default):
     P:account:{account}:memories                  zset    the account's memory ids by updated_at (µs)
     P:account:{account}:memory_user:{user}        zset    the user's memory ids by updated_at (µs)
     P:memories_by_expiry                          zset    every memory id, scored by expires_at (epoch s)
+    P:skill:{id}                                  string  Skill JSON
+    P:account:{account}:skill_slug:{slug}         string  skill id (unique per account)
+    P:account:{account}:skills                    zset    the account's skill ids by created_at (µs)
     P:signal:{topic}                              channel pub/sub signals between replicas (no key is stored)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
@@ -203,6 +206,16 @@ class RedisKeys:
 
     def memories_by_expiry(self) -> str:
         return self._key("memories_by_expiry")
+
+    # skills
+    def skill(self, skill_id: str) -> str:
+        return self._key("skill", skill_id)
+
+    def skill_by_slug(self, account_id: str, slug: str) -> str:
+        return self._key("account", account_id, "skill_slug", slug)
+
+    def skills_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "skills")
 
     # scheduled continuations
     def schedule(self, item_id: str) -> str:

@@ -39,6 +39,7 @@ from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
+from botline.store.redis_skills import RedisSkills
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
@@ -279,6 +280,7 @@ class RedisStore(Store):
         self.locks = RedisLocks(client, keys)
         self.memories = RedisMemories(client, keys)
         self.schedules = RedisSchedules(client, keys)
+        self.skills = RedisSkills(client, keys)
         self.signals = RedisSignals(client, keys)
 
     @classmethod

@@ -32,6 +32,7 @@ from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_m
 from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
 from botline.store.sqlite_memories import SqliteMemories
+from botline.store.sqlite_skills import SqliteSkills
 
 
 @reachable_methods
@@ -245,6 +246,7 @@ class SqliteStore(Store):
         self.locks = ProcessLocks()
         self.memories = SqliteMemories(db)
         self.schedules = SqliteSchedules(db)
+        self.skills = SqliteSkills(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 

@@ -61,6 +61,7 @@ from botline.scheduler.tools import ScheduleExtension
 from botline.speech import Synthesizer
 from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
+from botline.tools.skills import SkillsExtension
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,11 @@ def build_app(
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
-            metrics=recorder, extensions=[MemoryExtension(memory)],
+            metrics=recorder, extensions=[
+                MemoryExtension(memory),
+                SkillsExtension(store, fetcher, trust_of=account_cache.trust,
+                                timeout=settings.llm.context_location_timeout_seconds),
+            ],
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)

@@ -61,6 +61,9 @@ from botline.scheduler.tools import ScheduleExtension
 from botline.speech import Synthesizer
 from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
+from botline.tools.mcp_pool import McpPool
+from botline.tools.mcp_tools import McpExtension
+from botline.tools.nonce import RequestNonces
 from botline.tools.skills import SkillsExtension
 
 log = logging.getLogger(__name__)
@@ -163,6 +166,8 @@ def build_app(
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
+        mcp = McpPool(app[EGRESS], settings.tools)
+        nonces = RequestNonces(account_cache.get)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
@@ -170,6 +175,8 @@ def build_app(
                 MemoryExtension(memory),
                 SkillsExtension(store, fetcher, trust_of=account_cache.trust,
                                 timeout=settings.llm.context_location_timeout_seconds),
+                McpExtension(mcp, nonces, trust_of=account_cache.trust,
+                             output_limit=settings.tools.tool_output_max_chars),
             ],
         )
         pipeline = TurnPipeline(pipeline_services)
@@ -217,6 +224,7 @@ def build_app(
         for adapter in adapters.values():
             await adapter.close()
         await memory.close()
+        await mcp.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()

@@ -29,6 +29,7 @@ from botline.api import (
     openapi,
     public_chat,
     rag,
+    skills,
     webhooks,
 )
 from botline.api import (
@@ -78,6 +79,10 @@ from botline.scheduler.tools import ScheduleExtension
 from botline.speech import Synthesizer
 from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
+from botline.tools.mcp_pool import McpPool
+from botline.tools.mcp_tools import McpExtension
+from botline.tools.nonce import RequestNonces
+from botline.tools.skills import SkillsExtension
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +188,18 @@ def build_app(
         asker = ModelAsker(app[CLIENTS], usage, clock, account_cache.trust)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
+        mcp = McpPool(app[EGRESS], settings.tools)
+        nonces = RequestNonces(account_cache.get)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
-            metrics=recorder, extensions=[MemoryExtension(memory)],
+            metrics=recorder, extensions=[
+                MemoryExtension(memory),
+                SkillsExtension(store, fetcher, trust_of=account_cache.trust,
+                                timeout=settings.llm.context_location_timeout_seconds),
+                McpExtension(mcp, nonces, trust_of=account_cache.trust,
+                             output_limit=settings.tools.tool_output_max_chars),
+            ],
             stages=[RetrievalStage(store, knowledge, QueryWriter(asker))],
         )
         pipeline = TurnPipeline(pipeline_services)
@@ -247,6 +260,7 @@ def build_app(
             await adapter.close()
         await memory.close()
         await indexer.close()
+        await mcp.close()
         await sessions.close()
         await authenticator.close()
         await usage.close()
@@ -256,7 +270,7 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, batch_workflows, batch_items, collections, documents, rag, metrics,
+        hook_schedules, memories, batch_workflows, batch_items, collections, documents, rag, skills, metrics,
         handoff_routes, openapi,
     )
     for module in route_modules:

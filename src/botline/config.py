@@ -182,6 +182,24 @@ class MemorySettings(Section):
     remove or update one. It also bounds what a search reads: the user's most recent this many."""
 
 
+class ToolsSettings(Section):
+    """MCP sources and workers (docs/tools.md)."""
+
+    mcp_call_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A tools/call that takes longer fails that tool call (the turn goes on)."""
+    mcp_list_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Connecting and listing a source's tools; a source that takes longer is left out of that turn."""
+    mcp_max_connections: int = Field(default=64, ge=1)
+    """MCP sessions kept open for reuse (least recently used closed first)."""
+    mcp_idle_seconds: float = Field(default=300.0, gt=0)
+    """An MCP session unused this long is closed."""
+    mcp_max_tools_per_source: int = Field(default=128, ge=1, le=1024)
+    mcp_response_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest HTTP response (or SSE stream) an MCP server may send for one request."""
+    tool_output_max_chars: int = Field(default=64 * 1024, ge=256)
+    """What the model reads back from one MCP tool call, at most (longer text is cut with a notice)."""
+
+
 SpeechSourceName = Literal["Gpt4oTts", "ElevenMultilingualV2", "ElevenV3", "GrokVoice"]
 """The seed's `audioSynthesisSource` values (besides "None")."""
 
@@ -346,6 +364,7 @@ class Settings(BaseSettings):
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

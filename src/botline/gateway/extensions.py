@@ -1,4 +1,4 @@
-"""Extensions add instructions and tools to every turn (memories, scheduled continuations...).
+"""Extensions add instructions and tools to every turn (memories, scheduled continuations, skills...).
 
 The pipeline asks each extension once per turn, so every channel (web chat, Telegram, WhatsApp,
 /v1, scheduled activations) gets the same memory and scheduling abilities without knowing of them.
@@ -16,11 +16,26 @@ from botline.gateway.context import ChatMessage
 from botline.gateway.tools import Tool
 
 
+class RoundShaper(Protocol):
+    """Shapes every model round of one turn, for state a tool changes mid-turn (a skill read with
+    `read_skill` is in the system instructions of the very next round, and shows the tools it allows)."""
+
+    def begin(self, conversation: Sequence[ChatMessage]) -> None:
+        """Sees the conversation once, before the first round (state carried over from earlier turns)."""
+
+    async def system_blocks(self) -> list[str]:
+        """System blocks for the coming round, appended after every other one."""
+
+    def offers(self, tool_name: str) -> bool:
+        """Whether the coming round offers (and may run) this server-side tool."""
+
+
 @dataclass(frozen=True)
 class Contribution:
     instructions: list[str] = field(default_factory=list)
     """System blocks, appended after the session's own context."""
     tools: list[Tool] = field(default_factory=list)
+    shapers: list[RoundShaper] = field(default_factory=list)
 
 
 class TurnExtension(Protocol):

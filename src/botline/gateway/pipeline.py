@@ -26,7 +26,7 @@ from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
-from botline.gateway.extensions import TurnExtension, TurnStage, UsedDocument
+from botline.gateway.extensions import RoundShaper, TurnExtension, TurnStage, UsedDocument
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
 from botline.gateway.multimodal import ModelInputs
@@ -34,7 +34,7 @@ from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
-from botline.gateway.tools import EndTurn, ProtocolFunctionTool, Tool, ToolSet
+from botline.gateway.tools import EndTurn, ProtocolFunctionTool, Tool, ToolSet, no_tool
 from botline.logs import loggable_url
 from botline.metrics import Metrics
 
@@ -139,10 +139,14 @@ class TurnPipeline:
         params = request.gateway.parameters
         trust = await self._s.trust_of(request.gateway.account_id)
         instructions, extra_tools = list(request.instructions), list(request.tools)
+        shapers: list[RoundShaper] = []
         for extension in self._s.extensions:
             contribution = await extension.contribute(request.gateway, request.caller)
             instructions.extend(contribution.instructions)
             extra_tools.extend(contribution.tools)
+            shapers.extend(contribution.shapers)
+        for shaper in shapers:
+            shaper.begin(request.messages)
         conversation = request.messages
         documents: list[UsedDocument] = []
         for stage in self._s.stages:
@@ -153,10 +157,12 @@ class TurnPipeline:
             conversation = conversation if preparation.messages is None else preparation.messages
         tools = ToolSet([*await self._protocol_tools(request.gateway, trust), *extra_tools])
         messages = await self._assemble(request, conversation, instructions, trust)
-        tool_specs = [*tools.specs(), *(request.client_tools or [])]
+        rounds = _Rounds(shapers, tools, request.client_tools or [], base_system=messages[0]["content"])
+        await rounds.reshape(messages)
         if params.context_maximum_size:
             counter = await self._s.counters.for_model(params.model_name)
-            reserved = await counter.count(orjson.dumps(tool_specs).decode()) if tool_specs else 0
+            all_specs = [*tools.specs(), *(request.client_tools or [])]
+            reserved = await counter.count(orjson.dumps(all_specs).decode()) if all_specs else 0
             messages = await fit_context(
                 messages, maximum=params.context_maximum_size, action=params.context_overflow_action,
                 counter=counter, reserved=reserved,
@@ -167,15 +173,16 @@ class TurnPipeline:
             if params.include_prefilling_in_messages:
                 await sink.text(prefill)
         client = self._s.clients.model(params.base_address, params.api_key, trust)
-        result = await self._loop(request, client, messages, tools, tool_specs, prefill, sink)
+        result = await self._loop(request, client, messages, rounds, prefill, sink)
         result.documents = documents
         return result
 
     async def _loop(
-        self, request: TurnRequest, client: ModelClient, messages: list[ChatMessage], tools: ToolSet,
-        tool_specs: list[dict[str, Any]], prefill: str | None, sink: TurnSink,
+        self, request: TurnRequest, client: ModelClient, messages: list[ChatMessage], rounds: _Rounds,
+        prefill: str | None, sink: TurnSink,
     ) -> TurnResult:
         params = request.gateway.parameters
+        tools = rounds.tools
         reasoning = ReasoningPolicy.of(params)
         usage = TokenUsage()
         thoughts: list[str] = []
@@ -184,7 +191,9 @@ class TurnPipeline:
         runs: list[ToolRun] = []
         max_rounds = self._s.settings.max_tool_rounds
         for round_number in range(1, max_rounds + 1):
-            offer_tools = tool_specs if round_number < max_rounds else []
+            if round_number > 1:
+                await rounds.reshape(messages)
+            offer_tools = rounds.specs() if round_number < max_rounds else []
             body = self._request_body(request, messages, offer_tools)
             answer = await self._call(request, client, body, sink, reasoning)
             usage += answer.usage or TokenUsage()
@@ -215,7 +224,8 @@ class TurnPipeline:
                 name, arguments = call["function"]["name"], call["function"]["arguments"]
                 await sink.tool(name, ToolStatus.STARTED)
                 try:
-                    result = await tools.call(name, arguments, request.caller)
+                    result = await tools.call(name, arguments, request.caller) if rounds.offers(name) \
+                        else no_tool(name)
                 except EndTurn as end:
                     ended, result = ended or end, end.result
                 await sink.tool(name, ToolStatus.FINISHED)
@@ -371,6 +381,31 @@ class TurnPipeline:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             log.warning("function source %s did not return a valid function list", loggable_url(url))
             raise SourceUnavailable(SOURCE_UNAVAILABLE) from exc
+
+
+class _Rounds:
+    """What changes from one model round to the next within a turn: the system message (blocks the
+    shapers add, e.g. skills just read) and the tools offered."""
+
+    def __init__(self, shapers: Sequence[RoundShaper], tools: ToolSet, client_tools: list[dict[str, Any]], *,
+                 base_system: str) -> None:
+        self._shapers = shapers
+        self.tools = tools
+        self._client_tools = client_tools
+        self._base_system = base_system
+
+    def offers(self, name: str) -> bool:
+        return all(shaper.offers(name) for shaper in self._shapers)
+
+    def specs(self) -> list[dict[str, Any]]:
+        return [*self.tools.specs(self.offers), *self._client_tools]
+
+    async def reshape(self, messages: list[ChatMessage]) -> None:
+        """Rewrites the system message (always first) with the shapers' current blocks."""
+        if not self._shapers:
+            return
+        blocks = [block for shaper in self._shapers for block in await shaper.system_blocks()]
+        messages[0] = {**messages[0], "content": "\n\n".join([self._base_system, *blocks])}
 
 
 def _minute(moment: datetime) -> str:

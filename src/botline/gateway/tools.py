@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,6 +104,11 @@ class ProtocolFunctionTool(Tool):
         raise ToolFailure(f"The tool {self.name} failed to run. Tell the user it is unavailable right now.")
 
 
+def no_tool(name: str) -> str:
+    """What the model is told when it calls a tool it was not offered."""
+    return f"There is no tool named {name}."
+
+
 class ToolSet:
     """The tools offered in one turn, by name (first definition of a name wins)."""
 
@@ -118,14 +123,15 @@ class ToolSet:
     def __bool__(self) -> bool:
         return bool(self._tools)
 
-    def specs(self) -> list[ToolSpec]:
-        return [tool.spec() for tool in self._tools.values()]
+    def specs(self, offered: Callable[[str], bool] = lambda name: True) -> list[ToolSpec]:
+        """The `tools[]` entries of the tools `offered` lets through."""
+        return [tool.spec() for name, tool in self._tools.items() if offered(name)]
 
     async def call(self, name: str, raw_arguments: str, caller: Caller) -> str:
         """Runs one tool call; returns the text the model receives (or raises the tool's EndTurn)."""
         tool = self._tools.get(name)
         if tool is None:
-            return f"There is no tool named {name}."
+            return no_tool(name)
         try:
             arguments = orjson.loads(raw_arguments or "{}")
         except orjson.JSONDecodeError:

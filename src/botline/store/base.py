@@ -24,6 +24,7 @@ from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import Integration, IntegrationType
 from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem
+from botline.domain.skills import Skill
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.batch import BatchItemRepository, BatchJobRepository, BatchWorkflowRepository
 from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
@@ -439,6 +440,42 @@ class MemoryRepository(ABC):
         """Deletes up to `limit` memories that expired at or before `now`; returns how many."""
 
 
+class SkillRepository(ABC):
+    """An account's skills; a slug is unique within its account."""
+
+    @abstractmethod
+    async def create(self, skill: Skill) -> None:
+        """Raises ConflictError when the slug is taken in that account."""
+
+    @abstractmethod
+    async def get(self, account_id: str, skill_id: str) -> Skill | None: ...
+
+    @abstractmethod
+    async def get_many(self, account_id: str, skill_ids: Sequence[str]) -> list[Skill]:
+        """The account's skills among `skill_ids`, in that order; unknown ids are left out."""
+
+    @abstractmethod
+    async def list_for_account(self, account_id: str) -> list[Skill]:
+        """The account's skills, oldest first."""
+
+    @abstractmethod
+    async def update(self, skill: Skill) -> bool:
+        """Replaces a stored skill of the same account (its id and createdAt kept); False when unknown.
+        Raises ConflictError (nothing written) when the new slug is taken."""
+
+    @abstractmethod
+    async def upsert(self, skill: Skill) -> bool:
+        """Stores `skill` under its slug: a new skill (True), or the content of the account's skill with
+        that slug replaced, its id and createdAt kept (False). Atomic against a concurrent upsert."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, skill_id: str) -> bool: ...
+
+    @abstractmethod
+    async def clear(self, account_id: str) -> int:
+        """Deletes every skill of the account; returns how many."""
+
+
 class LockRepository(ABC):
     """Short leases that keep two replicas from answering one chat at once."""
 
@@ -481,6 +518,7 @@ class Store(ReportsErrors, ABC):
     collections: CollectionRepository
     documents: DocumentRepository
     """Knowledge documents, their indexing queue and lexical index (store/knowledge.py)."""
+    skills: SkillRepository
     signals: SignalBus
     """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 

@@ -65,6 +65,9 @@ Layout (P is the prefix, "botline" by default):
     P:kb_collection:{c}:lengths                   hash    document id -> indexed length (terms + 1)
     P:kb_frequencies                              hash    term -> indexed documents holding it (every collection)
     P:kb_stats                                    hash    indexed (documents), tokens (their lengths summed)
+    P:skill:{id}                                  string  Skill JSON
+    P:account:{account}:skill_slug:{slug}         string  skill id (unique per account)
+    P:account:{account}:skills                    zset    the account's skill ids by created_at (µs)
     P:signal:{topic}                              channel pub/sub signals between replicas (no key is stored)
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
@@ -246,6 +249,16 @@ class RedisKeys:
 
     def memories_by_expiry(self) -> str:
         return self._key("memories_by_expiry")
+
+    # skills
+    def skill(self, skill_id: str) -> str:
+        return self._key("skill", skill_id)
+
+    def skill_by_slug(self, account_id: str, slug: str) -> str:
+        return self._key("account", account_id, "skill_slug", slug)
+
+    def skills_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "skills")
 
     # scheduled continuations
     def schedule(self, item_id: str) -> str:

@@ -42,6 +42,7 @@ from botline.store.redis_knowledge import RedisCollections, RedisDocuments
 from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
+from botline.store.redis_skills import RedisSkills
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
@@ -287,6 +288,7 @@ class RedisStore(Store):
         self.batch_items = RedisBatchItems(client, keys)
         self.collections = RedisCollections(client, keys)
         self.documents = RedisDocuments(client, keys)
+        self.skills = RedisSkills(client, keys)
         self.signals = RedisSignals(client, keys)
 
     @classmethod

@@ -34,6 +34,7 @@ from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
 from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections, SqliteDocuments, contains
 from botline.store.sqlite_memories import SqliteMemories
+from botline.store.sqlite_skills import SqliteSkills
 
 
 @reachable_methods
@@ -252,6 +253,7 @@ class SqliteStore(Store):
         self.batch_items = SqliteBatchItems(db)
         self.collections = SqliteCollections(db)
         self.documents = SqliteDocuments(db)
+        self.skills = SqliteSkills(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 

@@ -1,0 +1,1 @@
+"""What a gateway's model can use beyond protocol functions: skills, MCP sources, workers."""

@@ -19,6 +19,7 @@ from botline.api import (
     health,
     hook_schedules,
     integrations,
+    llm_connections,
     memories,
     metrics,
     openai_compat,
@@ -44,6 +45,8 @@ from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
 from botline.engine.voice import VoiceReplies
 from botline.gateway.accounting import UsageRecorder
+from botline.gateway.connection_meter import ConnectionMeter
+from botline.gateway.connections import ConnectionCache, Upstreams
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import PipelineServices, TurnPipeline
 from botline.gateway.registry import GatewayCache, apply_declared
@@ -154,15 +157,20 @@ def build_app(
             announce_admin_key(new_key)
         usage = UsageRecorder(store.usage)
         await usage.start()
+        meter = ConnectionMeter(store.llm_connections)
+        await meter.start()
         account_cache = AccountCache(store, ttl=settings.auth.key_cache_seconds)
         await account_cache.start()
+        connection_cache = ConnectionCache(store, ttl=settings.llm.gateway_cache_seconds)
+        await connection_cache.start()
+        upstreams = Upstreams(connection_cache, account_cache.trust)
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         pipeline_services = PipelineServices(
-            clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
+            clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], upstreams=upstreams, meter=meter,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[MemoryExtension(memory)],
         )
@@ -179,8 +187,8 @@ def build_app(
                           limits=prompt_limits)
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
-                                  trust_of=account_cache.trust)
-        speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust)
+                                  upstreams=upstreams)
+        speech = Synthesizer(store, app[CLIENTS], settings.speech, upstreams=upstreams)
         adapters = channel_adapters(settings, app[EGRESS])
         inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
                                 transcriber=transcriber, documents=app[DOCUMENTS], voice=VoiceReplies(speech),
@@ -200,6 +208,7 @@ def build_app(
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
+            connections=connection_cache, upstreams=upstreams, meter=meter,
         )
         await inbound.resume()
         await scheduler.start()
@@ -214,12 +223,14 @@ def build_app(
         await sessions.close()
         await authenticator.close()
         await usage.close()
+        await meter.close()
         await startup.close()
 
     app.cleanup_ctx.extend([store_context, egress_context, parsing_context, services_context])
     app.on_shutdown.append(drain_turns)
     route_modules = (
-        health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
+        health, accounts, admin, gateways, llm_connections, openai_compat, chat_clients, integrations, public_chat,
+        chat_page, webhooks,
         hook_schedules, memories, metrics, openapi,
     )
     for module in route_modules:

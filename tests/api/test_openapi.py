@@ -79,7 +79,10 @@ async def _real_path(server: RunningServer, fake: FakeLLM, template: str) -> str
         "integrationType": "Zapi", "integrations": {"zapiIntegration": {"instanceId": "i", "instanceToken": "t"}}})
     session = await open_session(server, client["id"])
     _, accounts = await server.call("GET", "/api/v1/admin/accounts")
-    values = {"id": gateway if template.startswith("/api/v1/ai-gateways/") else client["id"],
+    _, connection = await server.call("POST", "/api/v1/ai/llm", json={"name": "c", "aiType": "OTHER",
+                                                                      "endpoint": fake.base_url})
+    ids = {"/api/v1/ai-gateways/": gateway, "/api/v1/ai/llm/": connection["aiLlmId"]}
+    values = {"id": next((i for prefix, i in ids.items() if template.startswith(prefix)), client["id"]),
               "accessKey": session["accessKey"], "accountId": accounts[0]["id"], "clientId": client["id"],
               "integrationType": "Zapi", "token": saved["webhookUrl"].rsplit("/", 1)[1]}
     return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], template)

@@ -16,6 +16,8 @@ from botline.engine.client_cache import ChatClientCache
 from botline.engine.inbound import InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
+from botline.gateway.connection_meter import ConnectionMeter
+from botline.gateway.connections import ConnectionCache, Upstreams
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
 from botline.gateway.registry import GatewayCache
@@ -50,6 +52,9 @@ class Services:
     accounts: AccountCache
     documents: PdfExtractor
     speech: Synthesizer
+    connections: ConnectionCache
+    upstreams: Upstreams
+    meter: ConnectionMeter
 
 
 SERVICES = web.AppKey("services", Services)

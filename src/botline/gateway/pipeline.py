@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,15 +20,19 @@ from botline.config import EgressSettings, LLMSettings
 from botline.domain.clock import Clock
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway, GatewayFlag, ProtocolFunction
+from botline.domain.llm_connections import ConnectionStats
 from botline.domain.usage import UsageRecord
 from botline.egress import Egress, Trust
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
+from botline.gateway.connection_meter import ConnectionMeter
+from botline.gateway.connections import Upstream, Upstreams
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
+from botline.gateway.providers import adapt
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
@@ -113,8 +117,9 @@ class PipelineServices:
     clients: ClientPool
     fetcher: RemoteFetcher
     egress: Egress
-    trust_of: Callable[[str], Awaitable[Trust]]
-    """The egress trust of an account's URLs (AccountCache.trust)."""
+    upstreams: Upstreams
+    """Where a gateway's model calls go (its own address or its LLM connection) and the egress trust."""
+    meter: ConnectionMeter
     counters: TokenCounters
     usage: UsageRecorder
     settings: LLMSettings
@@ -131,7 +136,8 @@ class TurnPipeline:
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
         params = request.gateway.parameters
-        trust = await self._s.trust_of(request.gateway.account_id)
+        upstream = await self._s.upstreams.of(request.gateway)
+        trust = upstream.trust
         instructions, extra_tools = list(request.instructions), list(request.tools)
         for extension in self._s.extensions:
             contribution = await extension.contribute(request.gateway, request.caller)
@@ -152,12 +158,12 @@ class TurnPipeline:
             messages.append({"role": "assistant", "content": prefill})
             if params.include_prefilling_in_messages:
                 await sink.text(prefill)
-        client = self._s.clients.model(params.base_address, params.api_key, trust)
-        return await self._loop(request, client, messages, tools, tool_specs, prefill, sink)
+        client = self._s.clients.model(upstream.base_address, upstream.api_key, trust)
+        return await self._loop(request, upstream, client, messages, tools, tool_specs, prefill, sink)
 
     async def _loop(
-        self, request: TurnRequest, client: ModelClient, messages: list[ChatMessage], tools: ToolSet,
-        tool_specs: list[dict[str, Any]], prefill: str | None, sink: TurnSink,
+        self, request: TurnRequest, upstream: Upstream, client: ModelClient, messages: list[ChatMessage],
+        tools: ToolSet, tool_specs: list[dict[str, Any]], prefill: str | None, sink: TurnSink,
     ) -> TurnResult:
         params = request.gateway.parameters
         usage = TokenUsage()
@@ -167,7 +173,9 @@ class TurnPipeline:
         for round_number in range(1, max_rounds + 1):
             offer_tools = tool_specs if round_number < max_rounds else []
             body = self._request_body(request, messages, offer_tools)
-            answer = await self._call(request, client, body, sink)
+            if upstream.connection is not None:
+                body = adapt(body, upstream.connection.ai_type)
+            answer = await self._call(request, upstream, client, body, sink)
             usage += answer.usage or TokenUsage()
             client_calls = [c for c in answer.tool_calls if c["function"]["name"] not in tools]
             if not answer.tool_calls or (client_calls and request.client_tools is not None):
@@ -201,7 +209,7 @@ class TurnPipeline:
         raise GatewayError("The AI model kept calling tools without answering.")  # pragma: no cover
 
     async def _call(
-        self, request: TurnRequest, client: ModelClient, body: dict[str, Any], sink: TurnSink
+        self, request: TurnRequest, upstream: Upstream, client: ModelClient, body: dict[str, Any], sink: TurnSink
     ) -> Round:
         gateway = request.gateway
         record = UsageRecord(
@@ -214,6 +222,8 @@ class TurnPipeline:
         except GatewayError:
             record.error = True
             self._s.usage.add(record)
+            if upstream.connection is not None:
+                self._s.meter.add(gateway.account_id, upstream.connection.id, ConnectionStats(api_calls=1))
             self._s.metrics.model_error(record.model)
             raise
         except asyncio.CancelledError:
@@ -227,6 +237,12 @@ class TurnPipeline:
         record.input_tokens = answer.usage.prompt_tokens
         record.output_tokens = answer.usage.completion_tokens
         self._s.usage.add(record)
+        if upstream.connection is not None:
+            tokens_in, tokens_out = record.input_tokens, record.output_tokens
+            self._s.meter.add(gateway.account_id, upstream.connection.id, ConnectionStats(
+                api_calls=1, tokens_in=tokens_in, tokens_out=tokens_out, llm_tokens_in=tokens_in,
+                llm_tokens_out=tokens_out,
+            ))
         self._s.metrics.model_call(
             record.model, time.perf_counter() - started, prompt_tokens=record.input_tokens,
             completion_tokens=record.output_tokens,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,6 +20,8 @@ from botline.config import SpeechSettings, SpeechSourceSettings
 from botline.domain.chat_clients import ChatClient
 from botline.domain.gateways import Gateway
 from botline.egress import Trust
+from botline.gateway.connections import Upstream, Upstreams
+from botline.gateway.errors import GatewayError
 from botline.gateway.llm import ClientPool
 from botline.speech.cache import AudioCache
 from botline.speech.text import SUMMARY_PROMPT, cut_at_sentence, spoken_text
@@ -71,11 +72,11 @@ class SpeechError(Exception):
 
 class Synthesizer:
     def __init__(self, store: Store, clients: ClientPool, settings: SpeechSettings, *,
-                 trust_of: Callable[[str], Awaitable[Trust]]) -> None:
+                 upstreams: Upstreams) -> None:
         self._store = store
         self._clients = clients
         self._settings = settings
-        self._trust_of = trust_of
+        self._upstreams = upstreams
         self.cache: AudioCache[SpeechAudio] = AudioCache(settings.cache_bytes, lambda audio: len(audio.data))
 
     def source_problem(self, name: str) -> str | None:
@@ -116,8 +117,8 @@ class Synthesizer:
             key = source.api_key.get_secret_value() if source.api_key else None
             upstream = self._clients.get(source.base_url, key, Trust.OPERATOR)
         else:
-            upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key,
-                                         await self._trust_of(gateway.account_id))
+            target = await self._target(gateway)
+            upstream = self._clients.get(target.base_address, target.api_key, target.trust)
         extra = {"instructions": instruction} if instruction else {}
         try:
             async with upstream.audio.speech.with_streaming_response.create(
@@ -147,10 +148,16 @@ class Synthesizer:
             raise SpeechError("the chat client has no gateway")
         return gateway
 
+    async def _target(self, gateway: Gateway) -> Upstream:
+        try:
+            return await self._upstreams.of(gateway)
+        except GatewayError as exc:
+            raise SpeechError(exc.message) from None
+
     async def _summary(self, gateway: Gateway, text: str) -> str | None:
         """A short spoken version by a cheap model call; None (speak the prepared text) when it fails."""
-        upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key,
-                                     await self._trust_of(gateway.account_id))
+        target = await self._target(gateway)
+        upstream = self._clients.get(target.base_address, target.api_key, target.trust)
         limit = self._settings.max_input_chars
         try:
             completion = await upstream.chat.completions.create(

@@ -32,6 +32,7 @@ from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
 from botline.api.http import JSON_SEPARATORS
 from botline.api.inflight import InFlightRequests
+from botline.api.scopes import scope_middleware
 from botline.api.state import SERVICES, Services
 from botline.channels.registry import channel_adapters
 from botline.config import Settings
@@ -104,6 +105,7 @@ def build_app(
         middlewares=[
             in_flight.middleware, error_middleware, cors_preflight,
             auth_middleware(lambda a: a[SERVICES].authenticator, error_response),
+            scope_middleware(lambda a: a[SERVICES].limiter, error_response),
         ],
     )
     app[IN_FLIGHT] = in_flight

@@ -64,7 +64,8 @@ async def test_create_fills_each_providers_default_endpoint_and_never_returns_se
 
 async def test_bad_bodies_are_clear_4xx_in_flashbacks_envelope(server: RunningServer, fake_llm: FakeLLM) -> None:
     status, body = await server.call("POST", BASE, json={"name": "x", "aiType": "OTHER"})
-    assert (status, body) == (400, {"success": False, "message": "Invalid value for endpoint: required for aiType OTHER."})
+    assert (status, body) == (400, {"success": False,
+                                    "message": "Invalid value for endpoint: required for aiType OTHER."})
     status, body = await server.call("POST", BASE, json={"name": "x", "aiType": "MISTRAL"})
     assert status == 400 and "aiType" in body["message"]
     status, body = await server.call("POST", BASE, json={"name": "x", "aiType": "OTHER", "endpoint": "ftp://h"})

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from botline.domain.accounts import ApiKey, KeyScope
 from botline.domain.llm_connections import AiType, ConnectionStats, LlmConnection
 from botline.store import ConflictError, Store
 from botline.store.changes import ConnectionChange
@@ -96,3 +97,10 @@ async def test_counters_add_up_per_connection_and_account(store: Store) -> None:
                                             alerts=2, blocks=1)
     assert stats[two.id] == ConnectionStats(api_calls=2, tokens_out=5)
     assert await store.llm_connections.stats(BOB) == {}
+
+
+async def test_a_keys_scope_is_stored_with_it(store: Store) -> None:
+    key = ApiKey(account_id=ALICE, key_hash="h" * 64, key_tail="hhhh",
+                 scope=KeyScope(gateways=["g-1"], requests_per_minute=7))
+    await store.api_keys.create(key)
+    assert await store.api_keys.get_by_hash("h" * 64) == key

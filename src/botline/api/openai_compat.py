@@ -38,8 +38,10 @@ DONE_FRAME = b"[DONE]"
 @routes.get("/v1/models")
 @documented("OpenAI model list: the account's AI gateways.")
 async def list_models(request: web.Request) -> web.Response:
-    account = principal(request).account
-    gateways = await services(request).store.gateways.list_for_account(account.id)
+    caller = principal(request)
+    account, scope = caller.account, caller.key.scope
+    gateways = [g for g in await services(request).store.gateways.list_for_account(account.id)
+                if scope is None or scope.allows_gateway(g.id)]
     return json_response({
         "object": "list",
         "data": [
@@ -58,6 +60,9 @@ async def _gateway(request: web.Request, model: str) -> Gateway:
         if not await store.gateways.list_for_account(account_id):
             raise ApiError(404, NoModelConfigured().message)
         raise ApiError(404, f"The model `{model}` does not exist: use an AI gateway id or slug from /v1/models.")
+    scope = principal(request).key.scope
+    if scope is not None and not scope.allows_gateway(gateway.id):
+        raise ApiError(403, f"This API key may not use the AI gateway `{model}` (its scope names other gateways).")
     return gateway
 
 

@@ -24,6 +24,7 @@ from botline.api import (
     metrics,
     openai_compat,
     openapi,
+    policies,
     public_chat,
     webhooks,
 )
@@ -54,6 +55,8 @@ from botline.gateway.registry import GatewayCache, apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
+from botline.governance import PolicyCache, PolicyGuard
+from botline.governance.judge import Judge
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor, PdfLimits, PoolLimits, WorkerPool
@@ -166,6 +169,10 @@ def build_app(
         connection_cache = ConnectionCache(store, ttl=settings.llm.gateway_cache_seconds)
         await connection_cache.start()
         upstreams = Upstreams(connection_cache, account_cache.trust)
+        policy_cache = PolicyCache(store, ttl=settings.llm.gateway_cache_seconds)
+        await policy_cache.start()
+        guard = PolicyGuard(store, policy_cache, Judge(app[CLIENTS], settings.governance), meter=meter,
+                            metrics=recorder, clock=clock, settings=settings.governance)
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
@@ -174,7 +181,7 @@ def build_app(
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], upstreams=upstreams, meter=meter,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
-            metrics=recorder, extensions=[MemoryExtension(memory)],
+            metrics=recorder, extensions=[MemoryExtension(memory)], guard=guard,
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)
@@ -210,7 +217,7 @@ def build_app(
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
-            connections=connection_cache, upstreams=upstreams, meter=meter,
+            connections=connection_cache, upstreams=upstreams, meter=meter, policies=policy_cache,
         )
         await inbound.resume()
         await scheduler.start()
@@ -231,8 +238,8 @@ def build_app(
     app.cleanup_ctx.extend([store_context, egress_context, parsing_context, services_context])
     app.on_shutdown.append(drain_turns)
     route_modules = (
-        health, accounts, admin, gateways, llm_connections, openai_compat, chat_clients, integrations, public_chat,
-        chat_page, webhooks,
+        health, accounts, admin, gateways, llm_connections, policies, openai_compat, chat_clients, integrations,
+        public_chat, chat_page, webhooks,
         hook_schedules, memories, metrics, openapi,
     )
     for module in route_modules:

@@ -137,6 +137,12 @@ class Metrics:
         self.store_errors = _Labelled(Counter(
             "botline_store_errors", "Store operations that failed, by backend, operation and error kind.",
             ["backend", "operation", "error"], registry=registry))
+        self.policy_checks = _Labelled(Counter(
+            "botline_policy_checks", "AI policy checks by phase (input, output) and outcome (passed, violated, "
+            "blocked, failed: the judge could not answer, the turn went on).", ["phase", "outcome"],
+            registry=registry))
+        self.policy_alerts = Counter(
+            "botline_policy_alerts", "Violations of policies whose action is alert or block.", registry=registry)
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)

@@ -184,6 +184,15 @@ async def _run(request: web.Request, turn: TurnRequest, sink: TurnSink | None = 
     return result
 
 
+def _unless_input_blocked(result: TurnResult) -> TurnResult:
+    """A message an AI policy blocked is a 400, as LiteLLM and Azure answer a filtered prompt (nothing
+    reached the model); a blocked answer is a 200 whose content is the refusal, finish_reason
+    "content_filter" (Azure's shape for a filtered completion)."""
+    if result.blocked == "input":
+        raise ApiError(400, result.text)
+    return result
+
+
 @routes.post("/v1/chat/completions")
 @documented(
     "OpenAI chat completion through an AI gateway, streamed (SSE) or not.", body=ChatCompletionBody, upstream=True,
@@ -194,7 +203,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     bind_turn(CHANNEL, gateway=turn.gateway.id)
     completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
     if not turn.stream:
-        return json_response(_completion(await _run(request, turn), completion_id, created))
+        return json_response(_completion(_unless_input_blocked(await _run(request, turn)), completion_id, created))
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING
     stream = SseStream(request, open_streams=services(request).metrics.open_streams(CHANNEL),
                        pinger=None if no_ping else loop_pinger())
@@ -203,6 +212,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         try:
             result = await _run(request, turn, writer)
+            if not stream.opened:
+                _unless_input_blocked(result)
         except GatewayError as exc:
             if not stream.opened:
                 raise

@@ -22,6 +22,7 @@ from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
 from botline.gateway.registry import GatewayCache
 from botline.gateway.transcription import Transcriber
+from botline.governance import PolicyCache
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor
 from botline.ratelimit import RateLimiter
@@ -55,6 +56,7 @@ class Services:
     connections: ConnectionCache
     upstreams: Upstreams
     meter: ConnectionMeter
+    policies: PolicyCache
 
 
 SERVICES = web.AppKey("services", Services)

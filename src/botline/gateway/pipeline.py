@@ -30,6 +30,7 @@ from botline.gateway.connections import Upstream, Upstreams
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension
+from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, TurnGuard
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
 from botline.gateway.providers import adapt
@@ -110,6 +111,8 @@ class TurnResult:
     tool_runs: list[ToolRun] = field(default_factory=list)
     new_messages: list[ChatMessage] = field(default_factory=list)
     """Assistant and tool messages the turn produced, in order (for session storage)."""
+    blocked: str | None = None
+    """"input" or "output" when an AI policy blocked the turn (`text` is then the refusal)."""
 
 
 @dataclass
@@ -127,6 +130,25 @@ class PipelineServices:
     clock: Clock
     metrics: Metrics
     extensions: list[TurnExtension] = field(default_factory=list)
+    guard: TurnGuard | None = None
+    """AI policies (botline.governance): checks before and after the model call."""
+
+
+class HeldSink:
+    """Holds a turn's text and reasoning until the output check is done (a block-level rule is in
+    scope); tool progress passes at once (it shows no content)."""
+
+    def __init__(self, sink: TurnSink) -> None:
+        self.sink = sink
+
+    async def text(self, delta: str) -> None:
+        return None
+
+    async def reasoning(self, delta: str) -> None:
+        return None
+
+    async def tool(self, name: str, status: ToolStatus) -> None:
+        await self.sink.tool(name, status)
 
 
 class TurnPipeline:
@@ -135,8 +157,45 @@ class TurnPipeline:
 
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
-        params = request.gateway.parameters
         upstream = await self._s.upstreams.of(request.gateway)
+        guarded = None if self._s.guard is None else await self._s.guard.open(
+            request.gateway, request.caller, upstream)
+        if guarded is None:
+            return await self._answer(request, upstream, sink)
+        refusal = await guarded.check_input(request.messages)
+        if refusal is not None:  # the input never reaches the model
+            return self._refused(request, refusal, "input")
+        return await self._guarded(request, upstream, guarded, sink)
+
+    async def _guarded(self, request: TurnRequest, upstream: Upstream, guarded: GuardedTurn,
+                       sink: TurnSink) -> TurnResult:
+        """The answer, checked before it is shown when a block-level rule is in scope (held, then sent
+        or replaced by the refusal), else checked after it was shown (log/alert rules: recorded)."""
+        held = guarded.holds_output
+        result = await self._answer(request, upstream, HeldSink(sink) if held else sink)
+        refusal = await guarded.check_output(result.text)
+        if refusal is not None:
+            blocked = self._refused(request, refusal, "output", usage=result.usage)
+            blocked.new_messages = [*result.new_messages[:-1], *blocked.new_messages]
+            if held:
+                await sink.text(refusal)
+            return blocked
+        if held:
+            if result.reasoning:
+                await sink.reasoning(result.reasoning)
+            if result.text:
+                await sink.text(result.text)
+        return result
+
+    def _refused(self, request: TurnRequest, refusal: str, phase: str,
+                 usage: TokenUsage | None = None) -> TurnResult:
+        return TurnResult(
+            text=refusal, reasoning="", model=request.gateway.parameters.model_name, finish_reason=CONTENT_FILTER,
+            usage=usage or TokenUsage(), new_messages=[{"role": "assistant", "content": refusal}], blocked=phase,
+        )
+
+    async def _answer(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
+        params = request.gateway.parameters
         trust = upstream.trust
         instructions, extra_tools = list(request.instructions), list(request.tools)
         for extension in self._s.extensions:

@@ -23,9 +23,17 @@ from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import Integration, IntegrationType
 from botline.domain.llm_connections import ConnectionStats, LlmConnection
 from botline.domain.memory import Memory, MemoryFormat
+from botline.domain.policies import Policy, Violation, ViolationQuery
 from botline.domain.schedules import ScheduledItem
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
-from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, ConnectionChange, SessionContext
+from botline.store.changes import (
+    AccountChange,
+    BalanceOperation,
+    ClientSettings,
+    ConnectionChange,
+    PolicyChange,
+    SessionContext,
+)
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
     from botline.store.signals import SignalBus
@@ -195,6 +203,36 @@ class LlmConnectionRepository(ABC):
     @abstractmethod
     async def stats(self, account_id: str) -> dict[str, ConnectionStats]:
         """The counters of the account's connections that have any, by connection id."""
+
+
+class PolicyRepository(ABC):
+    """AI policies and the violations the judge found."""
+
+    @abstractmethod
+    async def create(self, policy: Policy) -> None: ...
+
+    @abstractmethod
+    async def get(self, account_id: str, policy_id: str) -> Policy | None: ...
+
+    @abstractmethod
+    async def list_for_account(self, account_id: str) -> list[Policy]:
+        """The account's policies, oldest first."""
+
+    @abstractmethod
+    async def change(self, account_id: str, policy_id: str, change: PolicyChange) -> Policy | None:
+        """Sets the given fields in place; the policy as stored afterwards, None when unknown."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, policy_id: str) -> bool:
+        """Deletes the policy (its violations stay, naming it)."""
+
+    @abstractmethod
+    async def add_violations(self, violations: Sequence[Violation]) -> None: ...
+
+    @abstractmethod
+    async def violations(self, account_id: str, query: ViolationQuery) -> tuple[list[Violation], int]:
+        """The account's violations matching `query`, newest first, `skip`/`take` applied; and how many
+        match in all."""
 
 
 class ChatClientRepository(ABC):
@@ -492,6 +530,7 @@ class Store(ReportsErrors, ABC):
     api_keys: ApiKeyRepository
     gateways: GatewayRepository
     llm_connections: LlmConnectionRepository
+    policies: PolicyRepository
     chat_clients: ChatClientRepository
     sessions: SessionRepository
     messages: MessageRepository

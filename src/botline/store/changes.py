@@ -12,6 +12,7 @@ from botline.domain.accounts import Account, AccountParameters, Plan
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.integrations import FIELD_OF, Integrations, IntegrationType
 from botline.domain.llm_connections import LlmConnection
+from botline.domain.policies import Policy
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,13 @@ class ConnectionChange:
         """The stored (camelCase) names and JSON-ready values."""
         connection = LlmConnection.model_construct(**self.values)
         return connection.model_dump(mode="json", by_alias=True, include=set(self.values))
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """Fields of a stored policy to set, by Python name (name, content, riskType, actionType, updatedAt)."""
+
+    values: Mapping[str, Any]
+
+    def fields(self) -> dict[str, Any]:
+        return Policy.model_construct(**self.values).model_dump(mode="json", by_alias=True, include=set(self.values))

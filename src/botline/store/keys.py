@@ -16,6 +16,10 @@ Layout (P is the prefix, "botline" by default):
     P:account:{account}:llm_connection_name:{name} string connection id (unique name per account)
     P:llm_connection_stats:{id}                   hash    the connection's counters (ConnectionStats fields)
     P:account:{account}:llm_connection_stats      set     ids of the account's connections with counters
+    P:policy:{id}                                 string  Policy JSON
+    P:account:{account}:policies                  zset    the account's policy ids by created_at
+    P:policy_violation:{id}                       string  Violation JSON
+    P:account:{account}:policy_violations         zset    the account's violation ids by timestamp (µs)
     P:chat_client:{id}                            string  ChatClient JSON
     P:account:{account}:chat_clients              zset    the account's chat client ids by created_at
     P:session:{id}                                string  Session JSON
@@ -144,6 +148,19 @@ class RedisKeys:
 
     def llm_connection_stats_of_account(self, account_id: str) -> str:
         return self._key("account", account_id, "llm_connection_stats")
+
+    # policies
+    def policy(self, policy_id: str) -> str:
+        return self._key("policy", policy_id)
+
+    def policies_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "policies")
+
+    def violation(self, violation_id: str) -> str:
+        return self._key("policy_violation", violation_id)
+
+    def violations_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "policy_violations")
 
     # chat clients
     def chat_client(self, client_id: str) -> str:

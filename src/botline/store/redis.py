@@ -35,7 +35,7 @@ from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
-from botline.store.redis_governance import RedisLlmConnections
+from botline.store.redis_governance import RedisLlmConnections, RedisPolicies
 from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
@@ -272,6 +272,7 @@ class RedisStore(Store):
         self.api_keys = RedisApiKeys(client, keys)
         self.gateways = RedisGateways(client, keys)
         self.llm_connections = RedisLlmConnections(client, keys)
+        self.policies = RedisPolicies(client, keys)
         self.chat_clients = RedisChatClients(client, keys)
         self.sessions = RedisSessions(client, keys)
         self.messages = RedisMessages(client, keys)

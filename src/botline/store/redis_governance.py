@@ -3,14 +3,16 @@ pointer) and their counters (one hash per connection, HINCRBY)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 from redis.asyncio.client import Pipeline
 
 from botline.domain.llm_connections import STAT_FIELDS, ConnectionStats, LlmConnection
-from botline.store.base import LlmConnectionRepository
-from botline.store.changes import ConnectionChange
+from botline.domain.policies import Policy, Violation, ViolationQuery
+from botline.store.base import LlmConnectionRepository, PolicyRepository
+from botline.store.changes import ConnectionChange, PolicyChange
+from botline.store.documents import load_many
 from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
 
 
@@ -98,3 +100,61 @@ class RedisLlmConnections(_Repo, LlmConnectionRepository):
 
 def _counters(row: list[str | None]) -> ConnectionStats:
     return ConnectionStats(**{name: int(value or 0) for name, value in zip(STAT_FIELDS, row, strict=True)})
+
+
+@_reachable_methods
+class RedisPolicies(_Repo, PolicyRepository):
+    async def create(self, policy: Policy) -> None:
+        def writes(pipe: Pipeline) -> None:
+            pipe.set(self._keys.policy(policy.id), _dump(policy))
+            pipe.zadd(self._keys.policies_of_account(policy.account_id), {policy.id: _score(policy.created_at)})
+
+        await self._insert([self._keys.policy(policy.id)], f"policy {policy.id}", writes)
+
+    async def get(self, account_id: str, policy_id: str) -> Policy | None:
+        policy = await self._get(Policy, self._keys.policy(policy_id))
+        return policy if policy is not None and policy.account_id == account_id else None
+
+    async def list_for_account(self, account_id: str) -> list[Policy]:
+        return await self._indexed(Policy, self._keys.policies_of_account(account_id), self._keys.policy)
+
+    async def change(self, account_id: str, policy_id: str, change: PolicyChange) -> Policy | None:
+        return await self._modify(Policy, self._keys.policy(policy_id), lambda stored: (
+            stored.model_copy(update=dict(change.values)) if stored.account_id == account_id else None))
+
+    async def delete(self, account_id: str, policy_id: str) -> bool:
+        doc_key = self._keys.policy(policy_id)
+
+        async def body(pipe: Pipeline) -> bool:
+            stored = await _fetch(pipe, Policy, doc_key)
+            if stored is None or stored.account_id != account_id:
+                return False
+            pipe.multi()
+            pipe.delete(doc_key)
+            pipe.zrem(self._keys.policies_of_account(account_id), policy_id)
+            return True
+
+        return await self._atomic(body, doc_key)
+
+    async def add_violations(self, violations: Sequence[Violation]) -> None:
+        if not violations:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for violation in violations:
+                pipe.set(self._keys.violation(violation.id), _dump(violation))
+                pipe.zadd(self._keys.violations_of_account(violation.account_id),
+                          {violation.id: _score(violation.timestamp)})
+            await pipe.execute()
+
+    async def violations(self, account_id: str, query: ViolationQuery) -> tuple[list[Violation], int]:
+        """The time range from the index; the other filters in Python over that range."""
+        high = "+inf" if query.until is None else _score(query.until)
+        low = "-inf" if query.since is None else _score(query.since)
+        ids = cast(list[str], await self._redis.zrevrangebyscore(self._keys.violations_of_account(account_id),
+                                                                 high, low))
+        if not ids:
+            return [], 0
+        raws = cast(list[str | None], await self._redis.mget([self._keys.violation(i) for i in ids]))
+        loaded = load_many(Violation, (raw for raw in raws if raw is not None))
+        matching = sorted((v for v in loaded if query.matches(v)), key=lambda v: (v.timestamp, v.id), reverse=True)
+        return matching[query.skip:query.skip + query.take], len(matching)

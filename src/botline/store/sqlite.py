@@ -31,7 +31,7 @@ from botline.store.signals import LocalSignals
 from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_methods
 from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
-from botline.store.sqlite_governance import SqliteLlmConnections
+from botline.store.sqlite_governance import SqliteLlmConnections, SqlitePolicies
 from botline.store.sqlite_memories import SqliteMemories
 
 
@@ -238,6 +238,7 @@ class SqliteStore(Store):
         self.api_keys = SqliteApiKeys(db)
         self.gateways = SqliteGateways(db)
         self.llm_connections = SqliteLlmConnections(db)
+        self.policies = SqlitePolicies(db)
         self.chat_clients = SqliteChatClients(db)
         self.sessions = SqliteSessions(db)
         self.messages = SqliteMessages(db)

@@ -57,6 +57,7 @@ from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
 from botline.governance import PolicyCache, PolicyGuard
 from botline.governance.judge import Judge
+from botline.governance.routing import ComplexityRouter
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor, PdfLimits, PoolLimits, WorkerPool
@@ -182,6 +183,7 @@ def build_app(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], upstreams=upstreams, meter=meter,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[MemoryExtension(memory)], guard=guard,
+            router=ComplexityRouter(app[CLIENTS], settings.governance, meter=meter, metrics=recorder),
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)

@@ -198,6 +198,11 @@ class GovernanceSettings(Section):
     """Text given to the judge per phase at most (the newest part of the input, the start of the answer)."""
     refusal_text: str = ("I'm sorry, I can't help with that: it goes against the usage policy of this assistant.")
     """What the person reads instead of a blocked answer, or in answer to a blocked message."""
+    routing_classifier_model: str | None = None
+    """The model that rates a request's complexity for modelRoutingParameters, on the gateway's upstream;
+    unset: the gateway's lowComplexityModelName."""
+    routing_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A classifier slower than this (or failing) leaves the turn on the gateway's own modelName."""
 
 
 class SpeechSourceSettings(Section):

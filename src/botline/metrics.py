@@ -141,6 +141,10 @@ class Metrics:
             "botline_policy_checks", "AI policy checks by phase (input, output) and outcome (passed, violated, "
             "blocked, failed: the judge could not answer, the turn went on).", ["phase", "outcome"],
             registry=registry))
+        self.routed_turns = _Labelled(Counter(
+            "botline_routed_turns", "Turns of gateways with modelRoutingParameters, by the complexity that chose "
+            "their model (unrouted: the classifier failed, the gateway's modelName served).", ["complexity"],
+            registry=registry))
         self.policy_alerts = Counter(
             "botline_policy_alerts", "Violations of policies whose action is alert or block.", registry=registry)
         ProcessCollector(registry=registry)

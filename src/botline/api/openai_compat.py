@@ -184,6 +184,10 @@ async def _run(request: web.Request, turn: TurnRequest, sink: TurnSink | None = 
     return result
 
 
+ROUTED_HEADER = "X-Model-Routed-Complexity"
+"""AIVAX's header: the complexity (low, medium, high) that chose the model of a routed gateway."""
+
+
 def _unless_input_blocked(result: TurnResult) -> TurnResult:
     """A message an AI policy blocked is a 400, as LiteLLM and Azure answer a filtered prompt (nothing
     reached the model); a blocked answer is a 200 whose content is the refusal, finish_reason
@@ -203,11 +207,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     bind_turn(CHANNEL, gateway=turn.gateway.id)
     completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
     if not turn.stream:
-        return json_response(_completion(_unless_input_blocked(await _run(request, turn)), completion_id, created))
+        result = _unless_input_blocked(await _run(request, turn))
+        headers = {ROUTED_HEADER: result.complexity} if result.complexity else None
+        return json_response(_completion(result, completion_id, created), headers=headers)
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING
     stream = SseStream(request, open_streams=services(request).metrics.open_streams(CHANNEL),
                        pinger=None if no_ping else loop_pinger())
     writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name)
+    turn.on_route = lambda complexity: stream.response.headers.__setitem__(ROUTED_HEADER, complexity)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     try:
         try:

@@ -29,3 +29,11 @@ class GuardedTurn(Protocol):
 class TurnGuard(Protocol):
     async def open(self, gateway: Gateway, caller: Caller, upstream: Upstream) -> GuardedTurn | None:
         """The checks of one turn; None when nothing applies (no judge call, nothing held)."""
+
+
+class TurnRouter(Protocol):
+    async def route(
+        self, gateway: Gateway, messages: list[ChatMessage], upstream: Upstream,
+    ) -> tuple[Gateway, str | None]:
+        """The gateway as this turn should use it (its model and reasoning effort chosen by the
+        complexity of the latest request) and the complexity ("low", "medium", "high"; None: not routed)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -30,7 +30,7 @@ from botline.gateway.connections import Upstream, Upstreams
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension
-from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, TurnGuard
+from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, TurnGuard, TurnRouter
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
 from botline.gateway.providers import adapt
@@ -89,6 +89,9 @@ class TurnRequest:
     client_parameters: dict[str, Any] = field(default_factory=dict)
     """/v1 caller's other OpenAI parameters; the gateway's own settings win over them."""
     stream: bool = False
+    on_route: Callable[[str], None] | None = None
+    """Told the complexity when modelRoutingParameters picked the model, before the model call (a
+    stream can still carry it in a header)."""
 
 
 @dataclass
@@ -113,6 +116,8 @@ class TurnResult:
     """Assistant and tool messages the turn produced, in order (for session storage)."""
     blocked: str | None = None
     """"input" or "output" when an AI policy blocked the turn (`text` is then the refusal)."""
+    complexity: str | None = None
+    """The complexity that chose the model (modelRoutingParameters), else None."""
 
 
 @dataclass
@@ -132,6 +137,8 @@ class PipelineServices:
     extensions: list[TurnExtension] = field(default_factory=list)
     guard: TurnGuard | None = None
     """AI policies (botline.governance): checks before and after the model call."""
+    router: TurnRouter | None = None
+    """modelRoutingParameters (botline.governance): the turn's model by the request's complexity."""
 
 
 class HeldSink:
@@ -167,6 +174,18 @@ class TurnPipeline:
             return self._refused(request, refusal, "input")
         return await self._guarded(request, upstream, guarded, sink)
 
+    async def _answer(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
+        """The model's answer, on the model the router picks when the gateway routes by complexity."""
+        if self._s.router is None or request.gateway.parameters.model_routing_parameters is None:
+            return await self._complete(request, upstream, sink)
+        gateway, complexity = await self._s.router.route(request.gateway, request.messages, upstream)
+        if complexity is not None and request.on_route is not None:
+            request.on_route(complexity)
+        routed = TurnRequest(**{**vars(request), "gateway": gateway})
+        result = await self._complete(routed, upstream, sink)
+        result.complexity = complexity
+        return result
+
     async def _guarded(self, request: TurnRequest, upstream: Upstream, guarded: GuardedTurn,
                        sink: TurnSink) -> TurnResult:
         """The answer, checked before it is shown when a block-level rule is in scope (held, then sent
@@ -194,7 +213,7 @@ class TurnPipeline:
             usage=usage or TokenUsage(), new_messages=[{"role": "assistant", "content": refusal}], blocked=phase,
         )
 
-    async def _answer(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
+    async def _complete(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
         params = request.gateway.parameters
         trust = upstream.trust
         instructions, extra_tools = list(request.instructions), list(request.tools)

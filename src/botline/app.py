@@ -57,6 +57,7 @@ from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
 from botline.governance import PolicyCache, PolicyGuard
 from botline.governance.judge import Judge
+from botline.governance.moderation import Moderator
 from botline.governance.routing import ComplexityRouter
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
@@ -184,6 +185,7 @@ def build_app(
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[MemoryExtension(memory)], guard=guard,
             router=ComplexityRouter(app[CLIENTS], settings.governance, meter=meter, metrics=recorder),
+            screen=Moderator(app[CLIENTS], settings.governance, metrics=recorder),
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)

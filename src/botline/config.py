@@ -198,6 +198,8 @@ class GovernanceSettings(Section):
     """Text given to the judge per phase at most (the newest part of the input, the start of the answer)."""
     refusal_text: str = ("I'm sorry, I can't help with that: it goes against the usage policy of this assistant.")
     """What the person reads instead of a blocked answer, or in answer to a blocked message."""
+    moderation_model: str = "omni-moderation-latest"
+    """Asked at the gateway's upstream POST /moderations for moderationParameters."""
     routing_classifier_model: str | None = None
     """The model that rates a request's complexity for modelRoutingParameters, on the gateway's upstream;
     unset: the gateway's lowComplexityModelName."""

@@ -141,6 +141,9 @@ class Metrics:
             "botline_policy_checks", "AI policy checks by phase (input, output) and outcome (passed, violated, "
             "blocked, failed: the judge could not answer, the turn went on).", ["phase", "outcome"],
             registry=registry))
+        self.moderation_checks = _Labelled(Counter(
+            "botline_moderation_checks", "moderationParameters checks by outcome (passed, withheld, failed: the "
+            "moderation call failed and the message went on).", ["outcome"], registry=registry))
         self.routed_turns = _Labelled(Counter(
             "botline_routed_turns", "Turns of gateways with modelRoutingParameters, by the complexity that chose "
             "their model (unrouted: the classifier failed, the gateway's modelName served).", ["complexity"],

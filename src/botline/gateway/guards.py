@@ -37,3 +37,9 @@ class TurnRouter(Protocol):
     ) -> tuple[Gateway, str | None]:
         """The gateway as this turn should use it (its model and reasoning effort chosen by the
         complexity of the latest request) and the complexity ("low", "medium", "high"; None: not routed)."""
+
+
+class InputScreen(Protocol):
+    async def screen(self, gateway: Gateway, messages: list[ChatMessage], upstream: Upstream) -> str | None:
+        """None to forward the conversation; else an instruction for the model: the latest user message is
+        withheld (not forwarded) and the model is told to say it cannot engage (moderationParameters)."""

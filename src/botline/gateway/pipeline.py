@@ -30,7 +30,7 @@ from botline.gateway.connections import Upstream, Upstreams
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import TurnExtension
-from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, TurnGuard, TurnRouter
+from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, InputScreen, TurnGuard, TurnRouter
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
 from botline.gateway.providers import adapt
@@ -42,6 +42,7 @@ from botline.logs import loggable_url
 from botline.metrics import Metrics
 
 log = logging.getLogger(__name__)
+WITHHELD = "[This message was withheld by content moderation.]"
 
 
 class ToolStatus(StrEnum):
@@ -139,6 +140,8 @@ class PipelineServices:
     """AI policies (botline.governance): checks before and after the model call."""
     router: TurnRouter | None = None
     """modelRoutingParameters (botline.governance): the turn's model by the request's complexity."""
+    screen: InputScreen | None = None
+    """moderationParameters (botline.governance): a message over a threshold is withheld."""
 
 
 class HeldSink:
@@ -165,6 +168,8 @@ class TurnPipeline:
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
         upstream = await self._s.upstreams.of(request.gateway)
+        if self._s.screen is not None and request.gateway.parameters.moderation_parameters is not None:
+            request = await self._screened(request, upstream, self._s.screen)
         guarded = None if self._s.guard is None else await self._s.guard.open(
             request.gateway, request.caller, upstream)
         if guarded is None:
@@ -185,6 +190,19 @@ class TurnPipeline:
         result = await self._complete(routed, upstream, sink)
         result.complexity = complexity
         return result
+
+    @staticmethod
+    async def _screened(request: TurnRequest, upstream: Upstream, screen: InputScreen) -> TurnRequest:
+        """The request with the latest user message withheld when moderation says so (the model is told
+        why instead); the stored conversation keeps what the person wrote."""
+        instruction = await screen.screen(request.gateway, request.messages, upstream)
+        if instruction is None:
+            return request
+        index = max(i for i, m in enumerate(request.messages) if m.get("role") == "user")
+        messages = [*request.messages[:index], {"role": "user", "content": WITHHELD},
+                    *request.messages[index + 1:]]
+        return TurnRequest(**{**vars(request), "messages": messages,
+                              "instructions": [*request.instructions, instruction]})
 
     async def _guarded(self, request: TurnRequest, upstream: Upstream, guarded: GuardedTurn,
                        sink: TurnSink) -> TurnResult:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from botline.domain.accounts import Account, ApiKey
+from botline.domain.accounts import Account, ApiKey, KeyScope
 from botline.store.base import Store
 
 KEY_PREFIX = "sk-"
@@ -51,14 +51,14 @@ class TooManyKeys(Exception):
 
 async def issue_key(
     store: Store, account_id: str, *, label: str, expires_at: datetime | None = None, secret: str | None = None,
-    limit: int | None = None,
+    limit: int | None = None, scope: KeyScope | None = None,
 ) -> IssuedKey:
     """Stores the hash of a new (or given) secret for the account; with `limit`, raises TooManyKeys
     (nothing stored) when the account holds that many keys already."""
     secret = secret or generate_secret()
     record = ApiKey(
         account_id=account_id, label=label, key_hash=hash_key(secret), key_tail=secret[-KEY_TAIL_LENGTH:],
-        expires_at=expires_at,
+        expires_at=expires_at, scope=scope,
     )
     if limit is None:
         await store.api_keys.create(record)

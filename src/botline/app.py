@@ -23,10 +23,12 @@ from botline.api import (
     health,
     hook_schedules,
     integrations,
+    llm_connections,
     memories,
     metrics,
     openai_compat,
     openapi,
+    policies,
     public_chat,
     rag,
     skills,
@@ -40,6 +42,7 @@ from botline.api.cors import add_cors_headers, cors_preflight
 from botline.api.errors import add_request_id, error_middleware, error_response
 from botline.api.http import JSON_SEPARATORS
 from botline.api.inflight import InFlightRequests
+from botline.api.scopes import scope_middleware
 from botline.api.state import SERVICES, Services
 from botline.batch.processor import ItemProcessor
 from botline.batch.runner import BatchRunner
@@ -58,12 +61,18 @@ from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
 from botline.engine.voice import VoiceReplies
 from botline.gateway.accounting import UsageRecorder
+from botline.gateway.connection_meter import ConnectionMeter
+from botline.gateway.connections import ConnectionCache, Upstreams
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import PipelineServices, TurnPipeline
 from botline.gateway.registry import GatewayCache, apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
 from botline.gateway.transcription import Transcriber
+from botline.governance import PolicyCache, PolicyGuard
+from botline.governance.judge import Judge
+from botline.governance.moderation import Moderator
+from botline.governance.routing import ComplexityRouter
 from botline.knowledge.asking import ModelAsker
 from botline.knowledge.indexer import Indexer
 from botline.knowledge.retrieval import RetrievalStage
@@ -124,6 +133,7 @@ def build_app(
         middlewares=[
             in_flight.middleware, error_middleware, cors_preflight,
             auth_middleware(lambda a: a[SERVICES].authenticator, error_response),
+            scope_middleware(lambda a: a[SERVICES].limiter, error_response),
         ],
     )
     app[IN_FLIGHT] = in_flight
@@ -177,21 +187,30 @@ def build_app(
             announce_admin_key(new_key)
         usage = UsageRecorder(store.usage)
         await usage.start()
+        meter = ConnectionMeter(store.llm_connections)
+        await meter.start()
         account_cache = AccountCache(store, ttl=settings.auth.key_cache_seconds)
         await account_cache.start()
+        connection_cache = ConnectionCache(store, ttl=settings.llm.gateway_cache_seconds)
+        await connection_cache.start()
+        upstreams = Upstreams(connection_cache, account_cache.trust)
+        policy_cache = PolicyCache(store, ttl=settings.llm.gateway_cache_seconds)
+        await policy_cache.start()
+        guard = PolicyGuard(store, policy_cache, Judge(app[CLIENTS], settings.governance), meter=meter,
+                            metrics=recorder, clock=clock, settings=settings.governance)
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
         indexer = Indexer(store, clock, settings.knowledge, recorder)
         await indexer.start()
         knowledge = KnowledgeSearch(store)
-        asker = ModelAsker(app[CLIENTS], usage, clock, account_cache.trust)
+        asker = ModelAsker(app[CLIENTS], usage, clock, upstreams)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         mcp = McpPool(app[EGRESS], settings.tools)
         nonces = RequestNonces(account_cache.get)
         pipeline_services = PipelineServices(
-            clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
+            clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], upstreams=upstreams, meter=meter,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[
                 MemoryExtension(memory),
@@ -200,7 +219,9 @@ def build_app(
                 McpExtension(mcp, nonces, trust_of=account_cache.trust,
                              output_limit=settings.tools.tool_output_max_chars),
             ],
-            stages=[RetrievalStage(store, knowledge, QueryWriter(asker))],
+            stages=[RetrievalStage(store, knowledge, QueryWriter(asker))], guard=guard,
+            router=ComplexityRouter(app[CLIENTS], settings.governance, meter=meter, metrics=recorder),
+            screen=Moderator(app[CLIENTS], settings.governance, metrics=recorder),
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)
@@ -215,8 +236,8 @@ def build_app(
                           limits=prompt_limits)
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
-                                  trust_of=account_cache.trust)
-        speech = Synthesizer(store, app[CLIENTS], settings.speech, trust_of=account_cache.trust, usage=usage,
+                                  upstreams=upstreams)
+        speech = Synthesizer(store, app[CLIENTS], settings.speech, upstreams=upstreams, usage=usage,
                              metrics=recorder, clock=clock)
         adapters = channel_adapters(settings, app[EGRESS])
         notifier = HandoffNotifier(app[EGRESS], account_cache, adapters, public_url=settings.server.base_url)
@@ -246,6 +267,7 @@ def build_app(
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
             handoff=handoff, batch=batch, knowledge=knowledge,
             indexer=indexer, asker=asker,
+            connections=connection_cache, upstreams=upstreams, meter=meter, policies=policy_cache,
         )
         await inbound.resume()
         await scheduler.start()
@@ -264,14 +286,15 @@ def build_app(
         await sessions.close()
         await authenticator.close()
         await usage.close()
+        await meter.close()
         await startup.close()
 
     app.cleanup_ctx.extend([store_context, egress_context, parsing_context, services_context])
     app.on_shutdown.append(drain_turns)
     route_modules = (
-        health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
-        hook_schedules, memories, batch_workflows, batch_items, collections, documents, rag, skills, metrics,
-        handoff_routes, openapi,
+        health, accounts, admin, gateways, llm_connections, policies, openai_compat, chat_clients, integrations,
+        public_chat, chat_page, webhooks, hook_schedules, memories, batch_workflows, batch_items, collections,
+        documents, rag, skills, metrics, handoff_routes, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

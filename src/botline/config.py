@@ -204,6 +204,27 @@ SpeechSourceName = Literal["Gpt4oTts", "ElevenMultilingualV2", "ElevenV3", "Grok
 """The seed's `audioSynthesisSource` values (besides "None")."""
 
 
+class GovernanceSettings(Section):
+    """AI policies (docs/governance.md)."""
+
+    judge_model: str | None = None
+    """The model that checks turns against the account's policies, on the gateway's own upstream;
+    unset: the gateway's modelName."""
+    judge_max_tokens: int = Field(default=400, ge=16, le=8192)
+    judge_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_checked_chars: int = Field(default=32_000, ge=1000)
+    """Text given to the judge per phase at most (the newest part of the input, the start of the answer)."""
+    refusal_text: str = ("I'm sorry, I can't help with that: it goes against the usage policy of this assistant.")
+    """What the person reads instead of a blocked answer, or in answer to a blocked message."""
+    moderation_model: str = "omni-moderation-latest"
+    """Asked at the gateway's upstream POST /moderations for moderationParameters."""
+    routing_classifier_model: str | None = None
+    """The model that rates a request's complexity for modelRoutingParameters, on the gateway's upstream;
+    unset: the gateway's lowComplexityModelName."""
+    routing_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A classifier slower than this (or failing) leaves the turn on the gateway's own modelName."""
+
+
 class SpeechSourceSettings(Section):
     """One `audioSynthesisSource`: an OpenAI-compatible POST {base_url}/audio/speech."""
 
@@ -365,6 +386,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -163,6 +163,19 @@ class Metrics:
         self.speech_characters = _Labelled(Counter(
             "botline_speech_characters", "Characters sent to speech endpoints (after preparation and summary).",
             ["source"], registry=registry))
+        self.policy_checks = _Labelled(Counter(
+            "botline_policy_checks", "AI policy checks by phase (input, output) and outcome (passed, violated, "
+            "blocked, failed: the judge could not answer, the turn went on).", ["phase", "outcome"],
+            registry=registry))
+        self.moderation_checks = _Labelled(Counter(
+            "botline_moderation_checks", "moderationParameters checks by outcome (passed, withheld, failed: the "
+            "moderation call failed and the message went on).", ["outcome"], registry=registry))
+        self.routed_turns = _Labelled(Counter(
+            "botline_routed_turns", "Turns of gateways with modelRoutingParameters, by the complexity that chose "
+            "their model (unrouted: the classifier failed, the gateway's modelName served).", ["complexity"],
+            registry=registry))
+        self.policy_alerts = Counter(
+            "botline_policy_alerts", "Violations of policies whose action is alert or block.", registry=registry)
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)

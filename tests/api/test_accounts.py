@@ -60,7 +60,8 @@ async def test_listing_masks_keys_and_shows_the_salt(server: RunningServer) -> N
     deploy = [k for k in listing["apiKeys"] if k["label"] == "deploy"]
     assert len(deploy) == 1
     assert deploy[0]["key"] == "..." + secret[-6:]
-    assert set(deploy[0]) == {"id", "expiresAt", "usedAt", "label", "key"}
+    assert set(deploy[0]) == {"id", "expiresAt", "usedAt", "label", "key", "scope"}
+    assert deploy[0]["scope"] is None
     for entry in listing["apiKeys"]:
         assert re.fullmatch(r"\.\.\.[A-Za-z0-9_-]{6}", entry["key"])
     text = str(listing)

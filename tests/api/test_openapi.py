@@ -80,7 +80,13 @@ async def _real_path(server: RunningServer, fake: FakeLLM, template: str) -> str
         "integrationType": "Zapi", "integrations": {"zapiIntegration": {"instanceId": "i", "instanceToken": "t"}}})
     session = await open_session(server, client["id"])
     _, accounts = await server.call("GET", "/api/v1/admin/accounts")
-    values = {"id": gateway if template.startswith("/api/v1/ai-gateways/") else client["id"],
+    _, connection = await server.call("POST", "/api/v1/ai/llm", json={"name": "c", "aiType": "OTHER",
+                                                                      "endpoint": fake.base_url})
+    _, policy = await server.call("POST", "/api/v1/policy", json={"name": "p", "content": "Be kind.",
+                                                                  "riskType": "LOW", "actionType": 0})
+    ids = {"/api/v1/ai-gateways/": gateway, "/api/v1/ai/llm/": connection["aiLlmId"],
+           "/api/v1/policy/": policy["policy"]["id"]}
+    values = {"id": next((i for prefix, i in ids.items() if template.startswith(prefix)), client["id"]),
               "accessKey": session["accessKey"], "sessionId": session["sessionId"], "accountId": accounts[0]["id"],
               "clientId": client["id"],
               "integrationType": "Zapi", "token": saved["webhookUrl"].rsplit("/", 1)[1]}

@@ -48,6 +48,12 @@ _SPEECH_FORMATS = {  # response_format -> (content type, bytes); aac and flac ar
     "opus": ("audio/ogg", audio.ogg_opus),
     "wav": ("audio/wav", audio.wav),
 }
+_MODERATION_CATEGORIES = (  # omni-moderation's categories, in OpenAI's order
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors", "violence",
+    "violence/graphic",
+)
+_MODERATION_FLAG_SCORE = 0.5
 _DEFAULT_ERROR_MESSAGES = {
     400: "Invalid request.",
     429: "Rate limit reached for requests. Please try again later.",
@@ -190,8 +196,8 @@ def _reply_error(reply: Reply) -> web.Response:
 class FakeLLM(Served):
     """A fake OpenAI-compatible server; use ``async with FakeLLM() as fake:``.
 
-    Endpoints under ``/v1``: ``POST /chat/completions``, ``GET /models``,
-    ``POST /audio/transcriptions`` and ``POST /audio/speech`` (real, silent audio files of
+    Endpoints under ``/v1``: ``POST /chat/completions``, ``GET /models``, ``POST /moderations``
+    (scripted category scores), ``POST /audio/transcriptions`` and ``POST /audio/speech`` (real, silent audio files of
     :attr:`speech_seconds`: MP3, Ogg/Opus or WAV per ``response_format``; see ``audio.py``).
     """
 
@@ -222,6 +228,7 @@ class FakeLLM(Served):
         self.speech_seconds = 1.0
         """Length of the audio /audio/speech answers with."""
         self._speech_script: deque[Reply] = deque()
+        self._moderation_script: deque[dict[str, float]] = deque()
         self.base_url = ""
         """``http://<host>:<port>/v1`` once started."""
         self._host = host
@@ -255,6 +262,7 @@ class FakeLLM(Served):
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_post("/v1/audio/transcriptions", self._transcription)
         app.router.add_post("/v1/audio/speech", self._speech)
+        app.router.add_post("/v1/moderations", self._moderation)
         # handler_cancellation: a client disconnect cancels its handler, which is
         # how disconnects during a delay are noticed (aiohttp's default is off).
         self._runner = web.AppRunner(
@@ -279,6 +287,14 @@ class FakeLLM(Served):
     def script_speech(self, *replies: Reply) -> None:
         """Append /audio/speech outcomes (``delay``, ``hold``, ``status``...; the text is ignored)."""
         self._speech_script.extend(replies)
+
+    def script_moderation(self, *scores: dict[str, float]) -> None:
+        """Append /moderations answers: category scores (0-1) to report, every other category 0. A
+        category outside OpenAI's list (e.g. "political") is reported too, as other servers may."""
+        self._moderation_script.extend(scores)
+
+    def moderation_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/moderations")]
 
     def speech_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/audio/speech")]
@@ -418,6 +434,32 @@ class FakeLLM(Served):
             return early
         content_type, make = _SPEECH_FORMATS[audio_format]
         return web.Response(body=make(self.speech_seconds), content_type=content_type)
+
+    async def _moderation(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's POST /moderations: one result per input, ``flagged`` when a score reaches 0.5."""
+        try:
+            parsed = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            parsed = None
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        self._record(request, body)
+        if (unauthorized := self._unauthorized(request)) is not None:
+            return unauthorized
+        if not isinstance(body.get("input"), str | list):
+            return _error_response(400, "Missing required parameter: 'input'.", "invalid_request_error",
+                                   "missing_required_parameter", "input")
+        given = self._moderation_script.popleft() if self._moderation_script else {}
+        scores = {**dict.fromkeys(_MODERATION_CATEGORIES, 0.0), **given}
+        result = {
+            "flagged": any(score >= _MODERATION_FLAG_SCORE for score in scores.values()),
+            "categories": {name: score >= _MODERATION_FLAG_SCORE for name, score in scores.items()},
+            "category_scores": scores,
+            "category_applied_input_types": {name: ["text"] for name in scores},
+        }
+        return web.Response(body=orjson.dumps({
+            "id": f"modr-{self._id_prefix}{next(self._ids)}", "model": body.get("model", "omni-moderation-latest"),
+            "results": [result],
+        }), content_type=_JSON)
 
     async def _delay_or_fail(self, request: web.Request, reply: Reply) -> web.Response | None:
         """Wait ``reply.delay`` (and ``reply.hold``); then the answer if the reply is a failure, else None."""

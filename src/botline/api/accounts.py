@@ -13,7 +13,7 @@ from botline.accounts import IssuedKey, TooManyKeys, bounded_expiry, expiry, iss
 from botline.api.http import ApiError, client_address, json_response, message_response, not_found, read_model
 from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import Services, principal, services
-from botline.domain.accounts import Account, AccountParameters, ApiKey
+from botline.domain.accounts import Account, AccountParameters, ApiKey, KeyScope
 from botline.domain.base import CamelModel
 from botline.domain.limits import Name, Secret
 from botline.store.changes import AccountChange
@@ -26,6 +26,9 @@ routes = web.RouteTableDef()
 
 class CreateKeyRequest(CamelModel):
     label: Name = ""
+    scope: KeyScope | None = None
+    """Limits of the new key (gateways by id or slug, requests per minute); absent: those of the key
+    creating it. Never wider than that key's."""
     duration: int = -1
     """Days until the key expires; -1 for a key that never expires."""
 
@@ -66,20 +69,25 @@ async def list_keys(request: web.Request) -> web.Response:
     return json_response({
         "apiKeys": [
             {"id": k.id, "expiresAt": k.wire()["expiresAt"], "usedAt": k.wire()["usedAt"], "label": k.label,
-             "key": masked(k)}
+             "key": masked(k), "scope": None if k.scope is None else k.scope.wire()}
             for k in keys
         ],
         "salt": account.salt,
     })
 
 
-async def mint_key(svc: Services, minting: ApiKey, *, label: str, expires_at: datetime | None) -> IssuedKey:
-    """A new key of the minting key's account: the same rights (they are the account's), never a
-    longer life than the minting key's, and only while the account holds fewer keys than allowed."""
+async def mint_key(svc: Services, minting: ApiKey, *, label: str, expires_at: datetime | None,
+                   scope: KeyScope | None = None) -> IssuedKey:
+    """A new key of the minting key's account: never wider than the minting key (its scope, 403
+    otherwise), never a longer life, and only while the account holds fewer keys than allowed."""
+    try:
+        bounded = (scope or KeyScope()).within(minting.scope) if scope or minting.scope else None
+    except ValueError as exc:
+        raise ApiError(403, f"Invalid value for {exc}.") from None
     try:
         return await issue_key(svc.store, minting.account_id, label=label,
                                expires_at=bounded_expiry(expires_at, minting),
-                               limit=svc.settings.auth.max_keys_per_account)
+                               limit=svc.settings.auth.max_keys_per_account, scope=bounded)
     except TooManyKeys as exc:
         raise ApiError(409, str(exc)) from exc
 
@@ -90,9 +98,24 @@ async def create_key(request: web.Request) -> web.Response:
     """The key expires after `duration` days, or with the key that created it if that is sooner."""
     body = await read_model(request, CreateKeyRequest)
     svc = services(request)
+    scope = body.scope
+    if scope is not None and scope.gateways is not None:
+        scope = scope.model_copy(update={"gateways": await _gateway_ids(svc, principal(request).account.id,
+                                                                         scope.gateways)})
     issued = await mint_key(svc, principal(request).key, label=body.label,
-                            expires_at=expiry(svc.clock.now(), body.duration))
+                            expires_at=expiry(svc.clock.now(), body.duration), scope=scope)
     return json_response({"grantKey": issued.secret, "expiresAt": issued.record.wire()["expiresAt"]})
+
+
+async def _gateway_ids(svc: Services, account_id: str, given: list[str]) -> list[str]:
+    """The ids of the account's gateways named by id or slug; 400 naming the first unknown one."""
+    ids = []
+    for index, name in enumerate(given):
+        gateway = await svc.gateways.find(account_id, name)
+        if gateway is None:
+            raise ApiError(400, f"Invalid value for scope.gateways.{index}: no AI gateway {name!r} in this account.")
+        ids.append(gateway.id)
+    return ids
 
 
 @routes.delete("/api/v1/accounts/api-key/{key_id}")

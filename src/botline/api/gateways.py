@@ -22,7 +22,7 @@ from botline.domain.gateways import (
 from botline.domain.limits import Name, Patch, PatchOf, partial
 from botline.domain.secrets import SecretNeeded
 from botline.gateway import completion
-from botline.gateway.errors import UpstreamError
+from botline.gateway.errors import GatewayError, UpstreamError
 from botline.gateway.registry import create_gateway, save_gateway
 
 routes = web.RouteTableDef()
@@ -55,10 +55,21 @@ async def _owned(request: web.Request) -> Gateway:
     return gateway
 
 
+async def _check_upstream(svc: Services, account_id: str, params: GatewayParameters) -> None:
+    """400 unless the parameters name exactly one upstream, and a named LLM connection is the account's."""
+    problem = params.upstream_problem()
+    if problem is not None:
+        raise ApiError(400, problem)
+    if params.llm_connection_id is not None and \
+            await svc.store.llm_connections.get(account_id, params.llm_connection_id) is None:
+        raise ApiError(400, "Invalid value for parameters.llmConnectionId: no such LLM connection in this account.")
+
+
 @routes.post("/api/v1/ai-gateways")
 @documented("Create an AI gateway.", body=GatewayBody)
 async def create(request: web.Request) -> web.Response:
     body = await read_model(request, GatewayBody)
+    await _check_upstream(services(request), principal(request).account.id, body.parameters)
     gateway = await create_gateway(services(request).store, principal(request).account.id, body.name, body.parameters)
     return json_response({"aiGatewayId": gateway.id})
 
@@ -67,9 +78,14 @@ async def create(request: web.Request) -> web.Response:
 @documented("List the account's AI gateways.", query={"filter": "Searches name, model, slug and id."})
 async def list_gateways(request: web.Request) -> web.Response:
     needle = query_text(request, "filter").strip().lower()
-    gateways = await services(request).store.gateways.list_for_account(principal(request).account.id)
+    svc, account_id = services(request), principal(request).account.id
+    gateways = await svc.store.gateways.list_for_account(account_id)
+    endpoints = {}
+    if any(g.parameters.llm_connection_id for g in gateways):
+        endpoints = {c.id: c.endpoint for c in await svc.store.llm_connections.list_for_account(account_id)}
     return json_response([
-        {"id": g.id, "name": g.name, "inferenceEndpoint": g.parameters.base_address,
+        {"id": g.id, "name": g.name,
+         "inferenceEndpoint": g.parameters.base_address or endpoints.get(g.parameters.llm_connection_id or ""),
          "modelName": g.parameters.model_name, "slug": g.slug}
         for g in gateways
         if not needle or any(needle in field.lower() for field in (g.name, g.parameters.model_name, g.slug, g.id))
@@ -92,15 +108,21 @@ async def edit(request: web.Request) -> web.Response:
     patch = data.parameters or {}
     parse_model(PARAMETERS_PATCH, patch, at="parameters")
     stored = gateway.parameters.wire()
+    if patch.get("llmConnectionId"):  # moving to a connection: the inline upstream goes unless given again
+        stored.pop("baseAddress", None)
+        stored.pop("apiKey", None)
+    elif "baseAddress" in patch and patch["baseAddress"] is not None:  # moving off a connection
+        stored.pop("llmConnectionId", None)
     try:
         merged = {**stored, **restore_masked_headers(patch, stored)}
-        if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK:
+        if patch.get("apiKey", API_KEY_MASK) == API_KEY_MASK and "baseAddress" in merged:
             merged["apiKey"] = keep_masked_api_key(patch, gateway.parameters)
     except SecretNeeded as exc:
         raise ApiError(400, str(exc)) from None
     body = parse_model(GatewayBody, {"name": data.name or gateway.name, "parameters": merged})
-    gateway.name, gateway.parameters = body.name, body.parameters
     svc = services(request)
+    await _check_upstream(svc, gateway.account_id, body.parameters)
+    gateway.name, gateway.parameters = body.name, body.parameters
     await save_gateway(svc.store, gateway, svc.clock)
     await svc.gateways.forget(gateway.id)
     return message_response("AI gateway updated.")
@@ -126,8 +148,11 @@ async def validate(request: web.Request) -> web.Response:
     gateway = await _owned(request)
     svc = services(request)
     params = gateway.parameters
-    trust = await svc.accounts.trust(gateway.account_id)
-    client = svc.clients.get(params.base_address, params.api_key, trust).with_options(max_retries=0)
+    try:
+        upstream = await svc.upstreams.of(gateway)
+    except GatewayError as exc:
+        return json_response({"success": False, "message": exc.message})
+    client = svc.clients.get(upstream.base_address, upstream.api_key, upstream.trust).with_options(max_retries=0)
     try:
         answer = await completion.complete(
             client, {"model": params.model_name, "messages": VALIDATION_PROMPT, "max_completion_tokens": 16}

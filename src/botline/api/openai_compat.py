@@ -39,8 +39,10 @@ DONE_FRAME = b"[DONE]"
 @routes.get("/v1/models")
 @documented("OpenAI model list: the account's AI gateways.")
 async def list_models(request: web.Request) -> web.Response:
-    account = principal(request).account
-    gateways = await services(request).store.gateways.list_for_account(account.id)
+    caller = principal(request)
+    account, scope = caller.account, caller.key.scope
+    gateways = [g for g in await services(request).store.gateways.list_for_account(account.id)
+                if scope is None or scope.allows_gateway(g.id)]
     return json_response({
         "object": "list",
         "data": [
@@ -59,6 +61,9 @@ async def _gateway(request: web.Request, model: str) -> Gateway:
         if not await store.gateways.list_for_account(account_id):
             raise ApiError(404, NoModelConfigured().message)
         raise ApiError(404, f"The model `{model}` does not exist: use an AI gateway id or slug from /v1/models.")
+    scope = principal(request).key.scope
+    if scope is not None and not scope.allows_gateway(gateway.id):
+        raise ApiError(403, f"This API key may not use the AI gateway `{model}` (its scope names other gateways).")
     return gateway
 
 
@@ -198,6 +203,19 @@ async def _run(request: web.Request, turn: TurnRequest, sink: TurnSink | None = 
     return result
 
 
+ROUTED_HEADER = "X-Model-Routed-Complexity"
+"""AIVAX's header: the complexity (low, medium, high) that chose the model of a routed gateway."""
+
+
+def _unless_input_blocked(result: TurnResult) -> TurnResult:
+    """A message an AI policy blocked is a 400, as LiteLLM and Azure answer a filtered prompt (nothing
+    reached the model); a blocked answer is a 200 whose content is the refusal, finish_reason
+    "content_filter" (Azure's shape for a filtered completion)."""
+    if result.blocked == "input":
+        raise ApiError(400, result.text)
+    return result
+
+
 @routes.post("/v1/chat/completions")
 @documented(
     "OpenAI chat completion through an AI gateway, streamed (SSE) or not.", body=ChatCompletionBody, upstream=True,
@@ -209,17 +227,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
     show_reasoning = ReasoningPolicy.of(turn.gateway.parameters).shown
     if not turn.stream:
-        result = await _run(request, turn)
-        return json_response(_completion(result, completion_id, created, show_reasoning=show_reasoning))
+        result = _unless_input_blocked(await _run(request, turn))
+        headers = {ROUTED_HEADER: result.complexity} if result.complexity else None
+        return json_response(_completion(result, completion_id, created, show_reasoning=show_reasoning),
+                             headers=headers)
     no_ping = request.headers.get("Sse-Stream-Options") == NO_PING
     stream = SseStream(request, open_streams=services(request).metrics.open_streams(CHANNEL),
                        pinger=None if no_ping else loop_pinger())
     writer = ChunkWriter(stream, completion_id, created, turn.gateway.parameters.model_name,
                          show_reasoning=show_reasoning)
+    turn.on_route = lambda complexity: stream.response.headers.__setitem__(ROUTED_HEADER, complexity)
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     try:
         try:
             result = await _run(request, turn, writer)
+            if not stream.opened:
+                _unless_input_blocked(result)
         except GatewayError as exc:
             if not stream.opened:
                 raise

@@ -18,10 +18,13 @@ from botline.engine.handoff import HandoffService
 from botline.engine.inbound import InboundEngine
 from botline.engine.sessions import SessionService
 from botline.gateway.accounting import UsageRecorder
+from botline.gateway.connection_meter import ConnectionMeter
+from botline.gateway.connections import ConnectionCache, Upstreams
 from botline.gateway.llm import ClientPool
 from botline.gateway.pipeline import TurnPipeline
 from botline.gateway.registry import GatewayCache
 from botline.gateway.transcription import Transcriber
+from botline.governance import PolicyCache
 from botline.knowledge.asking import ModelAsker
 from botline.knowledge.indexer import Indexer
 from botline.knowledge.search import KnowledgeSearch
@@ -60,6 +63,10 @@ class Services:
     knowledge: KnowledgeSearch
     indexer: Indexer
     asker: ModelAsker
+    connections: ConnectionCache
+    upstreams: Upstreams
+    meter: ConnectionMeter
+    policies: PolicyCache
 
 
 SERVICES = web.AppKey("services", Services)

@@ -187,8 +187,12 @@ class ModelRoutingParameters(StrictCamelModel):
 class GatewayParameters(StrictCamelModel):
     """Everything the seed's gateway `parameters` object holds."""
 
-    base_address: Url = Field(min_length=1)
+    base_address: Url | None = Field(default=None, min_length=1)
+    """Required unless `llm_connection_id` names a connection (then it must be absent)."""
     api_key: Secret | None = None
+    llm_connection_id: Name | None = None
+    """An LLM connection of the account (/api/v1/ai/llm) whose endpoint and credential this gateway
+    uses instead of `baseAddress`/`apiKey`: rotating the connection's key moves every gateway using it."""
     model_name: Name = Field(min_length=1)
     skills: Items[Name] = Field(default_factory=list)
     hide_tools_without_skill: bool = False
@@ -236,10 +240,24 @@ class GatewayParameters(StrictCamelModel):
 
     @field_validator("base_address")
     @classmethod
-    def _valid_base_address(cls, value: str) -> str:
+    def _valid_base_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not CALLBACK_URL.match(value):
             raise ValueError("must be an absolute http(s) URL or aivax://query-collection?collection-id=...")
         return value.rstrip("/")
+
+    def upstream_problem(self) -> str | None:
+        """Why these parameters name no upstream, or two (a sentence naming the field); None when fine.
+        Checked where parameters are saved, not by a validator: a PATCH is validated field by field."""
+        if self.llm_connection_id is None and self.base_address is None:
+            return ("Invalid value for parameters.baseAddress: give it, or llmConnectionId to use a saved "
+                    "LLM connection.")
+        if self.llm_connection_id is not None and (self.base_address is not None or self.api_key is not None):
+            field = "baseAddress" if self.base_address is not None else "apiKey"
+            return (f"Invalid value for parameters.{field}: leave it out with llmConnectionId "
+                    "(the connection's endpoint and key are used).")
+        return None
 
     def has_flag(self, flag: GatewayFlag) -> bool:
         return flag in self.flags

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,16 +20,21 @@ from botline.config import EgressSettings, LLMSettings
 from botline.domain.clock import Clock
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway, GatewayFlag, ProtocolFunction
+from botline.domain.llm_connections import ConnectionStats
 from botline.domain.usage import UsageRecord
 from botline.egress import Egress, Trust
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
+from botline.gateway.connection_meter import ConnectionMeter
+from botline.gateway.connections import Upstream, Upstreams
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import RoundShaper, TurnExtension, TurnStage, UsedDocument
+from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, InputScreen, TurnGuard, TurnRouter
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
 from botline.gateway.multimodal import ModelInputs
+from botline.gateway.providers import adapt
 from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
@@ -39,6 +44,7 @@ from botline.logs import loggable_url
 from botline.metrics import Metrics
 
 log = logging.getLogger(__name__)
+WITHHELD = "[This message was withheld by content moderation.]"
 
 
 class ToolStatus(StrEnum):
@@ -86,6 +92,9 @@ class TurnRequest:
     client_parameters: dict[str, Any] = field(default_factory=dict)
     """/v1 caller's other OpenAI parameters; the gateway's own settings win over them."""
     stream: bool = False
+    on_route: Callable[[str], None] | None = None
+    """Told the complexity when modelRoutingParameters picked the model, before the model call (a
+    stream can still carry it in a header)."""
 
 
 @dataclass
@@ -110,6 +119,10 @@ class TurnResult:
     """Assistant and tool messages the turn produced, in order (for session storage)."""
     documents: list[UsedDocument] = field(default_factory=list)
     """Knowledge documents put before the model (retrieval by injection)."""
+    blocked: str | None = None
+    """"input" or "output" when an AI policy blocked the turn (`text` is then the refusal)."""
+    complexity: str | None = None
+    """The complexity that chose the model (modelRoutingParameters), else None."""
 
 
 @dataclass
@@ -117,8 +130,9 @@ class PipelineServices:
     clients: ClientPool
     fetcher: RemoteFetcher
     egress: Egress
-    trust_of: Callable[[str], Awaitable[Trust]]
-    """The egress trust of an account's URLs (AccountCache.trust)."""
+    upstreams: Upstreams
+    """Where a gateway's model calls go (its own address or its LLM connection) and the egress trust."""
+    meter: ConnectionMeter
     counters: TokenCounters
     usage: UsageRecorder
     settings: LLMSettings
@@ -128,6 +142,31 @@ class PipelineServices:
     extensions: list[TurnExtension] = field(default_factory=list)
     stages: list[TurnStage] = field(default_factory=list)
     """Run after the extensions, in order, on the conversation (retrieval)."""
+    guard: TurnGuard | None = None
+    """AI policies (botline.governance): checks before and after the model call."""
+    router: TurnRouter | None = None
+    """modelRoutingParameters (botline.governance): the turn's model by the request's complexity."""
+    screen: InputScreen | None = None
+    """moderationParameters (botline.governance): a message over a threshold is withheld."""
+
+
+class HeldSink:
+    """Holds a turn's text and reasoning until the output check is done (a block-level rule is in
+    scope); tool progress passes at once (it shows no content)."""
+
+    def __init__(self, sink: TurnSink) -> None:
+        self.sink = sink
+
+    async def text(self, delta: str) -> None:
+        return None
+
+    async def reasoning(self, delta: str) -> None:
+        return None
+
+    async def tool(self, name: str, status: ToolStatus) -> None:
+        await self.sink.tool(name, status)
+
+
 
 
 class TurnPipeline:
@@ -136,8 +175,73 @@ class TurnPipeline:
 
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
+        upstream = await self._s.upstreams.of(request.gateway)
+        if self._s.screen is not None and request.gateway.parameters.moderation_parameters is not None:
+            request = await self._screened(request, upstream, self._s.screen)
+        guarded = None if self._s.guard is None else await self._s.guard.open(
+            request.gateway, request.caller, upstream)
+        if guarded is None:
+            return await self._answer(request, upstream, sink)
+        refusal = await guarded.check_input(request.messages)
+        if refusal is not None:  # the input never reaches the model
+            return self._refused(request, refusal, "input")
+        return await self._guarded(request, upstream, guarded, sink)
+
+    async def _answer(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
+        """The model's answer, on the model the router picks when the gateway routes by complexity."""
+        if self._s.router is None or request.gateway.parameters.model_routing_parameters is None:
+            return await self._complete(request, upstream, sink)
+        gateway, complexity = await self._s.router.route(request.gateway, request.messages, upstream)
+        if complexity is not None and request.on_route is not None:
+            request.on_route(complexity)
+        routed = TurnRequest(**{**vars(request), "gateway": gateway})
+        result = await self._complete(routed, upstream, sink)
+        result.complexity = complexity
+        return result
+
+    @staticmethod
+    async def _screened(request: TurnRequest, upstream: Upstream, screen: InputScreen) -> TurnRequest:
+        """The request with the latest user message withheld when moderation says so (the model is told
+        why instead); the stored conversation keeps what the person wrote."""
+        instruction = await screen.screen(request.gateway, request.messages, upstream)
+        if instruction is None:
+            return request
+        index = max(i for i, m in enumerate(request.messages) if m.get("role") == "user")
+        messages = [*request.messages[:index], {"role": "user", "content": WITHHELD},
+                    *request.messages[index + 1:]]
+        return TurnRequest(**{**vars(request), "messages": messages,
+                              "instructions": [*request.instructions, instruction]})
+
+    async def _guarded(self, request: TurnRequest, upstream: Upstream, guarded: GuardedTurn,
+                       sink: TurnSink) -> TurnResult:
+        """The answer, checked before it is shown when a block-level rule is in scope (held, then sent
+        or replaced by the refusal), else checked after it was shown (log/alert rules: recorded)."""
+        held = guarded.holds_output
+        result = await self._answer(request, upstream, HeldSink(sink) if held else sink)
+        refusal = await guarded.check_output(result.text)
+        if refusal is not None:
+            blocked = self._refused(request, refusal, "output", usage=result.usage)
+            blocked.new_messages = [*result.new_messages[:-1], *blocked.new_messages]
+            if held:
+                await sink.text(refusal)
+            return blocked
+        if held:
+            if result.reasoning:
+                await sink.reasoning(result.reasoning)
+            if result.text:
+                await sink.text(result.text)
+        return result
+
+    def _refused(self, request: TurnRequest, refusal: str, phase: str,
+                 usage: TokenUsage | None = None) -> TurnResult:
+        return TurnResult(
+            text=refusal, reasoning="", model=request.gateway.parameters.model_name, finish_reason=CONTENT_FILTER,
+            usage=usage or TokenUsage(), new_messages=[{"role": "assistant", "content": refusal}], blocked=phase,
+        )
+
+    async def _complete(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
         params = request.gateway.parameters
-        trust = await self._s.trust_of(request.gateway.account_id)
+        trust = upstream.trust
         instructions, extra_tools = list(request.instructions), list(request.tools)
         shapers: list[RoundShaper] = []
         for extension in self._s.extensions:
@@ -172,14 +276,14 @@ class TurnPipeline:
             messages.append({"role": "assistant", "content": prefill})
             if params.include_prefilling_in_messages:
                 await sink.text(prefill)
-        client = self._s.clients.model(params.base_address, params.api_key, trust)
-        result = await self._loop(request, client, messages, rounds, prefill, sink)
+        client = self._s.clients.model(upstream.base_address, upstream.api_key, trust)
+        result = await self._loop(request, upstream, client, messages, rounds, prefill, sink)
         result.documents = documents
         return result
 
     async def _loop(
-        self, request: TurnRequest, client: ModelClient, messages: list[ChatMessage], rounds: _Rounds,
-        prefill: str | None, sink: TurnSink,
+        self, request: TurnRequest, upstream: Upstream, client: ModelClient, messages: list[ChatMessage],
+        rounds: _Rounds, prefill: str | None, sink: TurnSink,
     ) -> TurnResult:
         params = request.gateway.parameters
         tools = rounds.tools
@@ -195,7 +299,9 @@ class TurnPipeline:
                 await rounds.reshape(messages)
             offer_tools = rounds.specs() if round_number < max_rounds else []
             body = self._request_body(request, messages, offer_tools)
-            answer = await self._call(request, client, body, sink, reasoning)
+            if upstream.connection is not None:
+                body = adapt(body, upstream.connection.ai_type)
+            answer = await self._call(request, upstream, client, body, sink, reasoning)
             usage += answer.usage or TokenUsage()
             if answer.reasoning:
                 thoughts.append(answer.reasoning)
@@ -245,7 +351,7 @@ class TurnPipeline:
         raise GatewayError("The AI model kept calling tools without answering.")  # pragma: no cover
 
     async def _call(
-        self, request: TurnRequest, client: ModelClient, body: dict[str, Any], sink: TurnSink,
+        self, request: TurnRequest, upstream: Upstream, client: ModelClient, body: dict[str, Any], sink: TurnSink,
         reasoning: ReasoningPolicy,
     ) -> Round:
         gateway = request.gateway
@@ -260,6 +366,8 @@ class TurnPipeline:
         except GatewayError:
             record.error = True
             self._s.usage.add(record)
+            if upstream.connection is not None:
+                self._s.meter.add(gateway.account_id, upstream.connection.id, ConnectionStats(api_calls=1))
             self._s.metrics.model_error(record.model)
             raise
         except asyncio.CancelledError:
@@ -273,6 +381,12 @@ class TurnPipeline:
         record.input_tokens = answer.usage.prompt_tokens
         record.output_tokens = answer.usage.completion_tokens
         self._s.usage.add(record)
+        if upstream.connection is not None:
+            tokens_in, tokens_out = record.input_tokens, record.output_tokens
+            self._s.meter.add(gateway.account_id, upstream.connection.id, ConnectionStats(
+                api_calls=1, tokens_in=tokens_in, tokens_out=tokens_out, llm_tokens_in=tokens_in,
+                llm_tokens_out=tokens_out,
+            ))
         self._s.metrics.model_call(
             record.model, time.perf_counter() - started, prompt_tokens=record.input_tokens,
             completion_tokens=record.output_tokens,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import openai
 
 from botline.domain.chat_clients import ChatClient
-from botline.egress import Trust
+from botline.gateway.connections import Upstreams
+from botline.gateway.errors import GatewayError
 from botline.gateway.llm import ClientPool
 from botline.store.base import Store
 
@@ -17,11 +17,11 @@ log = logging.getLogger(__name__)
 
 class Transcriber:
     def __init__(self, store: Store, clients: ClientPool, *, model: str,
-                 trust_of: Callable[[str], Awaitable[Trust]]) -> None:
+                 upstreams: Upstreams) -> None:
         self._store = store
         self._clients = clients
         self._model = model
-        self._trust_of = trust_of
+        self._upstreams = upstreams
 
     async def transcribe(self, client: ChatClient, audio: bytes, filename: str) -> str | None:
         """The transcript, or None when the gateway cannot transcribe (logged; callers fall back to a note)."""
@@ -30,8 +30,12 @@ class Transcriber:
         gateway = await self._store.gateways.get(client.account_id, client.ai_gateway_id)
         if gateway is None:
             return None
-        trust = await self._trust_of(gateway.account_id)
-        upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key, trust)
+        try:
+            target = await self._upstreams.of(gateway)
+        except GatewayError as exc:
+            log.warning("transcription impossible at gateway %s: %s", gateway.id, exc.message)
+            return None
+        upstream = self._clients.get(target.base_address, target.api_key, target.trust)
         try:
             result = await upstream.audio.transcriptions.create(model=self._model, file=(filename, audio))
         except openai.OpenAIError as exc:

@@ -3,16 +3,15 @@ upstream and model, with its usage recorded on that gateway like any other call.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from botline.domain.clock import Clock
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
 from botline.domain.usage import UsageRecord
-from botline.egress import Trust
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.completion import complete
+from botline.gateway.connections import Upstreams
 from botline.gateway.context import ChatMessage
 from botline.gateway.errors import GatewayError
 from botline.gateway.llm import ClientPool
@@ -24,12 +23,13 @@ class ModelAsker:
     clients: ClientPool
     usage: UsageRecorder
     clock: Clock
-    trust_of: Callable[[str], Awaitable[Trust]]
+    upstreams: Upstreams
 
     async def ask(self, gateway: Gateway, messages: list[ChatMessage], *, session_id: str | None = None) -> str:
         """The model's text answer; GatewayError (recorded as an error) when the upstream fails."""
         params = gateway.parameters
-        client = self.clients.get(params.base_address, params.api_key, await self.trust_of(gateway.account_id))
+        target = await self.upstreams.of(gateway)  # its own address or its LLM connection
+        client = self.clients.get(target.base_address, target.api_key, target.trust)
         record = UsageRecord(account_id=gateway.account_id, gateway_id=gateway.id, model=params.model_name,
                              session_id=session_id, at=self.clock.now())
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,6 +23,8 @@ from botline.domain.gateways import Gateway
 from botline.domain.usage import UsageRecord
 from botline.egress import Trust
 from botline.gateway.accounting import UsageRecorder
+from botline.gateway.connections import Upstream, Upstreams
+from botline.gateway.errors import GatewayError
 from botline.gateway.llm import ClientPool
 from botline.gateway.tokens import approximate
 from botline.metrics import Metrics, SpeechOutcome
@@ -80,12 +81,11 @@ class Synthesizer:
     summary call, and the `botline_speech_*` metrics."""
 
     def __init__(self, store: Store, clients: ClientPool, settings: SpeechSettings, *,
-                 trust_of: Callable[[str], Awaitable[Trust]], usage: UsageRecorder, metrics: Metrics,
-                 clock: Clock) -> None:
+                 upstreams: Upstreams, usage: UsageRecorder, metrics: Metrics, clock: Clock) -> None:
         self._store = store
         self._clients = clients
         self._settings = settings
-        self._trust_of = trust_of
+        self._upstreams = upstreams
         self._usage = usage
         self._metrics = metrics
         self._clock = clock
@@ -138,8 +138,8 @@ class Synthesizer:
             key = source.api_key.get_secret_value() if source.api_key else None
             upstream = self._clients.get(source.base_url, key, Trust.OPERATOR)
         else:
-            upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key,
-                                         await self._trust_of(gateway.account_id))
+            target = await self._target(gateway)
+            upstream = self._clients.get(target.base_address, target.api_key, target.trust)
         extra = {"instructions": instruction} if instruction else {}
         record = UsageRecord(account_id=client.account_id, gateway_id=gateway.id, model=source.model,
                              input_tokens=approximate(spoken), at=self._clock.now())
@@ -188,10 +188,16 @@ class Synthesizer:
             raise SpeechError("the chat client has no gateway")
         return gateway
 
+    async def _target(self, gateway: Gateway) -> Upstream:
+        try:
+            return await self._upstreams.of(gateway)
+        except GatewayError as exc:
+            raise SpeechError(exc.message) from None
+
     async def _summary(self, gateway: Gateway, text: str) -> str | None:
         """A short spoken version by a cheap model call; None (speak the prepared text) when it fails."""
-        upstream = self._clients.get(gateway.parameters.base_address, gateway.parameters.api_key,
-                                     await self._trust_of(gateway.account_id))
+        target = await self._target(gateway)
+        upstream = self._clients.get(target.base_address, target.api_key, target.trust)
         limit = self._settings.max_input_chars
         model = self._settings.summary_model or gateway.parameters.model_name
         record = UsageRecord(account_id=gateway.account_id, gateway_id=gateway.id, model=model, at=self._clock.now())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -22,12 +22,21 @@ from botline.domain.gateways import Gateway
 from botline.domain.handoff import Handoff
 from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import Integration, IntegrationType
+from botline.domain.llm_connections import ConnectionStats, LlmConnection
 from botline.domain.memory import Memory, MemoryFormat
+from botline.domain.policies import Policy, Violation, ViolationQuery
 from botline.domain.schedules import ScheduledItem
 from botline.domain.skills import Skill
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store.batch import BatchItemRepository, BatchJobRepository, BatchWorkflowRepository
-from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
+from botline.store.changes import (
+    AccountChange,
+    BalanceOperation,
+    ClientSettings,
+    ConnectionChange,
+    PolicyChange,
+    SessionContext,
+)
 from botline.store.knowledge import CollectionRepository, DocumentRepository
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
@@ -166,6 +175,68 @@ class GatewayRepository(ABC):
 
     @abstractmethod
     async def delete(self, account_id: str, gateway_id: str) -> bool: ...
+
+
+class LlmConnectionRepository(ABC):
+    """LLM connections (names unique per account) and their usage counters."""
+
+    @abstractmethod
+    async def create(self, connection: LlmConnection) -> None:
+        """Raises ConflictError when the name is taken in that account."""
+
+    @abstractmethod
+    async def get(self, account_id: str, connection_id: str) -> LlmConnection | None: ...
+
+    @abstractmethod
+    async def list_for_account(self, account_id: str) -> list[LlmConnection]:
+        """The account's connections, oldest first."""
+
+    @abstractmethod
+    async def change(self, account_id: str, connection_id: str, change: ConnectionChange) -> LlmConnection | None:
+        """Sets the given fields in place; the connection as stored afterwards, None when unknown.
+        Raises ConflictError (nothing written) when a new name is taken in the account."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, connection_id: str) -> bool:
+        """Deletes the connection and its counters; True when it existed in that account."""
+
+    @abstractmethod
+    async def add_stats(self, deltas: Mapping[tuple[str, str], ConnectionStats]) -> None:
+        """Adds each delta to the counters of (account id, connection id), atomically per connection."""
+
+    @abstractmethod
+    async def stats(self, account_id: str) -> dict[str, ConnectionStats]:
+        """The counters of the account's connections that have any, by connection id."""
+
+
+class PolicyRepository(ABC):
+    """AI policies and the violations the judge found."""
+
+    @abstractmethod
+    async def create(self, policy: Policy) -> None: ...
+
+    @abstractmethod
+    async def get(self, account_id: str, policy_id: str) -> Policy | None: ...
+
+    @abstractmethod
+    async def list_for_account(self, account_id: str) -> list[Policy]:
+        """The account's policies, oldest first."""
+
+    @abstractmethod
+    async def change(self, account_id: str, policy_id: str, change: PolicyChange) -> Policy | None:
+        """Sets the given fields in place; the policy as stored afterwards, None when unknown."""
+
+    @abstractmethod
+    async def delete(self, account_id: str, policy_id: str) -> bool:
+        """Deletes the policy (its violations stay, naming it)."""
+
+    @abstractmethod
+    async def add_violations(self, violations: Sequence[Violation]) -> None: ...
+
+    @abstractmethod
+    async def violations(self, account_id: str, query: ViolationQuery) -> tuple[list[Violation], int]:
+        """The account's violations matching `query`, newest first, `skip`/`take` applied; and how many
+        match in all."""
 
 
 class ChatClientRepository(ABC):
@@ -503,6 +574,8 @@ class Store(ReportsErrors, ABC):
     accounts: AccountRepository
     api_keys: ApiKeyRepository
     gateways: GatewayRepository
+    llm_connections: LlmConnectionRepository
+    policies: PolicyRepository
     chat_clients: ChatClientRepository
     sessions: SessionRepository
     messages: MessageRepository

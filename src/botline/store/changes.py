@@ -3,6 +3,7 @@ read earlier), so concurrent writers of other fields, and atomic counters, are n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from botline.domain.accounts import Account, AccountParameters, Plan
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.integrations import FIELD_OF, Integrations, IntegrationType
+from botline.domain.llm_connections import LlmConnection
+from botline.domain.policies import Policy
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,26 @@ class SessionContext:
     extra_context: str | None
     context_location: str | None
     metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ConnectionChange:
+    """Fields of a stored LLM connection to set, by Python name; a None value is written (it clears
+    the field: a new endpoint clears `validated_at`), a field left out is kept as stored."""
+
+    values: Mapping[str, Any]
+
+    def fields(self) -> dict[str, Any]:
+        """The stored (camelCase) names and JSON-ready values."""
+        connection = LlmConnection.model_construct(**self.values)
+        return connection.model_dump(mode="json", by_alias=True, include=set(self.values))
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """Fields of a stored policy to set, by Python name (name, content, riskType, actionType, updatedAt)."""
+
+    values: Mapping[str, Any]
+
+    def fields(self) -> dict[str, Any]:
+        return Policy.model_construct(**self.values).model_dump(mode="json", by_alias=True, include=set(self.values))

@@ -11,6 +11,15 @@ Layout (P is the prefix, "botline" by default):
     P:gateway:{id}                                string  Gateway JSON
     P:account:{account}:gateway_slug:{slug}       string  gateway id (unique per account)
     P:account:{account}:gateways                  zset    the account's gateway ids by created_at
+    P:llm_connection:{id}                         string  LlmConnection JSON
+    P:account:{account}:llm_connections           zset    the account's connection ids by created_at
+    P:account:{account}:llm_connection_name:{name} string connection id (unique name per account)
+    P:llm_connection_stats:{id}                   hash    the connection's counters (ConnectionStats fields)
+    P:account:{account}:llm_connection_stats      set     ids of the account's connections with counters
+    P:policy:{id}                                 string  Policy JSON
+    P:account:{account}:policies                  zset    the account's policy ids by created_at
+    P:policy_violation:{id}                       string  Violation JSON
+    P:account:{account}:policy_violations         zset    the account's violation ids by timestamp (µs)
     P:chat_client:{id}                            string  ChatClient JSON
     P:account:{account}:chat_clients              zset    the account's chat client ids by created_at
     P:session:{id}                                string  Session JSON
@@ -169,6 +178,35 @@ class RedisKeys:
 
     def gateways_of_account(self, account_id: str) -> str:
         return self._key("account", account_id, "gateways")
+
+    # LLM connections
+    def llm_connection(self, connection_id: str) -> str:
+        return self._key("llm_connection", connection_id)
+
+    def llm_connections_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "llm_connections")
+
+    def llm_connection_by_name(self, account_id: str, name: str) -> str:
+        return self._key("account", account_id, "llm_connection_name", name)
+
+    def llm_connection_stats(self, connection_id: str) -> str:
+        return self._key("llm_connection_stats", connection_id)
+
+    def llm_connection_stats_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "llm_connection_stats")
+
+    # policies
+    def policy(self, policy_id: str) -> str:
+        return self._key("policy", policy_id)
+
+    def policies_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "policies")
+
+    def violation(self, violation_id: str) -> str:
+        return self._key("policy_violation", violation_id)
+
+    def violations_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "policy_violations")
 
     # chat clients
     def chat_client(self, client_id: str) -> str:

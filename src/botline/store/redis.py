@@ -37,6 +37,7 @@ from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, 
 from botline.store.redis_batch import RedisBatchJobs, RedisBatchWorkflows
 from botline.store.redis_batch_items import RedisBatchItems
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
+from botline.store.redis_governance import RedisLlmConnections, RedisPolicies
 from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_knowledge import RedisCollections, RedisDocuments
 from botline.store.redis_memories import RedisMemories
@@ -274,6 +275,8 @@ class RedisStore(Store):
         self.accounts = RedisAccounts(client, keys)
         self.api_keys = RedisApiKeys(client, keys)
         self.gateways = RedisGateways(client, keys)
+        self.llm_connections = RedisLlmConnections(client, keys)
+        self.policies = RedisPolicies(client, keys)
         self.chat_clients = RedisChatClients(client, keys)
         self.sessions = RedisSessions(client, keys)
         self.messages = RedisMessages(client, keys)

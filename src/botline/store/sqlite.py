@@ -32,6 +32,7 @@ from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_m
 from botline.store.sqlite_batch import SqliteBatchItems, SqliteBatchJobs, SqliteBatchWorkflows
 from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
+from botline.store.sqlite_governance import SqliteLlmConnections, SqlitePolicies
 from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections, SqliteDocuments, contains
 from botline.store.sqlite_memories import SqliteMemories
 from botline.store.sqlite_skills import SqliteSkills
@@ -239,6 +240,8 @@ class SqliteStore(Store):
         self.accounts = SqliteAccounts(db)
         self.api_keys = SqliteApiKeys(db)
         self.gateways = SqliteGateways(db)
+        self.llm_connections = SqliteLlmConnections(db)
+        self.policies = SqlitePolicies(db)
         self.chat_clients = SqliteChatClients(db)
         self.sessions = SqliteSessions(db)
         self.messages = SqliteMessages(db)

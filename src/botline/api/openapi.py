@@ -118,6 +118,7 @@ PATH_PARAMETERS = {
     "integration_type": "Telegram, Zapi, Evolution or Kapso.",
     "item_id": "A schedule or recurring task id.",
     "key_id": "An API key id.",
+    "link": "The signed token of a shell file's public address.",
     "message_id": "An assistant message id (the messageId of a prompt's answer).",
     "name": "The integration type: Telegram, Zapi, Evolution or Kapso.",
     "session_id": "A web-chat session id.",

@@ -25,6 +25,8 @@ from botline.metrics import Metrics
 from botline.parsing import PdfExtractor
 from botline.ratelimit import RateLimiter
 from botline.scheduler.service import Scheduler
+from botline.shell.files import ShellFiles
+from botline.shell.sandbox import Sandbox
 from botline.speech import Synthesizer
 from botline.store.base import Store
 
@@ -52,6 +54,8 @@ class Services:
     documents: PdfExtractor
     speech: Synthesizer
     handoff: HandoffService
+    shell: ShellFiles
+    sandbox: Sandbox
 
 
 SERVICES = web.AppKey("services", Services)

@@ -6,6 +6,7 @@ The pipeline asks each extension once per turn, so every channel (web chat, Tele
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +20,8 @@ class Contribution:
     instructions: list[str] = field(default_factory=list)
     """System blocks, appended after the session's own context."""
     tools: list[Tool] = field(default_factory=list)
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Called when the turn ends, however it ends (a tool's per-turn scratch space)."""
 
 
 class TurnExtension(Protocol):

@@ -130,13 +130,23 @@ class TurnPipeline:
 
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
-        params = request.gateway.parameters
         trust = await self._s.trust_of(request.gateway.account_id)
         instructions, extra_tools = list(request.instructions), list(request.tools)
-        for extension in self._s.extensions:
-            contribution = await extension.contribute(request.gateway, request.caller)
-            instructions.extend(contribution.instructions)
-            extra_tools.extend(contribution.tools)
+        cleanups: list[Callable[[], Awaitable[None]]] = []
+        try:
+            for extension in self._s.extensions:
+                contribution = await extension.contribute(request.gateway, request.caller)
+                instructions.extend(contribution.instructions)
+                extra_tools.extend(contribution.tools)
+                cleanups.extend(contribution.cleanups)
+            return await self._run(request, sink, trust, instructions, extra_tools)
+        finally:
+            for cleanup in cleanups:
+                await cleanup()
+
+    async def _run(self, request: TurnRequest, sink: TurnSink, trust: Trust, instructions: list[str],
+                   extra_tools: list[Tool]) -> TurnResult:
+        params = request.gateway.parameters
         tools = ToolSet([*await self._protocol_tools(request.gateway, trust), *extra_tools])
         messages = await self._assemble(request, instructions, trust)
         tool_specs = [*tools.specs(), *(request.client_tools or [])]

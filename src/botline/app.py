@@ -170,7 +170,7 @@ def build_app(
             sandbox.unavailable = "the bash tool needs shell.storage: local (S3 files are not mounted in the sandbox)"
         else:
             file_store = LocalFileStore(settings.shell.local_path, owner=sandbox.owner)
-            await sandbox.probe()
+            await sandbox.probe(settings.shell.local_path)
             if sandbox.unavailable:
                 log.info("bash tool unavailable: %s", sandbox.unavailable)
         app[SANDBOX] = sandbox

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,3 +64,13 @@ async def shell_server(backend: str, tmp_path: Path, request: pytest.FixtureRequ
                              shell=shell_settings(backend, tmp_path, endpoint, **shell_overrides))
     async with running_server(settings, clock=shell_clock) as running:
         yield running
+
+
+@pytest.fixture
+def traversable(tmp_path: Path) -> Iterator[Path]:
+    """A folder every user may traverse: when the tests run as root the sandbox runs as another uid, which
+    must reach the users' files (pytest's own folders are private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="botline-shell-", dir="/tmp"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

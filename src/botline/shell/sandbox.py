@@ -36,6 +36,7 @@ MERGED_ROOT_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/mime.types", "/etc/magic")
 """The only host files of /etc the sandbox sees: enough for the dynamic loader, `awk` and `file`."""
 READ_BYTES = 64 * 1024
+DIRECTORY_FD = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 KILLED_EXIT = -9
 ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "LANG": "C.UTF-8", "TERM": "dumb",
                "USER": "user"}
@@ -88,8 +89,10 @@ class Sandbox:
         self.unavailable: str | None = "the bash sandbox has not been checked yet"
         """Why commands cannot run here (None when they can): said to whoever enables bash."""
 
-    async def probe(self) -> None:
-        """Runs `true` in a real sandbox; remembers why not when it fails (no bwrap, no user namespaces...)."""
+    async def probe(self, base: Path) -> None:
+        """Runs `true` in a real sandbox over a directory made in `base` (where users' files will be), and
+        remembers why not when it fails: no bwrap, no user namespaces, or (as root) a path the sandbox user
+        cannot traverse."""
         if not self._s.enabled:
             self.unavailable = "the bash tool is turned off on this server (shell.bash.enabled)"
             return
@@ -98,12 +101,16 @@ class Sandbox:
         if missing:
             self.unavailable = f"{', '.join(missing)} is not installed on this server (apt-get install bubblewrap)"
             return
-        with tempfile.TemporaryDirectory(prefix="botline-probe-") as folder:
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".probe-", dir=base) as folder:
             self._own(Path(folder))
             result = await self._run(Path(folder), "true", ToolPolicy(names=("true",)), None)
         if result.exit_code != 0:
             detail = result.stderr.decode("utf-8", "replace").strip()[:300] or f"exit code {result.exit_code}"
             self.unavailable = f"bubblewrap cannot create its sandbox on this server ({detail})"
+            if "source path" in detail:
+                self.unavailable += (f"; uid {self._s.sandbox_uid} must be able to traverse every directory "
+                                     f"above {base.resolve()}")
             return
         self.unavailable = None
 
@@ -124,7 +131,9 @@ class Sandbox:
         async with self._slots:
             return await self._run(workdir, command, policy, read_only)
 
-    def command_line(self, workdir: Path, command: str, policy: ToolPolicy, read_only: Path | None) -> list[str]:
+    def command_line(self, workdir: int, command: str, policy: ToolPolicy, read_only: int | None) -> list[str]:
+        """`workdir` and `read_only` are open directory descriptors: bwrap mounts what they point at, so the
+        sandbox user needs no right on the path to it, and a path swapped after the check cannot redirect it."""
         s = self._s
         mb = 1024 * 1024
         line = ["prlimit", f"--cpu={s.cpu_seconds}", f"--as={s.memory_mb * mb}", f"--nproc={s.max_processes}",
@@ -144,9 +153,9 @@ class Sandbox:
                  "--dir", "/etc"]
         for path in ETC_FILES:
             line += ["--ro-bind-try", path, path]
-        line += ["--bind", str(workdir), WORKDIR]
+        line += ["--bind-fd", str(workdir), WORKDIR]
         if read_only is not None:
-            line += ["--ro-bind", str(read_only), f"{WORKDIR}/files"]
+            line += ["--ro-bind-fd", str(read_only), f"{WORKDIR}/files"]
         line += ["--chdir", WORKDIR, "--", SHELL, "-c", command]
         return line
 
@@ -172,11 +181,19 @@ class Sandbox:
         return mounts
 
     async def _run(self, workdir: Path, command: str, policy: ToolPolicy, read_only: Path | None) -> CommandResult:
-        process = await asyncio.create_subprocess_exec(
-            *self.command_line(workdir, command, policy, read_only), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENVIRONMENT,
-            start_new_session=True,
-        )
+        folders = [os.open(path, DIRECTORY_FD) for path in (workdir, read_only) if path is not None]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.command_line(folders[0], command, policy, folders[1] if read_only else None),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=ENVIRONMENT, start_new_session=True, pass_fds=folders,
+            )
+        finally:
+            for fd in folders:
+                os.close(fd)
+        return await self._collect(process)
+
+    async def _collect(self, process: asyncio.subprocess.Process) -> CommandResult:
         assert process.stdout is not None and process.stderr is not None
         cap = self._s.max_output_bytes
         outputs: list[bytearray] = [bytearray(), bytearray()]

@@ -46,7 +46,7 @@ class LinkSigner:
 
     def verify(self, token: str, now: datetime) -> LinkClaims | None:
         """The claims of a genuine, unexpired token; None for anything else."""
-        if len(token) > TOKEN_MAX or token.count(".") != 1:
+        if len(token) > TOKEN_MAX or not token.isascii() or token.count(".") != 1:
             return None
         payload, mac = token.split(".")
         if not hmac.compare_digest(mac, self._mac(payload)):

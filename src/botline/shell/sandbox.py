@@ -11,7 +11,10 @@ What the command gets (docs/decisions.md, "The bash tool's sandbox", has the thr
   sandbox is killed (its PID namespace dies with its first process); stdout and stderr read up to a cap,
   past which the command is stopped.
 When botline runs as root the sandbox runs as `sandbox_uid` (setpriv), because RLIMIT_NPROC does not
-bind uid 0.
+bind uid 0. `--as-pid-1`: bash itself is the namespace's first process. With bwrap's own init there,
+the outer bwrap may exit before reaping it, leaving a zombie for the host's PID 1 to collect; zombies of
+the sandbox uid count against RLIMIT_NPROC, so a busy server (or botline as a container's PID 1, which
+reaps nothing) ran out of processes. When bash exits the kernel kills and reaps the whole namespace.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from botline.domain.gateways import ToolExclusionMode
 from botline.shell.settings import BashSettings
@@ -140,7 +145,7 @@ class Sandbox:
                 f"--fsize={s.max_file_mb * mb}", "--nofile=256", "--core=0", "--"]
         if os.geteuid() == 0:
             line += ["setpriv", f"--reuid={s.sandbox_uid}", f"--regid={s.sandbox_uid}", "--clear-groups", "--"]
-        line += [s.bwrap_path, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        line += [s.bwrap_path, "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                  "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
         for name in MERGED_ROOT_LINKS:
             host = Path("/") / name
@@ -182,18 +187,24 @@ class Sandbox:
 
     async def _run(self, workdir: Path, command: str, policy: ToolPolicy, read_only: Path | None) -> CommandResult:
         folders = [os.open(path, DIRECTORY_FD) for path in (workdir, read_only) if path is not None]
+        info_read, info_write = os.pipe()
+        os.set_blocking(info_read, False)
         try:
+            line = self.command_line(folders[0], command, policy, folders[1] if read_only else None)
             process = await asyncio.create_subprocess_exec(
-                *self.command_line(folders[0], command, policy, folders[1] if read_only else None),
+                *line[:-4], "--info-fd", str(info_write), *line[-4:],
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=ENVIRONMENT, start_new_session=True, pass_fds=folders,
+                env=ENVIRONMENT, start_new_session=True, pass_fds=[*folders, info_write],
             )
         finally:
-            for fd in folders:
+            for fd in (*folders, info_write):
                 os.close(fd)
-        return await self._collect(process)
+        try:
+            return await self._collect(process, info_read)
+        finally:
+            os.close(info_read)
 
-    async def _collect(self, process: asyncio.subprocess.Process) -> CommandResult:
+    async def _collect(self, process: asyncio.subprocess.Process, info: int) -> CommandResult:
         assert process.stdout is not None and process.stderr is not None
         cap = self._s.max_output_bytes
         outputs: list[bytearray] = [bytearray(), bytearray()]
@@ -218,7 +229,7 @@ class Sandbox:
         finally:
             stop.cancel()
             if timed_out or capped.is_set() or not readers.done():
-                _kill(process.pid)
+                _kill(process.pid, info)
             readers.cancel()
             exit_code = await process.wait()
         result = CommandResult(exit_code=exit_code, stdout=bytes(outputs[0][:cap]), stderr=bytes(outputs[1][:cap]),
@@ -231,8 +242,14 @@ class Sandbox:
         return result
 
 
-def _kill(pid: int) -> None:
-    """The whole process group: prlimit/setpriv/bwrap share one pid, and bwrap's child dies with it."""
+def _kill(pid: int, info: int) -> None:
+    """The sandbox's first process (bwrap's `--info-fd` names it; the kernel then kills its whole PID
+    namespace), and the process group of prlimit/setpriv/bwrap. Killing bwrap alone is not enough: the
+    parent-death signal does not always reach the sandbox, whose processes would keep the pipes open."""
+    with contextlib.suppress(OSError, ValueError):
+        child = orjson.loads(os.read(info, 4096)).get("child-pid")
+        if isinstance(child, int) and child > 1:
+            os.kill(child, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
 

@@ -31,6 +31,7 @@ from botline.api import (
     policies,
     public_chat,
     rag,
+    shell,
     skills,
     webhooks,
 )
@@ -85,6 +86,12 @@ from botline.ratelimit import RateLimiter
 from botline.scheduler.activation import ScheduleActivator
 from botline.scheduler.service import Scheduler
 from botline.scheduler.tools import ScheduleExtension
+from botline.shell.files import ShellFiles
+from botline.shell.local import LocalFileStore
+from botline.shell.s3 import S3FileStore
+from botline.shell.sandbox import Sandbox
+from botline.shell.storage import FileStore
+from botline.shell.tool import BashExtension
 from botline.speech import Synthesizer
 from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
@@ -100,6 +107,8 @@ EGRESS = web.AppKey("egress", Egress)
 CLIENTS = web.AppKey("clients", ClientPool)
 DOCUMENTS = web.AppKey("documents", PdfExtractor)
 IN_FLIGHT = web.AppKey("in_flight", InFlightRequests)
+SHELL = web.AppKey("shell", ShellFiles)
+SANDBOX = web.AppKey("sandbox", Sandbox)
 STARTUP_LEASE = "startup"
 
 AdminKeyAnnouncer = Callable[[str], None]
@@ -121,6 +130,11 @@ async def drain_turns(app: web.Application) -> None:
 def declared_model_names(settings: Settings) -> frozenset[str]:
     """The model names of the gateways declared in the config file: the operator's own, safe to label."""
     return frozenset(str(g.parameters["modelName"]) for g in settings.gateways if g.complete)
+
+
+def _bash_extension(files: ShellFiles, sandbox: Sandbox) -> BashExtension:
+    disk = files.store if isinstance(files.store, LocalFileStore) else None
+    return BashExtension(files, disk, sandbox)
 
 
 def build_app(
@@ -174,6 +188,23 @@ def build_app(
             ), max_input_bytes=parsing.max_input_bytes)
             yield
 
+    async def shell_context(app: web.Application) -> AsyncIterator[None]:
+        """Shell files (local disk or S3) and the bash sandbox, checked once at start."""
+        sandbox = Sandbox(settings.shell.bash)
+        file_store: FileStore
+        if settings.shell.storage == "s3":
+            file_store = await S3FileStore.open(settings.shell.s3)
+            sandbox.unavailable = "the bash tool needs shell.storage: local (S3 files are not mounted in the sandbox)"
+        else:
+            file_store = LocalFileStore(settings.shell.local_path, owner=sandbox.owner)
+            await sandbox.probe(settings.shell.local_path)
+            if sandbox.unavailable:
+                log.info("bash tool unavailable: %s", sandbox.unavailable)
+        app[SANDBOX] = sandbox
+        app[SHELL] = ShellFiles(file_store, settings.shell)
+        yield
+        await app[SHELL].close()
+
     async def services_context(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
         # Replicas starting together would each create the admin account, its keys and the declared
@@ -214,6 +245,7 @@ def build_app(
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[
                 MemoryExtension(memory),
+                _bash_extension(app[SHELL], app[SANDBOX]),
                 SkillsExtension(store, fetcher, trust_of=account_cache.trust,
                                 timeout=settings.llm.context_location_timeout_seconds),
                 McpExtension(mcp, nonces, trust_of=account_cache.trust,
@@ -268,6 +300,7 @@ def build_app(
             handoff=handoff, batch=batch, knowledge=knowledge,
             indexer=indexer, asker=asker,
             connections=connection_cache, upstreams=upstreams, meter=meter, policies=policy_cache,
+            shell=app[SHELL], sandbox=app[SANDBOX],
         )
         await inbound.resume()
         await scheduler.start()
@@ -289,12 +322,12 @@ def build_app(
         await meter.close()
         await startup.close()
 
-    app.cleanup_ctx.extend([store_context, egress_context, parsing_context, services_context])
+    app.cleanup_ctx.extend([store_context, egress_context, parsing_context, shell_context, services_context])
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, llm_connections, policies, openai_compat, chat_clients, integrations,
         public_chat, chat_page, webhooks, hook_schedules, memories, batch_workflows, batch_items, collections,
-        documents, rag, skills, metrics, handoff_routes, openapi,
+        documents, rag, skills, metrics, handoff_routes, shell, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from botline.domain.gateways import GatewayParameters
 from botline.egress.policy import parse_allow_entry
+from botline.shell.settings import ShellSettings
 
 DEFAULT_CONFIG_FILE = "config.yaml"
 CONFIG_FILE_ENV = "BOTLINE_CONFIG"
@@ -387,6 +388,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    shell: ShellSettings = Field(default_factory=ShellSettings)
     gateways: list[GatewayDefinition] = Field(default_factory=list)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -48,6 +48,12 @@ def gateway_view(gateway: Gateway) -> dict[str, Any]:
             "createdAt": gateway.wire()["createdAt"], "updatedAt": gateway.wire()["updatedAt"]}
 
 
+def check_bash(svc: Services, parameters: GatewayParameters) -> None:
+    """enableBash is refused where the sandbox cannot run (no bubblewrap, no user namespaces, S3 files)."""
+    if parameters.enable_bash and svc.sandbox.unavailable:
+        raise ApiError(400, f"Invalid value for parameters.enableBash: {svc.sandbox.unavailable}.")
+
+
 async def _owned(request: web.Request) -> Gateway:
     gateway = await services(request).store.gateways.get(principal(request).account.id, request.match_info["id"])
     if gateway is None:
@@ -70,6 +76,7 @@ async def _check_upstream(svc: Services, account_id: str, params: GatewayParamet
 async def create(request: web.Request) -> web.Response:
     body = await read_model(request, GatewayBody)
     await _check_upstream(services(request), principal(request).account.id, body.parameters)
+    check_bash(services(request), body.parameters)
     gateway = await create_gateway(services(request).store, principal(request).account.id, body.name, body.parameters)
     return json_response({"aiGatewayId": gateway.id})
 
@@ -120,6 +127,8 @@ async def edit(request: web.Request) -> web.Response:
     except SecretNeeded as exc:
         raise ApiError(400, str(exc)) from None
     body = parse_model(GatewayBody, {"name": data.name or gateway.name, "parameters": merged})
+    if "enableBash" in patch:
+        check_bash(services(request), body.parameters)
     svc = services(request)
     await _check_upstream(svc, gateway.account_id, body.parameters)
     gateway.name, gateway.parameters = body.name, body.parameters

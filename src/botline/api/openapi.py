@@ -120,6 +120,7 @@ PATH_PARAMETERS = {
     "item_id": "A schedule, recurring task or batch item id.",
     "job_id": "A batch job id (of the workflow named before it).",
     "key_id": "An API key id.",
+    "link": "The signed token of a shell file's public address.",
     "message_id": "An assistant message id (the messageId of a prompt's answer).",
     "name": "The integration type: Telegram, Zapi, Evolution or Kapso.",
     "session_id": "A web-chat session id.",

@@ -32,6 +32,8 @@ from botline.metrics import Metrics
 from botline.parsing import PdfExtractor
 from botline.ratelimit import RateLimiter
 from botline.scheduler.service import Scheduler
+from botline.shell.files import ShellFiles
+from botline.shell.sandbox import Sandbox
 from botline.speech import Synthesizer
 from botline.store.base import Store
 
@@ -67,6 +69,8 @@ class Services:
     upstreams: Upstreams
     meter: ConnectionMeter
     policies: PolicyCache
+    shell: ShellFiles
+    sandbox: Sandbox
 
 
 SERVICES = web.AppKey("services", Services)

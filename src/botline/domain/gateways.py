@@ -10,9 +10,9 @@ import re
 import unicodedata
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from botline.domain import json_schema
 from botline.domain.base import CamelModel, new_id, utcnow
@@ -84,10 +84,36 @@ class SentinelFunction(StrEnum):
     """botline's addition: the handoff_to_human tool (docs/handoff.md)."""
 
 
+class ToolExclusionMode(StrEnum):
+    WHITE_LIST = "WhiteList"
+    BLACK_LIST = "BlackList"
+
+
+PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+SHELL_PROGRAM = "bash"
+
+
 class BashOptions(StrictCamelModel):
+    """The bash tool (docs/shell.md): whether files persist, and which installed programs exist in the sandbox
+    (WhiteList: only `toolList`, or the documented default list when empty; BlackList: all but `toolList`)."""
+
     allow_data_persistence: bool = False
-    tool_list: Items[Name] = Field(default_factory=list)
-    tool_exclusion_mode: Name = "WhiteList"
+    tool_list: Items[Annotated[str, Field(max_length=64)]] = Field(default_factory=list)
+    tool_exclusion_mode: ToolExclusionMode = ToolExclusionMode.WHITE_LIST
+
+    @field_validator("tool_list")
+    @classmethod
+    def _program_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not PROGRAM_NAME.match(name):
+                raise ValueError(f"{name!r} is not a program name (letters, digits, . _ + -; no paths)")
+        return value
+
+    @model_validator(mode="after")
+    def _shell_stays(self) -> BashOptions:
+        if self.tool_exclusion_mode is ToolExclusionMode.BLACK_LIST and SHELL_PROGRAM in self.tool_list:
+            raise ValueError("bash itself cannot be on the BlackList: the tool is a bash shell")
+        return self
 
 
 class QueryStrategyParameters(StrictCamelModel):

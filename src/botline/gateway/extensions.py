@@ -6,7 +6,7 @@ The pipeline asks each extension once per turn, so every channel (web chat, Tele
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,6 +36,8 @@ class Contribution:
     """System blocks, appended after the session's own context."""
     tools: list[Tool] = field(default_factory=list)
     shapers: list[RoundShaper] = field(default_factory=list)
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Called when the turn ends, however it ends (a tool's per-turn scratch space)."""
 
 
 class TurnExtension(Protocol):

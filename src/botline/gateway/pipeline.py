@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -240,15 +240,28 @@ class TurnPipeline:
         )
 
     async def _complete(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
-        params = request.gateway.parameters
         trust = upstream.trust
         instructions, extra_tools = list(request.instructions), list(request.tools)
         shapers: list[RoundShaper] = []
-        for extension in self._s.extensions:
-            contribution = await extension.contribute(request.gateway, request.caller)
-            instructions.extend(contribution.instructions)
-            extra_tools.extend(contribution.tools)
-            shapers.extend(contribution.shapers)
+        cleanups: list[Callable[[], Awaitable[None]]] = []
+        try:
+            for extension in self._s.extensions:
+                contribution = await extension.contribute(request.gateway, request.caller)
+                instructions.extend(contribution.instructions)
+                extra_tools.extend(contribution.tools)
+                shapers.extend(contribution.shapers)
+                cleanups.extend(contribution.cleanups)
+            return await self._prepared(request, upstream, sink, trust, instructions, extra_tools, shapers)
+        finally:
+            for cleanup in cleanups:
+                await cleanup()
+
+    async def _prepared(
+        self, request: TurnRequest, upstream: Upstream, sink: TurnSink, trust: Trust, instructions: list[str],
+        extra_tools: list[Tool], shapers: list[RoundShaper],
+    ) -> TurnResult:
+        """The turn once the extensions have contributed: stages, context, budget, the model and its tools."""
+        params = request.gateway.parameters
         for shaper in shapers:
             shaper.begin(request.messages)
         conversation = request.messages

@@ -16,10 +16,11 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
 from botline.domain.conversations import Message, Role, Session
 from botline.domain.handoff import Controller, Handoff, HandoffTrigger, is_keyword
-from botline.domain.inbound import InboundRecord
+from botline.domain.inbound import ChatKey, InboundRecord
 from botline.engine.attachments import Content
 from botline.engine.chat import ChatEngine
 from botline.engine.handoff_notify import HandoffEvent, HandoffEventKind, HandoffNotifier
+from botline.engine.handoff_owners import ProviderOwners
 from botline.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ OPERATOR = "operator"
 """The agent name of a message typed on the business phone (WhatsApp gives no name for it)."""
 ASKED_BY_USER = "the user asked for a person"
 TYPED_BY_OPERATOR = "a message was typed on the business's own number"
+OPENED_AT_PROVIDER = "a person has the conversation in the provider's inbox"
 UNTIL_RESUMED = object()
 """`until=UNTIL_RESUMED`: no window, the chat stays with the person until someone gives it back."""
 
@@ -48,7 +50,9 @@ def media_notice(record: InboundRecord) -> str:
 
 
 class HandoffService:
-    def __init__(self, store: Store, chat: ChatEngine, clock: Clock, notifier: HandoffNotifier) -> None:
+    def __init__(self, store: Store, chat: ChatEngine, clock: Clock, notifier: HandoffNotifier,
+                 owners: ProviderOwners) -> None:
+        self._owners = owners
         self._chat = chat
         self._store = store
         self._clock = clock
@@ -64,12 +68,15 @@ class HandoffService:
         self, session: Session, client: ChatClient, *, by: HandoffTrigger, reason: str | None = None,
         agent: str | None = None, until: datetime | object | None = None, stop_turns: bool = True,
     ) -> Session | None:
-        """The chat goes to a person until `until` (default: the client's window from now; UNTIL_RESUMED:
-        no end). Running turns of the chat stop (not when the caller is that turn: the model's tool)."""
+        """The chat goes to a person until `until` (default: the client's window from now, never shortening
+        a takeover until resumed; UNTIL_RESUMED: no end). Running turns of the chat stop (not when the
+        caller is that turn: the model's tool). A provider with its own status (Chatwoot) is told, unless
+        the change came from it."""
         now = self._clock.now()
-        end = None if until is UNTIL_RESUMED else until if isinstance(until, datetime) else \
-            now + client.client_parameters.handoff.window
         was_human = session.handoff is not None and session.handoff.is_human(now)
+        end = None if until is UNTIL_RESUMED else until if isinstance(until, datetime) else \
+            None if was_human and session.handoff is not None and session.handoff.until is None else \
+            now + client.client_parameters.handoff.window
         since = session.handoff.since if was_human and session.handoff is not None else now
         state = Handoff(state=Controller.HUMAN, by=by, reason=reason, agent=agent, since=since, until=end)
         if was_human and session.handoff is not None:  # sliding: who took it and why stay as they were
@@ -82,6 +89,8 @@ class HandoffService:
         if not was_human:
             log.info("session %s handed to a person (%s)", session.id, by.value)
             self._tell(HandoffEventKind.STARTED, stored, client, by, reason=reason, agent=agent)
+            if by is not HandoffTrigger.CHATWOOT:
+                await self._owners.tell(stored, client, Controller.HUMAN)
         return stored
 
     async def resume(self, session: Session, client: ChatClient, *, by: HandoffTrigger,
@@ -94,7 +103,23 @@ class HandoffService:
         if stored is not None and was_human:
             log.info("session %s back with the bot (%s)", session.id, by.value)
             self._tell(HandoffEventKind.ENDED, stored, client, by, agent=agent)
+        if stored is not None and by is not HandoffTrigger.CHATWOOT:  # even if botline's window had lapsed
+            await self._owners.tell(stored, client, Controller.BOT)
         return stored
+
+    async def provider_owner(self, client: ChatClient, chat: ChatKey, owner: Controller) -> None:
+        """The provider changed who answers the chat without a message (Chatwoot: an agent opened or
+        resolved the conversation): mirrored on the chat's session, if it has one (a chat without one
+        gets the status with its first message)."""
+        session = await self._store.sessions.get_by_tag(client.account_id, client.id, chat.external_user_id)
+        if session is None:
+            return
+        human = session.handoff is not None and session.handoff.is_human(self._clock.now())
+        if owner is Controller.HUMAN and not human:
+            await self.take(session, client, by=HandoffTrigger.CHATWOOT, reason=OPENED_AT_PROVIDER,
+                            until=UNTIL_RESUMED)
+        elif owner is Controller.BOT and human:
+            await self.resume(session, client, by=HandoffTrigger.CHATWOOT)
 
     async def operator_message(self, session: Session, client: ChatClient, text: str, *,
                                agent: str | None, by: HandoffTrigger = HandoffTrigger.API) -> Message | None:
@@ -118,11 +143,15 @@ class HandoffService:
         is the reply). Only a chat with nobody of these stays the bot's."""
         settings = client.client_parameters.handoff
         now = self._clock.now()
+        session = await self._follow_provider(session, client, records)
         human = session.handoff is not None and session.handoff.is_human(now)
-        involved = human or any(r.operator for r in records) or any(
+        held = _provider_says(records) is Controller.HUMAN
+        involved = human or held or any(r.operator for r in records) or any(
             not r.operator and is_keyword(r.text, settings.user_keywords) for r in records)
         if not involved:
             return None
+        opened = held and not human  # the provider gave the chat to a person; botline had not heard of it
+        human = human or held
         messages: list[Message] = []
         took = asked = resumed = False  # since the last operator keyword, which undoes what came before
         agent: str | None = None
@@ -150,9 +179,23 @@ class HandoffService:
             stored = await self.take(session, client, by=HandoffTrigger.KEYWORD, reason=ASKED_BY_USER)
         elif resumed:
             stored = await self.resume(session, client, by=HandoffTrigger.KEYWORD)
+        elif opened:
+            stored = await self.take(session, client, by=HandoffTrigger.CHATWOOT, reason=OPENED_AT_PROVIDER,
+                                     until=UNTIL_RESUMED)
         if human and not asked:
             self._tell_messages(stored or session, client, [m for m in messages if m.role is Role.USER])
         return Settled(session=stored or session, reply=reply)
+
+    async def _follow_provider(self, session: Session, client: ChatClient, records: Sequence[InboundRecord]
+                               ) -> Session:
+        """A message the provider says is the bot's, in a chat botline holds for a person because that
+        provider said so earlier: the provider gave it back (its resolve event may still be on its way,
+        events arrive out of order)."""
+        handoff = session.handoff
+        if (_provider_says(records) is not Controller.BOT or handoff is None
+                or handoff.by is not HandoffTrigger.CHATWOOT or not handoff.is_human(self._clock.now())):
+            return session
+        return await self.resume(session, client, by=HandoffTrigger.CHATWOOT) or session
 
     def user_wrote(self, session: Session, client: ChatClient, text: str) -> None:
         """A user message recorded while a person has the chat: the operators' webhook hears of it."""
@@ -168,3 +211,8 @@ class HandoffService:
         self.notifier.notify(HandoffEvent(kind=kind, session=session, client=client, trigger=trigger,
                                           moment=self._clock.now().isoformat(), reason=reason, agent=agent,
                                           text=text))
+
+
+def _provider_says(records: Sequence[InboundRecord]) -> Controller | None:
+    """Who the provider says answers the chat, as of the newest record that says it."""
+    return next((r.owner for r in reversed(records) if r.owner is not None), None)

@@ -54,6 +54,7 @@ CALL_SOURCES = {
     IntegrationType.ZAPI: CallSource.ZAPI,
     IntegrationType.EVOLUTION: CallSource.EVOLUTION,
     IntegrationType.KAPSO: CallSource.KAPSO,
+    IntegrationType.CHATWOOT: CallSource.CHATWOOT,
 }
 Adapters = Mapping[IntegrationType, ChannelAdapter[Any]]
 
@@ -101,7 +102,7 @@ class InboundEngine:
                 provider_message_id=message.provider_message_id, sender_name=message.sender_name,
                 text=message.text, media=list(message.media), received_at=self._clock.now(),
                 voice=message.voice or any(m.kind is MediaKind.AUDIO for m in message.media),
-                operator=message.operator,
+                operator=message.operator, owner=message.owner,
             )
             # Shielded: a provider that hangs up mid-write must not leave a half-done record behind.
             if await asyncio.shield(self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS)):

@@ -132,6 +132,7 @@ class HandoffService:
                           created_at=self._clock.now())
         if not await self._chat.record(session.account_id, session.id, [message]):
             return None
+        await self._chat.live.announce(session.id)
         return message
 
     async def settle(self, session: Session, client: ChatClient, records: Sequence[InboundRecord]) -> Settled | None:

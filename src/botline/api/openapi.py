@@ -115,11 +115,11 @@ PATH_PARAMETERS = {
     "client_id": "The web chat client the integration belongs to.",
     "file": "A file below the static folder.",
     "id": "The id of the resource named before it in the path.",
-    "integration_type": "Telegram, Zapi, Evolution or Kapso.",
+    "integration_type": "Telegram, Zapi, EvolutionApi, Kapso or Chatwoot.",
     "item_id": "A schedule or recurring task id.",
     "key_id": "An API key id.",
     "message_id": "An assistant message id (the messageId of a prompt's answer).",
-    "name": "The integration type: Telegram, Zapi, Evolution or Kapso.",
+    "name": "The integration type: Telegram, Zapi, EvolutionApi, Kapso or Chatwoot.",
     "session_id": "A web-chat session id.",
     "token": "The webhook token that the integration's webhookUrl carries.",
 }

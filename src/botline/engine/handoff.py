@@ -41,6 +41,9 @@ class Settled:
 
     session: Session
     reply: str = ""
+    rest: tuple[InboundRecord, ...] = ()
+    """User messages after an operator keyword gave the chat back, in the same batch: the bot answers
+    them (they are not stored here; the turn stores them)."""
 
 
 def media_notice(record: InboundRecord) -> str:
@@ -141,7 +144,8 @@ class HandoffService:
 
         In order: an operator message takes the chat (its window sliding with each), an operator keyword
         ("#bot") gives it back and is not stored, a user keyword asks for a person (the handoff message
-        is the reply). Only a chat with nobody of these stays the bot's."""
+        is the reply). Only a chat with nobody of these stays the bot's; user messages after the chat was
+        given back are left to the bot (`rest`)."""
         settings = client.client_parameters.handoff
         now = self._clock.now()
         session = await self._follow_provider(session, client, records)
@@ -156,9 +160,11 @@ class HandoffService:
         messages: list[Message] = []
         took = asked = resumed = False  # since the last operator keyword, which undoes what came before
         agent: str | None = None
-        for record in records:
+        kept, rest_from = 0, len(records)  # the messages stored and the records after the last keyword
+        for index, record in enumerate(records):
             if record.operator and is_keyword(record.text, settings.operator_keywords):
                 human, took, asked, resumed = False, False, False, True
+                kept, rest_from = len(messages), index + 1
                 continue
             role = Role.ASSISTANT if record.operator else Role.USER
             if record.operator:
@@ -168,6 +174,9 @@ class HandoffService:
                 human, asked = True, True
             messages.append(Message(session_id=session.id, role=role, content=media_notice(record),
                                     agent=agent if record.operator else None, created_at=record.received_at))
+        rest: tuple[InboundRecord, ...] = ()
+        if resumed and not human:  # given back, and nobody took it again: the bot answers what followed
+            messages, rest = messages[:kept], tuple(records[rest_from:])
         reply = settings.user_message if asked and not took else ""
         if reply:
             messages.append(Message(session_id=session.id, role=Role.ASSISTANT, content=reply, created_at=now))
@@ -185,7 +194,7 @@ class HandoffService:
                                      until=UNTIL_RESUMED)
         if human and not asked:
             self._tell_messages(stored or session, client, [m for m in messages if m.role is Role.USER])
-        return Settled(session=stored or session, reply=reply)
+        return Settled(session=stored or session, reply=reply, rest=rest)
 
     async def _follow_provider(self, session: Session, client: ChatClient, records: Sequence[InboundRecord]
                                ) -> Session:

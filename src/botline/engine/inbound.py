@@ -266,8 +266,10 @@ class InboundEngine:
         )
         bind_turn(CALL_SOURCES[chat.integration].channel, session_id=session.id, gateway=client.ai_gateway_id)
         settled = await self._handoff.settle(session, client, records)  # the session read above holds the state
-        if settled is not None:
+        if settled is not None and not settled.rest:
             return settled.reply, settled.session
+        if settled is not None:  # "#bot" and then the user, in one batch: the bot answers the user's part
+            session, records = settled.session, list(settled.rest)
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
             return usage, session

@@ -56,6 +56,7 @@ from botline.engine.chat import ChatEngine, PromptLimits
 from botline.engine.client_cache import ChatClientCache
 from botline.engine.handoff import HandoffService
 from botline.engine.handoff_notify import HandoffNotifier
+from botline.engine.handoff_owners import ProviderOwners
 from botline.engine.handoff_tool import HandoffExtension
 from botline.engine.inbound import InboundEngine
 from botline.engine.locks import SessionLocks
@@ -273,7 +274,7 @@ def build_app(
                              metrics=recorder, clock=clock)
         adapters = channel_adapters(settings, app[EGRESS])
         notifier = HandoffNotifier(app[EGRESS], account_cache, adapters, public_url=settings.server.base_url)
-        handoff = HandoffService(store, chat, clock, notifier)
+        handoff = HandoffService(store, chat, clock, notifier, ProviderOwners(adapters, account_cache))
         inbound = InboundEngine(store, chat, sessions, adapters, clock, accounts=account_cache,
                                 transcriber=transcriber, documents=app[DOCUMENTS], voice=VoiceReplies(speech),
                                 max_upload_bytes=settings.webchat.max_upload_bytes,

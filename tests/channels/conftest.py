@@ -38,7 +38,8 @@ async def connect(
 ) -> Channel:
     """A chat client on the fake LLM with `integration` saved through PUT .../integrations."""
     client_id = await create_client(server, fake_llm, **client_parameters)
-    alias = {"Zapi": "zapiIntegration", "EvolutionApi": "evolutionIntegration", "Kapso": "kapsoIntegration"}[kind]
+    alias = {"Zapi": "zapiIntegration", "EvolutionApi": "evolutionIntegration", "Kapso": "kapsoIntegration",
+             "Chatwoot": "chatwootIntegration"}[kind]
     status, saved = await save_integration(server, client_id, kind, {alias: dict(integration)})
     assert status == 200, saved
     assert saved["webhookUrl"].startswith(f"{server.url}/api/v1/webhooks/{kind}/{client_id}/")

@@ -254,7 +254,7 @@ async def test_messages_still_waiting_when_the_bot_gets_the_chat_back_stay_the_p
 
     settled = await services.handoff.settle(session, client, [waiting, later])
 
-    assert settled is not None and settled.remaining == (later,)
+    assert settled is not None and settled.rest == (later,)
     messages = await store_of(server).messages.list(session.id)
     assert [(m.role.value, m.content) for m in messages][-1] == ("user", "are you still there?")
     assert fake_llm.requests == []
@@ -277,5 +277,5 @@ async def test_the_question_after_the_keyword_in_the_same_batch_is_the_bots(
 
     settled = await services.handoff.settle(session, client, [keyword, question])
 
-    assert settled is not None and settled.remaining == (question,)
+    assert settled is not None and settled.rest == (question,)
     assert settled.session.handoff is not None and settled.session.handoff.state is Controller.BOT

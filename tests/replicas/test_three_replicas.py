@@ -304,3 +304,19 @@ async def test_a_document_written_through_one_replica_is_found_through_the_other
     status, found = await cluster.call(2, "POST", "/api/v1/query",
                                        json={"term": "warranty 7", "collections": [collection], "top": 30})
     assert "d7" not in [r["documentName"] for r in found]
+
+
+async def test_an_agent_message_sent_through_one_replica_wakes_the_page_held_by_another(cluster: Cluster) -> None:
+    status, client = await cluster.call(0, "POST", "/api/v1/web-chat-client", json=client_body(cluster.gateway_id))
+    assert status == 200, client
+    status, session = await cluster.call(0, "POST", f"/api/v1/web-chat-client/{client['id']}/sessions", json={})
+    assert status == 200, session
+    async with cluster.http.get(cluster.urls[2] + public(session["accessKey"], "/events")) as stream:
+        assert stream.status == 200  # the open page's stream, held by replica 2
+        status, body = await cluster.call(
+            1, "POST", f"/api/v1/web-chat-client/{client['id']}/sessions/{session['sessionId']}/messages",
+            json={"content": "Paula here, how can I help?", "agent": "Paula"})
+        assert status == 200, body
+        async with asyncio.timeout(WAIT):
+            line = await stream.content.readline()
+        assert line == b"event: messages\n"

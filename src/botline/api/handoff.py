@@ -19,10 +19,9 @@ from botline.domain.base import CamelModel
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Session
 from botline.domain.handoff import MAX_WINDOW_MINUTES, HandoffTrigger, handoff_view
-from botline.domain.inbound import ChatKey
-from botline.domain.integrations import IntegrationType
 from botline.domain.limits import Name, Text
 from botline.engine.handoff import UNTIL_RESUMED
+from botline.engine.handoff_owners import channel_of
 
 routes = web.RouteTableDef()
 
@@ -95,18 +94,6 @@ async def resume(request: web.Request) -> web.Response:
     assert isinstance(body, ResumeBody)
     stored = await services(request).handoff.resume(session, client, by=HandoffTrigger.API, agent=body.agent)
     return _answer(request, stored)
-
-
-def channel_of(session: Session, client: ChatClient) -> ChatKey | None:
-    """A channel session's chat (its tag is "{integration}:{chat id}"); None for a web-chat session."""
-    kind, _, chat_id = (session.tag or "").partition(":")
-    try:
-        integration = IntegrationType(kind)
-    except ValueError:
-        return None
-    if not chat_id or client.integrations.of(integration) is None:
-        return None
-    return ChatKey(client.account_id, client.id, integration, chat_id)
 
 
 @routes.post(BASE + "/messages")

@@ -22,8 +22,8 @@ routes = web.RouteTableDef()
 
 class IntegrationsBody(CamelModel):
     """One integration at a time: `integrationType` names the section of `integrations` that is saved
-    (`telegramIntegration`, `zapiIntegration`, `evolutionIntegration`, `kapsoIntegration`); masked
-    secrets keep the stored ones."""
+    (`telegramIntegration`, `zapiIntegration`, `evolutionIntegration`, `kapsoIntegration`,
+    `chatwootIntegration`); masked secrets keep the stored ones."""
 
     integration_type: IntegrationType
     integrations: Annotated[

@@ -36,6 +36,13 @@ LAST_EVENTS = ("done", "error")
 WEB_SPEECH_DEFAULT = SpeechTrigger.ALWAYS
 """The web chat speaks every answer unless the client says otherwise (the page has a mute toggle)."""
 AUDIO_CACHE_SECONDS = 3600
+LIVE_STREAM_SECONDS = 300.0
+"""How long one /events stream stays open; the page's EventSource then reconnects, which checks the
+session (expired, account disabled) again."""
+LIVE_CHECK_SECONDS = 15.0
+"""How often an idle stream checks that its page is still connected (aiohttp does not cancel the handler)."""
+LIVE_ENDPOINT = "webchat-live"
+NEW_MESSAGES_FRAME = event_frame("messages", b"{}")
 
 
 UploadPart = Annotated[dict[str, Any], BodyBounded("an upload: webchat.max_upload_bytes caps each file")]
@@ -229,6 +236,42 @@ async def _stream(request: web.Request, turn: ActiveTurn, client: ChatClient, *,
     finally:
         await stream.close()
     return stream.response
+
+
+@routes.get(BASE + "/events")
+@documented("Server-sent events for an open chat page: `messages` when an agent or a scheduled continuation "
+            "wrote in the session (fetch the session to get them).", access=Access.ACCESS_KEY,
+            media_type=EVENT_STREAM)
+async def live_events(request: web.Request) -> web.StreamResponse:
+    """Agent messages reach the page at once, on any replica (a store signal wakes the stream that holds
+    the page); the page's poll stays as the fallback for a missed signal."""
+    session, _ = await _session(request)
+    svc = services(request)
+    stream = SseStream(request, open_streams=svc.metrics.open_streams(LIVE_ENDPOINT), pinger=loop_pinger())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LIVE_STREAM_SECONDS
+    try:
+        with svc.chat.live.watch(session.id) as news:
+            await stream.open()
+            while (left := deadline - loop.time()) > 0 and not _gone(request):
+                try:
+                    await asyncio.wait_for(news.wait(), timeout=min(left, LIVE_CHECK_SECONDS))
+                except TimeoutError:
+                    continue  # looks again whether the page is still there
+                if svc.chat.live.closing:
+                    break
+                news.clear()
+                await stream.frames([NEW_MESSAGES_FRAME])
+    except ConnectionResetError:
+        pass  # the page went away
+    finally:
+        await stream.close()
+    return stream.response
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 @routes.get(BASE + "/messages/{message_id}/audio")

@@ -18,6 +18,7 @@ from botline.api.http import ApiError, check_json_values, json_response
 from botline.api.openapi import Access, JsonObject, documented
 from botline.api.state import services
 from botline.channels.base import WebhookRejected
+from botline.domain.inbound import ChatKey
 from botline.domain.integrations import IntegrationType, webhook_token
 from botline.engine.inbound import CALL_SOURCES
 
@@ -63,6 +64,9 @@ async def receive(request: web.Request) -> web.Response:
     if await svc.accounts.active(account.id) is None:
         return json_response({"received": 0, "ignored": parsed.ignored + len(parsed.messages), "duplicates": 0})
     recorded = await svc.inbound.accept(client, kind, parsed.messages)
+    for change in parsed.owners:  # Chatwoot's conversation opened or resolved: who answers the chat now
+        await svc.handoff.provider_owner(client, ChatKey(client.account_id, client.id, kind, change.chat_id),
+                                         change.owner)
     svc.metrics.webhook_ack_seconds(CALL_SOURCES[kind].channel).observe(time.perf_counter() - started)
     return json_response({"received": recorded, "ignored": parsed.ignored,
                           "duplicates": len(parsed.messages) - recorded})

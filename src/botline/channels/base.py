@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from botline.domain.handoff import Controller
 from botline.domain.inbound import MediaRef
 from botline.domain.integrations import Integration, IntegrationType
 from botline.egress import Trust
@@ -43,6 +44,17 @@ class InboundMessage:
     operator: bool = False
     """Sent from the business's own number by a person (typed on the phone or the Business app), not
     through the provider's API by botline: it hands the chat to that person (docs/handoff.md)."""
+    owner: Controller | None = None
+    """Who the provider says answers the chat (Chatwoot's conversation status); None: botline decides."""
+
+
+@dataclass(frozen=True)
+class OwnerChange:
+    """A provider event that changes who answers a chat without a message (Chatwoot's conversation
+    opened, resolved or status changed): mirrored in the session's handoff state."""
+
+    chat_id: str
+    owner: Controller
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,7 @@ class ParsedWebhook:
 
     messages: list[InboundMessage] = field(default_factory=list)
     ignored: int = 0
+    owners: list[OwnerChange] = field(default_factory=list)
 
 
 class WebhookRejected(Exception):
@@ -123,6 +136,11 @@ class ChannelAdapter(ABC, Generic[IntegrationT]):
     async def fetch_media(self, integration: IntegrationT, media: MediaRef) -> bytes | None:
         """The bytes of an attachment, or None when they cannot be fetched."""
         return None
+
+    async def set_owner(self, integration: IntegrationT, chat_id: str, owner: Controller, *,
+                        trust: Trust = Trust.TENANT) -> None:
+        """Tells a provider with its own notion of who answers a chat (Chatwoot's conversation status) that
+        a person took it or the bot has it back; raises DeliveryError. Nothing elsewhere."""
 
     can_register_webhook: bool = False
     """True when the provider has an API to set the webhook URL (Telegram, Evolution)."""

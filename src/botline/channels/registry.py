@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from botline.channels.base import ChannelAdapter
+from botline.channels.chatwoot import ChatwootAdapter
 from botline.channels.evolution import EvolutionAdapter
 from botline.channels.kapso import KapsoAdapter
 from botline.channels.provider_http import ProviderHttp
@@ -24,4 +25,5 @@ def channel_adapters(settings: Settings, egress: Egress) -> dict[IntegrationType
         IntegrationType.ZAPI: ZapiAdapter(http, settings.providers.zapi.api_url),
         IntegrationType.EVOLUTION: EvolutionAdapter(http),
         IntegrationType.KAPSO: KapsoAdapter(http, settings.providers.kapso.api_url),
+        IntegrationType.CHATWOOT: ChatwootAdapter(http),
     }

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.handoff import Controller
 from botline.domain.integrations import IntegrationType
 
 
@@ -61,6 +62,9 @@ class InboundRecord(CamelModel):
     received_at: datetime = Field(default_factory=utcnow)
     operator: bool = False
     """Typed by a person on the business's own number (not sent by botline): docs/handoff.md."""
+    owner: Controller | None = None
+    """Who the provider says answers the chat at this message (Chatwoot: a `pending` conversation is the
+    bot's, any other a person's); None where the provider has no such notion."""
 
     @property
     def chat(self) -> ChatKey:

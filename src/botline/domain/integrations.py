@@ -31,6 +31,7 @@ class IntegrationType(StrEnum):
     TELEGRAM = "Telegram"
     EVOLUTION = "EvolutionApi"
     KAPSO = "Kapso"
+    CHATWOOT = "Chatwoot"
 
 
 class GroupPolicy(StrEnum):
@@ -100,19 +101,45 @@ class KapsoIntegration(_Integration):
     secret_fields: ClassVar[tuple[str, ...]] = ("api_key", "webhook_secret_key")
 
 
-Integration = ZapiIntegration | TelegramIntegration | EvolutionIntegration | KapsoIntegration
+class ChatwootIntegration(_Integration):
+    """botline as a Chatwoot Agent Bot (docs/channels.md): Chatwoot posts the bot's webhooks to our URL,
+    and botline answers through the account API of the installation at `base_url` with the bot's token."""
+
+    base_url: Url = Field(min_length=1)
+    """The Chatwoot installation, e.g. https://app.chatwoot.com (self-hosted: its own address)."""
+    account_id: int = Field(ge=1)
+    """The Chatwoot account the bot belongs to (the number in /app/accounts/{id}/...)."""
+    access_token: Secret = Field(min_length=1)
+    """The agent bot's access token (sent as `api_access_token`)."""
+    webhook_secret: Secret | None = None
+    """The agent bot's secret: Chatwoot 4.13+ signs its webhooks with it (X-Chatwoot-Signature)."""
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("access_token", "webhook_secret")
+    destination_field: ClassVar[str | None] = "base_url"
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+
+Integration = ZapiIntegration | TelegramIntegration | EvolutionIntegration | KapsoIntegration | ChatwootIntegration
 
 FIELD_OF: dict[IntegrationType, str] = {
     IntegrationType.ZAPI: "zapi_integration",
     IntegrationType.TELEGRAM: "telegram_integration",
     IntegrationType.EVOLUTION: "evolution_integration",
     IntegrationType.KAPSO: "kapso_integration",
+    IntegrationType.CHATWOOT: "chatwoot_integration",
 }
 MODEL_OF: dict[IntegrationType, type[_Integration]] = {
     IntegrationType.ZAPI: ZapiIntegration,
     IntegrationType.TELEGRAM: TelegramIntegration,
     IntegrationType.EVOLUTION: EvolutionIntegration,
     IntegrationType.KAPSO: KapsoIntegration,
+    IntegrationType.CHATWOOT: ChatwootIntegration,
 }
 
 
@@ -121,6 +148,7 @@ class Integrations(CamelModel):
     telegram_integration: TelegramIntegration | None = None
     evolution_integration: EvolutionIntegration | None = None
     kapso_integration: KapsoIntegration | None = None
+    chatwoot_integration: ChatwootIntegration | None = None
 
     def of(self, kind: IntegrationType) -> Integration | None:
         value = getattr(self, FIELD_OF[kind])

@@ -19,6 +19,7 @@ from botline.domain.clock import Clock
 from botline.domain.conversations import Message, MessageStatus, Role, Session, TokenUsage
 from botline.domain.gateways import Gateway
 from botline.engine.attachments import AttachmentError, AttachmentReader, Content
+from botline.engine.live import LiveMessages
 from botline.engine.locks import SessionLocks
 from botline.engine.sessions import SessionService
 from botline.engine.stops import TurnStopper
@@ -192,6 +193,8 @@ class ChatEngine:
         """Submitted prompts still being checked (gateway, uploads, rate limit): a stop marks them."""
         self._tasks: set[asyncio.Task[TurnOutcome]] = set()
         self._stopper = TurnStopper(store.signals, self._stop_here)
+        self.live = LiveMessages(store.signals)
+        """Open chat pages hear of messages no turn of theirs wrote (an agent's, a continuation)."""
         self._on_handed_off: HandedOffListener | None = None
 
     def listen_handed_off(self, listener: HandedOffListener) -> None:
@@ -199,8 +202,9 @@ class ChatEngine:
         self._on_handed_off = listener
 
     async def start(self) -> None:
-        """Listens for stops sent to any replica."""
+        """Listens for stops and new-message signals sent to any replica."""
         await self._stopper.start()
+        await self.live.start()
 
     async def gateway_for(self, client: ChatClient) -> Gateway:
         gateway = None
@@ -363,6 +367,7 @@ class ChatEngine:
         """Lets running turns finish for up to `grace_seconds` (None: no limit), then abandons the rest:
         their user messages stay stored without an answer, so nothing half-written looks complete
         (a channel's records stay pending and are answered after the restart)."""
+        self.live.close()
         if self._tasks:
             _, late = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
             for task in late:

@@ -54,6 +54,7 @@ CALL_SOURCES = {
     IntegrationType.ZAPI: CallSource.ZAPI,
     IntegrationType.EVOLUTION: CallSource.EVOLUTION,
     IntegrationType.KAPSO: CallSource.KAPSO,
+    IntegrationType.CHATWOOT: CallSource.CHATWOOT,
 }
 Adapters = Mapping[IntegrationType, ChannelAdapter[Any]]
 
@@ -101,7 +102,7 @@ class InboundEngine:
                 provider_message_id=message.provider_message_id, sender_name=message.sender_name,
                 text=message.text, media=list(message.media), received_at=self._clock.now(),
                 voice=message.voice or any(m.kind is MediaKind.AUDIO for m in message.media),
-                operator=message.operator,
+                operator=message.operator, owner=message.owner,
             )
             # Shielded: a provider that hangs up mid-write must not leave a half-done record behind.
             if await asyncio.shield(self._store.inbound.record(record, dedupe_seconds=DEDUPE_SECONDS)):
@@ -265,10 +266,10 @@ class InboundEngine:
         )
         bind_turn(CALL_SOURCES[chat.integration].channel, session_id=session.id, gateway=client.ai_gateway_id)
         settled = await self._handoff.settle(session, client, records)  # the session read above holds the state
-        if settled is not None:
-            if not settled.remaining:
-                return settled.reply, settled.session
-            session, records = settled.session, list(settled.remaining)
+        if settled is not None and not settled.rest:
+            return settled.reply, settled.session
+        if settled is not None:  # "#bot" and then the user, in one batch: the bot answers the user's part
+            session, records = settled.session, list(settled.rest)
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
             return usage, session

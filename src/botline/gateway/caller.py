@@ -12,20 +12,22 @@ class CallSource(StrEnum):
     ZAPI = "WhatsApp_ZApi"
     EVOLUTION = "WhatsApp_Evolution"
     KAPSO = "WhatsApp_Kapso"
+    CHATWOOT = "Chatwoot"
     OPENAI_COMPATIBLE = "OpenAiCompatible"
     SCHEDULER = "Scheduler"
     BATCH = "Batch"
 
     @property
     def channel(self) -> str:
-        """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, v1, scheduler, batch."""
+        """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, chatwoot, v1,
+        scheduler, batch."""
         return _CHANNELS[self]
 
 
 _CHANNELS = {
     CallSource.WEB_CHAT: "webchat", CallSource.TELEGRAM: "telegram", CallSource.ZAPI: "zapi",
-    CallSource.EVOLUTION: "evolution", CallSource.KAPSO: "kapso", CallSource.OPENAI_COMPATIBLE: "v1",
-    CallSource.SCHEDULER: "scheduler", CallSource.BATCH: "batch",
+    CallSource.EVOLUTION: "evolution", CallSource.KAPSO: "kapso", CallSource.CHATWOOT: "chatwoot",
+    CallSource.OPENAI_COMPATIBLE: "v1", CallSource.SCHEDULER: "scheduler", CallSource.BATCH: "batch",
 }
 
 

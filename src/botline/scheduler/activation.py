@@ -143,8 +143,9 @@ class ScheduleActivator:
         except GatewayError as exc:
             return _Result(ActivationOutcome.FAILED, f"failed: {exc.message}", session.id)
         text = outcome.message.content if isinstance(outcome.message.content, str) else ""
-        if kind is None or integration is None:
-            return _Result(ActivationOutcome.DELIVERED, text, session.id)  # stored in the web chat session
+        if kind is None or integration is None:  # stored in the web chat session: its open pages show it now
+            await self._chat.live.announce(session.id)
+            return _Result(ActivationOutcome.DELIVERED, text, session.id)
         chat = ChatKey(client.account_id, client.id, kind, item.target_identifier)
         error = await self._inbound.deliver(chat, client, integration, text, session=session)
         if isinstance(error, OutsideWindow) and isinstance(integration, KapsoIntegration):

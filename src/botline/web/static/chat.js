@@ -96,6 +96,7 @@
     errorRow: null,
     ended: false,
     debug: false,
+    missedNews: false, // a "messages" event came while a turn was running: fetched once it ends
   };
   const ui = {};
 
@@ -446,6 +447,10 @@
 
   function setBusy(busy) {
     state.busy = busy;
+    if (!busy && state.missedNews) {
+      state.missedNews = false;
+      setTimeout(pollForNewMessages, 0); // an agent wrote while this page's own turn was running
+    }
     ui.send.hidden = busy;
     ui.stop.hidden = !busy;
     ui.stop.disabled = false;
@@ -961,6 +966,17 @@
     if (follow) scrollToBottom();
   }
 
+  // An agent's answer (docs/handoff.md) arrives at once: the server nudges the page over SSE, on any
+  // replica, and the page fetches the new messages as its poll does. The poll stays as the fallback.
+  function listenForNewMessages() {
+    if (typeof EventSource !== "function") return;
+    const events = new EventSource(apiBase + "/events");
+    events.addEventListener("messages", function () {
+      if (state.busy) state.missedNews = true;
+      else pollForNewMessages();
+    });
+  }
+
   async function start() {
     applyTheme();
     let response;
@@ -998,6 +1014,7 @@
     }
     announceTheme();
     setInterval(pollForNewMessages, POLL_MS);
+    listenForNewMessages();
     // Custom scripts run before the history has loaded; this event tells them the page is built.
     document.dispatchEvent(new CustomEvent("botline:ready", { detail: { messages: state.messages.length } }));
     if (!framed && window.matchMedia("(pointer: fine)").matches) ui.input.focus({ preventScroll: true });

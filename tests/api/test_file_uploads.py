@@ -61,7 +61,8 @@ def docx_file() -> bytes:
 
 
 FILES: list[tuple[str, bytes, str, str, str]] = [
-    ("manual.md", b"# Returns\n\nReturns are accepted within thirty days.\n\n# Shipping\n\nParcels leave in two days.\n",
+    ("manual.md",
+     b"# Returns\n\nReturns are accepted within thirty days.\n\n# Shipping\n\nParcels leave in two days.\n",
      "text/markdown", "thirty days returns", "manual.md:1"),
     ("prices.html",
      b"<h1>Prices</h1><p>The gold plan costs 90 reais.</p><h2>Refunds</h2><p>Refunds take a week.</p>",

@@ -157,3 +157,20 @@ async def test_uploads_work_on_both_stores(kb_server: RunningServer) -> None:
     assert status == 200, answer
     await wait_indexed(kb_server, collection_id)
     assert await names(kb_server, [collection_id], "pagamento pix", minScore=0.05) == ["faq.md:1"]
+
+
+async def test_a_pdf_past_the_page_limit_is_refused_naming_the_key(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}", knowledge={"max_file_pages": 2})
+    async with running_server(settings) as server:
+        collection_id = await create_collection(server)
+        status, body = await upload(server, collection_id, "long.pdf", pdf([text_page(f"page {n}") for n in range(3)]),
+                                    "application/pdf")
+        assert status == 400 and "3 pages" in body["message"] and "knowledge.max_file_pages" in body["message"]
+        status, body = await upload(server, collection_id, "a.txt", b"hi", "text/plain", reference="\u00e9" * 65)
+        assert status == 400 and "reference" in body["message"]
+        form = aiohttp.FormData()
+        form.add_field("file", b"one", filename="a.txt", content_type="text/plain")
+        form.add_field("file", b"two", filename="b.txt", content_type="text/plain")
+        status, body = await server.call("POST", f"/api/v1/collections/{collection_id}/files", data=form)
+        assert status == 400 and "one file" in body["message"]
+        assert await documents(server, collection_id) == {}

@@ -71,6 +71,8 @@ async def _read_upload(request: web.Request, max_bytes: int) -> _Upload:
         if not isinstance(part, BodyPartReader):
             continue
         if part.name == FILE_FIELD:
+            if upload is not None:
+                raise ApiError(400, "Send one file per upload (the multipart field file was given twice).")
             name = _file_name(part.filename)
             kind = kind_of(name, part.headers.get("Content-Type", ""))
             if kind is None:
@@ -83,8 +85,11 @@ async def _read_upload(request: web.Request, max_bytes: int) -> _Upload:
                 chunks.append(chunk)
             upload = (name, kind, b"".join(chunks))
         elif part.name == REFERENCE_FIELD:
-            reference = (await part.read_chunk(REFERENCE_MAX * 4 + 1)).decode("utf-8", "replace").strip()
-            if len(reference) > REFERENCE_MAX:
+            raw = bytearray()
+            while len(raw) <= REFERENCE_MAX * 4 and (chunk := await part.read_chunk(READ_CHUNK)):
+                raw += chunk
+            reference = raw.decode("utf-8", "replace").strip()
+            if len(raw) > REFERENCE_MAX * 4 or len(reference) > REFERENCE_MAX:
                 raise ApiError(400, f"Invalid value for reference: at most {REFERENCE_MAX} characters are accepted.")
     if upload is None:
         raise ApiError(400, "The multipart field file is missing.")

@@ -75,7 +75,7 @@ def _blocks(blob: bytes, kind: FileKind, limits: FileLimits) -> list[Block]:
     if kind is FileKind.PDF:
         pdf = extract_text(blob, PdfLimits(max_pages=limits.max_pages, max_chars=limits.max_chars + 1,
                                            max_stream_bytes=limits.max_unpacked_bytes))
-        if pdf.pages_read < pdf.page_count:
+        if pdf.pages_read == limits.max_pages < pdf.page_count:
             raise JobRejected(f"The PDF has {pdf.page_count} pages; at most {limits.max_pages} are read "
                               "(knowledge.max_file_pages).")
         if pdf.truncated:

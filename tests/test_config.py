@@ -66,6 +66,10 @@ def test_a_declared_gateway_without_a_model_is_skipped_not_an_error(tmp_path: Pa
          "config key gateways.0.parameters.baseAddress: must be an absolute http(s) URL"),
         ("server: [1, 2\n", "invalid YAML"),
         ("- just\n- a list\n", "the top level must be a mapping"),
+        ("knowledge:\n  chunk_chars: 5000\n  max_document_chars: 4000\n",
+         "knowledge.chunk_chars must not exceed knowledge.max_document_chars"),
+        ("knowledge:\n  chunk_chars: 400\n  chunk_overlap_chars: 300\n",
+         "knowledge.chunk_overlap_chars must be at most half of knowledge.chunk_chars"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(tmp_path: Path, text: str, expected: str) -> None:

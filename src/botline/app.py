@@ -19,6 +19,7 @@ from botline.api import (
     chat_page,
     collections,
     documents,
+    files,
     gateways,
     health,
     hook_schedules,
@@ -76,6 +77,7 @@ from botline.governance.judge import Judge
 from botline.governance.moderation import Moderator
 from botline.governance.routing import ComplexityRouter
 from botline.knowledge.asking import ModelAsker
+from botline.knowledge.chunking import ChunkLimits
 from botline.knowledge.indexer import Indexer
 from botline.knowledge.retrieval import RetrievalStage
 from botline.knowledge.search import KnowledgeSearch
@@ -83,6 +85,7 @@ from botline.knowledge.strategies import QueryWriter
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor, PdfLimits, PoolLimits, WorkerPool
+from botline.parsing.files import FileLimits, FileSplitter
 from botline.ratelimit import RateLimiter
 from botline.scheduler.activation import ScheduleActivator
 from botline.scheduler.service import Scheduler
@@ -107,6 +110,7 @@ STORE = web.AppKey("store", Store)
 EGRESS = web.AppKey("egress", Egress)
 CLIENTS = web.AppKey("clients", ClientPool)
 DOCUMENTS = web.AppKey("documents", PdfExtractor)
+FILES = web.AppKey("files", FileSplitter)
 IN_FLIGHT = web.AppKey("in_flight", InFlightRequests)
 SHELL = web.AppKey("shell", ShellFiles)
 SANDBOX = web.AppKey("sandbox", Sandbox)
@@ -183,10 +187,17 @@ def build_app(
         parsing = settings.parsing
         limits = PoolLimits(workers=parsing.workers, timeout_seconds=parsing.timeout_seconds,
                             max_queued=parsing.max_queued, memory_limit_bytes=parsing.max_memory_mb * 1024 * 1024)
-        async with WorkerPool(limits, preload=[PdfExtractor.__module__]) as pool:
+        knowledge = settings.knowledge
+        async with WorkerPool(limits, preload=[PdfExtractor.__module__, FileSplitter.__module__]) as pool:
             app[DOCUMENTS] = PdfExtractor(pool, PdfLimits(
                 max_pages=parsing.max_pages, max_chars=parsing.max_chars, max_stream_bytes=parsing.max_stream_bytes,
             ), max_input_bytes=parsing.max_input_bytes)
+            app[FILES] = FileSplitter(pool, FileLimits(
+                chunks=ChunkLimits(size=knowledge.chunk_chars, overlap=knowledge.chunk_overlap_chars,
+                                   max_chunks=knowledge.max_file_documents, hard_max=knowledge.max_document_chars),
+                max_chars=knowledge.max_file_chars, max_pages=knowledge.max_file_pages,
+                max_unpacked_bytes=parsing.max_stream_bytes,
+            ), max_input_bytes=knowledge.max_file_bytes)
             yield
 
     async def shell_context(app: web.Application) -> AsyncIterator[None]:
@@ -298,7 +309,7 @@ def build_app(
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
-            handoff=handoff, batch=batch, knowledge=knowledge,
+            files=app[FILES], handoff=handoff, batch=batch, knowledge=knowledge,
             indexer=indexer, asker=asker,
             connections=connection_cache, upstreams=upstreams, meter=meter, policies=policy_cache,
             shell=app[SHELL], sandbox=app[SANDBOX],
@@ -328,7 +339,7 @@ def build_app(
     route_modules = (
         health, accounts, admin, gateways, llm_connections, policies, openai_compat, chat_clients, integrations,
         public_chat, chat_page, webhooks, hook_schedules, memories, batch_workflows, batch_items, collections,
-        documents, rag, skills, metrics, handoff_routes, shell, openapi,
+        documents, files, rag, skills, metrics, handoff_routes, shell, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -310,6 +310,26 @@ class KnowledgeSettings(Section):
     answer_gateway: str | None = None
     """Slug or id (in the calling account) of the gateway /api/v1/answer asks; unset: the account's oldest
     gateway that has a model."""
+    max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    """Largest file one upload (POST .../files: PDF, DOCX, HTML, Markdown, text) may send."""
+    max_file_chars: int = Field(default=2_000_000, ge=1)
+    """Text one uploaded file may hold once extracted; a larger file is refused, not cut."""
+    max_file_pages: int = Field(default=1_000, ge=1)
+    """Pages read from an uploaded PDF; a longer PDF is refused."""
+    max_file_documents: int = Field(default=2_000, ge=1)
+    """Documents (chunks) one uploaded file may make."""
+    chunk_chars: int = Field(default=1_500, ge=200)
+    """Target size of one chunk of an uploaded file (code blocks and tables are kept whole, so may pass it)."""
+    chunk_overlap_chars: int = Field(default=200, ge=0)
+    """Characters a chunk continuing a section repeats from the previous chunk."""
+
+    @model_validator(mode="after")
+    def _chunks_fit(self) -> KnowledgeSettings:
+        if self.chunk_chars > self.max_document_chars:
+            raise ValueError("knowledge.chunk_chars must not exceed knowledge.max_document_chars")
+        if self.chunk_overlap_chars * 2 > self.chunk_chars:
+            raise ValueError("knowledge.chunk_overlap_chars must be at most half of knowledge.chunk_chars")
+        return self
 
 
 class GatewayDefinition(Section):

@@ -94,7 +94,7 @@ def _summary(document: KnowledgeDocument) -> dict[str, Any]:
             "contentsPreview": document.contents[:PREVIEW_CHARS], "indexState": document.state.value}
 
 
-async def _collection(request: web.Request) -> Collection:
+async def collection_of(request: web.Request) -> Collection:
     collection = await services(request).store.collections.get(principal(request).account.id,
                                                                request.match_info["id"])
     if collection is None:
@@ -111,7 +111,7 @@ async def _collection(request: web.Request) -> Collection:
 })
 async def browse_documents(request: web.Request) -> web.Response:
     query = _browse_query(request)
-    collection = await _collection(request)
+    collection = await collection_of(request)
     documents = await services(request).store.documents.browse(collection.account_id, collection.id, query)
     return json_response([_summary(d) for d in documents])
 
@@ -148,7 +148,7 @@ async def _read_import(request: web.Request, max_bytes: int) -> tuple[bytes, boo
 async def import_documents(request: web.Request) -> web.Response:
     """The whole file is checked before anything is written: a bad line answers 400 naming it, and
     nothing of the file is applied."""
-    collection = await _collection(request)
+    collection = await collection_of(request)
     svc = services(request)
     limits = svc.settings.knowledge
     data, sync = await _read_import(request, limits.max_import_bytes)

@@ -30,6 +30,7 @@ from botline.knowledge.indexer import Indexer
 from botline.knowledge.search import KnowledgeSearch
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor
+from botline.parsing.files import FileSplitter
 from botline.ratelimit import RateLimiter
 from botline.scheduler.service import Scheduler
 from botline.shell.files import ShellFiles
@@ -59,6 +60,7 @@ class Services:
     chat_clients: ChatClientCache
     accounts: AccountCache
     documents: PdfExtractor
+    files: FileSplitter
     speech: Synthesizer
     handoff: HandoffService
     batch: BatchRunner

@@ -10,9 +10,11 @@ import pytest
 
 from tests.conftest import gateway_body
 from tests.emulators.fake_llm import FakeLLM
-from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, slowest_healthz_during
+from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, collector_as_botline_serve_sets_it, slowest_healthz_during
 from tests.support.server import RunningServer
 from tests.support.webchat import client_body, create_client, open_session, prompt, public
+
+__all__ = ["collector_as_botline_serve_sets_it"]  # autouse: collect garbage as `botline serve` does
 
 SIZE = 100_000
 BACKTRACKING_COLOUR = "rgb(" + " " * SIZE + "a!"

@@ -11,13 +11,13 @@ import tiktoken
 
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM
-from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, probing_health
+from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, collector_as_botline_serve_sets_it, probing_health
 from tests.support.pdfs import minimal_pdf, slow_pdf
 from tests.support.server import RunningServer
 from tests.support.tokenizer import exact_tokens
 from tests.support.webchat import create_client, open_session, prompt, public
 
-__all__ = ["exact_tokens"]
+__all__ = ["collector_as_botline_serve_sets_it", "exact_tokens"]  # fixtures (the collector: autouse)
 
 MB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}

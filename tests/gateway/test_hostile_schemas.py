@@ -12,8 +12,10 @@ from tests.conftest import create_gateway, gateway_body
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.gateway.test_pipeline import ask
 from tests.support.callback_server import Answer, CallbackServer
-from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, slowest_healthz_during
+from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, collector_as_botline_serve_sets_it, slowest_healthz_during
 from tests.support.server import RunningServer
+
+__all__ = ["collector_as_botline_serve_sets_it"]  # autouse: collect garbage as `botline serve` does
 
 CATASTROPHIC = "^(a+)+$"
 """Exponential on a backtracking engine: 40 `a`s and a `!` is about 2**40 steps for Python's `re`."""

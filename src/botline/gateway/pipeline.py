@@ -34,8 +34,9 @@ from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
-from botline.gateway.tools import EndTurn, ProtocolFunctionTool, Tool, ToolSet, no_tool
+from botline.gateway.tools import EndTurn, ProtocolFunctionTool, ResponseCaps, Tool, ToolSet, no_tool
 from botline.logs import loggable_url
+from botline.media import OutboundMedia
 from botline.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class TurnResult:
     """Assistant and tool messages the turn produced, in order (for session storage)."""
     documents: list[UsedDocument] = field(default_factory=list)
     """Knowledge documents put before the model (retrieval by injection)."""
+    media: list[OutboundMedia] = field(default_factory=list)
+    """Images and files tools produced for the user (sent after the text by the channels)."""
 
 
 @dataclass
@@ -211,7 +214,7 @@ class TurnPipeline:
                 return TurnResult(
                     text=text, reasoning="\n\n".join(thoughts), model=answer.model, finish_reason=answer.finish_reason,
                     usage=usage, refusal=answer.refusal, client_tool_calls=client_calls, tool_runs=runs,
-                    new_messages=produced,
+                    new_messages=produced, media=tools.media,
                 )
             assistant: ChatMessage = {"role": "assistant", "content": answer.content or None,
                                       "tool_calls": answer.tool_calls}
@@ -238,7 +241,7 @@ class TurnPipeline:
                 produced.append({"role": "assistant", "content": ended.answer})
                 return TurnResult(
                     text=ended.answer, reasoning=answer.reasoning, model=answer.model, finish_reason="stop",
-                    usage=usage, tool_runs=runs, new_messages=produced,
+                    usage=usage, tool_runs=runs, new_messages=produced, media=tools.media,
                 )
             if params.tool_context_count is not None:
                 messages = apply_tool_context_count(messages, params.tool_context_count)
@@ -362,9 +365,10 @@ class TurnPipeline:
         for url in params.protocol_function_sources:
             functions.extend(await self._source_functions(url, trust))
         timeout = self._s.settings.tool_call_timeout_seconds
-        max_bytes = self._s.egress_settings.tool_response_max_bytes
+        caps = ResponseCaps(text=self._s.egress_settings.tool_response_max_bytes,
+                            media=self._s.egress_settings.tool_media_max_bytes)
         return [
-            ProtocolFunctionTool(f, self._s.egress, trust=trust, timeout=timeout, max_bytes=max_bytes)
+            ProtocolFunctionTool(f, self._s.egress, trust=trust, timeout=timeout, caps=caps)
             for f in functions
         ]
 

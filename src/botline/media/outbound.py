@@ -1,0 +1,62 @@
+"""What counts as media in a tool's answer, and the file the channels send.
+
+A protocol function's callback answers with text or JSON for the model; any other content type
+(`image/*`, `application/pdf`, ...) is a file for the user. Only raster images that every client
+draws safely are images; anything else (SVG included: it can carry script) travels as a document.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+"""Sent as photos and drawn inline by the web chat."""
+
+_TEXT_TYPES = frozenset({"application/json", "application/xml", "application/x-www-form-urlencoded", ""})
+_FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,200})""", re.IGNORECASE)
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
+MAX_FILENAME = 100
+
+
+@dataclass(frozen=True)
+class OutboundMedia:
+    data: bytes
+    content_type: str
+    filename: str
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type in INLINE_IMAGE_TYPES
+
+
+def media_type(header: str) -> str:
+    """`image/PNG; charset=x` -> `image/png`."""
+    return header.split(";", 1)[0].strip().lower()[:100]
+
+
+def is_text_for_model(content_type: str) -> bool:
+    xml = content_type.endswith("+xml") and not content_type.startswith("image/")
+    structured = content_type.endswith("+json") or xml
+    return content_type.startswith("text/") or content_type in _TEXT_TYPES or structured
+
+
+def safe_filename(name: str, content_type: str, fallback: str) -> str:
+    """A name any provider and file system takes: no path, no control or quoting characters."""
+    cleaned = _UNSAFE_NAME.sub("_", name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]).strip(" .")[:MAX_FILENAME]
+    if cleaned:
+        return cleaned
+    extension = mimetypes.guess_extension(content_type) or ".bin"
+    return f"{_UNSAFE_NAME.sub('_', fallback)[:MAX_FILENAME - 8] or 'file'}{extension}"
+
+
+def media_from_response(headers: Mapping[str, str], body: bytes, *, name: str) -> OutboundMedia | None:
+    """The file in an HTTP answer, or None when the answer is text for the model (or empty)."""
+    content_type = media_type(headers.get("Content-Type", ""))
+    if not body or is_text_for_model(content_type):
+        return None
+    disposition = _FILENAME.search(headers.get("Content-Disposition", "")[:500])
+    return OutboundMedia(data=body, content_type=content_type,
+                         filename=safe_filename(disposition.group(1) if disposition else "", content_type, name))

@@ -4,8 +4,6 @@ naming it, the text answer still delivered."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from typing import Any
 
 import pytest
@@ -14,6 +12,7 @@ from tests.channels.conftest import save_integration
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.emulators.telegram import TelegramEmulator
 from tests.support.callback_server import Answer, CallbackServer
+from tests.support.images import png
 from tests.support.server import RunningServer
 from tests.support.webchat import create_client
 
@@ -24,15 +23,6 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 @pytest.fixture
 def settings_overrides(telegram: TelegramEmulator) -> dict[str, Any]:
     return {"providers": {"telegram": {"api_url": telegram.url, "mode": "webhook"}}}
-
-
-def png(width: int, height: int) -> bytes:
-    """A real, decodable PNG (one grey pixel row repeated)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 async def connect_with_tool(server: RunningServer, fake_llm: FakeLLM, telegram: TelegramEmulator,

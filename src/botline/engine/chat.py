@@ -102,6 +102,7 @@ class TurnOutcome:
             "messageId": self.message.id,
             "cancelled": self.cancelled,
             "handedOff": self.handed_off,
+            "media": [m.wire() for m in self.result.media] if self.result is not None else [],
         }
 
 

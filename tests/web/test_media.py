@@ -1,0 +1,52 @@
+"""Media the bot sends, in the web chat: an image a tool made is drawn inline under the answer (decoded
+by Chromium under the page's CSP), a file is a download chip that saves the tool's bytes."""
+
+from __future__ import annotations
+
+from playwright.async_api import Page, expect
+
+from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
+from tests.support.callback_server import Answer, CallbackServer
+from tests.support.images import png
+from tests.web.conftest import SESSION_LOOP, OpenChat, answers, send
+
+pytestmark = SESSION_LOOP
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def tool(site: CallbackServer, answer: Answer) -> dict[str, object]:
+    return {"name": "make_chart", "description": "Draws the sales chart.",
+            "callbackUrl": site.answer("/chart", answer), "contentFormat": {"type": "object", "properties": {}}}
+
+
+async def test_an_image_from_a_tool_is_shown_inline_under_the_answer(
+    page: Page, open_chat: OpenChat, fake_llm: FakeLLM
+) -> None:
+    async with CallbackServer() as site:
+        chat = await open_chat(gateway={"protocolFunctions": [tool(site, Answer(body=png(40, 20),
+                                                                                 content_type="image/png"))]})
+        fake_llm.script(Reply(tool_calls=[ToolCall("make_chart", {})]), Reply(text="Here is the chart."))
+        await page.goto(chat.talk_url)
+        await send(page, "chart please")
+        await expect(answers(page)).to_have_text("Here is the chart.")
+        image = page.get_by_role("img", name="make_chart.png")
+        await expect(image).to_be_visible()
+        size = await image.evaluate("img => img.complete ? [img.naturalWidth, img.naturalHeight] : null")
+    assert size == [40, 20]  # decoded: the page's CSP let the data: URL through
+
+
+async def test_a_file_from_a_tool_is_a_download_chip(page: Page, open_chat: OpenChat, fake_llm: FakeLLM) -> None:
+    async with CallbackServer() as site:
+        chat = await open_chat(gateway={"protocolFunctions": [tool(site, Answer(body=PDF,
+                                                                                 content_type="application/pdf"))]})
+        fake_llm.script(Reply(tool_calls=[ToolCall("make_chart", {})]), Reply(text="The report is attached."))
+        await page.goto(chat.talk_url)
+        await send(page, "report please")
+        chip = page.get_by_role("link", name="make_chart.pdf")
+        await expect(chip).to_be_visible()
+        async with page.expect_download() as download_info:
+            await chip.click()
+        download = await download_info.value
+        path = await download.path()
+    assert download.suggested_filename == "make_chart.pdf" and path.read_bytes() == PDF

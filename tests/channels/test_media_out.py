@@ -1,16 +1,22 @@
-"""Media the bot sends on Telegram: a protocol function answering with an image reaches the chat as
-sendPhoto after the text, a file as sendDocument, and a file the provider refuses becomes a notice
-naming it, the text answer still delivered."""
+"""Media the bot sends on messaging channels: a protocol function answering with an image reaches
+Telegram as sendPhoto after the text, a file as sendDocument, and a file the provider refuses becomes
+a notice naming it, the text answer still delivered; Z-API, Evolution and Kapso through their image
+and document sends."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.channels.conftest import save_integration
+from tests.emulators.evolution import FakeEvolution
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
+from tests.emulators.kapso import FakeKapso
 from tests.emulators.telegram import TelegramEmulator
+from tests.emulators.zapi import FakeZapi
 from tests.support.callback_server import Answer, CallbackServer
 from tests.support.images import png
 from tests.support.server import RunningServer
@@ -20,9 +26,43 @@ CHAT = 626262
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
+PHONE = "5511988887777"
+ALIASES = {"Zapi": "zapiIntegration", "EvolutionApi": "evolutionIntegration", "Kapso": "kapsoIntegration"}
+
+
 @pytest.fixture
-def settings_overrides(telegram: TelegramEmulator) -> dict[str, Any]:
-    return {"providers": {"telegram": {"api_url": telegram.url, "mode": "webhook"}}}
+async def zapi() -> AsyncIterator[FakeZapi]:
+    async with FakeZapi() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def evo() -> AsyncIterator[FakeEvolution]:
+    async with FakeEvolution(retry_scale=0.001) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def kapso() -> AsyncIterator[FakeKapso]:
+    async with FakeKapso() as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings_overrides(telegram: TelegramEmulator, zapi: FakeZapi, kapso: FakeKapso) -> dict[str, Any]:
+    return {"providers": {"telegram": {"api_url": telegram.url, "mode": "webhook"},
+                          "zapi": {"api_url": zapi.url}, "kapso": {"api_url": kapso.url}}}
+
+
+async def whatsapp_with_tool(server: RunningServer, fake_llm: FakeLLM, kind: str, integration: dict[str, Any],
+                             site: CallbackServer, answer: Answer) -> str:
+    """A client on `kind` whose gateway has the make_chart function; its webhook URL."""
+    function = {"name": "make_chart", "description": "Draws the sales chart.",
+                "callbackUrl": site.answer("/chart", answer), "contentFormat": {"type": "object", "properties": {}}}
+    client_id = await create_client(server, fake_llm, gateway={"protocolFunctions": [function]})
+    status, saved = await save_integration(server, client_id, kind, {ALIASES[kind]: integration})
+    assert status == 200, saved
+    return str(saved["webhookUrl"])
 
 
 async def connect_with_tool(server: RunningServer, fake_llm: FakeLLM, telegram: TelegramEmulator,
@@ -99,3 +139,62 @@ async def test_a_text_answer_from_a_tool_sends_no_media(
 def tool_message(fake_llm: FakeLLM) -> str:
     messages: list[dict[str, Any]] = fake_llm.requests[-1].body["messages"]
     return str(next(m for m in messages if m["role"] == "tool")["content"])
+
+
+async def test_zapi_sends_the_image_with_send_image_and_the_file_with_send_document(
+    server: RunningServer, fake_llm: FakeLLM, zapi: FakeZapi
+) -> None:
+    integration = {"instanceId": zapi.instance_id, "instanceToken": zapi.instance_token}
+    image = png(8, 8)
+    async with CallbackServer() as site:
+        url = await whatsapp_with_tool(server, fake_llm, "Zapi", integration, site,
+                                       Answer(body=image, content_type="image/png"))
+        tool_turn(fake_llm, "Your chart.")
+        await zapi.push(url, zapi.text_message(PHONE, "chart"))
+        sends = await zapi.wait_for_sends(2)
+        assert [s.endpoint for s in sends] == ["send-text", "send-image"] and all(s.status == 200 for s in sends)
+        assert sends[1].body["image"] == "data:image/png;base64," + base64.b64encode(image).decode()
+        site.answer("/chart", Answer(body=PDF, content_type="application/pdf"))
+        tool_turn(fake_llm, "Your report.")
+        await zapi.push(url, zapi.text_message(PHONE, "report"))
+        sends = await zapi.wait_for_sends(4)
+    document = sends[3]
+    assert document.path.endswith("/send-document/pdf") and document.status == 200
+    assert document.body["fileName"] == "make_chart.pdf"
+    assert base64.b64decode(document.body["document"].split(",", 1)[1]) == PDF
+
+
+async def test_evolution_sends_files_with_send_media(
+    server: RunningServer, fake_llm: FakeLLM, evo: FakeEvolution
+) -> None:
+    integration = {"endpointUrl": evo.url, "instanceName": evo.instance, "apiKey": evo.default.token}
+    async with CallbackServer() as site:
+        url = await whatsapp_with_tool(server, fake_llm, "EvolutionApi", integration, site,
+                                       Answer(body=PDF, content_type="application/pdf"))
+        tool_turn(fake_llm, "Your report.")
+        await evo.push(url, evo.text_message(PHONE, "report"))
+        sends = await evo.wait_for_sends(2)
+    assert [s.endpoint for s in sends] == ["sendText", "sendMedia"] and sends[1].status == 201
+    assert sends[1].body["mediatype"] == "document" and sends[1].body["mimetype"] == "application/pdf"
+    assert evo.media == [("document", "make_chart.pdf", PDF)]
+
+
+async def test_kapso_uploads_then_sends_an_image_and_a_document(
+    server: RunningServer, fake_llm: FakeLLM, kapso: FakeKapso
+) -> None:
+    integration = {"apiKey": kapso.api_key, "phoneNumberId": kapso.phone_number_id}
+    image = png(8, 8)
+    async with CallbackServer() as site:
+        url = await whatsapp_with_tool(server, fake_llm, "Kapso", integration, site,
+                                       Answer(body=image, content_type="image/png"))
+        tool_turn(fake_llm, "Your chart.")
+        await kapso.push(url, kapso.text_message(PHONE, "chart"))
+        sends = await kapso.wait_for_sends(2)
+        site.answer("/chart", Answer(body=PDF, content_type="application/pdf"))
+        tool_turn(fake_llm, "Your report.")
+        await kapso.push(url, kapso.text_message(PHONE, "another"))
+        sends = await kapso.wait_for_sends(4)
+    assert [s.body["type"] for s in sends] == ["text", "image", "text", "document"]
+    assert kapso.media[sends[1].body["image"]["id"]] == ("image/png", image)
+    assert sends[3].body["document"]["filename"] == "make_chart.pdf"
+    assert kapso.media[sends[3].body["document"]["id"]] == ("application/pdf", PDF)

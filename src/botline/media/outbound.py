@@ -13,6 +13,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+WHATSAPP_IMAGE_BYTES = 5 * 1024 * 1024
+"""WhatsApp's limit for an image message (Meta's media limits); larger ones are not sent."""
+WHATSAPP_DOCUMENT_BYTES = 100 * 1024 * 1024
+"""WhatsApp's limit for a document message."""
+
+WHATSAPP_IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
+"""What Meta's Cloud API takes as an image message; other images go as documents."""
+
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 """Sent as photos and drawn inline by the web chat."""
 

@@ -20,7 +20,7 @@ from tests.emulators.zapi import FakeZapi
 from tests.support.callback_server import Answer, CallbackServer
 from tests.support.images import png
 from tests.support.server import RunningServer
-from tests.support.webchat import create_client
+from tests.support.webchat import client_body, create_client
 
 CHAT = 626262
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -198,3 +198,26 @@ async def test_kapso_uploads_then_sends_an_image_and_a_document(
     assert kapso.media[sends[1].body["image"]["id"]] == ("image/png", image)
     assert sends[3].body["document"]["filename"] == "make_chart.pdf"
     assert kapso.media[sends[3].body["document"]["id"]] == ("application/pdf", PDF)
+
+
+async def test_a_markdown_image_on_an_allowed_host_reaches_telegram_as_a_photo(
+    server: RunningServer, fake_llm: FakeLLM, telegram: TelegramEmulator
+) -> None:
+    image = png(12, 12)
+    async with CallbackServer() as site:
+        url = site.answer("/logo.png", Answer(body=image, content_type="image/png"))
+        client_id = await create_client(server, fake_llm, imageHosts=["127.0.0.1"])
+        status, saved = await save_integration(server, client_id, "Telegram",
+                                               {"telegramIntegration": {"botToken": telegram.token}})
+        assert status == 200, saved
+        fake_llm.script(Reply(text=f"Our logo: ![logo]({url})"))
+        await telegram.push(telegram.text_update(CHAT, "logo?"))
+        await telegram.wait_for_messages(2)
+    [photo] = telegram.calls_to("sendPhoto")
+    assert photo.params["photo"]["data"] == image and photo.params["photo"]["filename"] == "logo.png"
+
+
+async def test_image_hosts_must_be_host_names(server: RunningServer, fake_llm: FakeLLM) -> None:
+    status, body = await server.call("POST", "/api/v1/web-chat-client",
+                                     json=client_body(None, imageHosts=["https://cdn.example.com/x"]))
+    assert status == 400 and "imageHosts" in body["message"]

@@ -50,3 +50,20 @@ async def test_a_file_from_a_tool_is_a_download_chip(page: Page, open_chat: Open
         download = await download_info.value
         path = await download.path()
     assert download.suggested_filename == "make_chart.pdf" and path.read_bytes() == PDF
+
+
+async def test_a_markdown_image_on_an_allowed_host_is_fetched_by_botline_and_shown(
+    page: Page, open_chat: OpenChat, fake_llm: FakeLLM
+) -> None:
+    async with CallbackServer() as site:
+        url = site.answer("/img/sales.png", Answer(body=png(30, 10), content_type="image/png"))
+        elsewhere = url.replace("127.0.0.1", "localhost").replace("sales", "track")
+        chat = await open_chat(imageHosts=["127.0.0.1"])
+        fake_llm.script(Reply(text=f"Sales: ![sales chart]({url}) and ![pixel]({elsewhere})"))
+        await page.goto(chat.talk_url)
+        await send(page, "sales?")
+        image = page.get_by_role("img", name="sales.png")
+        await expect(image).to_be_visible()
+        assert await image.evaluate("img => img.naturalWidth") == 30
+        await expect(page.locator(".bl-bot-image")).to_have_count(1)  # the other host is not fetched
+        assert [r.path for r in site.received] == ["/img/sales.png"]  # fetched once, by botline, not the page

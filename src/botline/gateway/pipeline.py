@@ -37,6 +37,7 @@ from botline.gateway.tokens import TokenCounters, approximate, message_text
 from botline.gateway.tools import EndTurn, ProtocolFunctionTool, ResponseCaps, Tool, ToolSet, no_tool
 from botline.logs import loggable_url
 from botline.media import OutboundMedia
+from botline.media.answer_images import fetch_answer_images
 from botline.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class TurnRequest:
     client_parameters: dict[str, Any] = field(default_factory=dict)
     """/v1 caller's other OpenAI parameters; the gateway's own settings win over them."""
     stream: bool = False
+    image_hosts: frozenset[str] = frozenset()
+    """Hosts whose markdown images in the answer are fetched and sent as files (the client's imageHosts)."""
 
 
 @dataclass
@@ -178,6 +181,8 @@ class TurnPipeline:
         client = self._s.clients.model(params.base_address, params.api_key, trust)
         result = await self._loop(request, client, messages, rounds, prefill, sink)
         result.documents = documents
+        result.media.extend(await fetch_answer_images(result.text, request.image_hosts, self._s.egress, trust=trust,
+                                                      max_bytes=self._s.egress_settings.tool_media_max_bytes))
         return result
 
     async def _loop(

@@ -28,7 +28,8 @@ MAX_ORIGIN_LENGTH = 300
 """scheme://, a 253-character host name (or a bracketed IPv6 address) and :port."""
 Origin = Annotated[str, Field(max_length=MAX_ORIGIN_LENGTH)]
 HostName = Annotated[str, Field(max_length=253)]
-_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*")
+_HOST_NAME = re.compile(r"[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*")
+"""Labels separated by dots (linear: the dot ends each label); hyphens at a label's edge are checked apart."""
 
 
 class InputMode(StrEnum):
@@ -131,7 +132,7 @@ class ClientParameters(StrictModel):
     def _hosts(cls, values: list[str]) -> list[str]:
         hosts = [value.strip().lower() for value in values]
         for host in hosts:
-            if not _HOST_NAME.fullmatch(host):
+            if not _HOST_NAME.fullmatch(host) or any(label[0] == "-" or label[-1] == "-" for label in host.split(".")):
                 raise ValueError(f"{host!r} is not a host name (such as cdn.example.com: no scheme, port or path)")
         return hosts
 

@@ -9,9 +9,11 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import openai
 import pytest
 
 from tests.channels.conftest import save_integration
+from tests.conftest import create_gateway
 from tests.emulators.evolution import FakeEvolution
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.emulators.kapso import FakeKapso
@@ -221,3 +223,18 @@ async def test_image_hosts_must_be_host_names(server: RunningServer, fake_llm: F
     status, body = await server.call("POST", "/api/v1/web-chat-client",
                                      json=client_body(None, imageHosts=["https://cdn.example.com/x"]))
     assert status == 400 and "imageHosts" in body["message"]
+
+
+async def test_on_v1_the_model_is_told_the_file_cannot_be_shown(server: RunningServer, fake_llm: FakeLLM) -> None:
+    async with CallbackServer() as site:
+        function = {"name": "make_chart", "description": "Draws the sales chart.",
+                    "callbackUrl": site.answer("/chart", Answer(body=png(4, 4), content_type="image/png")),
+                    "contentFormat": {"type": "object", "properties": {}}}
+        gateway_id = await create_gateway(server, fake_llm, protocolFunctions=[function])
+        tool_turn(fake_llm, "I could not show it here.")
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0)
+        answer = await client.chat.completions.create(model=gateway_id, messages=[{"role": "user", "content": "chart"}])
+        await client.close()
+    assert answer.choices[0].message.content == "I could not show it here."
+    assert tool_message(fake_llm) == ("The tool made the image make_chart.png (image/png), but files cannot be "
+                                      "shown in this conversation.")

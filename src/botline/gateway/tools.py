@@ -17,12 +17,16 @@ import orjson
 from botline.domain import json_schema
 from botline.domain.gateways import ProtocolFunction
 from botline.egress import Egress, EgressError, EgressResponse, Trust
-from botline.gateway.caller import Caller
+from botline.gateway.caller import Caller, CallSource
 from botline.media import OutboundMedia, media_from_response
 
 log = logging.getLogger(__name__)
 
 ToolSpec = dict[str, Any]
+
+MEDIA_AUDIENCES = frozenset({CallSource.WEB_CHAT, CallSource.TELEGRAM, CallSource.ZAPI, CallSource.EVOLUTION,
+                             CallSource.KAPSO})
+"""Where a tool's file reaches a person (the web chat's `done`, the channels' sends)."""
 
 
 class ToolFailure(Exception):
@@ -115,14 +119,15 @@ class ProtocolFunctionTool(Tool):
                 timeout=self._timeout, max_bytes=max(self._caps.text, self._caps.media),
             )
             if response.ok:
-                return self._answer(response)
+                return self._answer(response, caller)
             log.warning("protocol function %s answered HTTP %s", self.name, response.status)
         except EgressError as exc:
             log.warning("protocol function %s failed: %s", self.name, exc.message)
         raise ToolFailure(f"The tool {self.name} failed to run. Tell the user it is unavailable right now.")
 
-    def _answer(self, response: EgressResponse) -> str | ToolReply:
-        """Text for the model, or a file for the user (the model is told it was sent, by name)."""
+    def _answer(self, response: EgressResponse, caller: Caller) -> str | ToolReply:
+        """Text for the model, or a file for the user (the model is told it was sent, by name). Where
+        nothing is shown to a person (/v1, scheduled and batch runs) the model is told so instead."""
         media = media_from_response(response.headers, response.body, name=self.name)
         if media is None:
             if len(response.body) > self._caps.text:
@@ -133,6 +138,9 @@ class ProtocolFunctionTool(Tool):
             log.warning("protocol function %s answered a %d-byte file", self.name, len(media.data))
             raise ToolFailure(f"The tool {self.name} produced a file too large to send. Tell the user.")
         what = "image" if media.is_image else "file"
+        if caller.call_source not in MEDIA_AUDIENCES:
+            return (f"The tool made the {what} {media.filename} ({media.content_type}), but files cannot be "
+                    "shown in this conversation.")
         return ToolReply(f"The {what} {media.filename} ({media.content_type}) was sent to the user with your answer; "
                          "do not repeat its contents or link it.", media)
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from tests.channels.conftest import save_integration
@@ -95,7 +96,7 @@ async def test_an_image_from_a_tool_reaches_telegram_as_a_photo_after_the_text(
     assert photo["photo"]["data"] == image and photo["photo"]["filename"] == "make_chart.png"
     assert sent[1]["message"]["photo"][0]["width"] == 64 and sent[1]["message"]["photo"][0]["height"] == 32
     told = tool_message(fake_llm)
-    assert "make_chart.png" in told and "was sent to the user" in told  # the model knows, without the bytes
+    assert told == "Sent to the user with your answer: make_chart.png (image/png); do not repeat or link them."
 
 
 async def test_a_file_from_a_tool_reaches_telegram_as_a_document(
@@ -236,5 +237,38 @@ async def test_on_v1_the_model_is_told_the_file_cannot_be_shown(server: RunningS
         answer = await client.chat.completions.create(model=gateway_id, messages=[{"role": "user", "content": "chart"}])
         await client.close()
     assert answer.choices[0].message.content == "I could not show it here."
-    assert tool_message(fake_llm) == ("The tool made the image make_chart.png (image/png), but files cannot be "
+    assert tool_message(fake_llm) == ("The tool made make_chart.png (image/png), but files cannot be "
                                       "shown in this conversation.")
+
+
+async def test_the_json_attachments_shape_sends_its_files_and_gives_its_text_to_the_model(
+    server: RunningServer, fake_llm: FakeLLM, telegram: TelegramEmulator
+) -> None:
+    image = png(6, 6)
+    answer = {"text": "Q3 sales: 42.", "attachments": [
+        {"data": base64.b64encode(image).decode(), "contentType": "image/png", "fileName": "q3.png"},
+        {"data": base64.b64encode(PDF).decode(), "contentType": "application/pdf"}]}
+    async with CallbackServer() as site:
+        await connect_with_tool(server, fake_llm, telegram, site,
+                                Answer(body=orjson.dumps(answer), content_type="application/json"))
+        tool_turn(fake_llm, "Sales were 42; chart and report attached.")
+        await telegram.push(telegram.text_update(CHAT, "q3?"))
+        sent = await telegram.wait_for_messages(3)
+    assert "photo" in sent[1]["message"] and sent[2]["message"]["document"]["file_name"] == "make_chart-2.pdf"
+    assert telegram.calls_to("sendPhoto")[0].params["photo"]["filename"] == "q3.png"
+    assert tool_message(fake_llm) == ("Q3 sales: 42.\n\nSent to the user with your answer: q3.png (image/png), "
+                                      "make_chart-2.pdf (application/pdf); do not repeat or link them.")
+
+
+async def test_bad_attachments_are_a_tool_error_for_the_model(
+    server: RunningServer, fake_llm: FakeLLM, telegram: TelegramEmulator
+) -> None:
+    answer = {"text": "x", "attachments": [{"data": "%%%", "contentType": "image/png"}]}
+    async with CallbackServer() as site:
+        await connect_with_tool(server, fake_llm, telegram, site,
+                                Answer(body=orjson.dumps(answer), content_type="application/json"))
+        tool_turn(fake_llm, "Sorry, the chart failed.")
+        await telegram.push(telegram.text_update(CHAT, "chart"))
+        await telegram.wait_for_messages(1)
+    assert tool_message(fake_llm) == "The tool make_chart answered a file that could not be read. Tell the user."
+    assert telegram.calls_to("sendPhoto") == []

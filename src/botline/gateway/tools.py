@@ -19,6 +19,7 @@ from botline.domain.gateways import ProtocolFunction
 from botline.egress import Egress, EgressError, EgressResponse, Trust
 from botline.gateway.caller import Caller, CallSource
 from botline.media import OutboundMedia, media_from_response
+from botline.media.outbound import Attachments, attachments_from_json, media_type
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,10 @@ class Tool(ABC):
 
 @dataclass(frozen=True)
 class ToolReply:
-    """A tool's answer that also carries a file for the user (sent with the turn's answer)."""
+    """A tool's answer that also carries files for the user (sent with the turn's answer)."""
 
     text: str
-    media: OutboundMedia
+    media: list[OutboundMedia]
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,15 @@ class ProtocolFunctionTool(Tool):
         nothing is shown to a person (/v1, scheduled and batch runs) the model is told so instead."""
         media = media_from_response(response.headers, response.body, name=self.name)
         if media is None:
+            try:
+                attached = attachments_from_json(media_type(response.headers.get("Content-Type", "")),
+                                                 response.body, name=self.name)
+            except ValueError as exc:
+                log.warning("protocol function %s answered bad attachments: %s", self.name, exc)
+                raise ToolFailure(
+                    f"The tool {self.name} answered a file that could not be read. Tell the user.") from None
+            if attached is not None:
+                return self._attachments(attached, caller)
             if len(response.body) > self._caps.text:
                 log.warning("protocol function %s answered %d bytes of text", self.name, len(response.body))
                 raise ToolFailure(f"The tool {self.name} answered too much text. Tell the user it failed.")
@@ -137,12 +147,18 @@ class ProtocolFunctionTool(Tool):
         if len(media.data) > self._caps.media:
             log.warning("protocol function %s answered a %d-byte file", self.name, len(media.data))
             raise ToolFailure(f"The tool {self.name} produced a file too large to send. Tell the user.")
-        what = "image" if media.is_image else "file"
+        return self._attachments(Attachments(text="", media=[media]), caller)
+
+    def _attachments(self, attached: Attachments, caller: Caller) -> str | ToolReply:
+        """The files go to the person (the model is told which); the callback's text goes to the model."""
+        names = ", ".join(f"{m.filename} ({m.content_type})" for m in attached.media)
+        head = f"{attached.text}\n\n" if attached.text else ""
+        if not attached.media:
+            return attached.text
         if caller.call_source not in MEDIA_AUDIENCES:
-            return (f"The tool made the {what} {media.filename} ({media.content_type}), but files cannot be "
-                    "shown in this conversation.")
-        return ToolReply(f"The {what} {media.filename} ({media.content_type}) was sent to the user with your answer; "
-                         "do not repeat its contents or link it.", media)
+            return f"{head}The tool made {names}, but files cannot be shown in this conversation."
+        return ToolReply(f"{head}Sent to the user with your answer: {names}; do not repeat or link them.",
+                         list(attached.media))
 
 
 def no_tool(name: str) -> str:
@@ -191,6 +207,6 @@ class ToolSet:
             log.exception("tool %s failed unexpectedly", name)
             return f"The tool {name} failed to run. Tell the user it is unavailable right now."
         if isinstance(answer, ToolReply):
-            self.media.append(answer.media)
+            self.media.extend(answer.media)
             return answer.text
         return answer

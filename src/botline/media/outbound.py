@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import orjson
+
 WHATSAPP_IMAGE_BYTES = 5 * 1024 * 1024
 """WhatsApp's limit for an image message (Meta's media limits); larger ones are not sent."""
 WHATSAPP_DOCUMENT_BYTES = 100 * 1024 * 1024
@@ -65,6 +67,46 @@ def safe_filename(name: str, content_type: str, fallback: str) -> str:
         return cleaned
     extension = mimetypes.guess_extension(content_type) or ".bin"
     return f"{_UNSAFE_NAME.sub('_', fallback)[:MAX_FILENAME - 8] or 'file'}{extension}"
+
+
+MAX_ATTACHMENTS = 8
+
+
+@dataclass(frozen=True)
+class Attachments:
+    text: str
+    media: list[OutboundMedia]
+
+
+def attachments_from_json(content_type: str, body: bytes, *, name: str) -> Attachments | None:
+    """The documented JSON shape `{"text": "...", "attachments": [{"data": "<base64>", "contentType",
+    "fileName"?}]}` (those two keys only), or None for any other answer, which then goes to the model
+    as it is. An attachment that is not valid base64 or has no type is a ValueError naming it."""
+    if content_type != "application/json" or b'"attachments"' not in body:
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict) or set(parsed) - {"text", "attachments"} or not isinstance(
+            parsed.get("attachments"), list) or not isinstance(parsed.get("text", ""), str):
+        return None
+    media: list[OutboundMedia] = []
+    for index, item in enumerate(parsed["attachments"][:MAX_ATTACHMENTS]):
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str) \
+                or not isinstance(item.get("contentType"), str):
+            raise ValueError(f"attachments[{index}] needs data (base64) and contentType")
+        try:
+            data = base64.b64decode(item["data"], validate=True)
+        except ValueError:
+            raise ValueError(f"attachments[{index}].data is not base64") from None
+        kind = media_type(item["contentType"])
+        given = item.get("fileName")
+        file_name = given if isinstance(given, str) else ""
+        if data:
+            media.append(OutboundMedia(data=data, content_type=kind,
+                                       filename=safe_filename(file_name, kind, f"{name}-{index + 1}")))
+    return Attachments(text=str(parsed.get("text", "")), media=media)
 
 
 def media_from_response(headers: Mapping[str, str], body: bytes, *, name: str) -> OutboundMedia | None:

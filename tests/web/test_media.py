@@ -3,15 +3,18 @@ by Chromium under the page's CSP), a file is a download chip that saves the tool
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.async_api import Page, expect
 
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.support.callback_server import Answer, CallbackServer
 from tests.support.images import png
-from tests.web.conftest import SESSION_LOOP, OpenChat, answers, send
+from tests.web.conftest import PHONE, SESSION_LOOP, OpenChat, answers, send
 
 pytestmark = SESSION_LOOP
 
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "chat-375-media.png"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
@@ -67,3 +70,20 @@ async def test_a_markdown_image_on_an_allowed_host_is_fetched_by_botline_and_sho
         assert await image.evaluate("img => img.naturalWidth") == 30
         await expect(page.locator(".bl-bot-image")).to_have_count(1)  # the other host is not fetched
         assert [r.path for r in site.received] == ["/img/sales.png"]  # fetched once, by botline, not the page
+
+
+async def test_a_wide_image_and_a_chip_fit_a_375_px_phone(page: Page, open_chat: OpenChat, fake_llm: FakeLLM) -> None:
+    await page.set_viewport_size(PHONE)
+    async with CallbackServer() as site:
+        chat = await open_chat(gateway={"protocolFunctions": [tool(site, Answer(body=png(900, 300),
+                                                                                 content_type="image/png"))]})
+        fake_llm.script(Reply(tool_calls=[ToolCall("make_chart", {})]), Reply(text="Sales by **month**:"))
+        await page.goto(chat.talk_url)
+        await send(page, "chart please")
+        image = page.get_by_role("img", name="make_chart.png")
+        await expect(image).to_be_visible()
+        await page.wait_for_function("() => document.querySelector('.bl-bot-image').complete")
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    box = await image.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    await page.screenshot(path=str(SCREENSHOT), animations="disabled", caret="hide")

@@ -373,6 +373,8 @@ class EgressSettings(Section):
     """Memory for cached instruction and function sources (least recently used dropped first)."""
     tool_response_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest answer of a protocol function's callback (what the model reads back)."""
+    tool_media_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest image or file a protocol function's callback may answer with (sent to the user)."""
     provider_response_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest answer of a provider API (Z-API, Evolution, Kapso sends and registrations)."""
     media_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)

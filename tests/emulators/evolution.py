@@ -220,6 +220,8 @@ class FakeEvolution(ProviderEmulator):
         """Every ``sendPresence`` request, accepted or not."""
         self.audio: list[bytes] = []
         """Decoded bytes of every accepted sendWhatsAppAudio (b"" for a URL), in order."""
+        self.media: list[tuple[str, str, bytes]] = []
+        """(mediatype, fileName, decoded bytes) of every accepted sendMedia, in order."""
         self.config_requests: list[RecordedSend] = []
         """Every ``/webhook/set`` and ``/webhook/find`` request, accepted or not."""
         self.instance = instance
@@ -255,6 +257,7 @@ class FakeEvolution(ProviderEmulator):
         app.router.add_post("/message/sendText/{instanceName}", self._send_text)
         app.router.add_post("/chat/sendPresence/{instanceName}", self._send_presence)
         app.router.add_post("/message/sendWhatsAppAudio/{instanceName}", self._send_audio)
+        app.router.add_post("/message/sendMedia/{instanceName}", self._send_media)
         app.router.add_post("/webhook/set/{instanceName}", self._webhook_set)
         app.router.add_get("/webhook/find/{instanceName}", self._webhook_find)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -368,6 +371,59 @@ class FakeEvolution(ProviderEmulator):
                                          "mimetype": "audio/ogg; codecs=opus", "seconds": 1, "ptt": True,
                                          "fileLength": str(len(data))}},
             "messageType": "audioMessage",
+            "messageTimestamp": int(self.now()),
+            "instanceId": instance.instance_id,
+            "source": "web",
+        }
+        return 201, answer, None
+
+    async def _send_media(self, request: web.Request) -> web.Response:
+        raw, body, _ = await self._read(request)
+        record = RecordedSend("sendMedia", request.path, request.headers, body, raw)
+        status, answer, failure = self._send_media_answer(request, body)
+        record.status, record.response = status, answer
+        self._record(record)
+        if failure is not None:
+            return failure
+        if 200 <= status < 300:
+            self._after_send(self.instances[request.match_info["instanceName"]], answer)
+        return self._json(status, answer)
+
+    def _send_media_answer(self, request: web.Request, body: dict[str, Any]) -> tuple[int, Any, web.Response | None]:
+        """mediaMessageSchema: number, mediatype (image|document|video|audio) and media (a URL or plain
+        base64) required; mimetype, fileName and caption optional."""
+        if (denied := self._guard(request)) is not None:
+            return *denied, None
+        if (failure := self._take_failure()) is not None:
+            return failure.status, None, failure
+        problems = _validate(body, required=("number", "mediatype", "media"),
+                             strings=("number", "mediatype", "media"), not_empty=("number",))
+        if not problems and body["mediatype"] not in ("image", "document", "video", "audio"):
+            problems = ["mediatype must be one of image, document, video, audio"]
+        if problems:
+            return *self._error(400, "Bad Request", problems), None
+        media: str = body["media"]
+        if media.startswith(("http://", "https://")):
+            data = b""
+        else:
+            try:
+                data = base64.b64decode(media, validate=True)
+            except ValueError:
+                return *self._error(400, "Bad Request", ["Owned media must be a url or base64"]), None
+        instance = self.instances[request.match_info["instanceName"]]
+        kind, name = body["mediatype"], str(body.get("fileName") or "")
+        self.media.append((kind, name, data))
+        content: dict[str, Any] = {"url": "https://mmg.whatsapp.net/v/t62.7118-24/fake.enc",
+                                   "mimetype": body.get("mimetype") or "application/octet-stream",
+                                   "fileLength": str(len(data))}
+        if kind == "document":
+            content["fileName"] = name
+        answer = {
+            "key": {"remoteJid": _jid(body["number"]), "fromMe": True, "id": new_send_id()},
+            "pushName": "Você",
+            "status": "PENDING",
+            "message": {f"{kind}Message": content},
+            "messageType": f"{kind}Message",
             "messageTimestamp": int(self.now()),
             "instanceId": instance.instance_id,
             "source": "web",

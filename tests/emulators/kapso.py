@@ -98,6 +98,13 @@ _MEDIA_URL = "https://api.kapso.ai/media/"
 _MAX_AUDIO_BYTES = 16 * 1024 * 1024
 _AUDIO_TYPES = frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"})
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png"})
+_DOCUMENT_TYPES = frozenset({
+    "text/plain", "application/pdf", "application/msword", "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+})
+"""Meta's supported document types (anything else is refused at upload)."""
 _DEFAULT_GROUP_ID = "Y2FwaV9ncm91cDoxNTU1MDc4Mzg4MToxMjAzNjMwMjU="  # Meta groups API ids are opaque
 _SEND_TYPES = {
     "text",
@@ -326,7 +333,7 @@ class FakeKapso(ProviderEmulator):
             return self._json(400, self._param_error("The parameter messaging_product is required."))
         if not isinstance(upload, web.FileField):
             return self._json(400, self._param_error("The parameter file is required."))
-        if not isinstance(mime, str) or mime not in _AUDIO_TYPES | _IMAGE_TYPES:
+        if not isinstance(mime, str) or mime not in _AUDIO_TYPES | _IMAGE_TYPES | _DOCUMENT_TYPES:
             return self._json(400, self._param_error("Param type is not a supported MIME type", str(mime)))
         data = upload.file.read()
         if len(data) > _MAX_AUDIO_BYTES or (mime == "audio/ogg" and not data.startswith(b"OggS")):
@@ -372,6 +379,14 @@ class FakeKapso(ProviderEmulator):
                 return self._param_error("Invalid parameter", "The media id does not exist.")
             if audio.get("voice") and "id" in audio and self.media[str(audio["id"])][0] != "audio/ogg":
                 return self._param_error("Invalid parameter", "Voice messages must be audio/ogg with the Opus codec.")
+        elif type_ in ("image", "document"):
+            media = body[type_]
+            if "id" not in media and "link" not in media:
+                return self._param_error(f"The parameter {type_}['id'] or {type_}['link'] is required.")
+            if "id" in media and str(media["id"]) not in self.media:
+                return self._param_error("Invalid parameter", "The media id does not exist.")
+            if type_ == "image" and "id" in media and self.media[str(media["id"])][0] not in _IMAGE_TYPES:
+                return self._param_error("Invalid parameter", "Images must be image/jpeg or image/png.")
         return None
 
     def _after_send(self, body: dict[str, Any], answer: dict[str, Any]) -> None:

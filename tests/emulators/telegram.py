@@ -71,6 +71,16 @@ _JSON = "application/json"
 _SHUTDOWN_TIMEOUT = 0.05  # seconds (twice over) that in-flight requests get when the emulator stops
 _MAX_TEXT_LENGTH = 4096  # UTF-16 code units, after entity parsing
 _MAX_CAPTION_LENGTH = 1024
+_MAX_PHOTO_BYTES = 10 * 1024 * 1024
+_MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"RIFF")
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR (what Telegram reports for the photo); 1x1 otherwise."""
+    if data.startswith(b"\x89PNG") and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return 1, 1
 _MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024  # getFile refuses bigger files on the public Bot API
 _MAX_BODY = 64 * 1024 * 1024
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]*")
@@ -846,6 +856,8 @@ class TelegramEmulator(Served):
             "getfile": self._get_file,
             "sendvoice": self._send_voice,
             "sendaudio": self._send_audio,
+            "sendphoto": self._send_photo,
+            "senddocument": self._send_document,
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -1713,6 +1725,59 @@ class TelegramEmulator(Served):
 
     def _send_audio(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._send_file_message(params, "audio")
+
+    def _send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``sendPhoto``: an uploaded PNG/JPEG/GIF/WebP becomes a ``photo`` (a list of sizes); other bytes
+        fail as Telegram's image processing does; uploads over 10 MB are refused."""
+        upload = self._upload(params, "photo")
+        data: bytes = upload["data"]
+        if len(data) > _MAX_PHOTO_BYTES:
+            raise _ApiError(413, "Request Entity Too Large")
+        if not data.startswith(_IMAGE_MAGIC):
+            raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        stored = self.register_file(data, kind="photo", file_name=upload.get("filename"))
+        width, height = _png_size(data)
+        return self._file_message(params, "photo", [{"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+                                                      "width": width, "height": height, "file_size": len(data)}])
+
+    def _send_document(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``sendDocument``: any uploaded file, kept with its name; over 50 MB is refused."""
+        upload = self._upload(params, "document")
+        data: bytes = upload["data"]
+        if len(data) > _MAX_DOCUMENT_BYTES:
+            raise _ApiError(413, "Request Entity Too Large")
+        name = upload.get("filename") or "file"
+        stored = self.register_file(data, kind="document", file_name=name)
+        mime = upload.get("content_type") or "application/octet-stream"
+        return self._file_message(params, "document", {"file_name": name, "mime_type": mime, "file_id": stored.file_id,
+                                                       "file_unique_id": stored.file_unique_id, "file_size": len(data)})
+
+    def _upload(self, params: dict[str, Any], field_name: str) -> dict[str, Any]:
+        upload = params.get(field_name)
+        if not isinstance(upload, dict) or not upload.get("data"):
+            if upload in (None, ""):
+                raise _ApiError(400, f"Bad Request: there is no {field_name} in the request")
+            raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        return upload
+
+    def _file_message(self, params: dict[str, Any], field_name: str, content: Any) -> dict[str, Any]:
+        chat_id = self._chat_id(params)
+        chat = self._chat_for(chat_id)
+        if chat["id"] in self._blocked:
+            raise _ApiError(403, "Forbidden: bot was blocked by the user")
+        caption = str(params.get("caption") or "")
+        if utf16_length(caption) > _MAX_CAPTION_LENGTH:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        message_id = self._next_message_id(int(chat["id"]))
+        message: dict[str, Any] = {"message_id": message_id, "from": dict(self.bot_user), "chat": chat,
+                                   "date": int(time.time()), field_name: content}
+        if caption:
+            message["caption"] = caption
+        self._messages[(int(chat["id"]), message_id)] = message
+        self._sent.append({**params, "chat_id": chat_id, "text": caption, "message_id": message_id,
+                           "message": message, "method": f"send{field_name.capitalize()}"})
+        self._changes.notify()
+        return message
 
     def _send_file_message(self, params: dict[str, Any], field_name: str) -> dict[str, Any]:
         chat_id = self._chat_id(params)

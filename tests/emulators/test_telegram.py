@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from telegram import Bot, Message, Update
+from telegram import Bot, InputFile, Message, Update
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
@@ -29,6 +29,7 @@ from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
 from tests.emulators.audio import mp3, ogg_opus
 from tests.emulators.telegram import TelegramEmulator
+from tests.support.images import png
 
 TOKEN = "123456789:AAEmulatorTestTokenForBotline000000"
 SECRET = "s3cret_-Token"
@@ -396,3 +397,18 @@ async def test_send_voice_makes_a_voice_message_from_ogg_and_audio_otherwise(
     assert audio.voice is None and audio.audio is not None
     with pytest.raises(BadRequest, match="no voice in the request"):
         await bot.send_voice(chat_id=CHAT, voice="")
+
+
+async def test_send_photo_and_send_document_make_photo_and_document_messages(
+    emu: TelegramEmulator, bot: Bot
+) -> None:
+    photo = await bot.send_photo(chat_id=CHAT, photo=InputFile(png(20, 10), filename="chart.png"))
+    assert [(size.width, size.height) for size in photo.photo] == [(20, 10)]
+    document = await bot.send_document(chat_id=CHAT, document=InputFile(b"%PDF-1.4", filename="report.pdf"))
+    assert document.document is not None and document.document.file_name == "report.pdf"
+    assert document.document.mime_type == "application/pdf"
+    with pytest.raises(BadRequest, match="Image_process_failed"):  # PTB capitalises the description
+        await bot.send_photo(chat_id=CHAT, photo=InputFile(b"not an image", filename="x.png"))
+    with pytest.raises(NetworkError, match="Request Entity Too Large"):  # how PTB reports a 413
+        await bot.send_photo(chat_id=CHAT, photo=InputFile(png(1, 1) + b"\0" * (10 * 1024 * 1024), filename="big.png"))
+    assert [call.method for call in emu.calls if call.status == 200][-2:] == ["sendPhoto", "sendDocument"]

@@ -89,6 +89,7 @@ _SENDS: dict[str, tuple[tuple[str, ...], str]] = {
     "send-text": (("phone", "message"), "text"),
     "send-image": (("phone", "image"), "image"),
     "send-audio": (("phone", "audio"), "audio"),
+    "send-document": (("phone", "document"), "document"),
 }
 
 
@@ -150,10 +151,13 @@ class FakeZapi(ProviderEmulator):
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/instances/{instance_id}/token/{token}/{endpoint}", self._handle)
+        # send-document names the file's extension in the path: send-document/pdf
+        app.router.add_route("*", "/instances/{instance_id}/token/{token}/{endpoint:send-document}/{extension}",
+                             self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         endpoint = request.match_info["endpoint"]
-        is_send = endpoint in _SENDS
+        is_send = endpoint in _SENDS and (endpoint != "send-document") == ("extension" not in request.match_info)
         is_config = endpoint in ZAPI_WEBHOOK_KINDS or endpoint in ("update-every-webhooks", "update-notify-sent-by-me")
         raw, body, _ = await self._read(request)
         if not is_send and not is_config:
@@ -240,6 +244,9 @@ class FakeZapi(ProviderEmulator):
                     from_me=True,
                     from_api=True,
                 )
+            elif endpoint == "send-document":
+                echo = self.document_message(phone, file_name=str(body.get("fileName") or "file"),
+                                             message_id=answer["messageId"], from_me=True, from_api=True)
             else:
                 echo = self.audio_message(phone, message_id=answer["messageId"], from_me=True, from_api=True)
             self.pusher.spawn(self.emit(echo))

@@ -16,6 +16,7 @@ from botline.domain.handoff import Controller
 from botline.domain.inbound import MediaRef
 from botline.domain.integrations import Integration, IntegrationType
 from botline.egress import Trust
+from botline.media import OutboundMedia
 
 IntegrationT = TypeVar("IntegrationT", bound=Integration)
 
@@ -129,6 +130,19 @@ class ChannelAdapter(ABC, Generic[IntegrationT]):
                          trust: Trust = Trust.TENANT) -> None:
         """Sends a spoken answer as a voice note; raises DeliveryError (also where unsupported)."""
         raise DeliveryError(f"{self.kind.value} cannot send voice notes", retryable=False)
+
+    max_image_bytes: int = 0
+    """Largest image sent as a photo (0: the channel sends no media)."""
+    max_document_bytes: int = 0
+    """Largest file sent as a document."""
+
+    def media_limit(self, media: OutboundMedia) -> int:
+        return self.max_image_bytes if media.is_image else self.max_document_bytes
+
+    async def send_media(self, integration: IntegrationT, chat_id: str, media: OutboundMedia, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """Sends an image as a photo, anything else as a document (within media_limit); raises DeliveryError."""
+        raise DeliveryError(f"{self.kind.value} cannot send files yet", retryable=False)
 
     async def typing(self, integration: IntegrationT, chat_id: str, *, trust: Trust = Trust.TENANT) -> None:
         """Shows "typing..." where the provider supports it (best effort)."""

@@ -36,6 +36,7 @@ from botline.channels.provider_http import ProviderHttp, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import EvolutionIntegration, GroupPolicy, IntegrationType
 from botline.egress import Trust
+from botline.media import WHATSAPP_DOCUMENT_BYTES, WHATSAPP_IMAGE_BYTES, OutboundMedia
 
 PROVIDER = "Evolution API"
 UPSERT = "messages.upsert"
@@ -60,6 +61,8 @@ _MEDIA_TYPES = (
 class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
     kind = IntegrationType.EVOLUTION
     max_text_length = WHATSAPP_TEXT_LIMIT
+    max_image_bytes = WHATSAPP_IMAGE_BYTES
+    max_document_bytes = WHATSAPP_DOCUMENT_BYTES
     can_register_webhook = True
 
     def __init__(self, http: ProviderHttp) -> None:
@@ -140,6 +143,14 @@ class EvolutionAdapter(ChannelAdapter[EvolutionIntegration]):
         re-encodes to OGG/Opus unless told `encoding: false`, which is safe only for OGG input."""
         body = {"number": chat_id, "audio": base64.b64encode(voice.data).decode(), "encoding": not voice.is_ogg}
         await self._post(integration, "message/sendWhatsAppAudio", body, trust)
+
+    async def send_media(self, integration: EvolutionIntegration, chat_id: str, media: OutboundMedia, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """sendMedia with `mediatype` image or document and the file as plain base64."""
+        body = {"number": chat_id, "mediatype": "image" if media.is_image else "document",
+                "mimetype": media.content_type, "media": base64.b64encode(media.data).decode(),
+                "fileName": media.filename}
+        await self._post(integration, "message/sendMedia", body, trust)
 
     async def typing(self, integration: EvolutionIntegration, chat_id: str, *, trust: Trust = Trust.TENANT) -> None:
         body = {"number": chat_id, "presence": "composing", "delay": PRESENCE_MILLIS}

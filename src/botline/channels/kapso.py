@@ -31,6 +31,8 @@ from botline.channels.provider_http import ProviderHttp, ProviderReply, multipar
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, KapsoIntegration
 from botline.egress import Trust
+from botline.media import WHATSAPP_DOCUMENT_BYTES, WHATSAPP_IMAGE_BYTES, OutboundMedia
+from botline.media.outbound import WHATSAPP_IMAGE_TYPES
 
 PROVIDER = "Kapso"
 GRAPH_VERSION = "v24.0"
@@ -66,6 +68,8 @@ class OutsideWindow(DeliveryError):
 class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
     kind = IntegrationType.KAPSO
     max_text_length = KAPSO_TEXT_LIMIT
+    max_image_bytes = WHATSAPP_IMAGE_BYTES
+    max_document_bytes = WHATSAPP_DOCUMENT_BYTES
 
     def __init__(self, http: ProviderHttp, api_url: str) -> None:
         self._http = http
@@ -138,8 +142,23 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
         """Meta's way: upload the audio (POST .../media) and send `audio {id, voice}`; `voice: true`
         (a voice note) only for OGG/Opus, which is what WhatsApp accepts for one."""
         mime = "audio/ogg" if voice.is_ogg else "audio/mpeg"
-        body, content_type = multipart({"messaging_product": "whatsapp", "type": mime}, "file", voice.filename,
-                                       mime, voice.data)
+        media_id = await self._upload(integration, voice.filename, mime, voice.data)
+        await self._send(integration, chat_id, {"type": "audio", "audio": {"id": media_id, "voice": voice.is_ogg}})
+
+    async def send_media(self, integration: KapsoIntegration, chat_id: str, media: OutboundMedia, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """Uploaded like audio, then `image {id}` (JPEG and PNG, all WhatsApp takes as images) or
+        `document {id, filename}`."""
+        media_id = await self._upload(integration, media.filename, media.content_type, media.data)
+        if media.content_type in WHATSAPP_IMAGE_TYPES:
+            await self._send(integration, chat_id, {"type": "image", "image": {"id": media_id}})
+        else:
+            await self._send(integration, chat_id,
+                             {"type": "document", "document": {"id": media_id, "filename": media.filename}})
+
+    async def _upload(self, integration: KapsoIntegration, filename: str, mime: str, data: bytes) -> str:
+        """Meta's media upload (POST .../media, multipart); the media id to send."""
+        body, content_type = multipart({"messaging_product": "whatsapp", "type": mime}, "file", filename, mime, data)
         reply = await self._http.request_json(
             "POST", self._messages_url(integration).removesuffix("/messages") + "/media", provider=PROVIDER,
             trust=Trust.OPERATOR, data=body, headers={"X-API-Key": integration.api_key, "Content-Type": content_type},
@@ -148,8 +167,8 @@ class KapsoAdapter(ChannelAdapter[KapsoIntegration]):
             raise _delivery_error(reply, integration)
         media_id = reply.body.get("id") if isinstance(reply.body, dict) else None
         if not isinstance(media_id, str) or not media_id:
-            raise DeliveryError("Kapso accepted the audio upload but gave no media id", retryable=True)
-        await self._send(integration, chat_id, {"type": "audio", "audio": {"id": media_id, "voice": voice.is_ogg}})
+            raise DeliveryError("Kapso accepted the media upload but gave no media id", retryable=True)
+        return media_id
 
     async def send_template(
         self, integration: KapsoIntegration, chat_id: str, template_name: str, text: str, *,

@@ -28,6 +28,7 @@ from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, TelegramIntegration
 from botline.egress import Trust
 from botline.engine.delivery import utf16_length
+from botline.media import OutboundMedia
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 GROUP_TYPES = frozenset({"group", "supergroup"})
@@ -46,6 +47,10 @@ def bot_id_of(token: str) -> str:
 class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
     kind = IntegrationType.TELEGRAM
     max_text_length = TELEGRAM_TEXT_LIMIT
+    max_image_bytes = 10 * 1024 * 1024
+    """Bot API: photos up to 10 MB."""
+    max_document_bytes = 50 * 1024 * 1024
+    """Bot API: other files up to 50 MB."""
     can_register_webhook = True
 
     def __init__(self, api_url: str) -> None:
@@ -153,6 +158,19 @@ class TelegramAdapter(ChannelAdapter[TelegramIntegration]):
                 await bot.send_voice(chat_id=chat_id, voice=upload)
             else:
                 await bot.send_audio(chat_id=chat_id, audio=upload)
+        except TelegramError as exc:
+            raise _delivery_error(exc) from None
+
+    async def send_media(self, integration: TelegramIntegration, chat_id: str, media: OutboundMedia, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """sendPhoto for an image (Telegram shows it inline), sendDocument for any other file."""
+        bot = await self._bot(integration)
+        upload = telegram.InputFile(media.data, filename=media.filename)
+        try:
+            if media.is_image:
+                await bot.send_photo(chat_id=chat_id, photo=upload)
+            else:
+                await bot.send_document(chat_id=chat_id, document=upload)
         except TelegramError as exc:
             raise _delivery_error(exc) from None
 

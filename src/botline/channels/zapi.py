@@ -21,6 +21,7 @@ from botline.channels.provider_http import ProviderHttp, status_error
 from botline.domain.inbound import MediaKind, MediaRef
 from botline.domain.integrations import GroupPolicy, IntegrationType, ZapiIntegration
 from botline.egress import Trust
+from botline.media import WHATSAPP_DOCUMENT_BYTES, WHATSAPP_IMAGE_BYTES, OutboundMedia
 
 PROVIDER = "Z-API"
 RECEIVED = "ReceivedCallback"
@@ -44,6 +45,8 @@ _MEDIA_FIELDS = (
 class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
     kind = IntegrationType.ZAPI
     max_text_length = WHATSAPP_TEXT_LIMIT
+    max_image_bytes = WHATSAPP_IMAGE_BYTES
+    max_document_bytes = WHATSAPP_DOCUMENT_BYTES
 
     def __init__(self, http: ProviderHttp, api_url: str) -> None:
         self._http = http
@@ -103,6 +106,17 @@ class ZapiAdapter(ChannelAdapter[ZapiIntegration]):
         `waveform` makes WhatsApp draw it as a recorded voice note."""
         data_url = f"data:{voice.content_type};base64,{base64.b64encode(voice.data).decode()}"
         await self._send(integration, "send-audio", {"phone": chat_id, "audio": data_url, "waveform": True})
+
+    async def send_media(self, integration: ZapiIntegration, chat_id: str, media: OutboundMedia, *,
+                         trust: Trust = Trust.TENANT) -> None:
+        """send-image, or send-document/{extension} with the file name; the bytes inline as a data: URL."""
+        data_url = f"data:{media.content_type};base64,{base64.b64encode(media.data).decode()}"
+        if media.is_image:
+            await self._send(integration, "send-image", {"phone": chat_id, "image": data_url})
+            return
+        extension = media.filename.rsplit(".", 1)[-1].lower() if "." in media.filename else "bin"
+        await self._send(integration, f"send-document/{extension}",
+                         {"phone": chat_id, "document": data_url, "fileName": media.filename})
 
     async def _send(self, integration: ZapiIntegration, endpoint: str, body: dict[str, Any]) -> None:
         reply = await self._http.request_json(  # the API base is the operator's (providers.zapi.api_url)

@@ -27,6 +27,9 @@ MAX_COLOUR_LENGTH = 64
 MAX_ORIGIN_LENGTH = 300
 """scheme://, a 253-character host name (or a bracketed IPv6 address) and :port."""
 Origin = Annotated[str, Field(max_length=MAX_ORIGIN_LENGTH)]
+HostName = Annotated[str, Field(max_length=253)]
+_HOST_NAME = re.compile(r"[a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*")
+"""Labels separated by dots (linear: the dot ends each label); hyphens at a label's edge are checked apart."""
 
 
 class InputMode(StrEnum):
@@ -86,6 +89,9 @@ class ClientParameters(StrictModel):
     debug: bool = False
     show_tool_calls: bool = False
     allowed_frame_origins: Items[Origin] = Field(default_factory=list)
+    image_hosts: Items[HostName] = Field(default_factory=list)
+    """botline's addition: hosts whose markdown images in answers botline fetches and sends as files
+    (web chat inline, photos on channels). Empty: images from other hosts are never loaded."""
     audio_synthesis_source: Name = "None"
     audio_synthesis_voice: Name | None = None
     audio_synthesis_instruction: LongText | None = None
@@ -120,6 +126,15 @@ class ClientParameters(StrictModel):
             if not _ORIGIN.match(value):
                 raise ValueError(f"{value!r} is not an origin (scheme://host[:port], no path)")
         return values
+
+    @field_validator("image_hosts")
+    @classmethod
+    def _hosts(cls, values: list[str]) -> list[str]:
+        hosts = [value.strip().lower() for value in values]
+        for host in hosts:
+            if not _HOST_NAME.fullmatch(host) or any(label[0] == "-" or label[-1] == "-" for label in host.split(".")):
+                raise ValueError(f"{host!r} is not a host name (such as cdn.example.com: no scheme, port or path)")
+        return hosts
 
     @field_validator("timezone")
     @classmethod

@@ -103,6 +103,7 @@ class TurnOutcome:
             "messageId": self.message.id,
             "cancelled": self.cancelled,
             "handedOff": self.handed_off,
+            "media": [m.wire() for m in self.result.media] if self.result is not None else [],
         }
 
 
@@ -454,6 +455,7 @@ class ChatEngine:
         request = TurnRequest(
             gateway=gateway, messages=history, caller=caller, extra_context=session.extra_context,
             context_location=session.context_location, stream=True,
+            image_hosts=frozenset(client.client_parameters.image_hosts),
         )
         result = await self._pipeline.run(request, _EventSink(turn, client.client_parameters.show_tool_calls))
         turn.answered = True

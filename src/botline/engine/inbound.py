@@ -28,12 +28,14 @@ from botline.engine.chat import ActiveTurn, ChatEngine, ChatRefused, TurnOutcome
 from botline.engine.delivery import send_with_retries, split_message
 from botline.engine.handoff import HandoffService
 from botline.engine.locks import Lease, LeaseLost, SessionLocks
+from botline.engine.media_out import send_media
 from botline.engine.sessions import SessionService
 from botline.engine.voice import VoiceReplies
 from botline.gateway.caller import CallSource
 from botline.gateway.errors import GatewayError
 from botline.gateway.transcription import Transcriber
 from botline.logs import bind_turn
+from botline.media import OutboundMedia
 from botline.metrics import Metrics
 from botline.parsing import PdfExtractor
 from botline.store.base import Store, StoreError
@@ -232,51 +234,66 @@ class InboundEngine:
         self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord], lease: Lease
     ) -> Callable[[], Awaitable[object]] | None:
         """Sends the reply's text; returns the voice note still to send after it, if one is wanted."""
-        reply, session = await self._reply(chat, client, integration, records)
+        reply, session, media = await self._reply(chat, client, integration, records)
         lease.check()  # lost meanwhile: the replica that took the chat answers, or this reply is sent twice
-        if not reply:
+        adapter = self._adapters[chat.integration]
+        trust = await self._accounts.trust(client.account_id)
+        if not reply:  # a turn may answer with a file alone
+            await self._send_media(chat, client, integration, media, session, trust)
             return None
         if session is None or not self._voice.wanted(client, records):
             await self.deliver(chat, client, integration, reply, session=session)
+            await self._send_media(chat, client, integration, media, session, trust)
             return None
-        adapter = self._adapters[chat.integration]
-        trust = await self._accounts.trust(client.account_id)
 
         async def voice() -> bool:
             return await self._voice.send(adapter, integration, chat.chat_id, client, reply, trust)
 
         if client.client_parameters.audio_synthesis_with_text:
             await self.deliver(chat, client, integration, reply, session=session)
+            await self._send_media(chat, client, integration, media, session, trust)
             return voice
         if not await voice():  # voice only: the text goes when no voice note could
             await self.deliver(chat, client, integration, reply, session=session)
+        await self._send_media(chat, client, integration, media, session, trust)
         return None
+
+    async def _send_media(self, chat: ChatKey, client: ChatClient, integration: Integration,
+                          media: list[OutboundMedia], session: Session | None, trust: Trust) -> None:
+        """The turn's images and files, after its text; those that cannot go are named in a text notice."""
+        if not media:
+            return
+        notices = await send_media(self._adapters[chat.integration], integration, chat.chat_id, media, trust)
+        if notices:
+            await self.deliver(chat, client, integration, "\n".join(notices), session=session)
 
     async def _reply(
         self, chat: ChatKey, client: ChatClient, integration: Integration, records: list[InboundRecord]
-    ) -> tuple[str, Session | None]:
-        """What to send for the records, and the session it belongs to (None after a reset)."""
+    ) -> tuple[str, Session | None, list[OutboundMedia]]:
+        """What to send for the records, the session it belongs to (None after a reset) and the files
+        tools made for the user."""
         adapter = self._adapters[chat.integration]
         command = records[-1].text.strip().lower() if len(records) == 1 and not records[-1].operator else ""
         if command == RESET_COMMAND:
             await self._reset(chat, client)
-            return RESET_REPLY, None
+            return RESET_REPLY, None, []
         session = await self._sessions.for_channel(
             client, tag=chat.external_user_id, lifetime=integration.session_duration or DEFAULT_SESSION_DURATION
         )
         bind_turn(CALL_SOURCES[chat.integration].channel, session_id=session.id, gateway=client.ai_gateway_id)
         settled = await self._handoff.settle(session, client, records)  # the session read above holds the state
         if settled is not None and not settled.rest:
-            return settled.reply, settled.session
+            return settled.reply, settled.session, []
         if settled is not None:  # "#bot" and then the user, in one batch: the bot answers the user's part
             session, records = settled.session, list(settled.rest)
         if command == USAGE_COMMAND and client.client_parameters.debug:
             usage = f"This conversation used {session.token_count} tokens in {session.message_count} messages."
-            return usage, session
+            return usage, session, []
         trust = await self._accounts.trust(client.account_id)
         typing = asyncio.create_task(self._keep_typing(adapter, integration, chat.chat_id, trust))
         try:
-            return await self._turn(chat, client, session, integration, records), session
+            text, media = await self._turn(chat, client, session, integration, records)
+            return text, session, media
         finally:
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -285,28 +302,29 @@ class InboundEngine:
     async def _turn(
         self, chat: ChatKey, client: ChatClient, session: Session, integration: Integration,
         records: list[InboundRecord],
-    ) -> str:
+    ) -> tuple[str, list[OutboundMedia]]:
         adapter = self._adapters[chat.integration]
         reader = reader_for(client, self._transcriber, self._documents, max_upload_bytes=self._max_upload_bytes)
         if (stored := await self._stored_answer(session, records)) is not None:
-            return stored  # answered before a restart, not delivered yet: send that, don't ask again
+            return stored, []  # answered before a restart, not delivered yet: send that, don't ask again
         try:
             content = await self._content(adapter, integration, records)
             turn = await self._chat.submit(session, client, content, reader, source=CALL_SOURCES[chat.integration],
                                            reply_to=[r.id for r in records])
             outcome = await self._outcome(turn)
         except (ChatRefused, AttachmentError) as exc:
-            return exc.message
+            return exc.message, []
         except GatewayError as exc:
             log.warning("no answer for %s: %s", chat.text(), exc.message)
-            return UNAVAILABLE_REPLY
+            return UNAVAILABLE_REPLY, []
         except DeliveryError as exc:  # an attachment could not be fetched from the provider
             log.warning("no answer for %s: %s", chat.text(), exc.message)
-            return UNAVAILABLE_REPLY
+            return UNAVAILABLE_REPLY, []
         if outcome.handed_off or outcome.cancelled:  # a person took the chat meanwhile (or it was deleted):
-            return ""  # what was stored stays in the history; nothing half-written goes to the user
+            return "", []  # what was stored stays in the history; nothing half-written goes to the user
         text = outcome.message.content
-        return text if isinstance(text, str) else ""
+        media = outcome.result.media if outcome.result is not None else []
+        return (text if isinstance(text, str) else ""), media
 
     @staticmethod
     async def _outcome(turn: ActiveTurn) -> TurnOutcome:

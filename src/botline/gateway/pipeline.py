@@ -39,8 +39,10 @@ from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
-from botline.gateway.tools import EndTurn, ProtocolFunctionTool, Tool, ToolSet, no_tool
+from botline.gateway.tools import EndTurn, ProtocolFunctionTool, ResponseCaps, Tool, ToolSet, no_tool
 from botline.logs import loggable_url
+from botline.media import OutboundMedia
+from botline.media.answer_images import fetch_answer_images
 from botline.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class TurnRequest:
     on_route: Callable[[str], None] | None = None
     """Told the complexity when modelRoutingParameters picked the model, before the model call (a
     stream can still carry it in a header)."""
+    image_hosts: frozenset[str] = frozenset()
+    """Hosts whose markdown images in the answer are fetched and sent as files (the client's imageHosts)."""
 
 
 @dataclass
@@ -123,6 +127,8 @@ class TurnResult:
     """"input" or "output" when an AI policy blocked the turn (`text` is then the refusal)."""
     complexity: str | None = None
     """The complexity that chose the model (modelRoutingParameters), else None."""
+    media: list[OutboundMedia] = field(default_factory=list)
+    """Images and files tools produced for the user (sent after the text by the channels)."""
 
 
 @dataclass
@@ -292,6 +298,8 @@ class TurnPipeline:
         client = self._s.clients.model(upstream.base_address, upstream.api_key, trust)
         result = await self._loop(request, upstream, client, messages, rounds, prefill, sink)
         result.documents = documents
+        result.media.extend(await fetch_answer_images(result.text, request.image_hosts, self._s.egress, trust=trust,
+                                                      max_bytes=self._s.egress_settings.tool_media_max_bytes))
         return result
 
     async def _loop(
@@ -330,7 +338,7 @@ class TurnPipeline:
                 return TurnResult(
                     text=text, reasoning="\n\n".join(thoughts), model=answer.model, finish_reason=answer.finish_reason,
                     usage=usage, refusal=answer.refusal, client_tool_calls=client_calls, tool_runs=runs,
-                    new_messages=produced,
+                    new_messages=produced, media=tools.media,
                 )
             assistant: ChatMessage = {"role": "assistant", "content": answer.content or None,
                                       "tool_calls": answer.tool_calls}
@@ -357,7 +365,7 @@ class TurnPipeline:
                 produced.append({"role": "assistant", "content": ended.answer})
                 return TurnResult(
                     text=ended.answer, reasoning=answer.reasoning, model=answer.model, finish_reason="stop",
-                    usage=usage, tool_runs=runs, new_messages=produced,
+                    usage=usage, tool_runs=runs, new_messages=produced, media=tools.media,
                 )
             if params.tool_context_count is not None:
                 messages = apply_tool_context_count(messages, params.tool_context_count)
@@ -489,9 +497,10 @@ class TurnPipeline:
         for url in params.protocol_function_sources:
             functions.extend(await self._source_functions(url, trust))
         timeout = self._s.settings.tool_call_timeout_seconds
-        max_bytes = self._s.egress_settings.tool_response_max_bytes
+        caps = ResponseCaps(text=self._s.egress_settings.tool_response_max_bytes,
+                            media=self._s.egress_settings.tool_media_max_bytes)
         return [
-            ProtocolFunctionTool(f, self._s.egress, trust=trust, timeout=timeout, max_bytes=max_bytes)
+            ProtocolFunctionTool(f, self._s.egress, trust=trust, timeout=timeout, caps=caps)
             for f in functions
         ]
 

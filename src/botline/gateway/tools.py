@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,12 +16,18 @@ import orjson
 
 from botline.domain import json_schema
 from botline.domain.gateways import ProtocolFunction
-from botline.egress import Egress, EgressError, Trust
-from botline.gateway.caller import Caller
+from botline.egress import Egress, EgressError, EgressResponse, Trust
+from botline.gateway.caller import Caller, CallSource
+from botline.media import OutboundMedia, media_from_response
+from botline.media.outbound import Attachments, attachments_from_json, media_type
 
 log = logging.getLogger(__name__)
 
 ToolSpec = dict[str, Any]
+
+MEDIA_AUDIENCES = frozenset({CallSource.WEB_CHAT, CallSource.TELEGRAM, CallSource.ZAPI, CallSource.EVOLUTION,
+                             CallSource.KAPSO})
+"""Where a tool's file reaches a person (the web chat's `done`, the channels' sends)."""
 
 
 class ToolFailure(Exception):
@@ -51,8 +58,24 @@ class Tool(ABC):
         """The OpenAI `tools[]` entry."""
 
     @abstractmethod
-    async def run(self, arguments: dict[str, Any], caller: Caller) -> str:
-        """Does the work; returns text for the model or raises ToolFailure."""
+    async def run(self, arguments: dict[str, Any], caller: Caller) -> str | ToolReply:
+        """Does the work; returns text for the model (and maybe a file for the user) or raises ToolFailure."""
+
+
+@dataclass(frozen=True)
+class ToolReply:
+    """A tool's answer that also carries files for the user (sent with the turn's answer)."""
+
+    text: str
+    media: list[OutboundMedia]
+
+
+@dataclass(frozen=True)
+class ResponseCaps:
+    """How much of a callback's answer is read: `text` for the model, `media` for a file."""
+
+    text: int
+    media: int
 
 
 def function_spec(name: str, description: str, parameters: dict[str, Any]) -> ToolSpec:
@@ -63,19 +86,19 @@ class ProtocolFunctionTool(Tool):
     """POSTs validated arguments to the function's callbackUrl; any 2xx body goes to the model."""
 
     def __init__(self, function: ProtocolFunction, egress: Egress, *, trust: Trust, timeout: float,
-                 max_bytes: int) -> None:
+                 caps: ResponseCaps) -> None:
         self.name = function.name
         self._function = function
         self._egress = egress
         self._trust = trust
         self._timeout = timeout
-        self._max_bytes = max_bytes
+        self._caps = caps
         self._validator = json_schema.validator_for(function.content_format)
 
     def spec(self) -> ToolSpec:
         return function_spec(self.name, self._function.description, self._function.content_format)
 
-    async def run(self, arguments: dict[str, Any], caller: Caller) -> str:
+    async def run(self, arguments: dict[str, Any], caller: Caller) -> str | ToolReply:
         errors = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].path) or "arguments"
@@ -94,14 +117,48 @@ class ProtocolFunctionTool(Tool):
         try:
             response = await self._egress.request(
                 "POST", self._function.callback_url, trust=self._trust, json=body, headers=self._function.headers,
-                timeout=self._timeout, max_bytes=self._max_bytes,
+                timeout=self._timeout, max_bytes=max(self._caps.text, self._caps.media),
             )
             if response.ok:
-                return response.text()
+                return self._answer(response, caller)
             log.warning("protocol function %s answered HTTP %s", self.name, response.status)
         except EgressError as exc:
             log.warning("protocol function %s failed: %s", self.name, exc.message)
         raise ToolFailure(f"The tool {self.name} failed to run. Tell the user it is unavailable right now.")
+
+    def _answer(self, response: EgressResponse, caller: Caller) -> str | ToolReply:
+        """Text for the model, or a file for the user (the model is told it was sent, by name). Where
+        nothing is shown to a person (/v1, scheduled and batch runs) the model is told so instead."""
+        media = media_from_response(response.headers, response.body, name=self.name)
+        if media is None:
+            try:
+                attached = attachments_from_json(media_type(response.headers.get("Content-Type", "")),
+                                                 response.body, name=self.name)
+            except ValueError as exc:
+                log.warning("protocol function %s answered bad attachments: %s", self.name, exc)
+                raise ToolFailure(
+                    f"The tool {self.name} answered a file that could not be read. Tell the user.") from None
+            if attached is not None:
+                return self._attachments(attached, caller)
+            if len(response.body) > self._caps.text:
+                log.warning("protocol function %s answered %d bytes of text", self.name, len(response.body))
+                raise ToolFailure(f"The tool {self.name} answered too much text. Tell the user it failed.")
+            return response.text()
+        if len(media.data) > self._caps.media:
+            log.warning("protocol function %s answered a %d-byte file", self.name, len(media.data))
+            raise ToolFailure(f"The tool {self.name} produced a file too large to send. Tell the user.")
+        return self._attachments(Attachments(text="", media=[media]), caller)
+
+    def _attachments(self, attached: Attachments, caller: Caller) -> str | ToolReply:
+        """The files go to the person (the model is told which); the callback's text goes to the model."""
+        names = ", ".join(f"{m.filename} ({m.content_type})" for m in attached.media)
+        head = f"{attached.text}\n\n" if attached.text else ""
+        if not attached.media:
+            return attached.text
+        if caller.call_source not in MEDIA_AUDIENCES:
+            return f"{head}The tool made {names}, but files cannot be shown in this conversation."
+        return ToolReply(f"{head}Sent to the user with your answer: {names}; do not repeat or link them.",
+                         list(attached.media))
 
 
 def no_tool(name: str) -> str:
@@ -114,6 +171,8 @@ class ToolSet:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self.media: list[OutboundMedia] = []
+        """Files the tools produced this turn, in the order they were made."""
         for tool in tools:
             self._tools.setdefault(tool.name, tool)
 
@@ -139,7 +198,7 @@ class ToolSet:
         if not isinstance(arguments, dict):
             return f"The arguments for {name} must be a JSON object."
         try:
-            return await tool.run(arguments, caller)
+            answer = await tool.run(arguments, caller)
         except ToolFailure as exc:
             return exc.message
         except EndTurn:
@@ -147,3 +206,7 @@ class ToolSet:
         except Exception:  # a broken tool must not break the turn: the model is told, the bug is logged
             log.exception("tool %s failed unexpectedly", name)
             return f"The tool {name} failed to run. Tell the user it is unavailable right now."
+        if isinstance(answer, ToolReply):
+            self.media.extend(answer.media)
+            return answer.text
+        return answer

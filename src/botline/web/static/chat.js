@@ -618,6 +618,25 @@
     }
   }
 
+  /**
+   * Images and files a tool made, under the answer. Only `data:` URLs botline itself produced are
+   * used (the CSP allows no other image source); raster images inline, anything else a download chip.
+   */
+  function attachMedia(message, media) {
+    const box = el("div", { className: "bl-bot-media" });
+    media.forEach(function (item) {
+      if (!item || typeof item.url !== "string" || item.url.slice(0, 5) !== "data:") return;
+      const name = String(item.fileName || "file");
+      if (item.kind === "image" && /^data:image\/(png|jpeg|gif|webp);/.test(item.url)) {
+        box.append(el("img", { className: "bl-bot-image", src: item.url, alt: name }));
+      } else {
+        box.append(el("a", { className: "bl-file-chip bl-file-chip--download", href: item.url, download: name },
+          [icon("file"), el("span", { text: name })]));
+      }
+    });
+    if (box.childElementCount) message.body.after(box);
+  }
+
   /** The model's thinking, as plain text in a disclosure above the answer: open while it streams. */
   function setReasoning(message, text, streaming) {
     message.reasoning = text;
@@ -828,6 +847,7 @@
           }
           setAssistantText(assistant, assistant.text);
           if (assistant.thinking) assistant.thinking.open = false;
+          if (Array.isArray(data.media)) attachMedia(assistant, data.media);
           if (data.cancelled) markStopped(assistant);
           else if (data.audio) { assistant.audio = true; attachAudio(assistant, true); }
         } else if (name === "error") {

@@ -83,6 +83,7 @@ from botline.tools.mcp_pool import McpPool
 from botline.tools.mcp_tools import McpExtension
 from botline.tools.nonce import RequestNonces
 from botline.tools.skills import SkillsExtension
+from botline.tools.workers import WorkerHook
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,8 @@ def build_app(
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         mcp = McpPool(app[EGRESS], settings.tools)
         nonces = RequestNonces(account_cache.get)
+        mcp_extension = McpExtension(mcp, nonces, trust_of=account_cache.trust,
+                                     output_limit=settings.tools.tool_output_max_chars)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], trust_of=account_cache.trust,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
@@ -197,10 +200,12 @@ def build_app(
                 MemoryExtension(memory),
                 SkillsExtension(store, fetcher, trust_of=account_cache.trust,
                                 timeout=settings.llm.context_location_timeout_seconds),
-                McpExtension(mcp, nonces, trust_of=account_cache.trust,
-                             output_limit=settings.tools.tool_output_max_chars),
+                mcp_extension,
             ],
             stages=[RetrievalStage(store, knowledge, QueryWriter(asker))],
+            hook=WorkerHook(app[EGRESS], nonces, mcp_extension, settings.tools, trust_of=account_cache.trust,
+                            clock=clock, tool_timeout=settings.llm.tool_call_timeout_seconds,
+                            tool_max_bytes=limits.tool_response_max_bytes),
         )
         pipeline = TurnPipeline(pipeline_services)
         limiter = RateLimiter(store, clock)

@@ -29,6 +29,9 @@ class RoundShaper(Protocol):
     def offers(self, tool_name: str) -> bool:
         """Whether the coming round offers (and may run) this server-side tool."""
 
+    def forget(self) -> None:
+        """Drops the state it carries, keeping its rules (a worker's `clear skills`)."""
+
 
 @dataclass(frozen=True)
 class Contribution:
@@ -36,6 +39,8 @@ class Contribution:
     """System blocks, appended after the session's own context."""
     tools: list[Tool] = field(default_factory=list)
     shapers: list[RoundShaper] = field(default_factory=list)
+    group: str = ""
+    """What kind of thing this is, for a worker that clears one kind (`draft.SKILLS`)."""
 
 
 class TurnExtension(Protocol):

@@ -15,7 +15,7 @@ from tests.emulators.fake_llm import FakeLLM, RecordedRequest, Reply, ToolCall
 from tests.memory.helpers import admin_id, offered, say, store_of, tool_results
 from tests.support.callback_server import Answer, CallbackServer
 from tests.support.server import RunningServer
-from tests.support.webchat import create_client, open_session, public, prompt
+from tests.support.webchat import create_client, open_session, prompt, public
 from tests.tools.mcp_server import McpTestServer
 
 WORKER_TIMEOUT = 0.3
@@ -123,7 +123,7 @@ async def test_clear_and_remove_change_the_upstream_request(
     assert contents(fake_llm.requests[-1]) == ["Replaced"] and "Be brief." in system_of(fake_llm.requests[-1])
     site.answer("/worker", rewrites({"type": "clear", "argument": "system"}))
     await say(server, key, "Fourth")
-    assert [m["role"] for m in fake_llm.requests[-1].body["messages"]][0] != "system"
+    assert fake_llm.requests[-1].body["messages"][0]["role"] != "system"
     site.answer("/worker", rewrites({"type": "clear", "argument": "all"}, {"type": "add-system", "message": "Only."}))
     await say(server, key, "Fifth")
     assert fake_llm.requests[-1].body["messages"] == [{"role": "system", "content": "Only."}]

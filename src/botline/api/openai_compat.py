@@ -159,7 +159,7 @@ class ChunkWriter:
         if self._show_reasoning:
             await self._send({REASONING_FIELD: delta})
 
-    async def tool(self, name: str, status: ToolStatus) -> None:
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
         """Server-side tools are invisible to OpenAI clients."""
 
     async def finish(self, result: TurnResult, include_usage: bool) -> None:

@@ -22,6 +22,7 @@ from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway, GatewayFlag, ProtocolFunction
 from botline.domain.usage import UsageRecord
 from botline.egress import Egress, Trust
+from botline.gateway import explanations
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
@@ -54,7 +55,9 @@ class TurnSink(Protocol):
 
     async def reasoning(self, delta: str) -> None: ...
 
-    async def tool(self, name: str, status: ToolStatus) -> None: ...
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
+        """A server-side tool starts or finishes; `explanation` is the model's one-line reason
+        (toolInvocationExplanations)."""
 
 
 class NullSink:
@@ -66,7 +69,7 @@ class NullSink:
     async def reasoning(self, delta: str) -> None:
         return None
 
-    async def tool(self, name: str, status: ToolStatus) -> None:
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
         return None
 
 
@@ -170,6 +173,7 @@ class TurnPipeline:
         messages: list[ChatMessage] = [{"role": draft.system_role, "content": draft.system_text()},
                                        *draft.conversation]
         rounds = _Rounds([shaper for _, shaper in draft.shapers], tools, request.client_tools or [],
+                         explain=params.tool_invocation_explanations,
                          base_system=draft.system_text())
         await rounds.reshape(messages)
         if params.context_maximum_size:
@@ -236,13 +240,16 @@ class TurnPipeline:
             attached: list[ChatMessage] = []  # a worker's messages for a tool result: after the round's results
             for call in answer.tool_calls:
                 name, arguments = call["function"]["name"], call["function"]["arguments"]
-                await sink.tool(name, ToolStatus.STARTED)
+                reason = None
+                if rounds.explain and name in tools:
+                    arguments, reason = explanations.split(arguments)
+                await sink.tool(name, ToolStatus.STARTED, reason)
                 try:
                     result = await self._run_tool(request, tools, name, arguments, attached) \
                         if rounds.offers(name) else no_tool(name)
                 except EndTurn as end:
                     ended, result = ended or end, end.result
-                await sink.tool(name, ToolStatus.FINISHED)
+                await sink.tool(name, ToolStatus.FINISHED, reason)
                 runs.append(ToolRun(name=name, arguments=arguments, result=result))
                 tool_message: ChatMessage = {"role": "tool", "tool_call_id": call["id"], "content": result}
                 messages.append(tool_message)
@@ -416,17 +423,22 @@ class _Rounds:
     shapers add, e.g. skills just read) and the tools offered."""
 
     def __init__(self, shapers: Sequence[RoundShaper], tools: ToolSet, client_tools: list[dict[str, Any]], *,
-                 base_system: str) -> None:
+                 base_system: str, explain: bool = False) -> None:
         self._shapers = shapers
         self.tools = tools
         self._client_tools = client_tools
+        self.explain = explain
+        """toolInvocationExplanations: server-side tools ask for a reason (a /v1 caller's own never do)."""
         self._base_system = base_system
 
     def offers(self, name: str) -> bool:
         return all(shaper.offers(name) for shaper in self._shapers)
 
     def specs(self) -> list[dict[str, Any]]:
-        return [*self.tools.specs(self.offers), *self._client_tools]
+        server = self.tools.specs(self.offers)
+        if self.explain:
+            server = [explanations.with_explanation(spec) for spec in server]
+        return [*server, *self._client_tools]
 
     async def reshape(self, messages: list[ChatMessage]) -> None:
         """Rewrites the system message (always first) with the shapers' current blocks."""

@@ -23,6 +23,7 @@ from botline.api import (
     health,
     hook_schedules,
     integrations,
+    mcp_inference,
     memories,
     metrics,
     openai_compat,
@@ -276,7 +277,7 @@ def build_app(
     route_modules = (
         health, accounts, admin, gateways, openai_compat, chat_clients, integrations, public_chat, chat_page, webhooks,
         hook_schedules, memories, batch_workflows, batch_items, collections, documents, rag, skills, metrics,
-        handoff_routes, openapi,
+        handoff_routes, mcp_inference, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -15,17 +15,20 @@ class CallSource(StrEnum):
     OPENAI_COMPATIBLE = "OpenAiCompatible"
     SCHEDULER = "Scheduler"
     BATCH = "Batch"
+    MCP = "McpInference"
+    """botline's name for a turn asked through /v1/mcp/inference (the gateway as an MCP tool)."""
 
     @property
     def channel(self) -> str:
-        """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, v1, scheduler, batch."""
+        """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, v1, scheduler,
+        batch, mcp."""
         return _CHANNELS[self]
 
 
 _CHANNELS = {
     CallSource.WEB_CHAT: "webchat", CallSource.TELEGRAM: "telegram", CallSource.ZAPI: "zapi",
     CallSource.EVOLUTION: "evolution", CallSource.KAPSO: "kapso", CallSource.OPENAI_COMPATIBLE: "v1",
-    CallSource.SCHEDULER: "scheduler", CallSource.BATCH: "batch",
+    CallSource.SCHEDULER: "scheduler", CallSource.BATCH: "batch", CallSource.MCP: "mcp",
 }
 
 

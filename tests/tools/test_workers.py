@@ -217,3 +217,20 @@ async def test_the_worker_must_be_an_http_url(server: RunningServer, fake_llm: F
     status, answer = await server.call("POST", "/api/v1/ai-gateways",
                                        json=gateway_body(fake_llm, workerScriptSource="export default {}"))
     assert status == 400 and "workerScriptSource" in answer["message"]
+
+
+async def test_v1_chat_completions_goes_through_the_worker(
+    server: RunningServer, fake_llm: FakeLLM, site: CallbackServer
+) -> None:
+    from tests.conftest import create_gateway
+
+    gateway_id = await create_gateway(server, fake_llm, workerScriptSource=site.answer(
+        "/worker", rewrites({"type": "add-system", "message": "Reply in French."}), Answer(status=403, body="no")))
+    fake_llm.script(Reply(text="Bonjour."))
+    body = {"model": gateway_id, "messages": [{"role": "user", "content": "Hi"}], "user": "api-user"}
+    status, answer = await server.call("POST", "/v1/chat/completions", json=body)
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "Bonjour."
+    assert system_of(fake_llm.requests[-1]).endswith("Reply in French.")
+    assert site.received_at("/worker")[0].json()["event"]["data"]["origin"] == "OpenAiCompatible"
+    status, answer = await server.call("POST", "/v1/chat/completions", json=body)
+    assert status == 403 and "stopped" in str(answer) and len(fake_llm.requests) == 1

@@ -380,7 +380,7 @@ class TurnPipeline:
         if params.user_prompt_template:
             conversation = apply_user_prompt_template(conversation, params.user_prompt_template)
         role = "user" if params.has_flag(GatewayFlag.NO_SYSTEM_INSTRUCT) else "system"
-        return TurnDraft(system=system, system_role=role, conversation=conversation, tools=[],
+        return TurnDraft(system=system, system_role=role, conversation=list(conversation), tools=[],
                          client_tools=request.client_tools, shapers=[], caller=request.caller)
 
     @staticmethod

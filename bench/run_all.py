@@ -13,6 +13,7 @@ with the command and the machine, into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import batch, profile, proxy_latency, replicas, schedules, servers, speech, webchat, webhooks
+from bench import batch, profile, proxy_latency, replicas, schedules, servers, speech, tools_hops, webchat, webhooks
 
 RESULTS = servers.RESULTS
 
@@ -79,6 +80,11 @@ def _batch(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return f"{batch.table(result)}\n\n({result.seconds} s)", asdict(result)
 
 
+def _tools_hops(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = asyncio.run(tools_hops.run(100 if args.quick else 500))
+    return f"{tools_hops.table(result)}\n\n({result.calls} calls each)", asdict(result)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "proxy_latency": _proxy_latency,
     "webchat_prompts": _webchat_prompts,
@@ -88,6 +94,7 @@ BENCHMARKS: dict[str, Runner] = {
     "replicas": _replicas,
     "batch": _batch,
     "speech": _speech,
+    "tools_hops": _tools_hops,
 }
 
 

@@ -25,6 +25,7 @@ from botline.api import (
     hook_schedules,
     integrations,
     llm_connections,
+    mcp_inference,
     memories,
     metrics,
     openai_compat,
@@ -71,6 +72,7 @@ from botline.gateway.pipeline import PipelineServices, TurnPipeline
 from botline.gateway.registry import GatewayCache, apply_declared
 from botline.gateway.remote import RemoteFetcher
 from botline.gateway.tokens import TokenCounters
+from botline.gateway.tools import ResponseCaps
 from botline.gateway.transcription import Transcriber
 from botline.governance import PolicyCache, PolicyGuard
 from botline.governance.judge import Judge
@@ -103,6 +105,7 @@ from botline.tools.mcp_pool import McpPool
 from botline.tools.mcp_tools import McpExtension
 from botline.tools.nonce import RequestNonces
 from botline.tools.skills import SkillsExtension
+from botline.tools.workers import WorkerHook
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +255,8 @@ def build_app(
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         mcp = McpPool(app[EGRESS], settings.tools)
         nonces = RequestNonces(account_cache.get)
+        mcp_extension = McpExtension(mcp, nonces, trust_of=account_cache.trust,
+                                     output_limit=settings.tools.tool_output_max_chars)
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], upstreams=upstreams, meter=meter,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
@@ -260,10 +265,13 @@ def build_app(
                 _bash_extension(app[SHELL], app[SANDBOX]),
                 SkillsExtension(store, fetcher, trust_of=account_cache.trust,
                                 timeout=settings.llm.context_location_timeout_seconds),
-                McpExtension(mcp, nonces, trust_of=account_cache.trust,
-                             output_limit=settings.tools.tool_output_max_chars),
+                mcp_extension,
             ],
             stages=[RetrievalStage(store, knowledge, QueryWriter(asker))], guard=guard,
+            hook=WorkerHook(app[EGRESS], nonces, mcp_extension, settings.tools, trust_of=account_cache.trust,
+                            clock=clock, tool_timeout=settings.llm.tool_call_timeout_seconds,
+                            tool_caps=ResponseCaps(text=limits.tool_response_max_bytes,
+                                                    media=limits.tool_media_max_bytes)),
             router=ComplexityRouter(app[CLIENTS], settings.governance, meter=meter, metrics=recorder),
             screen=Moderator(app[CLIENTS], settings.governance, metrics=recorder),
         )
@@ -339,7 +347,7 @@ def build_app(
     route_modules = (
         health, accounts, admin, gateways, llm_connections, policies, openai_compat, chat_clients, integrations,
         public_chat, chat_page, webhooks, hook_schedules, memories, batch_workflows, batch_items, collections,
-        documents, files, rag, skills, metrics, handoff_routes, shell, openapi,
+        documents, files, rag, skills, metrics, handoff_routes, shell, mcp_inference, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

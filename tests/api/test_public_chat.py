@@ -126,6 +126,31 @@ async def test_tool_events_only_when_show_tool_calls(server: RunningServer, fake
         assert context["callSource"] == "WebChatClient" and context["conversationToken"]
 
 
+async def test_tool_events_carry_the_models_reason_with_tool_invocation_explanations(
+    server: RunningServer, fake_llm: FakeLLM
+) -> None:
+    async with CallbackServer() as site:
+        function = {"name": "lookup_order", "description": "Finds an order by number.",
+                    "callbackUrl": site.answer("/order", Answer(body="shipped")),
+                    "contentFormat": {"type": "object", "properties": {"number": {"type": "string"}},
+                                      "required": ["number"], "additionalProperties": False}}
+        key = await chat(server, fake_llm, gateway={"protocolFunctions": [function],
+                                                    "toolInvocationExplanations": True}, showToolCalls=True)
+        fake_llm.script(Reply(tool_calls=[ToolCall("lookup_order", {
+            "number": "42", "invocation_explanation": "To find\norder 42."})]), Reply(text="Shipped."))
+        async with server.http.post(server.url + public(key, "/prompt?stream=true"),
+                                    json=prompt("Where is 42?")) as response:
+            events = await read_events(response)
+        assert events[0][1] == {"name": "lookup_order", "status": "started", "explanation": "To find order 42."}
+        assert events[1][1]["explanation"] == "To find order 42."
+        [called] = site.received_at("/order")
+        assert called.json()["function"]["content"] == {"number": "42"}  # the tool never sees the reason
+    [spec] = fake_llm.requests[0].body["tools"]
+    parameters = spec["function"]["parameters"]
+    assert parameters["required"] == ["invocation_explanation", "number"]
+    assert parameters["properties"]["invocation_explanation"]["type"] == "string"
+
+
 async def test_cancel_keeps_the_partial_answer_and_cancels_upstream(server: RunningServer, fake_llm: FakeLLM) -> None:
     key = await chat(server, fake_llm)
     fake_llm.script(Reply(text=" ".join(f"w{n}" for n in range(300)), chunk_delay=0.01))

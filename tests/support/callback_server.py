@@ -3,6 +3,7 @@ function sources, instruction sources and contextLocation pages. It records what
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ class Answer:
     status: int = 200
     body: bytes | str = b"ok"
     content_type: str = "text/plain"
+    stall: bool = False
+    """Never answer (until the server stops): a caller's timeout."""
 
 
 @dataclass
@@ -36,6 +39,7 @@ class CallbackServer:
     received: list[Received] = field(default_factory=list)
     _answers: dict[str, deque[Answer]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
 
     def answer(self, path: str, *answers: Answer) -> str:
@@ -51,6 +55,8 @@ class CallbackServer:
         if not queue:
             return web.Response(status=404, text="no answer scripted")
         answer = queue.popleft() if len(queue) > 1 else queue[0]
+        if answer.stall:
+            await self._stopping.wait()
         body = answer.body.encode() if isinstance(answer.body, str) else answer.body
         return web.Response(status=answer.status, body=body, content_type=answer.content_type)
 
@@ -66,5 +72,6 @@ class CallbackServer:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -155,6 +155,32 @@ async def test_tool_activity_shows_when_show_tool_calls_is_on(
         assert len(site.received_at("/weather")) == 1
 
 
+async def test_tool_activity_shows_the_models_reason_with_tool_invocation_explanations(
+    page: Page, open_chat: OpenChat, fake_llm: FakeLLM
+) -> None:
+    async with CallbackServer() as site:
+        weather = {
+            "name": "get_weather", "description": "Weather forecast for a city.",
+            "callbackUrl": site.answer("/weather", Answer(body="Sunny, 24C")),
+            "contentFormat": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                              "additionalProperties": False},
+        }
+        chat = await open_chat(showToolCalls=True, gateway={"protocolFunctions": [weather],
+                                                             "toolInvocationExplanations": True})
+        fake_llm.script(Reply(tool_calls=[ToolCall("get_weather", {
+            "city": "Lisbon", "invocation_explanation": "You asked about the weather in Lisbon."})]),
+            Reply(text="It is sunny in Lisbon."))
+        await page.goto(chat.talk_url)
+        await send(page, "Weather in Lisbon?")
+
+        assistant = page.get_by_role("article", name="Assistant")
+        await expect(answers(page)).to_have_text("It is sunny in Lisbon.")
+        await expect(assistant.get_by_text("Used get_weather")).to_be_visible()
+        await expect(assistant.get_by_text("You asked about the weather in Lisbon.")).to_be_visible()
+        [called] = site.received_at("/weather")
+        assert called.json()["function"]["content"] == {"city": "Lisbon"}
+
+
 async def test_custom_styles_and_scripts_apply_and_debug_logs_events(
     page: Page, open_chat: OpenChat, fake_llm: FakeLLM
 ) -> None:

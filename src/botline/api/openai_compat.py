@@ -52,7 +52,8 @@ async def list_models(request: web.Request) -> web.Response:
     })
 
 
-async def _gateway(request: web.Request, model: str) -> Gateway:
+async def gateway_for(request: web.Request, model: str) -> Gateway:
+    """The caller's gateway by id or slug (404 naming the model otherwise)."""
     svc = services(request)
     store = svc.store
     account_id = principal(request).account.id
@@ -164,7 +165,7 @@ class ChunkWriter:
         if self._show_reasoning:
             await self._send({REASONING_FIELD: delta})
 
-    async def tool(self, name: str, status: ToolStatus) -> None:
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
         """Server-side tools are invisible to OpenAI clients."""
 
     async def finish(self, result: TurnResult, include_usage: bool) -> None:
@@ -185,21 +186,22 @@ class ChunkWriter:
         await self._stream.data(orjson.dumps(payload))
 
 
-async def _run(request: web.Request, turn: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
-    """The pipeline, counted in the turns metric."""
+async def run_counted(request: web.Request, turn: TurnRequest, channel: str = CHANNEL,
+                      sink: TurnSink | None = None) -> TurnResult:
+    """The pipeline, counted in the turns metric of `channel`."""
     svc = services(request)
     try:
         result = await svc.pipeline.run(turn, sink)
     except ContextTooLarge:
-        svc.metrics.turn(CHANNEL, Outcome.REFUSED)
+        svc.metrics.turn(channel, Outcome.REFUSED)
         raise
     except (ConnectionResetError, asyncio.CancelledError):  # the client went away mid-answer
-        svc.metrics.turn(CHANNEL, Outcome.CANCELLED)
+        svc.metrics.turn(channel, Outcome.CANCELLED)
         raise
     except Exception:  # the model failed (GatewayError), or storage or a bug: counted like the chat engine does
-        svc.metrics.turn(CHANNEL, Outcome.FAILED)
+        svc.metrics.turn(channel, Outcome.FAILED)
         raise
-    svc.metrics.turn(CHANNEL, Outcome.ANSWERED)
+    svc.metrics.turn(channel, Outcome.ANSWERED)
     return result
 
 
@@ -222,12 +224,12 @@ def _unless_input_blocked(result: TurnResult) -> TurnResult:
 )
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_model(request, ChatCompletionBody)
-    turn = _turn_request(await _gateway(request, body.model), body)
+    turn = _turn_request(await gateway_for(request, body.model), body)
     bind_turn(CHANNEL, gateway=turn.gateway.id)
     completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
     show_reasoning = ReasoningPolicy.of(turn.gateway.parameters).shown
     if not turn.stream:
-        result = _unless_input_blocked(await _run(request, turn))
+        result = _unless_input_blocked(await run_counted(request, turn))
         headers = {ROUTED_HEADER: result.complexity} if result.complexity else None
         return json_response(_completion(result, completion_id, created, show_reasoning=show_reasoning),
                              headers=headers)
@@ -240,7 +242,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     try:
         try:
-            result = await _run(request, turn, writer)
+            result = await run_counted(request, turn, sink=writer)
             if not stream.opened:
                 _unless_input_blocked(result)
         except GatewayError as exc:

@@ -44,6 +44,8 @@ class GatewayFlag(StrEnum):
     DISABLE_REASONING_DETAILS = "DisableReasoningDetails"
     INCLUDE_STORED_REASONING = "IncludeStoredReasoning"
     STRICT_USER_ASSISTANT_TURNS = "StrictUserAssistantTurns"
+    WORKER_FAIL_CLOSED = "WorkerFailClosed"
+    """botline's addition: a worker that fails or times out stops the event, as a refusal does (docs/tools.md)."""
 
 
 class ContextOverflowAction(StrEnum):
@@ -124,6 +126,7 @@ class QueryStrategyParameters(StrictCamelModel):
 PROTOCOL_FUNCTION_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_$]{2,}$")
 CALLBACK_URL = re.compile(r"^(https?://.+|aivax://query-collection\?.*)$")
 """An http(s) URL, or the specialist function that searches a collection (served by knowledge/tools.py)."""
+WORKER_URL = re.compile(r"^https?://\S+$")
 MAX_FUNCTION_NAME_LENGTH = 64
 """The longest function name the OpenAI API accepts."""
 MAX_URL_LENGTH = 2048
@@ -242,7 +245,7 @@ class GatewayParameters(StrictCamelModel):
     context_maximum_size: int | None = Field(default=None, ge=1)
     context_overflow_action: ContextOverflowAction = ContextOverflowAction.THROW
     system_instruction: Document | None = None
-    worker_script_source: Document | None = None
+    worker_script_source: Url | None = None
     user_prompt_template: LongText | None = None
     assistant_prefill: LongText | None = None
     include_prefilling_in_messages: bool = False
@@ -263,6 +266,15 @@ class GatewayParameters(StrictCamelModel):
     tool_invocation_explanations: bool = False
     model_routing_parameters: ModelRoutingParameters | None = None
     additional_settings: JsonObject | None = None
+
+    @field_validator("worker_script_source")
+    @classmethod
+    def _valid_worker(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not WORKER_URL.match(value):
+            raise ValueError("must be an absolute http(s) URL")
+        return value
 
     @field_validator("base_address")
     @classmethod

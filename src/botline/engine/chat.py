@@ -145,9 +145,12 @@ class _EventSink:
             self._turn.reasoning.append(delta)
             self._turn.events.put_nowait(TurnEvent("reasoning", {"text": delta}))
 
-    async def tool(self, name: str, status: ToolStatus) -> None:
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
         if self._show_tools:
-            self._turn.events.put_nowait(TurnEvent("tool", {"name": name, "status": status.value}))
+            event = {"name": name, "status": status.value}
+            if explanation:
+                event["explanation"] = explanation
+            self._turn.events.put_nowait(TurnEvent("tool", event))
 
 
 def _outcome_of(task: asyncio.Task[TurnOutcome]) -> Outcome:

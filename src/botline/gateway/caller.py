@@ -16,11 +16,13 @@ class CallSource(StrEnum):
     OPENAI_COMPATIBLE = "OpenAiCompatible"
     SCHEDULER = "Scheduler"
     BATCH = "Batch"
+    MCP = "McpInference"
+    """botline's name for a turn asked through /v1/mcp/inference (the gateway as an MCP tool)."""
 
     @property
     def channel(self) -> str:
         """The short name metrics and log lines use: webchat, telegram, zapi, evolution, kapso, chatwoot, v1,
-        scheduler, batch."""
+        scheduler, batch, mcp."""
         return _CHANNELS[self]
 
 
@@ -28,6 +30,7 @@ _CHANNELS = {
     CallSource.WEB_CHAT: "webchat", CallSource.TELEGRAM: "telegram", CallSource.ZAPI: "zapi",
     CallSource.EVOLUTION: "evolution", CallSource.KAPSO: "kapso", CallSource.CHATWOOT: "chatwoot",
     CallSource.OPENAI_COMPATIBLE: "v1", CallSource.SCHEDULER: "scheduler", CallSource.BATCH: "batch",
+    CallSource.MCP: "mcp",
 }
 
 

@@ -29,6 +29,9 @@ class RoundShaper(Protocol):
     def offers(self, tool_name: str) -> bool:
         """Whether the coming round offers (and may run) this server-side tool."""
 
+    def forget(self) -> None:
+        """Drops the state it carries, keeping its rules (a worker's `clear skills`)."""
+
 
 @dataclass(frozen=True)
 class Contribution:
@@ -38,6 +41,8 @@ class Contribution:
     shapers: list[RoundShaper] = field(default_factory=list)
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Called when the turn ends, however it ends (a tool's per-turn scratch space)."""
+    group: str = ""
+    """What kind of thing this is, for a worker that clears one kind (`draft.SKILLS`)."""
 
 
 class TurnExtension(Protocol):

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -23,11 +23,13 @@ from botline.domain.gateways import Gateway, GatewayFlag, ProtocolFunction
 from botline.domain.llm_connections import ConnectionStats
 from botline.domain.usage import UsageRecord
 from botline.egress import Egress, Trust
+from botline.gateway import explanations
 from botline.gateway.accounting import UsageRecorder
 from botline.gateway.caller import Caller
 from botline.gateway.connection_meter import ConnectionMeter
 from botline.gateway.connections import Upstream, Upstreams
 from botline.gateway.context import ChatMessage, apply_tool_context_count, apply_user_prompt_template, fit_context
+from botline.gateway.draft import TurnDraft, TurnHook
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import RoundShaper, TurnExtension, TurnStage, UsedDocument
 from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, InputScreen, TurnGuard, TurnRouter
@@ -61,7 +63,9 @@ class TurnSink(Protocol):
 
     async def reasoning(self, delta: str) -> None: ...
 
-    async def tool(self, name: str, status: ToolStatus) -> None: ...
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
+        """A server-side tool starts or finishes; `explanation` is the model's one-line reason
+        (toolInvocationExplanations)."""
 
 
 class NullSink:
@@ -73,7 +77,7 @@ class NullSink:
     async def reasoning(self, delta: str) -> None:
         return None
 
-    async def tool(self, name: str, status: ToolStatus) -> None:
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
         return None
 
 
@@ -154,6 +158,8 @@ class PipelineServices:
     """modelRoutingParameters (botline.governance): the turn's model by the request's complexity."""
     screen: InputScreen | None = None
     """moderationParameters (botline.governance): a message over a threshold is withheld."""
+    hook: TurnHook | None = None
+    """The gateway's worker (`message.received` before the first model call, `tool.called` before each tool)."""
 
 
 class HeldSink:
@@ -169,8 +175,8 @@ class HeldSink:
     async def reasoning(self, delta: str) -> None:
         return None
 
-    async def tool(self, name: str, status: ToolStatus) -> None:
-        await self.sink.tool(name, status)
+    async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
+        await self.sink.tool(name, status, explanation)
 
 
 
@@ -247,15 +253,17 @@ class TurnPipeline:
 
     async def _complete(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
         trust = upstream.trust
-        instructions, extra_tools = list(request.instructions), list(request.tools)
-        shapers: list[RoundShaper] = []
+        instructions: list[tuple[str, str]] = [("", block) for block in request.instructions]
+        extra_tools: list[tuple[str, Tool]] = [("", tool) for tool in request.tools]
+        shapers: list[tuple[str, RoundShaper]] = []
         cleanups: list[Callable[[], Awaitable[None]]] = []
         try:
             for extension in self._s.extensions:
                 contribution = await extension.contribute(request.gateway, request.caller)
-                instructions.extend(contribution.instructions)
-                extra_tools.extend(contribution.tools)
-                shapers.extend(contribution.shapers)
+                group = contribution.group
+                instructions += [(group, block) for block in contribution.instructions]
+                extra_tools += [(group, tool) for tool in contribution.tools]
+                shapers += [(group, shaper) for shaper in contribution.shapers]
                 cleanups.extend(contribution.cleanups)
             return await self._prepared(request, upstream, sink, trust, instructions, extra_tools, shapers)
         finally:
@@ -263,24 +271,34 @@ class TurnPipeline:
                 await cleanup()
 
     async def _prepared(
-        self, request: TurnRequest, upstream: Upstream, sink: TurnSink, trust: Trust, instructions: list[str],
-        extra_tools: list[Tool], shapers: list[RoundShaper],
+        self, request: TurnRequest, upstream: Upstream, sink: TurnSink, trust: Trust,
+        instructions: list[tuple[str, str]], extra_tools: list[tuple[str, Tool]],
+        shapers: list[tuple[str, RoundShaper]],
     ) -> TurnResult:
         """The turn once the extensions have contributed: stages, context, budget, the model and its tools."""
         params = request.gateway.parameters
-        for shaper in shapers:
+        for _, shaper in shapers:
             shaper.begin(request.messages)
         conversation = request.messages
         documents: list[UsedDocument] = []
         for stage in self._s.stages:
             preparation = await stage.prepare(request.gateway, request.caller, conversation)
-            instructions.extend(preparation.instructions)
-            extra_tools.extend(preparation.tools)
+            instructions += [("", block) for block in preparation.instructions]
+            extra_tools += [("", tool) for tool in preparation.tools]
             documents.extend(preparation.documents)
             conversation = conversation if preparation.messages is None else preparation.messages
-        tools = ToolSet([*await self._protocol_tools(request.gateway, trust), *extra_tools])
-        messages = await self._assemble(request, conversation, instructions, trust)
-        rounds = _Rounds(shapers, tools, request.client_tools or [], base_system=messages[0]["content"])
+        protocol = [("", tool) for tool in await self._protocol_tools(request.gateway, trust)]
+        draft = await self._draft(request, conversation, instructions, trust)
+        draft.tools, draft.shapers = [*protocol, *extra_tools], shapers
+        if self._s.hook is not None:
+            await self._s.hook.received(request.gateway, draft)
+        request = replace(request, caller=draft.caller, client_tools=draft.client_tools)
+        tools = ToolSet(tool for _, tool in draft.tools)
+        messages: list[ChatMessage] = [{"role": draft.system_role, "content": draft.system_text()},
+                                       *draft.conversation]
+        rounds = _Rounds([shaper for _, shaper in draft.shapers], tools, request.client_tools or [],
+                         explain=params.tool_invocation_explanations,
+                         base_system=draft.system_text())
         await rounds.reshape(messages)
         if params.context_maximum_size:
             counter = await self._s.counters.for_model(params.model_name)
@@ -347,19 +365,24 @@ class TurnPipeline:
             messages.append(assistant)
             produced.append(assistant)
             ended: EndTurn | None = None
+            attached: list[ChatMessage] = []  # a worker's messages for a tool result: after the round's results
             for call in answer.tool_calls:
                 name, arguments = call["function"]["name"], call["function"]["arguments"]
-                await sink.tool(name, ToolStatus.STARTED)
+                reason = None
+                if rounds.explain and name in tools:
+                    arguments, reason = explanations.split(arguments)
+                await sink.tool(name, ToolStatus.STARTED, reason)
                 try:
-                    result = await tools.call(name, arguments, request.caller) if rounds.offers(name) \
-                        else no_tool(name)
+                    result = await self._run_tool(request, tools, name, arguments, attached) \
+                        if rounds.offers(name) else no_tool(name)
                 except EndTurn as end:
                     ended, result = ended or end, end.result
-                await sink.tool(name, ToolStatus.FINISHED)
+                await sink.tool(name, ToolStatus.FINISHED, reason)
                 runs.append(ToolRun(name=name, arguments=arguments, result=result))
                 tool_message: ChatMessage = {"role": "tool", "tool_call_id": call["id"], "content": result}
                 messages.append(tool_message)
                 produced.append(tool_message)
+            messages.extend(attached)
             if ended is not None:  # every call of the round has its answer; the tool's text is the last word
                 await sink.text(ended.answer)
                 produced.append({"role": "assistant", "content": ended.answer})
@@ -370,6 +393,16 @@ class TurnPipeline:
             if params.tool_context_count is not None:
                 messages = apply_tool_context_count(messages, params.tool_context_count)
         raise GatewayError("The AI model kept calling tools without answering.")  # pragma: no cover
+
+    async def _run_tool(self, request: TurnRequest, tools: ToolSet, name: str, arguments: str,
+                        attached: list[ChatMessage]) -> str:
+        """Runs a server-side tool, unless the worker's `tool.called` answer replaces or refuses it."""
+        if self._s.hook is not None and name in tools:
+            verdict = await self._s.hook.tool_called(request.gateway, request.caller, name, arguments)
+            if verdict is not None:
+                attached.extend(verdict.messages)
+                return verdict.result
+        return await tools.call(name, arguments, request.caller)
 
     async def _call(
         self, request: TurnRequest, upstream: Upstream, client: ModelClient, body: dict[str, Any], sink: TurnSink,
@@ -421,7 +454,8 @@ class TurnPipeline:
         params = request.gateway.parameters
         body: dict[str, Any] = dict(request.client_parameters)
         body["model"] = params.model_name
-        body["messages"] = messages
+        # a worker may clear the system instructions: then no empty system message is sent
+        body["messages"] = messages[1:] if messages and messages[0].get("content") == "" else messages
         gateway_values: dict[str, Any] = {
             "temperature": None if params.has_flag(GatewayFlag.NO_TEMPERATURE) else params.temperature,
             "top_p": params.top_p,
@@ -449,9 +483,11 @@ class TurnPipeline:
             body["user"] = request.caller.external_user_id
         return body
 
-    async def _assemble(
-        self, request: TurnRequest, conversation: list[ChatMessage], instructions: Sequence[str], trust: Trust,
-    ) -> list[ChatMessage]:
+    async def _draft(
+        self, request: TurnRequest, conversation: list[ChatMessage], instructions: list[tuple[str, str]],
+        trust: Trust,
+    ) -> TurnDraft:
+        """The system blocks and the shaped conversation (tools and shapers are set by the caller)."""
         params = request.gateway.parameters
         blocks: list[str] = []
         if params.system_instruction:
@@ -474,14 +510,14 @@ class TurnPipeline:
             )
             if located:
                 blocks.append(located)
-        blocks.extend(instructions)
-        blocks.append(f"Current date and time: {_minute(self._s.clock.now())} (UTC).")
-        system = "\n\n".join(blocks)
+        system = [*(("", block) for block in blocks), *instructions,
+                  ("", f"Current date and time: {_minute(self._s.clock.now())} (UTC).")]
         conversation = ModelInputs.of(params).shape(ReasoningPolicy.of(params).history(conversation))
         if params.user_prompt_template:
             conversation = apply_user_prompt_template(conversation, params.user_prompt_template)
         role = "user" if params.has_flag(GatewayFlag.NO_SYSTEM_INSTRUCT) else "system"
-        return [{"role": role, "content": system}, *conversation]
+        return TurnDraft(system=system, system_role=role, conversation=list(conversation), tools=[],
+                         client_tools=request.client_tools, shapers=[], caller=request.caller)
 
     @staticmethod
     def _prefill(gateway: Gateway) -> str | None:
@@ -524,24 +560,29 @@ class _Rounds:
     shapers add, e.g. skills just read) and the tools offered."""
 
     def __init__(self, shapers: Sequence[RoundShaper], tools: ToolSet, client_tools: list[dict[str, Any]], *,
-                 base_system: str) -> None:
+                 base_system: str, explain: bool = False) -> None:
         self._shapers = shapers
         self.tools = tools
         self._client_tools = client_tools
+        self.explain = explain
+        """toolInvocationExplanations: server-side tools ask for a reason (a /v1 caller's own never do)."""
         self._base_system = base_system
 
     def offers(self, name: str) -> bool:
         return all(shaper.offers(name) for shaper in self._shapers)
 
     def specs(self) -> list[dict[str, Any]]:
-        return [*self.tools.specs(self.offers), *self._client_tools]
+        server = self.tools.specs(self.offers)
+        if self.explain:
+            server = [explanations.with_explanation(spec) for spec in server]
+        return [*server, *self._client_tools]
 
     async def reshape(self, messages: list[ChatMessage]) -> None:
         """Rewrites the system message (always first) with the shapers' current blocks."""
         if not self._shapers:
             return
         blocks = [block for shaper in self._shapers for block in await shaper.system_blocks()]
-        messages[0] = {**messages[0], "content": "\n\n".join([self._base_system, *blocks])}
+        messages[0] = {**messages[0], "content": "\n\n".join(b for b in [self._base_system, *blocks] if b)}
 
 
 def _minute(moment: datetime) -> str:

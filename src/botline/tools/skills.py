@@ -20,6 +20,7 @@ from botline.domain.skills import Skill
 from botline.egress import Trust
 from botline.gateway.caller import Caller
 from botline.gateway.context import ChatMessage
+from botline.gateway.draft import SKILLS
 from botline.gateway.errors import SourceUnavailable
 from botline.gateway.extensions import Contribution
 from botline.gateway.remote import RemoteFetcher
@@ -100,6 +101,9 @@ class ActiveSkills:
     async def system_blocks(self) -> list[str]:
         return [await self._block(skill) for skill in self.active]
 
+    def forget(self) -> None:
+        self.available, self.active = {}, []
+
     async def _block(self, skill: Skill) -> str:
         parts = [f'<activated_skill slug="{skill.slug}">', skill.instructions]
         for source in skill.options.instruction_sources:
@@ -164,5 +168,6 @@ class SkillsExtension:
         active = ActiveSkills(skills, gateway, fetcher=self._fetcher, trust=await self._trust_of(gateway.account_id),
                               timeout=self._timeout)
         if not skills:
-            return Contribution(shapers=[active])
-        return Contribution(instructions=[skills_list(skills)], tools=[ReadSkill(active)], shapers=[active])
+            return Contribution(shapers=[active], group=SKILLS)
+        return Contribution(instructions=[skills_list(skills)], tools=[ReadSkill(active)], shapers=[active],
+                            group=SKILLS)

@@ -682,6 +682,8 @@
     const finished = data.status === "finished";
     const label = finished ? t("toolFinishedLabel", { name: name }) : t("toolRunningLabel", { name: name });
     const content = [finished ? icon("check") : el("span", { className: "bl-spinner", "aria-hidden": "true" }), el("span", { text: label })];
+    const why = data.explanation ? String(data.explanation) : "";  // toolInvocationExplanations: the model's reason
+    if (why) content.push(el("span", { className: "bl-tool-why", text: "— " + why }));
     if (!chip) {
       chip = el("span", { className: "bl-tool-chip" });
       chip.dataset.tool = name;

@@ -61,7 +61,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,9 @@ _USER_AGENT = "axios/1.7.9"
 _DEFAULT_GROUP = "120363025246125486@g.us"
 _DEFAULT_NEWSLETTER = "120363166555745933@newsletter"
 _MEDIA_URL = "https://mmg.whatsapp.net/v/t62.7118-24/media.enc"
+OWNED_MEDIA = "Owned media must be a url or base64"
+SendAnswer = Callable[[web.Request, dict[str, Any]], Awaitable[tuple[int, Any, web.Response | None]]]
+"""How a send endpoint answers: (status, body, an injected failure to return instead)."""
 
 
 @dataclass
@@ -280,17 +283,21 @@ class FakeEvolution(ProviderEmulator):
     async def _not_found(self, request: web.Request) -> web.Response:
         return self._json(*self._error(404, "Not Found", [f"Cannot {request.method.upper()} {request.path_qs}"]))
 
-    async def _send_text(self, request: web.Request) -> web.Response:
+    async def _send(self, request: web.Request, endpoint: str, answer: SendAnswer) -> web.Response:
+        """One send endpoint: the request recorded, answered, and ``send.message`` fired when it succeeded."""
         raw, body, _ = await self._read(request)
-        record = RecordedSend("sendText", request.path, request.headers, body, raw)
-        status, answer, failure = await self._send_text_answer(request, body)
-        record.status, record.response = status, answer
+        record = RecordedSend(endpoint, request.path, request.headers, body, raw)
+        status, reply, failure = await answer(request, body)
+        record.status, record.response = status, reply
         self._record(record)
         if failure is not None:
             return failure
         if 200 <= status < 300:
-            self._after_send(self.instances[request.match_info["instanceName"]], answer)
-        return self._json(status, answer)
+            self._after_send(self.instances[request.match_info["instanceName"]], reply)
+        return self._json(status, reply)
+
+    async def _send_text(self, request: web.Request) -> web.Response:
+        return await self._send(request, "sendText", self._send_text_answer)
 
     async def _send_text_answer(
         self, request: web.Request, body: dict[str, Any]
@@ -331,18 +338,11 @@ class FakeEvolution(ProviderEmulator):
         return 201, answer, None
 
     async def _send_audio(self, request: web.Request) -> web.Response:
-        raw, body, _ = await self._read(request)
-        record = RecordedSend("sendWhatsAppAudio", request.path, request.headers, body, raw)
-        status, answer, failure = self._send_audio_answer(request, body)
-        record.status, record.response = status, answer
-        self._record(record)
-        if failure is not None:
-            return failure
-        if 200 <= status < 300:
-            self._after_send(self.instances[request.match_info["instanceName"]], answer)
-        return self._json(status, answer)
+        return await self._send(request, "sendWhatsAppAudio", self._send_audio_answer)
 
-    def _send_audio_answer(self, request: web.Request, body: dict[str, Any]) -> tuple[int, Any, web.Response | None]:
+    async def _send_audio_answer(
+        self, request: web.Request, body: dict[str, Any]
+    ) -> tuple[int, Any, web.Response | None]:
         """audioMessageSchema: number and audio required (strings); the service takes a URL or base64
         (a data: URL is not base64 to it) and, unless ``encoding`` is false, converts to OGG/Opus."""
         if (denied := self._guard(request)) is not None:
@@ -352,14 +352,9 @@ class FakeEvolution(ProviderEmulator):
         problems = _validate(body, required=("number", "audio"), strings=("number", "audio"), not_empty=("number",))
         if problems:
             return *self._error(400, "Bad Request", problems), None
-        audio_field: str = body["audio"]
-        if audio_field.startswith(("http://", "https://")):
-            data = b""
-        else:
-            try:
-                data = base64.b64decode(audio_field, validate=True)
-            except ValueError:
-                return *self._error(400, "Bad Request", ["Owned media must be a url or base64"]), None
+        data = _owned_media(body["audio"])
+        if data is None:
+            return *self._error(400, "Bad Request", [OWNED_MEDIA]), None
         instance = self.instances[request.match_info["instanceName"]]
         jid = _jid(body["number"])
         self.audio.append(data)
@@ -378,18 +373,11 @@ class FakeEvolution(ProviderEmulator):
         return 201, answer, None
 
     async def _send_media(self, request: web.Request) -> web.Response:
-        raw, body, _ = await self._read(request)
-        record = RecordedSend("sendMedia", request.path, request.headers, body, raw)
-        status, answer, failure = self._send_media_answer(request, body)
-        record.status, record.response = status, answer
-        self._record(record)
-        if failure is not None:
-            return failure
-        if 200 <= status < 300:
-            self._after_send(self.instances[request.match_info["instanceName"]], answer)
-        return self._json(status, answer)
+        return await self._send(request, "sendMedia", self._send_media_answer)
 
-    def _send_media_answer(self, request: web.Request, body: dict[str, Any]) -> tuple[int, Any, web.Response | None]:
+    async def _send_media_answer(
+        self, request: web.Request, body: dict[str, Any]
+    ) -> tuple[int, Any, web.Response | None]:
         """mediaMessageSchema: number, mediatype (image|document|video|audio) and media (a URL or plain
         base64) required; mimetype, fileName and caption optional."""
         if (denied := self._guard(request)) is not None:
@@ -402,14 +390,9 @@ class FakeEvolution(ProviderEmulator):
             problems = ["mediatype must be one of image, document, video, audio"]
         if problems:
             return *self._error(400, "Bad Request", problems), None
-        media: str = body["media"]
-        if media.startswith(("http://", "https://")):
-            data = b""
-        else:
-            try:
-                data = base64.b64decode(media, validate=True)
-            except ValueError:
-                return *self._error(400, "Bad Request", ["Owned media must be a url or base64"]), None
+        data = _owned_media(body["media"])
+        if data is None:
+            return *self._error(400, "Bad Request", [OWNED_MEDIA]), None
         instance = self.instances[request.match_info["instanceName"]]
         kind, name = body["mediatype"], str(body.get("fileName") or "")
         self.media.append((kind, name, data))
@@ -778,6 +761,17 @@ class FakeEvolution(ProviderEmulator):
             delays=delays,
             give_up=lambda status: status is not None and (200 <= status < 300 or status in NON_RETRYABLE),
         )
+
+
+def _owned_media(value: str) -> bytes | None:
+    """The bytes of a media field: a URL (fetched by the service: no bytes here) or plain base64 (a data:
+    URL is not base64 to it); None when it is neither."""
+    if value.startswith(("http://", "https://")):
+        return b""
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
 
 
 def _validate(

@@ -4,7 +4,7 @@ botline server, the fake LLM behind it, and the provider's emulator on the other
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +13,11 @@ import pytest
 from botline.app import STORE
 from botline.domain.conversations import Session
 from botline.store.base import Store
+from tests.emulators.evolution import FakeEvolution
 from tests.emulators.fake_llm import FakeLLM
+from tests.emulators.kapso import FakeKapso
 from tests.emulators.webhook_pusher import Delivery, ProviderEmulator
+from tests.emulators.zapi import FakeZapi
 from tests.support.server import RunningServer
 from tests.support.webchat import create_client
 
@@ -114,3 +117,22 @@ def last_user_text(fake_llm: FakeLLM, index: int = -1) -> str:
 async def roll_salt(server: RunningServer) -> None:
     status, body = await server.call("POST", "/api/v1/accounts/roll-salt")
     assert status == 200, body
+
+
+@pytest.fixture
+async def zapi() -> AsyncIterator[FakeZapi]:
+    """Z-API's emulator as it comes (a module with other needs defines its own)."""
+    async with FakeZapi() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def evo() -> AsyncIterator[FakeEvolution]:
+    async with FakeEvolution(retry_scale=0.001) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def kapso() -> AsyncIterator[FakeKapso]:
+    async with FakeKapso() as fake:
+        yield fake

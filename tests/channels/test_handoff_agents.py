@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,6 @@ PHONE = "5511999999999"
 CUSTOMER = 424242
 OPERATORS = -1001234567890
 """The operators' Telegram group."""
-
-
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a restart and not yet delivered, reaches the user in chunks once `resume()` pick
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,12 +22,6 @@ from tests.support.server import RunningServer
 
 PHONE = "5511999999999"
 LONG_FENCE_ANSWER = "```" + "a" * 4100
-
-
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi() as fake:
-        yield fake
 
 
 @pytest.fixture

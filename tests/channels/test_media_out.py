@@ -6,7 +6,6 @@ and document sends."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -31,24 +30,6 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 PHONE = "5511988887777"
 ALIASES = {"Zapi": "zapiIntegration", "EvolutionApi": "evolutionIntegration", "Kapso": "kapsoIntegration"}
-
-
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def evo() -> AsyncIterator[FakeEvolution]:
-    async with FakeEvolution(retry_scale=0.001) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def kapso() -> AsyncIterator[FakeKapso]:
-    async with FakeKapso() as fake:
-        yield fake
 
 
 @pytest.fixture

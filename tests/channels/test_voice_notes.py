@@ -5,7 +5,6 @@ for a typed message by default, and never a lost text when synthesis fails."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,24 +22,6 @@ CHAT = 515151
 PHONE = "5511988887777"
 SPEAKS = {"audioSynthesisSource": "Gpt4oTts", "audioSynthesisVoice": "coral",
           "audioSynthesisInstruction": "Warm and calm.", "inputModes": ["Audio"]}
-
-
-@pytest.fixture
-async def zapi() -> AsyncIterator[FakeZapi]:
-    async with FakeZapi() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def evo() -> AsyncIterator[FakeEvolution]:
-    async with FakeEvolution(retry_scale=0.001) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def kapso() -> AsyncIterator[FakeKapso]:
-    async with FakeKapso() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ MODES = ("json", "stream")
 DIRECT = "direct"
 BOTLINE = "botline"
 LITELLM = "litellm"
+BASELINE = "botline-before"
 SLOW_SHARE = 0.25
 """LiteLLM's share of the requests per round (it is ~10x slower: equal counts would make rounds 10x longer)."""
 MIN_REQUESTS = 200
@@ -256,8 +257,12 @@ def _litellm(stack: contextlib.ExitStack, tmp: Path, fake: servers.Server, resul
 
 
 def run(*, quick: bool = False, with_profile: bool = True, out_dir: Path, log: Any = print,
-        modes: tuple[str, ...] = MODES, levers: tuple[str, ...] = (), with_litellm: bool = True) -> Result:
-    """Measures botline (plus LiteLLM, plus one what-if contender per entry of `levers`) against the fake."""
+        modes: tuple[str, ...] = MODES, levers: tuple[str, ...] = (), with_litellm: bool = True,
+        baseline: Path | None = None) -> Result:
+    """Measures botline (plus LiteLLM, plus one what-if contender per entry of `levers`) against the fake.
+
+    `baseline` (a `src` folder, e.g. `git archive <commit> src`) adds botline imported from there as
+    the contender BASELINE, measured in the same interleaved rounds and profiled like this checkout."""
     plan = QUICK if quick else FULL
     result = Result(plan=asdict(plan))
     result.load_average["start"] = os.getloadavg()[0]
@@ -279,6 +284,10 @@ def run(*, quick: bool = False, with_profile: bool = True, out_dir: Path, log: A
             server = stack.enter_context(servers.botline(tmp, fake, name=name.replace(" ", "-"), levers=lv))
             contenders.append(Contender(name, server, servers.BENCH_KEY))
             result.contenders[name] = f"botline with bench.levers {lv}"
+        if baseline is not None:
+            server = stack.enter_context(servers.botline(tmp, fake, name="botline-baseline", source=baseline))
+            contenders.append(Contender(BASELINE, server, servers.BENCH_KEY))
+            result.contenders[BASELINE] = f"botline serve imported from {baseline}, SQLite, WARNING logs"
         if with_litellm:
             contender = _litellm(stack, tmp, fake, result, log)
             if contender is not None:
@@ -289,7 +298,8 @@ def run(*, quick: bool = False, with_profile: bool = True, out_dir: Path, log: A
             + "; ".join(f"{c.name} pid {c.server.pid} :{c.server.port}" for c in contenders))
         result.cells = runner(_measure(fake, contenders, plan, log, modes))
         if with_profile:
-            result.profiles = runner(_profile(contenders[0], plan, out_dir, stamp, log, modes))
+            result.profiles = [summary for c in contenders if c.name in (BOTLINE, BASELINE)
+                               for summary in runner(_profile(c, plan, out_dir, stamp, log, modes))]
             result.profiles += [summary for c in contenders if c.name == LITELLM
                                 for summary in runner(_profile(c, plan, out_dir, stamp, log, ("json",)))]
     result.seconds = round(time.perf_counter() - started, 1)
@@ -375,10 +385,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=MODES, action="append", help="only this mode (repeatable)")
     parser.add_argument("--levers", action="append", default=[],
                         help="add a what-if contender: botline with these bench.levers (repeatable)")
+    parser.add_argument("--baseline", type=Path,
+                        help="a src folder of an older commit (git archive <commit> src), measured beside")
     args = parser.parse_args()
     out_dir = servers.RESULTS
     result = run(quick=args.quick, with_profile=not args.no_profile, out_dir=out_dir,
-                 modes=tuple(args.mode or MODES), levers=tuple(args.levers), with_litellm=not args.no_litellm)
+                 modes=tuple(args.mode or MODES), levers=tuple(args.levers), with_litellm=not args.no_litellm,
+                 baseline=args.baseline)
     print(table(result))
     for summary in result.profiles:
         print(profile.report(summary))

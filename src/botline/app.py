@@ -172,7 +172,7 @@ def build_app(
             redis_timeout_seconds=settings.storage.redis_timeout_seconds,
         ) as store:
             backend = "sqlite" if settings.storage.url.startswith(SQLITE_PREFIX) else "redis"
-            store.report_errors(recorder.store_error_listener(backend))
+            store.report_errors(recorder.store_error_listener(backend), recorder.store_operation_listener(backend))
             app[STORE] = store
             yield
 

@@ -146,6 +146,9 @@ class Metrics:
         self.store_errors = _Labelled(Counter(
             "botline_store_errors", "Store operations that failed, by backend, operation and error kind.",
             ["backend", "operation", "error"], registry=registry))
+        self.store_operations = _Labelled(Counter(
+            "botline_store_operations", "Store operations started, by backend and operation (one called by another "
+            "counts too): what a turn costs the Store.", ["backend", "operation"], registry=registry))
         self.batch_items = _Labelled(Counter(
             "botline_batch_items", "Batch items processed, by final state (its rate is the throughput).", ["state"],
             registry=registry))
@@ -212,5 +215,13 @@ class Metrics:
 
         def count(operation: str, kind: str) -> None:
             self.store_errors(backend, operation, kind).inc()
+
+        return count
+
+    def store_operation_listener(self, backend: str) -> Callable[[str], None]:
+        """What `Store.report_errors` calls as each operation starts."""
+
+        def count(operation: str) -> None:
+            self.store_operations(backend, operation).inc()
 
         return count

@@ -47,6 +47,9 @@ C = TypeVar("C")
 
 StoreErrorListener = Callable[[str, str], None]
 """Hears of every failed Store operation: (operation, error kind), e.g. ("RedisSessions.get", "unavailable")."""
+StoreOperationListener = Callable[[str], None]
+"""Hears of every Store operation as it starts, e.g. "SqliteSessions.add_messages" (one called by another
+is heard too)."""
 
 
 def wrap_public_coroutines(cls: type[C], wrap: Callable[[Any], Any]) -> type[C]:
@@ -61,6 +64,8 @@ def wrap_public_coroutines(cls: type[C], wrap: Callable[[Any], Any]) -> type[C]:
 def _reported(method: Callable[..., Any], operation: str) -> Callable[..., Any]:
     @functools.wraps(method)
     async def wrapper(self: ReportsErrors, *args: Any, **kwargs: Any) -> Any:
+        if self.operation_listener is not None:
+            self.operation_listener(operation)
         try:
             return await method(self, *args, **kwargs)
         except StoreError as exc:
@@ -73,9 +78,11 @@ def _reported(method: Callable[..., Any], operation: str) -> Callable[..., Any]:
 
 
 class ReportsErrors:
-    """What every repository and store shares: who hears of its failures (the app's metrics)."""
+    """What every repository and store shares: who hears of its operations and failures (the app's
+    metrics)."""
 
     error_listener: StoreErrorListener | None = None
+    operation_listener: StoreOperationListener | None = None
 
 
 class StoreError(Exception):
@@ -595,12 +602,13 @@ class Store(ReportsErrors, ABC):
     signals: SignalBus
     """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 
-    def report_errors(self, listener: StoreErrorListener) -> None:
-        """Tells `listener` of every StoreError the store and its repositories raise."""
-        self.error_listener = listener
-        for part in vars(self).values():
+    def report_errors(self, listener: StoreErrorListener, operations: StoreOperationListener | None = None) -> None:
+        """Tells `listener` of every StoreError the store and its repositories raise, and `operations` of
+        every operation they start."""
+        for part in (self, *vars(self).values()):
             if isinstance(part, ReportsErrors):
                 part.error_listener = listener
+                part.operation_listener = operations
 
     @abstractmethod
     async def ping(self) -> None:

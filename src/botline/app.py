@@ -13,6 +13,7 @@ from botline.accounts import admin_account, bootstrap_admin_keys
 from botline.api import (
     accounts,
     admin,
+    answer_files,
     batch_items,
     batch_workflows,
     chat_clients,
@@ -53,6 +54,7 @@ from botline.channels.registry import channel_adapters
 from botline.config import Settings
 from botline.domain.clock import Clock, SystemClock
 from botline.egress import Egress, EgressPolicy
+from botline.engine.answer_files import AnswerFiles
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine, PromptLimits
 from botline.engine.client_cache import ChatClientCache
@@ -284,8 +286,9 @@ def build_app(
         await gateway_cache.start()
         prompt_limits = PromptLimits(max_pending=settings.webchat.max_pending_prompts,
                                      max_parts=settings.webchat.max_prompt_parts)
+        kept_files = AnswerFiles(store, clock, session_bytes=settings.webchat.media_session_bytes)
         chat = ChatEngine(store, pipeline, sessions, limiter, clock, gateways=gateway_cache, metrics=recorder,
-                          limits=prompt_limits)
+                          limits=prompt_limits, files=kept_files)
         await chat.start()
         transcriber = Transcriber(store, app[CLIENTS], model=settings.webchat.transcription_model,
                                   upstreams=upstreams)
@@ -317,7 +320,7 @@ def build_app(
             authenticator=authenticator, limiter=limiter, sessions=sessions, chat=chat, transcriber=transcriber,
             inbound=inbound, channels=channels, scheduler=scheduler, gateways=gateway_cache, metrics=recorder,
             chat_clients=client_cache, accounts=account_cache, documents=app[DOCUMENTS], speech=speech,
-            files=app[FILES], handoff=handoff, batch=batch, knowledge=knowledge,
+            answer_files=kept_files, files=app[FILES], handoff=handoff, batch=batch, knowledge=knowledge,
             indexer=indexer, asker=asker,
             connections=connection_cache, upstreams=upstreams, meter=meter, policies=policy_cache,
             shell=app[SHELL], sandbox=app[SANDBOX],
@@ -334,6 +337,7 @@ def build_app(
         for adapter in adapters.values():
             await adapter.close()
         await memory.close()
+        await speech.close()
         await indexer.close()
         await mcp.close()
         await sessions.close()
@@ -346,8 +350,8 @@ def build_app(
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, llm_connections, policies, openai_compat, chat_clients, integrations,
-        public_chat, chat_page, webhooks, hook_schedules, memories, batch_workflows, batch_items, collections,
-        documents, files, rag, skills, metrics, handoff_routes, shell, mcp_inference, openapi,
+        public_chat, answer_files, chat_page, webhooks, hook_schedules, memories, batch_workflows, batch_items,
+        collections, documents, files, rag, skills, metrics, handoff_routes, shell, mcp_inference, openapi,
     )
     for module in route_modules:
         app.router.add_routes(module.routes)

@@ -137,6 +137,9 @@ class WebChatSettings(Section):
     """Prompts one session may have running or waiting for its turn on a replica; more get 429."""
     max_prompt_parts: int = Field(default=10, ge=1)
     """Content parts (the text and each attachment) one prompt may carry; more get 413."""
+    media_session_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
+    """Images, files and spoken audio of a session's answers kept with the conversation (shown again after a
+    reload; deleted with the session), at most this many bytes in all; later ones are shown live only."""
     chat_origin: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+/?$")
     """Origin (scheme://host[:port]) the chat pages are served from, apart from the API's: talkUrls use
     it, and customScripts are accepted only when it is set (docs/webchat.md)."""
@@ -262,8 +265,9 @@ class SpeechSettings(Section):
     max_audio_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """Largest audio body read from a speech endpoint; a longer one is dropped (the text still goes)."""
     timeout_seconds: float = Field(default=60.0, gt=0)
-    cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
-    """Memory for synthesised audio, reused for the same text, voice and instruction (LRU)."""
+    cache_seconds: float = Field(default=3600.0, ge=0)
+    """How long synthesised audio is kept in the Store (shared by every replica) for the same text, voice
+    and instruction; 0 keeps none. A web answer's audio is also kept with its conversation."""
 
 
 class ModelPrice(Section):

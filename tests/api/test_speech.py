@@ -3,9 +3,11 @@ web chat (the fake speech endpoint's bytes, cached), the summary call, and a sep
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import create_gateway
@@ -64,6 +66,27 @@ async def test_the_web_answer_has_audio_from_the_speech_endpoint_once(
                            "response_format": "mp3"}
     _, info = await server.call("GET", public(key))
     assert info["messages"][-1]["audio"] is True and info["client"]["audioSynthesisEnabled"] is True
+
+
+async def test_the_audio_streams_as_the_endpoint_sends_it_and_is_kept_with_the_answer(
+    server: RunningServer, fake_llm: FakeLLM
+) -> None:
+    client_id = await create_client(server, fake_llm, **SPEAKS)
+    key = (await open_session(server, client_id))["accessKey"]
+    fake_llm.script(Reply(text="We open at nine."))
+    done = await done_of(server, key, "hours?")
+    rest = asyncio.Event()
+    fake_llm.script_speech(Reply(rest_hold=rest))
+    async with server.http.get(server.url + public(key, f"/messages/{done['messageId']}/audio")) as response:
+        assert (response.status, response.content_type) == (200, "audio/mpeg")
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        first = await response.content.readany()  # while the endpoint still holds the rest of the audio
+        assert first and len(first) < len(mp3(1.0)) and mp3(1.0).startswith(first)
+        rest.set()
+        body = first + await response.read()
+    assert body == mp3(1.0)
+    assert await audio_of(server, key, done["messageId"]) == (200, "audio/mpeg", mp3(1.0))  # kept: no new call
+    assert len(fake_llm.speech_requests()) == 1
 
 
 async def test_speech_is_counted_in_the_gateways_stats_and_the_metrics(
@@ -161,3 +184,51 @@ class TestOwnEndpoint:
         assert speech.headers["Authorization"] == "Bearer sk-voice"
         assert speech.body["voice"] == "Rachel" and "instructions" not in speech.body
         assert fake_llm.speech_requests() == []
+
+
+class TestNoSharedCache:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"speech": {"cache_seconds": 0}}
+
+    async def test_an_answers_audio_is_kept_with_the_conversation_even_without_the_cache(
+        self, server: RunningServer, fake_llm: FakeLLM
+    ) -> None:
+        client_id = await create_client(server, fake_llm, **SPEAKS)
+        key = (await open_session(server, client_id))["accessKey"]
+        fake_llm.script(Reply(text="We open at nine."))
+        done = await done_of(server, key, "hours?")
+        for _ in range(3):  # the first play, then reloads
+            assert await audio_of(server, key, done["messageId"]) == (200, "audio/mpeg", mp3(1.0))
+        assert len(fake_llm.speech_requests()) == 1
+        assert (await server.call("POST", public(key, "/retry")))[0] == 204
+        fake_llm.script(Reply(text="We open at nine."))
+        again = await done_of(server, key, "hours?")
+        assert (await audio_of(server, key, again["messageId"]))[0] == 200
+        assert len(fake_llm.speech_requests()) == 2  # the dropped answer's audio went with it; no cache
+
+
+class TestAudioCapWhileStreaming:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"speech": {"max_audio_bytes": len(mp3(1.0)) // 2}}
+
+    async def test_audio_past_the_cap_mid_stream_is_cut_off_not_passed_as_whole(
+        self, server: RunningServer, fake_llm: FakeLLM
+    ) -> None:
+        client_id = await create_client(server, fake_llm, **SPEAKS)
+        key = (await open_session(server, client_id))["accessKey"]
+        fake_llm.script(Reply(text="We open at nine."))
+        done = await done_of(server, key, "hours?")
+        url = server.url + public(key, f"/messages/{done['messageId']}/audio")
+        for _ in range(2):
+            rest = asyncio.Event()
+            fake_llm.script_speech(Reply(rest_hold=rest))
+            async with server.http.get(url) as response:
+                assert response.status == 200 and await response.content.readany()  # the first part went out
+                rest.set()
+                with pytest.raises(aiohttp.ClientPayloadError):  # then the connection closed, no clean end
+                    await response.read()
+        assert len(fake_llm.speech_requests()) == 2  # nothing was kept or cached: asked again
+        _, info = await server.call("GET", public(key))
+        assert info["messages"][-1]["content"] == "We open at nine."

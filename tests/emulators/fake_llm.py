@@ -43,6 +43,8 @@ _ARGUMENT_FRAGMENT = 8  # characters per streamed tool-call argument fragment
 _SHUTDOWN_TIMEOUT = 0.05  # seconds (twice over) that in-flight requests get when the fake stops
 _DEFAULT_TRANSCRIPTION = "transcribed audio"
 _SPEECH_INPUT_MAX = 4096  # OpenAI's limit on /audio/speech `input`
+_SPEECH_CHUNKS = 4
+"""Parts a streamed /audio/speech answer (``Reply.chunk_delay``) is sent in."""
 _SPEECH_FORMATS = {  # response_format -> (content type, bytes); aac and flac are not produced by the fake
     "mp3": ("audio/mpeg", audio.mp3),
     "opus": ("audio/ogg", audio.ogg_opus),
@@ -113,7 +115,9 @@ class Reply:
     hold: asyncio.Event | None = None
     """Answer only once this is set (after ``delay``): a test decides when, without sleeping."""
     chunk_delay: float = 0.0
-    """Seconds between stream chunks."""
+    """Seconds between stream chunks (for /audio/speech: the audio is then sent in parts, chunked)."""
+    rest_hold: asyncio.Event | None = None
+    """/audio/speech: the first part of the audio goes at once, the rest only once this is set."""
     drop_connection: bool = False
     """Reset the TCP connection instead of answering."""
     prompt_tokens: int | None = None
@@ -433,7 +437,21 @@ class FakeLLM(Served):
         if early is not None:
             return early
         content_type, make = _SPEECH_FORMATS[audio_format]
-        return web.Response(body=make(self.speech_seconds), content_type=content_type)
+        data = make(self.speech_seconds)
+        if not reply.chunk_delay and reply.rest_hold is None:
+            return web.Response(body=data, content_type=content_type)
+        # Streamed as OpenAI does (chunked): headers and the first part at once, the rest `chunk_delay` apart.
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        await response.prepare(request)
+        step = -(-len(data) // _SPEECH_CHUNKS)
+        for start in range(0, len(data), step):
+            if start and reply.rest_hold is not None:
+                await reply.rest_hold.wait()
+            elif start:
+                await asyncio.sleep(reply.chunk_delay)
+            await response.write(data[start:start + step])
+        await response.write_eof()
+        return response
 
     async def _moderation(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's POST /moderations: one result per input, ``flagged`` when a score reaches 0.5."""

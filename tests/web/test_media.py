@@ -1,10 +1,13 @@
 """Media the bot sends, in the web chat: an image a tool made is drawn inline under the answer (decoded
-by Chromium under the page's CSP), a file is a download chip that saves the tool's bytes."""
+by Chromium under the page's CSP), a file is a download chip that saves the tool's bytes; after a reload
+the image, the chip and the spoken answer's player come back (kept with the conversation)."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+import orjson
 from playwright.async_api import Page, expect
 
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
@@ -16,6 +19,8 @@ pytestmark = SESSION_LOOP
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "chat-375-media.png"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+LOAD_PLAYER = "() => { const a = document.querySelector('.bl-audio audio'); a.preload = 'auto'; a.load(); }"
+PLAYER_LOADED = "() => { const a = document.querySelector('.bl-audio audio'); return a && a.readyState >= 1; }"
 
 
 def tool(site: CallbackServer, answer: Answer) -> dict[str, object]:
@@ -87,3 +92,34 @@ async def test_a_wide_image_and_a_chip_fit_a_375_px_phone(page: Page, open_chat:
     box = await image.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
     await page.screenshot(path=str(SCREENSHOT), animations="disabled", caret="hide")
+
+
+async def test_after_a_reload_the_image_the_file_chip_and_the_player_come_back(
+    page: Page, open_chat: OpenChat, fake_llm: FakeLLM
+) -> None:
+    files = {"text": "made", "attachments": [
+        {"data": base64.b64encode(png(40, 20)).decode(), "contentType": "image/png", "fileName": "chart.png"},
+        {"data": base64.b64encode(PDF).decode(), "contentType": "application/pdf", "fileName": "report.pdf"}]}
+    async with CallbackServer() as site:
+        chat = await open_chat(audioSynthesisSource="Gpt4oTts", gateway={"protocolFunctions": [
+            tool(site, Answer(body=orjson.dumps(files), content_type="application/json"))]})
+        fake_llm.script(Reply(tool_calls=[ToolCall("make_chart", {})]), Reply(text="Here is the report."))
+        await page.goto(chat.talk_url)
+        await send(page, "report please")
+        await expect(page.get_by_role("img", name="chart.png")).to_be_visible()
+        await page.wait_for_function(PLAYER_LOADED)  # the answer was spoken (and its audio kept)
+        await page.reload()
+        await expect(answers(page)).to_have_text("Here is the report.")
+        image = page.get_by_role("img", name="chart.png")
+        await expect(image).to_be_visible()
+        assert await image.evaluate("img => img.complete ? [img.naturalWidth, img.naturalHeight] : null") == [40, 20]
+        chip = page.get_by_role("link", name="report.pdf")
+        async with page.expect_download() as download_info:
+            await chip.click()
+        assert (await (await download_info.value).path()).read_bytes() == PDF
+        await expect(page.get_by_label("Spoken answer", exact=True)).to_be_attached()
+        await page.evaluate(LOAD_PLAYER)  # as pressing play would (it is not preloaded after a reload)
+        await page.wait_for_function(PLAYER_LOADED)
+        duration = await page.evaluate("() => document.querySelector('.bl-audio audio').duration")
+    assert abs(duration - 1.0) < 0.1  # the fake's one-second MP3, decoded by Chromium after the reload
+    assert len(fake_llm.speech_requests()) == 1  # the reloaded player plays the kept audio

@@ -122,6 +122,7 @@ PATH_PARAMETERS = {
     "key_id": "An API key id.",
     "link": "The signed token of a shell file's public address.",
     "message_id": "An assistant message id (the messageId of a prompt's answer).",
+    "media_id": "An answer file id (the `id` of an entry in a message's `media`).",
     "name": "The integration type: Telegram, Zapi, EvolutionApi, Kapso or Chatwoot.",
     "session_id": "A web-chat session id.",
     "token": "The webhook token that the integration's webhookUrl carries.",

@@ -23,7 +23,6 @@ from botline.engine.attachments import AttachmentError, is_spoken, reader_for
 from botline.engine.chat import INTERRUPTED, ActiveTurn, ChatRefused, TurnOutcome, is_visible
 from botline.gateway.caller import CallSource
 from botline.gateway.reasoning import ReasoningPolicy
-from botline.speech import AudioFormat, SpeechError
 
 routes = web.RouteTableDef()
 
@@ -35,7 +34,6 @@ UNAVAILABLE = "This chat is unavailable."
 LAST_EVENTS = ("done", "error")
 WEB_SPEECH_DEFAULT = SpeechTrigger.ALWAYS
 """The web chat speaks every answer unless the client says otherwise (the page has a mute toggle)."""
-AUDIO_CACHE_SECONDS = 3600
 LIVE_STREAM_SECONDS = 300.0
 """How long one /events stream stays open; the page's EventSource then reconnects, which checks the
 session (expired, account disabled) again."""
@@ -70,7 +68,7 @@ class PromptBody(CamelModel):
     prompt: PromptMessage
 
 
-async def _session(request: web.Request) -> tuple[Session, ChatClient]:
+async def chat_session(request: web.Request) -> tuple[Session, ChatClient]:
     svc = services(request)
     session = await svc.sessions.live_by_access_key(request.match_info["access_key"])
     if session is None:
@@ -83,8 +81,11 @@ async def _session(request: web.Request) -> tuple[Session, ChatClient]:
     return session, client
 
 
-def _message_view(message: Message, *, audio: bool = False, reasoning: bool = False) -> dict[str, Any]:
+def _message_view(message: Message, *, audio: bool = False, reasoning: bool = False,
+                  media: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {"role": message.role.value, "content": message.content, "message_id": message.id}
+    if media:  # the answer's kept images and files (engine/answer_files.py)
+        view["media"] = media
     if message.agent:  # a person of the business wrote it (docs/handoff.md)
         view["agent"] = message.agent
     if reasoning and message.reasoning:
@@ -96,22 +97,24 @@ def _message_view(message: Message, *, audio: bool = False, reasoning: bool = Fa
     return view
 
 
-def _spoken(client: ChatClient, answer: Message, *, user_spoke: bool) -> bool:
+def spoken(client: ChatClient, answer: Message, *, user_spoke: bool) -> bool:
     """Whether an answer has audio: a complete assistant text the client's trigger speaks."""
     return (answer.role is Role.ASSISTANT and answer.status is MessageStatus.COMPLETE
             and isinstance(answer.content, str) and bool(answer.content.strip())
             and client.client_parameters.speaks_after(user_spoke=user_spoke, channel_default=WEB_SPEECH_DEFAULT))
 
 
-def _views(messages: list[Message], client: ChatClient, *, reasoning: bool) -> list[dict[str, Any]]:
-    """The visible messages; `reasoning`: the stored thinking is shown (the gateway's flags)."""
+def _views(messages: list[Message], client: ChatClient, *, reasoning: bool,
+           media: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The visible messages; `reasoning`: the stored thinking is shown (the gateway's flags); `media`: kept
+    files per message id."""
     views, user_spoke = [], False
     for message in messages:
         if message.role is Role.USER:
             user_spoke = is_spoken(message.content)
         if is_visible(message):
-            views.append(_message_view(message, audio=_spoken(client, message, user_spoke=user_spoke),
-                                       reasoning=reasoning))
+            views.append(_message_view(message, audio=spoken(client, message, user_spoke=user_spoke),
+                                       reasoning=reasoning, media=media.get(message.id)))
     return views
 
 
@@ -137,14 +140,14 @@ def _chat_title(messages: list[Message], client: ChatClient) -> str:
 @routes.get(BASE)
 @documented("The chat page's data: messages, culture, client settings.", access=Access.ACCESS_KEY)
 async def session_info(request: web.Request) -> web.Response:
-    session, client = await _session(request)
+    session, client = await chat_session(request)
     svc = services(request)
     messages = await svc.store.messages.list(session.id)
     language = pick_language(client.client_parameters.language_code, request)
     gateway = await svc.gateways.find(client.account_id, client.ai_gateway_id) if client.ai_gateway_id else None
     return json_response({
         "messages": _views(messages, client, reasoning=gateway is not None and ReasoningPolicy.of(
-            gateway.parameters).shown),
+            gateway.parameters).shown, media=await svc.answer_files.by_message(session.id)),
         "chatTitle": _chat_title(messages, client),
         "culture": {"languageCode": language, **CULTURES[language]},
         "client": client_view(client),
@@ -170,7 +173,7 @@ def _wants_stream(request: web.Request) -> bool:
     upstream=True,
 )
 async def prompt(request: web.Request) -> web.StreamResponse:
-    session, client = await _session(request)
+    session, client = await chat_session(request)
     data = await read_json(request)
     body = parse_model(PromptBody, data)
     content = body.prompt.content
@@ -191,7 +194,7 @@ async def prompt(request: web.Request) -> web.StreamResponse:
         return await _stream(request, turn, client, user_spoke=user_spoke)
     outcome = await _outcome(turn)
     summary = outcome.summary(include_tools=client.client_parameters.show_tool_calls)
-    summary["audio"] = _spoken(client, outcome.message, user_spoke=user_spoke)
+    summary["audio"] = spoken(client, outcome.message, user_spoke=user_spoke)
     return json_response(summary)
 
 
@@ -245,7 +248,7 @@ async def _stream(request: web.Request, turn: ActiveTurn, client: ChatClient, *,
 async def live_events(request: web.Request) -> web.StreamResponse:
     """Agent messages reach the page at once, on any replica (a store signal wakes the stream that holds
     the page); the page's poll stays as the fallback for a missed signal."""
-    session, _ = await _session(request)
+    session, _ = await chat_session(request)
     svc = services(request)
     stream = SseStream(request, open_streams=svc.metrics.open_streams(LIVE_ENDPOINT), pinger=loop_pinger())
     loop = asyncio.get_running_loop()
@@ -274,30 +277,10 @@ def _gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-@routes.get(BASE + "/messages/{message_id}/audio")
-@documented("The spoken version of an answer (MP3), when the chat client speaks.", access=Access.ACCESS_KEY,
-            upstream=True)
-async def answer_audio(request: web.Request) -> web.Response:
-    session, client = await _session(request)
-    if not client.client_parameters.speaks:
-        raise ApiError(404, "Spoken answers are off for this chat.")
-    svc = services(request)
-    wanted = request.match_info["message_id"]
-    message = next((m for m in await svc.store.messages.list(session.id) if m.id == wanted), None)
-    if message is None or not _spoken(client, message, user_spoke=True):
-        raise ApiError(404, "There is no spoken answer with this id.")
-    try:
-        audio = await svc.speech.speak(client, str(message.content), AudioFormat.MP3)
-    except SpeechError as exc:
-        raise ApiError(502, f"The answer could not be spoken: {exc.message}.") from None
-    return web.Response(body=audio.data, content_type=audio.content_type if not audio.is_ogg else "audio/ogg",
-                        headers={"Cache-Control": f"private, max-age={AUDIO_CACHE_SECONDS}"})
-
-
 @routes.delete(BASE)
 @documented("Cancel the answer being written.", access=Access.ACCESS_KEY, answer=MessageAnswer)
 async def cancel(request: web.Request) -> web.Response:
-    session, _ = await _session(request)
+    session, _ = await chat_session(request)
     await services(request).chat.cancel(session.id)
     return message_response("Inference cancelled.")
 
@@ -305,7 +288,7 @@ async def cancel(request: web.Request) -> web.Response:
 @routes.post(BASE + "/retry")
 @documented("Drop the last answer so the last user message can be sent again.", access=Access.ACCESS_KEY, status=204)
 async def retry(request: web.Request) -> web.Response:
-    session, _ = await _session(request)
+    session, _ = await chat_session(request)
     if not await services(request).chat.retry(session):
         raise ApiError(400, "There is no user message to retry.")
     return web.Response(status=204)
@@ -315,7 +298,7 @@ async def retry(request: web.Request) -> web.Response:
 @documented("Empty the conversation.", access=Access.ACCESS_KEY, status=204)
 async def reset(request: web.Request) -> web.Response:
     """Empties the conversation ("New conversation"); the session and its key stay valid."""
-    session, _ = await _session(request)
+    session, _ = await chat_session(request)
     svc = services(request)
     await svc.chat.cancel(session.id)
     await svc.chat.reset(session)
@@ -325,12 +308,14 @@ async def reset(request: web.Request) -> web.Response:
 @routes.get(BASE + "/transcript.json")
 @documented("Download the conversation as JSON.", access=Access.ACCESS_KEY)
 async def transcript(request: web.Request) -> web.Response:
-    session, _ = await _session(request)
+    session, _ = await chat_session(request)
     messages = await services(request).store.messages.list(session.id)
+    media = await services(request).answer_files.by_message(session.id)
     # The seed's shape, but `context` and `metadata` stay empty: they are what the tenant's backend told
     # botline about this person (extraContext, metadata), not the person's to download.
     body: dict[str, Any] = {
-        "messages": [{"role": m.role.value, "content": m.content, **({"agent": m.agent} if m.agent else {})}
+        "messages": [{"role": m.role.value, "content": m.content, **({"agent": m.agent} if m.agent else {}),
+                      **({"media": media[m.id]} if m.id in media else {})}
                      for m in messages if is_visible(m)],
         "handoff": handoff_view(session.handoff, services(request).clock.now()),
         "context": None,

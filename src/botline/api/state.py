@@ -11,6 +11,7 @@ from botline.api.auth import PRINCIPAL, Authenticator, Principal
 from botline.batch.runner import BatchRunner
 from botline.config import Settings
 from botline.domain.clock import Clock
+from botline.engine.answer_files import AnswerFiles
 from botline.engine.channels import ChannelHub
 from botline.engine.chat import ChatEngine
 from botline.engine.client_cache import ChatClientCache
@@ -62,6 +63,7 @@ class Services:
     documents: PdfExtractor
     files: FileSplitter
     speech: Synthesizer
+    answer_files: AnswerFiles
     handoff: HandoffService
     batch: BatchRunner
     knowledge: KnowledgeSearch

@@ -18,6 +18,7 @@ from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
 from botline.domain.conversations import Message, MessageStatus, Role, Session, TokenUsage
 from botline.domain.gateways import Gateway
+from botline.engine.answer_files import AnswerFiles
 from botline.engine.attachments import AttachmentError, AttachmentReader, Content
 from botline.engine.live import LiveMessages
 from botline.engine.locks import SessionLocks
@@ -88,6 +89,9 @@ class TurnOutcome:
     """A person has the chat: the user message was stored and the model not asked (`message` is empty)."""
     reasoning: str | None = None
     """The thinking the person may see (the gateway's ThinkingProcess or ReturnReasoningTokens)."""
+    media: list[dict[str, Any]] | None = None
+    """The answer's files as kept with the conversation (engine/answer_files.py); None: not kept, sent
+    inline."""
 
     def summary(self, *, include_tools: bool) -> dict[str, Any]:
         usage = self.message.usage or TokenUsage()
@@ -103,7 +107,8 @@ class TurnOutcome:
             "messageId": self.message.id,
             "cancelled": self.cancelled,
             "handedOff": self.handed_off,
-            "media": [m.wire() for m in self.result.media] if self.result is not None else [],
+            "media": self.media if self.media is not None else
+            [m.wire() for m in self.result.media] if self.result is not None else [],
         }
 
 
@@ -181,9 +186,11 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
 class ChatEngine:
     def __init__(
         self, store: Store, pipeline: TurnPipeline, sessions: SessionService, limiter: RateLimiter, clock: Clock, *,
-        gateways: GatewayCache, metrics: Metrics, limits: PromptLimits | None = None,
+        gateways: GatewayCache, metrics: Metrics, limits: PromptLimits | None = None, files: AnswerFiles | None = None,
     ) -> None:
+        """`files`: where the web chat's answers keep their images and files (None: sent inline only)."""
         self._metrics = metrics
+        self._files = files
         self._limits = limits or PromptLimits()
         self._store = store
         self._gateways = gateways
@@ -463,8 +470,11 @@ class ChatEngine:
         result = await self._pipeline.run(request, _EventSink(turn, client.client_parameters.show_tool_calls))
         turn.answered = True
         final = await self._store_result(session, result, turn.reply_to, keep_reasoning=policy.stored)
+        kept = None
+        if self._files is not None and source is CallSource.WEB_CHAT and result.media:
+            kept = await self._files.keep(session.id, final.id, result.media)
         outcome = TurnOutcome(message=final, result=result, cancelled=False,
-                              reasoning=(result.reasoning or None) if policy.shown else None)
+                              reasoning=(result.reasoning or None) if policy.shown else None, media=kept)
         turn.events.put_nowait(TurnEvent("done", outcome.summary(include_tools=False)))
         return outcome
 

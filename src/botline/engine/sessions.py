@@ -89,9 +89,13 @@ class SessionService:
         await self._purger.close()
 
     async def purge_once(self) -> int:
+        """Deletes expired sessions (their messages and answer files with them), then expired shared blobs
+        (the audio cache; Redis expires those itself). Returns how many sessions went."""
         removed = 0
         while batch := await self._store.sessions.delete_expired(self._clock.now()):
             removed += batch
         if removed:
             log.info("purged %d expired sessions", removed)
+        while await self._store.blobs.purge(self._clock.now()):
+            pass
         return removed

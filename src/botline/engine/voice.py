@@ -44,7 +44,7 @@ class VoiceReplies:
         except SpeechError as exc:
             log.warning("no voice note for %s: %s", chat_id, exc.message)
             return False
-        note = VoiceNote(data=audio.data, content_type=audio.content_type if audio.is_ogg else "audio/mpeg")
+        note = VoiceNote(data=audio.data, content_type=audio.content_type)
         try:
             await with_retries(adapter.kind.value,
                                lambda: adapter.send_voice(integration, chat_id, note, trust=trust))

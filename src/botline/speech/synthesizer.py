@@ -3,8 +3,8 @@
 `audioSynthesisSource` names a configured source (`speech.sources`): its model, and either its own
 endpoint (`base_url`, `api_key`: the operator's) or the chat client's gateway upstream, as
 transcription uses. Voice and instruction come from the client. The answer is made speakable
-(speech/text.py), shortened by a cheap model call when the client asks for it, and the audio body is
-read up to `speech.max_audio_bytes`.
+(speech/text.py), shortened by a cheap model call when the client asks for it, and the audio is passed
+on chunk by chunk as the endpoint sends it (speech/cache.py), up to `speech.max_audio_bytes`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from botline.gateway.errors import GatewayError
 from botline.gateway.llm import ClientPool
 from botline.gateway.tokens import approximate
 from botline.metrics import Metrics, SpeechOutcome
-from botline.speech.cache import AudioCache
+from botline.speech.cache import AudioCache, AudioFlight
 from botline.speech.text import SUMMARY_PROMPT, cut_at_sentence, spoken_text
 from botline.store.base import Store
 
@@ -46,25 +46,28 @@ class AudioFormat(StrEnum):
     OPUS = "opus"
 
 
-CONTENT_TYPES = {AudioFormat.MP3: "audio/mpeg", AudioFormat.OPUS: "audio/ogg"}
 OGG_MAGIC = b"OggS"
+WAV_MAGIC = b"RIFF"
+
+
+def content_type_of(first_bytes: bytes) -> str:
+    """What the audio is, from its first bytes: an endpoint asked for one format may answer another (a
+    server ignoring response_format), and the web player and the channels must say what it really is.
+    Anything not Ogg or WAV is taken for MP3 (OpenAI's default format)."""
+    if first_bytes.startswith(OGG_MAGIC):
+        return "audio/ogg"
+    if first_bytes.startswith(WAV_MAGIC):
+        return "audio/wav"
+    return "audio/mpeg"
 
 
 @dataclass(frozen=True)
 class SpeechAudio:
     data: bytes
-    format: AudioFormat
-    text: str
-    """What was spoken (after preparation and any summary)."""
 
     @property
     def content_type(self) -> str:
-        return CONTENT_TYPES[self.format]
-
-    @property
-    def is_ogg(self) -> bool:
-        """An endpoint asked for Opus may still answer otherwise (a server ignoring response_format)."""
-        return self.data.startswith(OGG_MAGIC)
+        return content_type_of(self.data[:4])
 
 
 class SpeechError(Exception):
@@ -89,7 +92,10 @@ class Synthesizer:
         self._usage = usage
         self._metrics = metrics
         self._clock = clock
-        self.cache: AudioCache[SpeechAudio] = AudioCache(settings.cache_bytes, lambda audio: len(audio.data))
+        self.cache = AudioCache(store.blobs, clock, ttl_seconds=settings.cache_seconds)
+
+    async def close(self) -> None:
+        await self.cache.close()
 
     def source_problem(self, name: str) -> str | None:
         """Why a chat client may not name this audioSynthesisSource (None when it may)."""
@@ -100,33 +106,39 @@ class Synthesizer:
             return f"{name!r} is not a configured speech source (configured: {known}; see speech.sources)"
         return None
 
-    async def speak(self, client: ChatClient, text: str, audio_format: AudioFormat) -> SpeechAudio:
-        """The audio for an answer; raises SpeechError. Cached per (source, voice, instruction, summary
-        setting, format, text)."""
+    async def stream(self, client: ChatClient, text: str, audio_format: AudioFormat) -> AudioFlight:
+        """The audio for an answer, readable as it arrives (its chunks raise SpeechError when the synthesis
+        fails). Shared per (account, source, model, voice, instruction, summary setting, format, text): from
+        the synthesis already running on this replica, from the Store (any replica's), or made now."""
         params = client.client_parameters
         source = self._settings.sources.get(params.audio_synthesis_source)  # type: ignore[call-overload]
         if source is None:
             raise SpeechError("speech is not configured for this chat client")
         voice = params.audio_synthesis_voice or source.default_voice
         instruction = (params.audio_synthesis_instruction or "") if source.instructions else ""
+        # The account is part of the key: a source without its own endpoint speaks through the tenant's
+        # gateway upstream, whose audio another tenant must never be served.
         key = hashlib.sha256("\x00".join((
-            params.audio_synthesis_source, source.model, voice, instruction, audio_format.value,
+            client.account_id, params.audio_synthesis_source, source.model, voice, instruction, audio_format.value,
             str(params.summarize_text_before_audio_synthesis), text,
         )).encode()).hexdigest()
-        made = False
 
-        async def make() -> SpeechAudio:
-            nonlocal made
-            made = True
-            return await self._make(client, source, voice, instruction, text, audio_format)
+        async def make(flight: AudioFlight) -> None:
+            await self._make(flight, client, source, voice, instruction, text, audio_format)
 
-        audio = await self.cache.get_or_make(key, make)
+        flight, made = await self.cache.open(key, make)
         if not made:
             self._metrics.speech(params.audio_synthesis_source, SpeechOutcome.CACHED)
-        return audio
+        return flight
 
-    async def _make(self, client: ChatClient, source: SpeechSourceSettings, voice: str, instruction: str,
-                    text: str, audio_format: AudioFormat) -> SpeechAudio:
+    async def speak(self, client: ChatClient, text: str, audio_format: AudioFormat) -> SpeechAudio:
+        """The whole audio for an answer (a channel's voice note); raises SpeechError."""
+        flight = await self.stream(client, text, audio_format)
+        return SpeechAudio(data=await flight.read())
+
+    async def _make(self, flight: AudioFlight, client: ChatClient, source: SpeechSourceSettings, voice: str,
+                    instruction: str, text: str, audio_format: AudioFormat) -> None:
+        """Feeds `flight` with the endpoint's audio as its chunks arrive (the openai SDK's streaming response)."""
         gateway = await self._gateway(client)
         spoken = spoken_text(text, max_chars=self._settings.max_input_chars)
         if client.client_parameters.summarize_text_before_audio_synthesis and \
@@ -149,12 +161,13 @@ class Synthesizer:
                 model=source.model, voice=voice, input=spoken, response_format=audio_format.value,
                 timeout=self._settings.timeout_seconds, **extra,  # type: ignore[arg-type]
             ) as response:
-                data = bytearray()
                 async for chunk in response.iter_bytes():
-                    data.extend(chunk)
-                    if len(data) > self._settings.max_audio_bytes:
+                    if not flight.size:
+                        flight.content_type = content_type_of(chunk)
+                    if flight.size + len(chunk) > self._settings.max_audio_bytes:
                         raise SpeechError(f"the audio is larger than speech.max_audio_bytes "
                                           f"({self._settings.max_audio_bytes} bytes)")
+                    flight.feed(chunk)
         except openai.OpenAIError as exc:
             log.warning("speech failed at %s: %s", "the speech source" if source.base_url else f"gateway {gateway.id}",
                         type(exc).__name__)
@@ -164,11 +177,10 @@ class Synthesizer:
         except SpeechError:
             self._account(record, source_name)
             raise
-        if not data:
+        if not flight.size:
             self._account(record, source_name)
             raise SpeechError("the speech endpoint answered with no audio")
         self._account(record, source_name, characters=len(spoken))
-        return SpeechAudio(data=bytes(data), format=audio_format, text=spoken)
 
     def _account(self, record: UsageRecord, source: str, *, characters: int = 0) -> None:
         """One synthesis: `characters` spoken, or 0 when it failed (then no tokens are counted, as for a

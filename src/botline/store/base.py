@@ -38,6 +38,7 @@ from botline.store.changes import (
     SessionContext,
 )
 from botline.store.knowledge import CollectionRepository, DocumentRepository
+from botline.store.media import BlobRepository, MediaRepository
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
     from botline.store.signals import SignalBus
@@ -360,7 +361,7 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def delete(self, account_id: str, session_id: str) -> bool:
-        """Deletes the session and all its messages."""
+        """Deletes the session and all its messages (and their files, store/media.py)."""
 
     @abstractmethod
     async def delete_for_client(self, account_id: str, chat_client_id: str) -> int:
@@ -386,11 +387,11 @@ class MessageRepository(ABC):
 
     @abstractmethod
     async def delete_after(self, session_id: str, message_id: str) -> int:
-        """Deletes every message appended after `message_id`; returns how many."""
+        """Deletes every message appended after `message_id` (and their files); returns how many."""
 
     @abstractmethod
     async def clear(self, session_id: str) -> int:
-        """Deletes every message of the session; returns how many."""
+        """Deletes every message of the session (and their files); returns how many."""
 
 
 class UsageRepository(ABC):
@@ -599,6 +600,10 @@ class Store(ReportsErrors, ABC):
     documents: DocumentRepository
     """Knowledge documents, their indexing queue and lexical index (store/knowledge.py)."""
     skills: SkillRepository
+    media: MediaRepository
+    """Files of a session's answers, deleted with the session (store/media.py)."""
+    blobs: BlobRepository
+    """Blobs shared by key for a while: the audio cache (store/media.py)."""
     signals: SignalBus
     """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 

@@ -29,6 +29,10 @@ Layout (P is the prefix, "botline" by default):
     P:sessions_by_expiry                          zset    every session id, scored by expires_at (epoch s)
     P:session:{id}:message_ids                    list    message ids in append order
     P:session:{id}:messages                       hash    message id -> Message JSON
+    P:session:{id}:media                          hash    answer file id -> AnswerMedia JSON
+    P:session:{id}:media_data                     hash    answer file id -> its bytes, base64
+    P:session:{id}:media_ids                      list    answer file ids in the order they were added
+    P:blob:{key}                                  string  JSON contentType, expiresAt, data (base64); PX TTL
     P:account:{account}:usage                     zset    usage bucket members, all score 0 (lex)
     P:usage:{account}:{gateway}:{hour}:{model}    hash    requests/errors/input_tokens/output_tokens
     P:counter:{name}                              string  rate-limit counter (TTL)
@@ -237,6 +241,19 @@ class RedisKeys:
 
     def messages(self, session_id: str) -> str:
         return self._key("session", session_id, "messages")
+
+    # answer files and shared blobs
+    def media(self, session_id: str) -> str:
+        return self._key("session", session_id, "media")
+
+    def media_data(self, session_id: str) -> str:
+        return self._key("session", session_id, "media_data")
+
+    def media_ids(self, session_id: str) -> str:
+        return self._key("session", session_id, "media_ids")
+
+    def blob(self, key: str) -> str:
+        return self._key("blob", key)
 
     # usage
     def usage_index(self, account_id: str) -> str:

@@ -40,6 +40,7 @@ from botline.store.redis_conversations import RedisChatClients, RedisMessages, R
 from botline.store.redis_governance import RedisLlmConnections, RedisPolicies
 from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_knowledge import RedisCollections, RedisDocuments
+from botline.store.redis_media import RedisBlobs, RedisMedia
 from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
@@ -292,6 +293,8 @@ class RedisStore(Store):
         self.collections = RedisCollections(client, keys)
         self.documents = RedisDocuments(client, keys)
         self.skills = RedisSkills(client, keys)
+        self.media = RedisMedia(client, keys)
+        self.blobs = RedisBlobs(client, keys)
         self.signals = RedisSignals(client, keys)
 
     @classmethod

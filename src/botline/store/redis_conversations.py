@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT
 
+from botline.domain.answer_media import AnswerMedia
 from botline.domain.chat_clients import ChatClient
 from botline.domain.conversations import Message, Session
 from botline.domain.handoff import Handoff
@@ -48,6 +49,11 @@ def _queue_messages(pipe: Pipeline, keys: RedisKeys, session_id: str) -> None:
     """Queues the two reads of a session's messages: their order, then their documents."""
     pipe.lrange(keys.message_ids(session_id), 0, -1)
     pipe.hgetall(keys.messages(session_id))
+
+
+def _media_keys(keys: RedisKeys, session_id: str) -> tuple[str, str, str]:
+    """The keys of a session's answer files (redis_media.py): deleted with its messages."""
+    return keys.media(session_id), keys.media_data(session_id), keys.media_ids(session_id)
 
 
 def _in_order(ids: list[str], documents: dict[str, str]) -> list[Message]:
@@ -197,6 +203,7 @@ class RedisSessions(_Repo, SessionRepository):
             keys.session_by_access_key(session.access_key),
             keys.message_ids(session.id),
             keys.messages(session.id),
+            *_media_keys(keys, session.id),
         )
         self._unindex(pipe, session)
         pipe.zrem(keys.sessions_by_expiry(), session.id)
@@ -424,7 +431,9 @@ class RedisMessages(_Repo, MessageRepository):
         return _in_order(ids, documents)
 
     async def delete_after(self, session_id: str, message_id: str) -> int:
+        """Under WATCH of the order and of the session's answer files, whose records name their message."""
         order = self._keys.message_ids(session_id)
+        media, media_data, media_ids = _media_keys(self._keys, session_id)
 
         async def body(pipe: Pipeline) -> int:
             position = cast(int | None, await pipe.lpos(order, message_id))
@@ -433,16 +442,25 @@ class RedisMessages(_Repo, MessageRepository):
             later = cast(list[str], await pipe.lrange(order, position + 1, -1))
             if not later:
                 return 0
+            files = cast(dict[str, str], await pipe.hgetall(media))
+            dropped = set(later)
+            doomed = [f.id for f in load_many(AnswerMedia, files.values()) if f.message_id in dropped]
             pipe.multi()
             pipe.ltrim(order, 0, position)
             pipe.hdel(self._keys.messages(session_id), *later)
+            if doomed:
+                pipe.hdel(media, *doomed)
+                pipe.hdel(media_data, *doomed)
+                for file_id in doomed:
+                    pipe.lrem(media_ids, 1, file_id)
             return len(later)
 
-        return await self._atomic(body, order)
+        return await self._atomic(body, order, media)
 
     async def clear(self, session_id: str) -> int:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hlen(self._keys.messages(session_id))
-            pipe.delete(self._keys.message_ids(session_id), self._keys.messages(session_id))
+            pipe.delete(self._keys.message_ids(session_id), self._keys.messages(session_id),
+                        *_media_keys(self._keys, session_id))
             count, _ = await pipe.execute()
         return int(count)

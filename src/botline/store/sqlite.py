@@ -34,6 +34,7 @@ from botline.store.sqlite_channels import SqliteInbound, SqliteSchedules
 from botline.store.sqlite_conversations import SqliteChatClients, SqliteMessages, SqliteSessions
 from botline.store.sqlite_governance import SqliteLlmConnections, SqlitePolicies
 from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections, SqliteDocuments, contains
+from botline.store.sqlite_media import SqliteBlobs, SqliteMedia
 from botline.store.sqlite_memories import SqliteMemories
 from botline.store.sqlite_skills import SqliteSkills
 
@@ -257,6 +258,8 @@ class SqliteStore(Store):
         self.collections = SqliteCollections(db)
         self.documents = SqliteDocuments(db)
         self.skills = SqliteSkills(db)
+        self.media = SqliteMedia(db)
+        self.blobs = SqliteBlobs(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 

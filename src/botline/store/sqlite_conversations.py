@@ -44,6 +44,8 @@ RENEW_SESSION = (
 )
 """A renewal in place: the expiry set (or, extending only, raised), the context set when given;
 the counters stay as stored."""
+LATER = "FROM messages WHERE session_id = ? AND seq > (SELECT seq FROM messages WHERE id = ? AND session_id = ?)"
+"""The messages appended after one (a retry drops them, with their files)."""
 RECOUNT_SESSION = (
     "UPDATE sessions SET data = json_set(data, '$.messageCount',"
     " CASE WHEN ? IS NULL THEN 0 ELSE max(json_extract(data, '$.messageCount') + ?, 0) END)"
@@ -212,7 +214,9 @@ class SqliteSessions(_Repo, SessionRepository):
         def work(conn: sqlite3.Connection) -> int:
             ids = [row[0] for row in conn.execute(f"DELETE FROM sessions WHERE {where} RETURNING id", params)]
             if ids:
-                conn.execute(f"DELETE FROM messages WHERE session_id IN ({','.join('?' * len(ids))})", ids)
+                marks = ",".join("?" * len(ids))
+                conn.execute(f"DELETE FROM messages WHERE session_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM answer_media WHERE session_id IN ({marks})", ids)
             return len(ids)
 
         return await self._run(work)
@@ -244,11 +248,18 @@ class SqliteMessages(_Repo, MessageRepository):
         return await self._all(Message, MESSAGES_OF_SESSION, (session_id,))
 
     async def delete_after(self, session_id: str, message_id: str) -> int:
-        return await self._write(
-            "DELETE FROM messages WHERE session_id = ?"
-            " AND seq > (SELECT seq FROM messages WHERE id = ? AND session_id = ?)",
-            (session_id, message_id, session_id),
-        )
+        params = (session_id, message_id, session_id)
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute(f"DELETE FROM answer_media WHERE session_id = ? AND message_id IN (SELECT id {LATER})",
+                         (session_id, *params))
+            return conn.execute(f"DELETE {LATER}", params).rowcount
+
+        return await self._run(work)
 
     async def clear(self, session_id: str) -> int:
-        return await self._write("DELETE FROM messages WHERE session_id = ?", (session_id,))
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM answer_media WHERE session_id = ?", (session_id,))
+            return conn.execute("DELETE FROM messages WHERE session_id = ?", (session_id,)).rowcount
+
+        return await self._run(work)

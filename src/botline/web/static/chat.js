@@ -598,6 +598,7 @@
     if (isUser) renderUserContent(message.body, message.content);
     else setAssistantText(message, typeof message.content === "string" ? message.content : "");
     if (message.status === "cancelled") markStopped(message);
+    if (!isUser && Array.isArray(message.media)) attachMedia(message, message.media);
     if (message.audio) attachAudio(message, false);
     // A person of the business wrote it (human handoff): their name under the bubble.
     if (message.agent) message.foot.prepend(el("span", { className: "bl-agent", text: message.agent }));
@@ -619,18 +620,23 @@
   }
 
   /**
-   * Images and files a tool made, under the answer. Only `data:` URLs botline itself produced are
-   * used (the CSP allows no other image source); raster images inline, anything else a download chip.
+   * Images and files a tool made, under the answer. Kept ones (an `id`) come from botline's own
+   * `.../media/{id}`; others, not kept (past the session's budget), only as `data:` URLs botline itself
+   * produced. The CSP allows no other image source. Raster images inline, anything else a download chip.
    */
   function attachMedia(message, media) {
     const box = el("div", { className: "bl-bot-media" });
     media.forEach(function (item) {
-      if (!item || typeof item.url !== "string" || item.url.slice(0, 5) !== "data:") return;
+      if (!item) return;
+      const kept = typeof item.id === "string" && item.id;
+      const url = kept ? apiBase + "/media/" + encodeURIComponent(item.id) : item.url;
+      if (typeof url !== "string" || (!kept && url.slice(0, 5) !== "data:")) return;
       const name = String(item.fileName || "file");
-      if (item.kind === "image" && /^data:image\/(png|jpeg|gif|webp);/.test(item.url)) {
-        box.append(el("img", { className: "bl-bot-image", src: item.url, alt: name }));
+      const image = item.kind === "image" && /^image\/(png|jpeg|gif|webp)$/.test(String(item.contentType || ""));
+      if (image && (kept || /^data:image\/(png|jpeg|gif|webp);/.test(url))) {
+        box.append(el("img", { className: "bl-bot-image", src: url, alt: name }));
       } else {
-        box.append(el("a", { className: "bl-file-chip bl-file-chip--download", href: item.url, download: name },
+        box.append(el("a", { className: "bl-file-chip bl-file-chip--download", href: url, download: name },
           [icon("file"), el("span", { text: name })]));
       }
     });
@@ -981,7 +987,7 @@
     if (!fresh.length) return;
     const follow = isNearBottom();
     fresh.forEach(function (m) {
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning, media: m.media });
     });
     updateEmptyState();
     refreshActions();
@@ -1022,7 +1028,7 @@
     buildShell();
     (data.messages || []).forEach(function (m) {
       if (m.role !== "user" && m.role !== "assistant") return;
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning, media: m.media });
     });
     updateEmptyState();
     refreshActions();

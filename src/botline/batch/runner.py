@@ -1,9 +1,10 @@
 """The batch worker of one process: claims items of Active jobs from the Store's queue, runs each
 through `ItemProcessor`, records its result once, and renews the leases of what it holds.
 
-Claims are bounded by `batch.max_concurrent_items` (this process), `max_concurrent_per_job` and
-`max_concurrent_per_account` (per process too). A disabled account's jobs are skipped. Between rounds
-the loop waits for a slot to free, a `kick` (an import, a resume) or `batch.poll_seconds`.
+Claims are bounded by `batch.max_concurrent_items` (this process), and by `max_concurrent_per_job`
+and `max_concurrent_per_account`, which the Store's claim applies across every replica (this process's
+own counts only spare it a claim that could not take anything). A disabled account's jobs are skipped.
+Between rounds the loop waits for a slot to free, a `kick` (an import, a resume) or `batch.poll_seconds`.
 
 On SIGTERM (`close`) it claims nothing more, lets running items finish within the grace period and
 hands the rest back to the queue (`release`), so another replica or the next start takes them at once;
@@ -140,7 +141,8 @@ class BatchRunner:
             token = f"{self._token_prefix}:{next(self._claims)}"
             now = self._clock.now()
             items = await self._store.batch_items.claim(
-                job.id, token, now=now, lease_until=now + self._lease(), limit=free)
+                job.id, token, now=now, lease_until=now + self._lease(), limit=free,
+                per_job=self._settings.max_concurrent_per_job, per_account=self._settings.max_concurrent_per_account)
             for item in items:
                 self._start(job, workflow, item, token)
             claimed += len(items)

@@ -4,7 +4,9 @@ ones form a durable claim queue shared by every replica.
 Queue rules every backend keeps (tests/store/test_batch_contract.py):
 - `claim` takes up to `limit` items of an Active job, highest priority first, then in import order,
   each for exactly one caller: a pending item nobody holds, or one whose lease ran out (its holder
-  died). A Paused or Finished job gives nothing.
+  died). A Paused or Finished job gives nothing. With `per_job` / `per_account`, it takes no more
+  than leaves that many items under a live lease in the job / the job's account, counted across
+  every caller (every replica) in the same atomic step.
 - `record` writes a result only while the caller's claim token still holds the item (compare-and-set),
   so a result is recorded once even when a lease ran out and another worker took the item.
 - `extend` renews leases still held; `release` hands an item back unprocessed.
@@ -160,7 +162,8 @@ class BatchItemRepository(ABC):
 
     @abstractmethod
     async def claim(
-        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int
+        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int,
+        per_job: int | None = None, per_account: int | None = None,
     ) -> list[BatchItem]:
         """See the module docstring."""
 

@@ -338,16 +338,25 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
         return await self._run(work)
 
     async def claim(
-        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int
+        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int,
+        per_job: int | None = None, per_account: int | None = None,
     ) -> list[BatchItem]:
         def work(conn: sqlite3.Connection) -> list[BatchItem]:
-            if conn.execute("SELECT 1 FROM batch_jobs WHERE id = ? AND state = ?",
-                            (job_id, JobState.ACTIVE.value)).fetchone() is None:
+            job = conn.execute("SELECT account_id FROM batch_jobs WHERE id = ? AND state = ?",
+                               (job_id, JobState.ACTIVE.value)).fetchone()
+            if job is None:
+                return []
+            room = limit
+            if per_job is not None:
+                room = min(room, per_job - _held(conn, job[0], now, job_id))
+            if per_account is not None:
+                room = min(room, per_account - _held(conn, job[0], now))
+            if room <= 0:
                 return []
             rows = conn.execute(
                 "SELECT id, data FROM batch_items WHERE job_id = ? AND state = ?"
                 " AND (claim_token IS NULL OR lease_until <= ?) ORDER BY priority DESC, sequence LIMIT ?",
-                (job_id, ItemState.PENDING.value, now.timestamp(), limit),
+                (job_id, ItemState.PENDING.value, now.timestamp(), room),
             ).fetchall()
             ids = [row[0] for row in rows]
             if ids:
@@ -385,6 +394,17 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
             " WHERE id = ? AND job_id = ? AND claim_token = ?",
             (item_id, job_id, token),
         ) > 0
+
+
+def _held(conn: sqlite3.Connection, account_id: str, now: datetime, job_id: str | None = None) -> int:
+    """Items under a live lease in the account (or one of its jobs): the partial index `batch_items_held`
+    holds only claimed items, so this reads what runs, not the job's size."""
+    sql = "SELECT count(*) FROM batch_items WHERE account_id = ? AND claim_token IS NOT NULL AND lease_until > ?"
+    params: tuple[object, ...] = (account_id, now.timestamp())
+    if job_id is not None:
+        sql += " AND job_id = ?"
+        params += (job_id,)
+    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def _cancel(conn: sqlite3.Connection, ids: Sequence[str], at: datetime) -> None:

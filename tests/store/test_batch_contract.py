@@ -12,6 +12,7 @@ from botline.domain.batch import (
     ItemState,
     JobEvent,
     JobState,
+    ResultWrite,
     ValidationResult,
     Workflow,
     WorkflowOptions,
@@ -203,6 +204,18 @@ class TestQueue:
         assert await claim(store, job, "x", now=60) == []
         assert await store.batch_items.release(job.id, item.id, "w")
         assert await claim(store, job, "x", now=60) == ["a"]
+
+    async def test_record_many_writes_each_result_whose_claim_still_holds(self, store: Store) -> None:
+        job = await new_job(store, ["a", "b", "c"])
+        a, b, c = await store.batch_items.claim(job.id, "w", now=T0, lease_until=at(30), limit=3)
+        writes = [ResultWrite(job.id, a.id, "w", done()), ResultWrite(job.id, b.id, "stale", done()),
+                  ResultWrite(job.id, c.id, "w", done(ItemState.REFUSED, cost=0.25))]
+        assert await store.batch_items.record_many(writes) == [True, False, True]
+        assert await store.batch_items.record_many([]) == []
+        counts = await store.batch_jobs.counts(job.id)
+        assert (counts.finished, counts.refused, counts.running, counts.total_cost) == (1, 1, 1, 0.75)
+        stored = await store.batch_items.get(ALICE, job.id, b.id)
+        assert stored is not None and stored[0].state is ItemState.PENDING and stored[1]
 
     async def test_a_recorded_result_is_stored_on_the_item(self, store: Store) -> None:
         job = await new_job(store, ["a"])

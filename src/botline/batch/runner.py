@@ -24,9 +24,19 @@ from datetime import timedelta
 
 from botline.account_cache import AccountCache
 from botline.batch.processor import ItemProcessor
+from botline.batch.results import ResultWriter
 from botline.config import BatchSettings
 from botline.domain.base import new_id
-from botline.domain.batch import BatchItem, BatchJob, ItemResult, ItemState, JobEvent, JobState, Workflow
+from botline.domain.batch import (
+    BatchItem,
+    BatchJob,
+    ItemResult,
+    ItemState,
+    JobEvent,
+    JobState,
+    ResultWrite,
+    Workflow,
+)
 from botline.domain.clock import Clock
 from botline.metrics import Metrics
 from botline.store.base import Store, StoreError
@@ -65,11 +75,16 @@ class BatchRunner:
         self._per_job: Counter[str] = Counter()
         self._per_account: Counter[str] = Counter()
         self._errors_in_a_row: Counter[str] = Counter()
+        self._results = ResultWriter(store, clock, on_finished=self._forget)
         self._wake = asyncio.Event()
         self._work: list[tuple[BatchJob, Workflow]] | None = None
         self._work_read_at = 0.0
         self._closing = False
         self._loops: list[asyncio.Task[None]] = []
+
+    def _forget(self, job_id: str) -> None:
+        """A job finished: its error streak is over."""
+        self._errors_in_a_row.pop(job_id, None)
 
     async def start(self) -> None:
         self._loops = [asyncio.create_task(self._claim_loop(), name="batch-claims"),
@@ -90,6 +105,7 @@ class BatchRunner:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self._results.close()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -185,11 +201,12 @@ class BatchRunner:
         await self._after(job, workflow, result)
 
     async def _record(self, job: BatchJob, item: BatchItem, token: str, result: ItemResult) -> bool:
-        """Writes the result (compare-and-set on the claim); retried while the Store is away. False when
-        the claim was lost (the lease ran out and another worker took the item: its result counts)."""
+        """Writes the result (compare-and-set on the claim, grouped with others ready at the same time);
+        retried while the Store is away. False when the claim was lost (the lease ran out and another
+        worker took the item: its result counts)."""
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
-                if await self._store.batch_items.record(job.id, item.id, token, result):
+                if await self._results.record(ResultWrite(job.id, item.id, token, result)):
                     return True
                 log.warning("batch item %s: claim lost before its result was recorded", item.id)
                 return False
@@ -201,7 +218,8 @@ class BatchRunner:
         return False
 
     async def _after(self, job: BatchJob, workflow: Workflow, result: ItemResult) -> None:
-        """The job's log and state after one more result: error bursts, the error threshold, the end."""
+        """The job's log and state after one more result: error bursts, the error threshold (the end is
+        checked by the ResultWriter, once per group of results)."""
         now = self._clock.now()
         if result.state is ItemState.EXECUTION_ERROR:
             self._errors_in_a_row[job.id] += 1
@@ -220,9 +238,6 @@ class BatchRunner:
                             description=f"Paused: {counts.execution_errors} items ended ExecutionError "
                                         f"(errorStopThreshold {workflow.error_stop_threshold})."))
         else:
-            self._errors_in_a_row.pop(job.id, None)
-        if await self._store.batch_jobs.finish_if_drained(job.id, JobEvent(
-                moment=now, event_type="Finished", description="Every item was processed.")):
             self._errors_in_a_row.pop(job.id, None)
 
     async def _renew_loop(self) -> None:

@@ -222,8 +222,10 @@ class JobCounts:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """Items a worker took from a job's queue, all under one token (the compare-and-set of `record`)."""
+class ResultWrite:
+    """One item's result, to be recorded only while `token` (its claim) still holds the item."""
 
+    job_id: str
+    item_id: str
     token: str
-    items: list[BatchItem]
+    result: ItemResult

@@ -8,7 +8,8 @@ Queue rules every backend keeps (tests/store/test_batch_contract.py):
   than leaves that many items under a live lease in the job / the job's account, counted across
   every caller (every replica) in the same atomic step.
 - `record` writes a result only while the caller's claim token still holds the item (compare-and-set),
-  so a result is recorded once even when a lease ran out and another worker took the item.
+  so a result is recorded once even when a lease ran out and another worker took the item;
+  `record_many` does so for several items in one round trip.
 - `extend` renews leases still held; `release` hands an item back unprocessed.
 """
 
@@ -28,6 +29,7 @@ from botline.domain.batch import (
     JobCounts,
     JobEvent,
     JobState,
+    ResultWrite,
     Workflow,
     WorkflowSettings,
 )
@@ -171,9 +173,14 @@ class BatchItemRepository(ABC):
     async def extend(self, job_id: str, token: str, item_ids: Sequence[str], lease_until: datetime) -> int:
         """Renews the leases `token` still holds; how many."""
 
-    @abstractmethod
     async def record(self, job_id: str, item_id: str, token: str, result: ItemResult) -> bool:
         """Writes `result` if `token` still holds the item, and frees it; False (nothing written) otherwise."""
+        return (await self.record_many([ResultWrite(job_id, item_id, token, result)]))[0]
+
+    @abstractmethod
+    async def record_many(self, writes: Sequence[ResultWrite]) -> list[bool]:
+        """`record` for each write, in one round trip (one SQLite transaction; one Redis pipeline, each
+        write atomic on its own); whether each was written, in order."""
 
     @abstractmethod
     async def release(self, job_id: str, item_id: str, token: str) -> bool:

@@ -27,10 +27,10 @@ from botline.domain.batch import (
     FAILED_STATES,
     PRIORITY_MAX,
     BatchItem,
-    ItemResult,
     ItemSelection,
     ItemState,
     JobState,
+    ResultWrite,
 )
 from botline.store.batch import BatchItemRepository, ItemEdit
 from botline.store.keys import BatchJobPart, RedisKeys
@@ -412,16 +412,24 @@ class RedisBatchItems(_Repo, BatchItemRepository):
             return 0
         keys = [self._part(job_id, BatchJobPart.RUNNING), self._part(job_id, BatchJobPart.CLAIMS),
                 self._keys.batch_job(job_id)]
-        args = [lease_until.timestamp(), token, *self._keys.batch_running_of_account_parts(), *item_ids]
+        args: list[str | float] = [lease_until.timestamp(), token, *self._keys.batch_running_of_account_parts(),
+                                   *item_ids]
         return int(cast(int, await self._extend(keys=keys, args=args)))
 
-    async def record(self, job_id: str, item_id: str, token: str, result: ItemResult) -> bool:
-        keys = [self._keys.batch_item(item_id), self._part(job_id, BatchJobPart.RUNNING),
-                self._part(job_id, BatchJobPart.CLAIMS), self._keys.batch_job_state(job_id, result.state.value),
-                self._part(job_id, BatchJobPart.TOTALS), self._part(job_id, BatchJobPart.PROCESSED)]
-        args: list[str | float] = [item_id, token, orjson.dumps(result.fields()).decode(), result.cost,
-                                   result.processed_at.timestamp(), *self._keys.batch_running_of_account_parts()]
-        return bool(await self._record(keys=keys, args=args))
+    async def record_many(self, writes: Sequence[ResultWrite]) -> list[bool]:
+        if not writes:
+            return []
+        account_parts = self._keys.batch_running_of_account_parts()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for write in writes:
+                job_id, result = write.job_id, write.result
+                keys = [self._keys.batch_item(write.item_id), self._part(job_id, BatchJobPart.RUNNING),
+                        self._part(job_id, BatchJobPart.CLAIMS), self._keys.batch_job_state(job_id, result.state.value),
+                        self._part(job_id, BatchJobPart.TOTALS), self._part(job_id, BatchJobPart.PROCESSED)]
+                args: list[str | float] = [write.item_id, write.token, orjson.dumps(result.fields()).decode(),
+                                           result.cost, result.processed_at.timestamp(), *account_parts]
+                await self._record(keys=keys, args=args, client=pipe)
+            return [bool(written) for written in await pipe.execute()]
 
     async def release(self, job_id: str, item_id: str, token: str) -> bool:
         keys = [self._part(job_id, BatchJobPart.RUNNING), self._part(job_id, BatchJobPart.CLAIMS),

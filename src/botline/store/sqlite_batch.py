@@ -14,12 +14,12 @@ from botline.domain.batch import (
     FAILED_STATES,
     BatchItem,
     BatchJob,
-    ItemResult,
     ItemSelection,
     ItemState,
     JobCounts,
     JobEvent,
     JobState,
+    ResultWrite,
     Workflow,
     WorkflowSettings,
 )
@@ -377,16 +377,11 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
             (lease_until.timestamp(), job_id, token, *ids),
         )
 
-    async def record(self, job_id: str, item_id: str, token: str, result: ItemResult) -> bool:
-        fields = result.fields()
-        expression, params = json_set_fields(fields)
-        sql = (f"UPDATE batch_items SET state = ?, claim_token = NULL, lease_until = NULL, cost = cost + ?,"
-               f" confidence = ?, processed_ts = ?, data = json_set({expression}, '$.totalCost', cost + ?)"
-               f" WHERE id = ? AND job_id = ? AND claim_token = ?")
-        return await self._write(sql, (
-            result.state.value, result.cost, result.confidence, result.processed_at.timestamp(), *params, result.cost,
-            item_id, job_id, token,
-        )) > 0
+    async def record_many(self, writes: Sequence[ResultWrite]) -> list[bool]:
+        if not writes:
+            return []
+        statements = [_record_statement(write) for write in writes]
+        return await self._run(lambda conn: [conn.execute(sql, params).rowcount > 0 for sql, params in statements])
 
     async def release(self, job_id: str, item_id: str, token: str) -> bool:
         return await self._write(
@@ -394,6 +389,16 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
             " WHERE id = ? AND job_id = ? AND claim_token = ?",
             (item_id, job_id, token),
         ) > 0
+
+
+def _record_statement(write: ResultWrite) -> tuple[str, tuple[object, ...]]:
+    result = write.result
+    expression, params = json_set_fields(result.fields())
+    sql = (f"UPDATE batch_items SET state = ?, claim_token = NULL, lease_until = NULL, cost = cost + ?,"
+           f" confidence = ?, processed_ts = ?, data = json_set({expression}, '$.totalCost', cost + ?)"
+           f" WHERE id = ? AND job_id = ? AND claim_token = ?")
+    return sql, (result.state.value, result.cost, result.confidence, result.processed_at.timestamp(), *params,
+                 result.cost, write.item_id, write.job_id, write.token)
 
 
 def _held(conn: sqlite3.Connection, account_id: str, now: datetime, job_id: str | None = None) -> int:

@@ -287,8 +287,9 @@ class BatchSettings(Section):
     max_concurrent_items: int = Field(default=32, ge=1)
     """Items running at once in this process, across every job and account."""
     max_concurrent_per_job: int = Field(default=16, ge=1)
+    """Items of one job under a live claim at once, counted in the Store across every replica."""
     max_concurrent_per_account: int = Field(default=32, ge=1)
-    """Per process: N replicas run up to N times these."""
+    """Items of one account's jobs under a live claim at once, across every replica."""
     max_items_per_job: int = Field(default=100_000, ge=1)
     """An import past it skips the extra lines."""
     retry_base_seconds: float = Field(default=1.0, ge=0)

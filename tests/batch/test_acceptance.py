@@ -17,6 +17,13 @@ from tests.emulators.fake_llm import FakeLLM, Reply
 from tests.support.server import RunningServer
 
 POLL_SECONDS = 0.05
+SEED_SUMMARY = {"id", "parentBatchWorkflowId", "workflowTitle", "title", "createdAt", "state", "restartedAt",
+                "pending", "finished", "refused", "executionErrors", "validationErrors", "cancelled", "running",
+                "totalCost", "averageConfidence", "successRate", "refusalRate", "eventCount", "failed", "completed",
+                "total"}
+"""The seed's job summary (GET /api/v1/batch/jobs, the job view's `summary`), field for field."""
+SEED_ITEM = {"id", "parentBatchWorkflowJobId", "insertedAt", "processedAt", "state", "priority", "input", "output",
+             "validationResult", "confidence", "totalCost"}
 
 
 @pytest.fixture
@@ -66,6 +73,10 @@ async def test_two_hundred_items_finish_schema_valid_and_export_one_to_one(
     assert set(classifier.calls.values()) == {1}
     _, workflows = await server.call("GET", "/api/v1/batch/workflows")
     assert [w["jobCount"] for w in workflows] == [1]
+    _, listed = await server.call("GET", "/api/v1/batch/jobs")
+    assert set(view["summary"]) == set(listed[0]) == SEED_SUMMARY  # every counter of the seed, nothing else
+    assert set(view["progression"][0]) == {"moment", "finished", "failed", "averageConfidence", "refusalRate"}
+    assert len(view["latestItems"]) == 10 and set(view["latestItems"][0]) == SEED_ITEM
 
 
 async def test_invalid_answers_end_validation_error_then_retry_finishes_them(

@@ -55,3 +55,30 @@ def _on(api: BatchApi, server: RunningServer) -> BatchApi:
     other = BatchApi(server.call)
     other.workflow, other.job = api.workflow, api.job
     return other
+
+
+async def test_concurrency_caps_hold_across_replicas(redis_url: str, prefix: str) -> None:
+    """Per job 2 and per account 3 with two replicas of 8 slots each: the model never has more of one
+    job's items (or of the account's) in flight at once, although each replica alone has room for more."""
+    classifier = Classifier(delay=0.15)
+    batch = {"poll_seconds": 0.05, "max_concurrent_items": 8, "max_concurrent_per_job": 2,
+             "max_concurrent_per_account": 3}
+    async with FakeLLM(api_key=UPSTREAM_KEY, default_reply=classifier) as fake:
+        settings = [make_settings(redis_url, storage={"url": redis_url, "redis_prefix": prefix}, batch=batch)
+                    for _ in range(2)]
+        async with running_server(settings[0]) as one, running_server(settings[1]) as two:
+            gateway = await create_gateway(one, fake)
+            jobs = [BatchApi(one.call), BatchApi(two.call)]
+            for api in jobs:
+                await api.setup(gateway)
+            inputs = numbered(24)
+            await jobs[0].load(inputs[:12])
+            await jobs[1].load(inputs[12:])
+            for api in jobs:
+                await api.wait(lambda s: s["finished"] == 12)
+            shares = [await finished_here(one), await finished_here(two)]
+        per_job = {user: most for user, most in fake.max_in_flight_by_user.items() if user.startswith("batch:")}
+        assert sorted(per_job) == sorted(f"batch:{api.job}" for api in jobs)
+        assert max(per_job.values()) <= 2 and fake.max_in_flight <= 3, (per_job, fake.max_in_flight)
+        assert fake.max_in_flight == 3, "the account's cap is reached, not undershot"
+        assert sum(shares) == 24 and set(classifier.calls.values()) == {1}

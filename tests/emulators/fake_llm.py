@@ -21,7 +21,7 @@ import itertools
 import re
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -229,6 +229,9 @@ class FakeLLM(Served):
         self.max_in_flight = 0
         """The most chat completions being answered at once so far (set it to 0 to measure afresh)."""
         self._in_flight = 0
+        self.max_in_flight_by_user: Counter[str] = Counter()
+        """The same per `user` of the request body ("" without one)."""
+        self._in_flight_by_user: Counter[str] = Counter()
         self.speech_seconds = 1.0
         """Length of the audio /audio/speech answers with."""
         self._speech_script: deque[Reply] = deque()
@@ -372,6 +375,9 @@ class FakeLLM(Served):
                 "model_not_found",
             )
         reply = self._next_reply(body)
+        user = body.get("user") if isinstance(body.get("user"), str) else ""
+        self._in_flight_by_user[user] += 1
+        self.max_in_flight_by_user[user] = max(self.max_in_flight_by_user[user], self._in_flight_by_user[user])
         try:
             early = await self._delay_or_fail(request, reply)
             if early is not None:
@@ -382,6 +388,8 @@ class FakeLLM(Served):
         except asyncio.CancelledError:
             self._count_cancelled()
             raise
+        finally:
+            self._in_flight_by_user[user] -= 1
 
     async def _transcription(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()

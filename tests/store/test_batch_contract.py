@@ -12,6 +12,7 @@ from botline.domain.batch import (
     ItemState,
     JobEvent,
     JobState,
+    ResultWrite,
     ValidationResult,
     Workflow,
     WorkflowOptions,
@@ -55,9 +56,15 @@ def done(state: ItemState = ItemState.FINISHED, *, cost: float = 0.5, confidence
                                                                                                   reason="bad"))
 
 
-async def claim(store: Store, job: BatchJob, token: str, limit: int = 10, now: float = 0) -> list[str]:
-    items = await store.batch_items.claim(job.id, token, now=at(now), lease_until=at(now) + LEASE, limit=limit)
+async def claim(store: Store, job: BatchJob, token: str, limit: int = 10, now: float = 0, **caps: int) -> list[str]:
+    items = await store.batch_items.claim(job.id, token, now=at(now), lease_until=at(now) + LEASE, limit=limit,
+                                          **caps)
     return [item.input for item in items]
+
+
+async def item_id(store: Store, job: BatchJob, text: str) -> str:
+    return next(item.id for item, _ in await store.batch_items.list_for_job(job.account_id, job.id)
+                if item.input == text)
 
 
 class TestWorkflows:
@@ -149,6 +156,27 @@ class TestQueue:
         taken = [text for batch in batches for text in batch]
         assert sorted(taken) == sorted(f"input {n}" for n in range(60))
 
+    async def test_caps_count_the_live_leases_of_the_job_and_the_account_whoever_holds_them(
+        self, store: Store
+    ) -> None:
+        first, second = await new_job(store, ["a", "b", "c", "d"]), await new_job(store, ["e", "f", "g"])
+        bobs = await new_job(store, ["x", "y"], account_id=BOB)
+        caps = {"per_job": 2, "per_account": 3}
+        assert await claim(store, first, "w1", **caps) == ["a", "b"]
+        assert await claim(store, first, "w2", **caps) == []  # the job's two run (under another claimer)
+        assert await claim(store, second, "w2", **caps) == ["e"]  # the account's third
+        assert await claim(store, bobs, "w3", **caps) == ["x", "y"]  # another account counts apart
+        assert await store.batch_items.record(first.id, await item_id(store, first, "a"), "w1", done())
+        assert await claim(store, second, "w2", **caps) == ["f"]
+        assert await store.batch_items.release(first.id, await item_id(store, first, "b"), "w1")
+        assert await claim(store, first, "w4", **caps) == ["b"]
+        ids = [await item_id(store, second, text) for text in ("e", "f")]
+        assert await store.batch_items.extend(second.id, "w2", ids, at(90)) == 2
+        # at 31 s, b's lease ran out (it no longer counts, and is claimed again); e and f were renewed
+        assert await claim(store, first, "w5", now=31, **caps) == ["b"]
+        assert await claim(store, second, "w5", now=31, **caps) == []
+        assert await claim(store, first, "w5", now=31, limit=1) == ["c"]  # no caps given: none apply
+
     async def test_a_paused_or_finished_job_gives_nothing(self, store: Store) -> None:
         job = await new_job(store, ["a"])
         await store.batch_jobs.transition(ALICE, job.id, JobState.PAUSED, allowed_from=EVERY, event=event())
@@ -176,6 +204,18 @@ class TestQueue:
         assert await claim(store, job, "x", now=60) == []
         assert await store.batch_items.release(job.id, item.id, "w")
         assert await claim(store, job, "x", now=60) == ["a"]
+
+    async def test_record_many_writes_each_result_whose_claim_still_holds(self, store: Store) -> None:
+        job = await new_job(store, ["a", "b", "c"])
+        a, b, c = await store.batch_items.claim(job.id, "w", now=T0, lease_until=at(30), limit=3)
+        writes = [ResultWrite(job.id, a.id, "w", done()), ResultWrite(job.id, b.id, "stale", done()),
+                  ResultWrite(job.id, c.id, "w", done(ItemState.REFUSED, cost=0.25))]
+        assert await store.batch_items.record_many(writes) == [True, False, True]
+        assert await store.batch_items.record_many([]) == []
+        counts = await store.batch_jobs.counts(job.id)
+        assert (counts.finished, counts.refused, counts.running, counts.total_cost) == (1, 1, 1, 0.75)
+        stored = await store.batch_items.get(ALICE, job.id, b.id)
+        assert stored is not None and stored[0].state is ItemState.PENDING and stored[1]
 
     async def test_a_recorded_result_is_stored_on_the_item(self, store: Store) -> None:
         job = await new_job(store, ["a"])

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field
 from botline.api.http import ApiError, json_response, message_response, not_found, parse_model, read_json, read_model
 from botline.api.openapi import MessageAnswer, documented
 from botline.api.state import Services, principal, services
+from botline.batch import tools
 from botline.domain.base import CamelModel
 from botline.domain.batch import BatchJob, JobEvent, JobState, Workflow, WorkflowOptions, WorkflowSettings
 from botline.domain.limits import Name, Patch, PatchOf, partial
@@ -81,6 +82,13 @@ async def owned_job(request: web.Request) -> BatchJob:
     return job
 
 
+def _check_tools(settings: WorkflowSettings) -> None:
+    enabled = settings.options.enabled_tools
+    why = None if enabled is None else tools.refusal(enabled.enabled_functions)
+    if why is not None:
+        raise ApiError(400, why)
+
+
 async def _check_model(svc: Services, account_id: str, model_name: str) -> None:
     if await svc.gateways.find(account_id, model_name) is None:
         raise ApiError(400, f"Invalid value for modelName: no AI gateway {model_name!r} (an id or slug) in this "
@@ -138,6 +146,7 @@ async def list_workflows(request: web.Request) -> web.Response:
 @documented("Create a batch workflow.", body=WorkflowSettings)
 async def create_workflow(request: web.Request) -> web.Response:
     body = await read_model(request, WorkflowSettings)
+    _check_tools(body)
     svc, account_id = services(request), principal(request).account.id
     await _check_model(svc, account_id, body.model_name)
     now = svc.clock.now()
@@ -167,6 +176,7 @@ async def edit_workflow(request: web.Request) -> web.Response:
         parse_model(OPTIONS_PATCH, patch.options, at="options")
         given["options"] = {**stored["options"], **patch.options}
     settings = parse_model(WorkflowSettings, {**stored, **given})
+    _check_tools(settings)
     svc = services(request)
     if settings.model_name != workflow.model_name:
         await _check_model(svc, workflow.account_id, settings.model_name)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from botline.batch import output
+from botline.batch import output, tools
 from botline.config import BatchSettings
 from botline.domain import json_schema
 from botline.domain.batch import BatchItem, BatchJob, ItemResult, ItemState, ValidationResult, Workflow
@@ -59,9 +59,10 @@ class ItemProcessor:
         self._sleep = sleep
 
     async def process(self, job: BatchJob, workflow: Workflow, item: BatchItem) -> ItemResult:
-        gateway = await self._find_gateway(job.account_id, workflow.model_name)
-        if gateway is None:
+        found = await self._find_gateway(job.account_id, workflow.model_name)
+        if found is None:
             return self._failed(ItemState.EXECUTION_ERROR, f"No AI gateway {workflow.model_name!r} in this account.", 0)
+        gateway = tools.for_items(found, workflow.options.enabled_tools)
         schema = workflow.options.result_schema
         validator = json_schema.validator_for(schema)
         parameters: dict[str, object] = {}

@@ -1,9 +1,10 @@
 """The batch worker of one process: claims items of Active jobs from the Store's queue, runs each
 through `ItemProcessor`, records its result once, and renews the leases of what it holds.
 
-Claims are bounded by `batch.max_concurrent_items` (this process), `max_concurrent_per_job` and
-`max_concurrent_per_account` (per process too). A disabled account's jobs are skipped. Between rounds
-the loop waits for a slot to free, a `kick` (an import, a resume) or `batch.poll_seconds`.
+Claims are bounded by `batch.max_concurrent_items` (this process), and by `max_concurrent_per_job`
+and `max_concurrent_per_account`, which the Store's claim applies across every replica (this process's
+own counts only spare it a claim that could not take anything). A disabled account's jobs are skipped.
+Between rounds the loop waits for a slot to free, a `kick` (an import, a resume) or `batch.poll_seconds`.
 
 On SIGTERM (`close`) it claims nothing more, lets running items finish within the grace period and
 hands the rest back to the queue (`release`), so another replica or the next start takes them at once;
@@ -23,9 +24,19 @@ from datetime import timedelta
 
 from botline.account_cache import AccountCache
 from botline.batch.processor import ItemProcessor
+from botline.batch.results import ResultWriter
 from botline.config import BatchSettings
 from botline.domain.base import new_id
-from botline.domain.batch import BatchItem, BatchJob, ItemResult, ItemState, JobEvent, JobState, Workflow
+from botline.domain.batch import (
+    BatchItem,
+    BatchJob,
+    ItemResult,
+    ItemState,
+    JobEvent,
+    JobState,
+    ResultWrite,
+    Workflow,
+)
 from botline.domain.clock import Clock
 from botline.metrics import Metrics
 from botline.store.base import Store, StoreError
@@ -64,11 +75,16 @@ class BatchRunner:
         self._per_job: Counter[str] = Counter()
         self._per_account: Counter[str] = Counter()
         self._errors_in_a_row: Counter[str] = Counter()
+        self._results = ResultWriter(store, clock, on_finished=self._forget)
         self._wake = asyncio.Event()
         self._work: list[tuple[BatchJob, Workflow]] | None = None
         self._work_read_at = 0.0
         self._closing = False
         self._loops: list[asyncio.Task[None]] = []
+
+    def _forget(self, job_id: str) -> None:
+        """A job finished: its error streak is over."""
+        self._errors_in_a_row.pop(job_id, None)
 
     async def start(self) -> None:
         self._loops = [asyncio.create_task(self._claim_loop(), name="batch-claims"),
@@ -89,6 +105,7 @@ class BatchRunner:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self._results.close()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -140,7 +157,8 @@ class BatchRunner:
             token = f"{self._token_prefix}:{next(self._claims)}"
             now = self._clock.now()
             items = await self._store.batch_items.claim(
-                job.id, token, now=now, lease_until=now + self._lease(), limit=free)
+                job.id, token, now=now, lease_until=now + self._lease(), limit=free,
+                per_job=self._settings.max_concurrent_per_job, per_account=self._settings.max_concurrent_per_account)
             for item in items:
                 self._start(job, workflow, item, token)
             claimed += len(items)
@@ -183,11 +201,12 @@ class BatchRunner:
         await self._after(job, workflow, result)
 
     async def _record(self, job: BatchJob, item: BatchItem, token: str, result: ItemResult) -> bool:
-        """Writes the result (compare-and-set on the claim); retried while the Store is away. False when
-        the claim was lost (the lease ran out and another worker took the item: its result counts)."""
+        """Writes the result (compare-and-set on the claim, grouped with others ready at the same time);
+        retried while the Store is away. False when the claim was lost (the lease ran out and another
+        worker took the item: its result counts)."""
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
-                if await self._store.batch_items.record(job.id, item.id, token, result):
+                if await self._results.record(ResultWrite(job.id, item.id, token, result)):
                     return True
                 log.warning("batch item %s: claim lost before its result was recorded", item.id)
                 return False
@@ -199,7 +218,8 @@ class BatchRunner:
         return False
 
     async def _after(self, job: BatchJob, workflow: Workflow, result: ItemResult) -> None:
-        """The job's log and state after one more result: error bursts, the error threshold, the end."""
+        """The job's log and state after one more result: error bursts, the error threshold (the end is
+        checked by the ResultWriter, once per group of results)."""
         now = self._clock.now()
         if result.state is ItemState.EXECUTION_ERROR:
             self._errors_in_a_row[job.id] += 1
@@ -218,9 +238,6 @@ class BatchRunner:
                             description=f"Paused: {counts.execution_errors} items ended ExecutionError "
                                         f"(errorStopThreshold {workflow.error_stop_threshold})."))
         else:
-            self._errors_in_a_row.pop(job.id, None)
-        if await self._store.batch_jobs.finish_if_drained(job.id, JobEvent(
-                moment=now, event_type="Finished", description="Every item was processed.")):
             self._errors_in_a_row.pop(job.id, None)
 
     async def _renew_loop(self) -> None:

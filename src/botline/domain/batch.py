@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 from botline.domain import json_schema
 from botline.domain.base import CamelModel, new_id, utcnow
 from botline.domain.gateways import BuiltinFunctionsOptions, SentinelFunction, StrictCamelModel
-from botline.domain.limits import Items, JsonObject, LongText, Name, Text
+from botline.domain.limits import ITEMS_MAX, Items, JsonObject, LongText, Name, Text
 
 PRIORITY_MAX = 1_000_000
 """|priority| at most this: the Redis queue scores priority and insertion order in one exact double."""
@@ -62,10 +62,22 @@ class ItemSelection(StrEnum):
 
 
 class EnabledTools(StrictCamelModel):
-    """Built-in (Sentinel) functions of the seed; stored and returned, applied as the gateway's are."""
+    """The built-in (Sentinel) functions the workflow's items may use, in place of the gateway's
+    (batch/tools.py)."""
 
     enabled_functions: Items[SentinelFunction] = Field(default_factory=list)
     options: BuiltinFunctionsOptions | None = None
+
+    @field_validator("enabled_functions", mode="before")
+    @classmethod
+    def _known_names(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) <= ITEMS_MAX:
+            known = {f.value for f in SentinelFunction}
+            unknown = list(dict.fromkeys(
+                str(name)[:64] for name in value if not (isinstance(name, str) and name in known)))
+            if unknown:
+                raise ValueError(f"unknown function {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return value
 
 
 class WorkflowOptions(StrictCamelModel):
@@ -210,8 +222,10 @@ class JobCounts:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """Items a worker took from a job's queue, all under one token (the compare-and-set of `record`)."""
+class ResultWrite:
+    """One item's result, to be recorded only while `token` (its claim) still holds the item."""
 
+    job_id: str
+    item_id: str
     token: str
-    items: list[BatchItem]
+    result: ItemResult

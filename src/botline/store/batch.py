@@ -4,9 +4,12 @@ ones form a durable claim queue shared by every replica.
 Queue rules every backend keeps (tests/store/test_batch_contract.py):
 - `claim` takes up to `limit` items of an Active job, highest priority first, then in import order,
   each for exactly one caller: a pending item nobody holds, or one whose lease ran out (its holder
-  died). A Paused or Finished job gives nothing.
+  died). A Paused or Finished job gives nothing. With `per_job` / `per_account`, it takes no more
+  than leaves that many items under a live lease in the job / the job's account, counted across
+  every caller (every replica) in the same atomic step.
 - `record` writes a result only while the caller's claim token still holds the item (compare-and-set),
-  so a result is recorded once even when a lease ran out and another worker took the item.
+  so a result is recorded once even when a lease ran out and another worker took the item;
+  `record_many` does so for several items in one round trip.
 - `extend` renews leases still held; `release` hands an item back unprocessed.
 """
 
@@ -26,6 +29,7 @@ from botline.domain.batch import (
     JobCounts,
     JobEvent,
     JobState,
+    ResultWrite,
     Workflow,
     WorkflowSettings,
 )
@@ -160,7 +164,8 @@ class BatchItemRepository(ABC):
 
     @abstractmethod
     async def claim(
-        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int
+        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int,
+        per_job: int | None = None, per_account: int | None = None,
     ) -> list[BatchItem]:
         """See the module docstring."""
 
@@ -168,9 +173,14 @@ class BatchItemRepository(ABC):
     async def extend(self, job_id: str, token: str, item_ids: Sequence[str], lease_until: datetime) -> int:
         """Renews the leases `token` still holds; how many."""
 
-    @abstractmethod
     async def record(self, job_id: str, item_id: str, token: str, result: ItemResult) -> bool:
         """Writes `result` if `token` still holds the item, and frees it; False (nothing written) otherwise."""
+        return (await self.record_many([ResultWrite(job_id, item_id, token, result)]))[0]
+
+    @abstractmethod
+    async def record_many(self, writes: Sequence[ResultWrite]) -> list[bool]:
+        """`record` for each write, in one round trip (one SQLite transaction; one Redis pipeline, each
+        write atomic on its own); whether each was written, in order."""
 
     @abstractmethod
     async def release(self, job_id: str, item_id: str, token: str) -> bool:

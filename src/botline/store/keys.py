@@ -65,6 +65,7 @@ Layout (P is the prefix, "botline" by default):
     P:batch_job:{id}:processed                    zset    item ids by processedAt (epoch s)
     P:batch_job:{id}:totals                       hash    cost, confidenceSum, confidenceCount
     P:batch_item:{id}                             string  BatchItem JSON
+    P:account:{account}:batch_running             zset    held item ids of every job of the account by lease deadline
     P:kb_collection:{id}                          string  Collection JSON
     P:account:{account}:kb_collections            zset    the account's collection ids by created_at
     P:kb_document:{id}                            string  KnowledgeDocument JSON
@@ -357,6 +358,15 @@ class RedisKeys:
 
     def batch_item(self, item_id: str) -> str:
         return self._key("batch_item", item_id)
+
+    def batch_running_of_account(self, account_id: str) -> str:
+        return self._key("account", account_id, "batch_running")
+
+    def batch_running_of_account_parts(self) -> tuple[str, str]:
+        """What goes before and after the account id in `batch_running_of_account` (the claim script
+        builds the key from the job's accountId)."""
+        head, tail = self.batch_running_of_account("\0").split("\0")
+        return head, tail
 
     def batch_item_prefix(self) -> str:
         """What `batch_item` puts before the id (Lua scripts build item keys from ids with it)."""

@@ -5,7 +5,9 @@ priority first, then import order. `claim` (a Lua script: atomic across replicas
 is Active, takes items whose lease ran out from `running` first (their holder died), then pops the
 queue, and records each item's deadline in `running` and its token in `claims`. `record` writes the
 result only while `claims` still holds the caller's token. Final items are in one set per state, and
-`totals` sums cost and confidence, so a job's counters are read without touching its items.
+`totals` sums cost and confidence, so a job's counters are read without touching its items. Every
+held item of an account is also in the account's `batch_running` zset (by lease deadline), which
+`claim` counts against `per_account`; an entry whose lease ran out no longer counts.
 
 The scripts that walk many items build their keys from ids (`batch_item_prefix`): fine on one Redis
 or a replicated one, not on Redis Cluster (which botline does not support).
@@ -25,10 +27,10 @@ from botline.domain.batch import (
     FAILED_STATES,
     PRIORITY_MAX,
     BatchItem,
-    ItemResult,
     ItemSelection,
     ItemState,
     JobState,
+    ResultWrite,
 )
 from botline.store.batch import BatchItemRepository, ItemEdit
 from botline.store.keys import BatchJobPart, RedisKeys
@@ -58,10 +60,20 @@ local function forget_confidence(totals, item)
     end
 end
 """
+# KEYS: job, queue, running, claims; ARGV: limit, now, lease until, token, Active, per job (0: none),
+# per account (0: none), the account's running key before and after the account id.
 CLAIM_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
-if not raw or cjson.decode(raw).state ~= ARGV[5] then return {} end
+if not raw then return {} end
+local job = cjson.decode(raw)
+if job.state ~= ARGV[5] then return {} end
+local account = ARGV[8] .. job.accountId .. ARGV[9]
+redis.call('ZREMRANGEBYSCORE', account, '-inf', ARGV[2])
 local n = tonumber(ARGV[1])
+local per_job, per_account = tonumber(ARGV[6]), tonumber(ARGV[7])
+if per_job > 0 then n = math.min(n, per_job - redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[2], '+inf')) end
+if per_account > 0 then n = math.min(n, per_account - redis.call('ZCARD', account)) end
+if n <= 0 then return {} end
 local taken = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[2], 'LIMIT', 0, n)
 if #taken < n then
     local popped = redis.call('ZPOPMIN', KEYS[2], n - #taken)
@@ -70,14 +82,19 @@ end
 for _, id in ipairs(taken) do
     redis.call('ZADD', KEYS[3], ARGV[3], id)
     redis.call('HSET', KEYS[4], id, ARGV[4])
+    redis.call('ZADD', account, ARGV[3], id)
 end
 return taken
 """
+# KEYS: running, claims, job; ARGV: lease until, token, the account's running key before and after the id, ids...
 EXTEND_SCRIPT = """
+local raw = redis.call('GET', KEYS[3])
+local account = raw and (ARGV[3] .. cjson.decode(raw).accountId .. ARGV[4])
 local count = 0
-for i = 3, #ARGV do
+for i = 5, #ARGV do
     if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[2] then
         redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
+        if account then redis.call('ZADD', account, 'XX', ARGV[1], ARGV[i]) end
         count = count + 1
     end
 end
@@ -90,6 +107,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local item = cjson.decode(raw)
+redis.call('ZREM', ARGV[6] .. item.accountId .. ARGV[7], ARGV[1])
 for key, value in pairs(cjson.decode(ARGV[3])) do item[key] = value end
 local cost = tonumber(ARGV[4])
 local before = item.totalCost
@@ -111,7 +129,9 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 local raw = redis.call('GET', KEYS[4])
 if not raw then return 0 end
-redis.call('ZADD', KEYS[3], score(cjson.decode(raw), tonumber(ARGV[3]), tonumber(ARGV[4])), ARGV[1])
+local item = cjson.decode(raw)
+redis.call('ZREM', ARGV[5] .. item.accountId .. ARGV[6], ARGV[1])
+redis.call('ZADD', KEYS[3], score(item, tonumber(ARGV[3]), tonumber(ARGV[4])), ARGV[1])
 return 1
 """
 PRIORITY_SCRIPT = _LUA_HELPERS + """
@@ -377,30 +397,43 @@ class RedisBatchItems(_Repo, BatchItemRepository):
         return cancelled
 
     async def claim(
-        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int
+        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int,
+        per_job: int | None = None, per_account: int | None = None,
     ) -> list[BatchItem]:
         keys = [self._keys.batch_job(job_id), self._part(job_id, BatchJobPart.QUEUE),
                 self._part(job_id, BatchJobPart.RUNNING), self._part(job_id, BatchJobPart.CLAIMS)]
-        ids = cast(list[str], await self._claim(
-            keys=keys, args=[limit, now.timestamp(), lease_until.timestamp(), token, JobState.ACTIVE.value]))
+        ids = cast(list[str], await self._claim(keys=keys, args=[
+            limit, now.timestamp(), lease_until.timestamp(), token, JobState.ACTIVE.value, per_job or 0,
+            per_account or 0, *self._keys.batch_running_of_account_parts()]))
         return await self._load(ids)
 
     async def extend(self, job_id: str, token: str, item_ids: Sequence[str], lease_until: datetime) -> int:
         if not item_ids:
             return 0
-        keys = [self._part(job_id, BatchJobPart.RUNNING), self._part(job_id, BatchJobPart.CLAIMS)]
-        return int(cast(int, await self._extend(keys=keys, args=[lease_until.timestamp(), token, *item_ids])))
+        keys = [self._part(job_id, BatchJobPart.RUNNING), self._part(job_id, BatchJobPart.CLAIMS),
+                self._keys.batch_job(job_id)]
+        args: list[str | float] = [lease_until.timestamp(), token, *self._keys.batch_running_of_account_parts(),
+                                   *item_ids]
+        return int(cast(int, await self._extend(keys=keys, args=args)))
 
-    async def record(self, job_id: str, item_id: str, token: str, result: ItemResult) -> bool:
-        keys = [self._keys.batch_item(item_id), self._part(job_id, BatchJobPart.RUNNING),
-                self._part(job_id, BatchJobPart.CLAIMS), self._keys.batch_job_state(job_id, result.state.value),
-                self._part(job_id, BatchJobPart.TOTALS), self._part(job_id, BatchJobPart.PROCESSED)]
-        args: list[str | float] = [item_id, token, orjson.dumps(result.fields()).decode(), result.cost,
-                                   result.processed_at.timestamp()]
-        return bool(await self._record(keys=keys, args=args))
+    async def record_many(self, writes: Sequence[ResultWrite]) -> list[bool]:
+        if not writes:
+            return []
+        account_parts = self._keys.batch_running_of_account_parts()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for write in writes:
+                job_id, result = write.job_id, write.result
+                keys = [self._keys.batch_item(write.item_id), self._part(job_id, BatchJobPart.RUNNING),
+                        self._part(job_id, BatchJobPart.CLAIMS), self._keys.batch_job_state(job_id, result.state.value),
+                        self._part(job_id, BatchJobPart.TOTALS), self._part(job_id, BatchJobPart.PROCESSED)]
+                args: list[str | float] = [write.item_id, write.token, orjson.dumps(result.fields()).decode(),
+                                           result.cost, result.processed_at.timestamp(), *account_parts]
+                await self._record(keys=keys, args=args, client=pipe)
+            return [bool(written) for written in await pipe.execute()]
 
     async def release(self, job_id: str, item_id: str, token: str) -> bool:
         keys = [self._part(job_id, BatchJobPart.RUNNING), self._part(job_id, BatchJobPart.CLAIMS),
                 self._part(job_id, BatchJobPart.QUEUE), self._keys.batch_item(item_id)]
-        return bool(await self._release(keys=keys, args=[item_id, token, PRIORITY_MAX, SEQUENCE_SCALE]))
+        return bool(await self._release(keys=keys, args=[item_id, token, PRIORITY_MAX, SEQUENCE_SCALE,
+                                                          *self._keys.batch_running_of_account_parts()]))
 

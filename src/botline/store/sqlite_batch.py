@@ -14,12 +14,12 @@ from botline.domain.batch import (
     FAILED_STATES,
     BatchItem,
     BatchJob,
-    ItemResult,
     ItemSelection,
     ItemState,
     JobCounts,
     JobEvent,
     JobState,
+    ResultWrite,
     Workflow,
     WorkflowSettings,
 )
@@ -338,16 +338,25 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
         return await self._run(work)
 
     async def claim(
-        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int
+        self, job_id: str, token: str, *, now: datetime, lease_until: datetime, limit: int,
+        per_job: int | None = None, per_account: int | None = None,
     ) -> list[BatchItem]:
         def work(conn: sqlite3.Connection) -> list[BatchItem]:
-            if conn.execute("SELECT 1 FROM batch_jobs WHERE id = ? AND state = ?",
-                            (job_id, JobState.ACTIVE.value)).fetchone() is None:
+            job = conn.execute("SELECT account_id FROM batch_jobs WHERE id = ? AND state = ?",
+                               (job_id, JobState.ACTIVE.value)).fetchone()
+            if job is None:
+                return []
+            room = limit
+            if per_job is not None:
+                room = min(room, per_job - _held(conn, job[0], now, job_id))
+            if per_account is not None:
+                room = min(room, per_account - _held(conn, job[0], now))
+            if room <= 0:
                 return []
             rows = conn.execute(
                 "SELECT id, data FROM batch_items WHERE job_id = ? AND state = ?"
                 " AND (claim_token IS NULL OR lease_until <= ?) ORDER BY priority DESC, sequence LIMIT ?",
-                (job_id, ItemState.PENDING.value, now.timestamp(), limit),
+                (job_id, ItemState.PENDING.value, now.timestamp(), room),
             ).fetchall()
             ids = [row[0] for row in rows]
             if ids:
@@ -368,16 +377,11 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
             (lease_until.timestamp(), job_id, token, *ids),
         )
 
-    async def record(self, job_id: str, item_id: str, token: str, result: ItemResult) -> bool:
-        fields = result.fields()
-        expression, params = json_set_fields(fields)
-        sql = (f"UPDATE batch_items SET state = ?, claim_token = NULL, lease_until = NULL, cost = cost + ?,"
-               f" confidence = ?, processed_ts = ?, data = json_set({expression}, '$.totalCost', cost + ?)"
-               f" WHERE id = ? AND job_id = ? AND claim_token = ?")
-        return await self._write(sql, (
-            result.state.value, result.cost, result.confidence, result.processed_at.timestamp(), *params, result.cost,
-            item_id, job_id, token,
-        )) > 0
+    async def record_many(self, writes: Sequence[ResultWrite]) -> list[bool]:
+        if not writes:
+            return []
+        statements = [_record_statement(write) for write in writes]
+        return await self._run(lambda conn: [conn.execute(sql, params).rowcount > 0 for sql, params in statements])
 
     async def release(self, job_id: str, item_id: str, token: str) -> bool:
         return await self._write(
@@ -385,6 +389,27 @@ class SqliteBatchItems(_Repo, BatchItemRepository):
             " WHERE id = ? AND job_id = ? AND claim_token = ?",
             (item_id, job_id, token),
         ) > 0
+
+
+def _record_statement(write: ResultWrite) -> tuple[str, tuple[object, ...]]:
+    result = write.result
+    expression, params = json_set_fields(result.fields())
+    sql = (f"UPDATE batch_items SET state = ?, claim_token = NULL, lease_until = NULL, cost = cost + ?,"
+           f" confidence = ?, processed_ts = ?, data = json_set({expression}, '$.totalCost', cost + ?)"
+           f" WHERE id = ? AND job_id = ? AND claim_token = ?")
+    return sql, (result.state.value, result.cost, result.confidence, result.processed_at.timestamp(), *params,
+                 result.cost, write.item_id, write.job_id, write.token)
+
+
+def _held(conn: sqlite3.Connection, account_id: str, now: datetime, job_id: str | None = None) -> int:
+    """Items under a live lease in the account (or one of its jobs): the partial index `batch_items_held`
+    holds only claimed items, so this reads what runs, not the job's size."""
+    sql = "SELECT count(*) FROM batch_items WHERE account_id = ? AND claim_token IS NOT NULL AND lease_until > ?"
+    params: tuple[object, ...] = (account_id, now.timestamp())
+    if job_id is not None:
+        sql += " AND job_id = ?"
+        params += (job_id,)
+    return int(conn.execute(sql, params).fetchone()[0])
 
 
 def _cancel(conn: sqlite3.Connection, ids: Sequence[str], at: datetime) -> None:

@@ -38,6 +38,7 @@ from botline.store.changes import (
     SessionContext,
 )
 from botline.store.knowledge import CollectionRepository, DocumentRepository
+from botline.store.vectors import VectorIndex
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
     from botline.store.signals import SignalBus
@@ -592,6 +593,8 @@ class Store(ReportsErrors, ABC):
     documents: DocumentRepository
     """Knowledge documents, their indexing queue and lexical index (store/knowledge.py)."""
     skills: SkillRepository
+    vectors: VectorIndex
+    """The embedded vector index of knowledge documents (store/vectors.py)."""
     signals: SignalBus
     """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 

@@ -36,6 +36,7 @@ from botline.store.sqlite_governance import SqliteLlmConnections, SqlitePolicies
 from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections, SqliteDocuments, contains
 from botline.store.sqlite_memories import SqliteMemories
 from botline.store.sqlite_skills import SqliteSkills
+from botline.store.sqlite_vectors import SqliteVectors
 
 
 @reachable_methods
@@ -257,6 +258,7 @@ class SqliteStore(Store):
         self.collections = SqliteCollections(db)
         self.documents = SqliteDocuments(db)
         self.skills = SqliteSkills(db)
+        self.vectors = SqliteVectors(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 

@@ -179,8 +179,9 @@ async def test_the_endpoints_answer_is_capped_like_every_model_response(fake_llm
         state = await wait_indexed(server, c)
         assert state["cancelled"] == 1
         status, page = await server.call("GET", f"/api/v1/collections/{c}/documents")
-        assert status == 200
-        assert "embedding" in str(page)
+        assert status == 200 and page[0]["indexState"] == "Cancelled"
+        status, document = await server.call("GET", f"/api/v1/collections/{c}/documents/{page[0]['id']}")
+        assert status == 200 and document["indexError"].startswith("embedding: fake-embed")
 
 
 async def test_query_embeddings_of_a_turn_count_on_the_gateway(fake_llm: FakeLLM, tmp_path: Path) -> None:

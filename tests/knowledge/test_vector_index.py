@@ -3,6 +3,7 @@ Qdrant (qdrant-client's local mode, the same client code a Qdrant server is reac
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,8 +25,17 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def entry(collection: str, document: str, *values: float, version: int = 1) -> VectorEntry:
-    return VectorEntry(ACCOUNT, collection, document, version, unit(*values))
+def doc(name: str) -> str:
+    """A document id (a UUID, as botline's are and as Qdrant needs) readable back as `name`."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+NAMES: dict[str, str] = {}
+
+
+def entry(collection: str, name: str, *values: float, version: int = 1) -> VectorEntry:
+    NAMES[doc(name)] = name
+    return VectorEntry(ACCOUNT, collection, doc(name), version, unit(*values))
 
 
 @pytest.fixture(params=["sqlite", "redis", "qdrant"])
@@ -49,19 +59,20 @@ async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 async def ids(index: VectorIndex, collections: list[str], *query: float, model: str = MODEL) -> list[str]:
-    return [h.document_id for h in await index.search(collections, unit(*query), model, top=10)]
+    return [NAMES[h.document_id] for h in await index.search(collections, unit(*query), model, top=10)]
 
 
 async def test_nearest_first_with_scores_from_0_to_1(index: VectorIndex) -> None:
-    await index.upsert(MODEL, [entry("c1", "near", 1, 0.1, 0, 0), entry("c1", "far", 0, 1, 0, 0),
+    await index.upsert(MODEL, [entry("c1", "near", 1, 0.1, 0, 0), entry("c1", "far", 0.2, 1, 0, 0),
                                entry("c1", "opposite", -1, 0, 0, 0), entry("c2", "elsewhere", 1, 0, 0, 0)])
     hits = await index.search(["c1"], unit(1, 0, 0, 0), MODEL, top=10)
-    assert [h.document_id for h in hits] == ["near", "far", "opposite"]
+    assert [NAMES[h.document_id] for h in hits] == ["near", "far", "opposite"]
     assert hits[0].score == pytest.approx(float(unit(1, 0.1, 0, 0)[0]), abs=1e-5)
-    assert hits[1].score == pytest.approx(0.0, abs=1e-6) and hits[2].score == 0.0  # negative cosine counts as 0
+    assert hits[1].score == pytest.approx(float(unit(0.2, 1, 0, 0)[0]), abs=1e-5)
+    assert hits[2].score == 0.0  # a negative cosine counts as 0
     assert all(h.collection_id == "c1" and h.version == 1 for h in hits)
     assert await ids(index, ["c1", "c2"], 1, 0, 0, 0) == ["elsewhere", "near", "far", "opposite"]
-    assert [h.document_id for h in await index.search(["c1"], unit(1, 0, 0, 0), MODEL, top=1)] == ["near"]
+    assert [NAMES[h.document_id] for h in await index.search(["c1"], unit(1, 0, 0, 0), MODEL, top=1)] == ["near"]
     assert await index.count("c1", MODEL) == 3
 
 
@@ -70,8 +81,8 @@ async def test_a_replaced_vector_answers_with_its_new_version_and_a_deleted_one_
     assert await ids(index, ["c1"], 1, 0, 0, 0) == ["a", "b"]  # the matrix is now held
     await index.upsert(MODEL, [entry("c1", "a", 0, 0, 1, 0, version=2)])
     hits = await index.search(["c1"], unit(0, 0, 1, 0), MODEL, top=10)
-    assert (hits[0].document_id, hits[0].version) == ("a", 2)
-    await index.delete("c1", ["b"])
+    assert (NAMES[hits[0].document_id], hits[0].version) == ("a", 2)
+    await index.delete("c1", [doc("b")])
     assert await ids(index, ["c1"], 0, 1, 0, 0) == ["a"]
     await index.drop("c1")
     assert await ids(index, ["c1"], 1, 0, 0, 0) == []
@@ -122,7 +133,7 @@ async def test_every_replica_answers_from_the_acknowledged_vectors(replicas: tup
     await first.vectors.upsert(MODEL, [entry("c1", "a", 1, 0, 0, 0)])
     assert await ids(second.vectors, ["c1"], 1, 0, 0, 0) == ["a"]
     await first.vectors.upsert(MODEL, [entry("c1", "b", 1, 0.1, 0, 0)])
-    await first.vectors.delete("c1", ["a"])
+    await first.vectors.delete("c1", [doc("a")])
     assert await ids(second.vectors, ["c1"], 1, 0, 0, 0) == ["b"]
     await first.vectors.drop("c1")
     assert await ids(second.vectors, ["c1"], 1, 0, 0, 0) == []

@@ -59,7 +59,6 @@ class Indexer:
                  semantic: Semantic | None = None) -> None:
         self._store = store
         self._semantic = semantic
-        self._reembedding: asyncio.Task[None] | None = None
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
@@ -68,9 +67,9 @@ class Indexer:
 
     async def start(self) -> None:
         await self._store.signals.subscribe(KNOWLEDGE_QUEUED, self._on_signal)
+        if self._semantic is not None:  # before the first claim: a restarted replica shows them Queued at once
+            await self._requeue_stale(self._semantic)
         self._task = asyncio.create_task(self._run(), name="knowledge-indexer")
-        if self._semantic is not None:
-            self._reembedding = asyncio.create_task(self._requeue_stale(self._semantic), name="knowledge-reembedding")
 
     async def queued(self) -> None:
         """Wakes every replica's indexer (a lost signal only delays the documents to the next poll)."""
@@ -82,8 +81,7 @@ class Indexer:
 
     async def _requeue_stale(self, semantic: Semantic) -> None:
         try:
-            if await requeue_stale(self._store, semantic, self._clock):
-                await self.queued()
+            await requeue_stale(self._store, semantic, self._clock)
         except StoreError as exc:
             log.warning("could not look for collections to re-embed (%s); DELETE .../vectors-only does it", exc)
 
@@ -91,11 +89,6 @@ class Indexer:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._reembedding is not None:
-            self._reembedding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reembedding
-            self._reembedding = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

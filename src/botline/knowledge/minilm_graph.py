@@ -20,6 +20,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+IR_VERSION = 8
+"""The ONNX file format version of opset 17 (onnxruntime reads it; onnx's newest may be past what it reads)."""
 MASKED = -1e9
 """Added to the attention scores of padding tokens (exp() of it is 0 in float32)."""
 
@@ -127,5 +129,6 @@ def build(weights: Weights, config: Mapping[str, object]) -> bytes:
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", hidden])],
         g.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="botline")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="botline",
+                              ir_version=IR_VERSION)
     return bytes(model.SerializeToString())

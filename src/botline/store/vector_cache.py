@@ -108,15 +108,16 @@ class VectorCache:
         self._matrices[collection_id] = matrix
 
     def forget(self, collection_id: str) -> None:
+        """A matrix no search can use any more (the collection dropped, or its vectors of another model)."""
         self._matrices.pop(collection_id, None)
-        self._locks.pop(collection_id, None)
 
 
 class EmbeddedVectors(VectorIndex):
     """The search shared by the Store backends: read generations, rebuild what moved, score in a thread.
 
     A dropped collection keeps its generation (model "", bumped): a collection that gets vectors again
-    never repeats a generation a replica may still hold."""
+    never repeats a generation a replica may still hold. A replica lets go of a matrix when a search
+    finds its collection dropped or re-embedding (one never searched again stays until restart)."""
 
     def __init__(self) -> None:
         self._cache = VectorCache()
@@ -147,8 +148,13 @@ class EmbeddedVectors(VectorIndex):
     ) -> list[VectorHit]:
         wanted = list(dict.fromkeys(collection_ids))
         generations = await self._generations(wanted)
-        matrices = [await self._matrix(c, generations[c][1]) for c in wanted
-                    if c in generations and generations[c][0] == model_id]
+        matrices = []
+        for collection_id in wanted:
+            model, generation = generations.get(collection_id, ("", 0))
+            if model == model_id:
+                matrices.append(await self._matrix(collection_id, generation))
+            else:
+                self._cache.forget(collection_id)
         if not matrices:
             return []
         return await asyncio.to_thread(best, matrices, vector, top)

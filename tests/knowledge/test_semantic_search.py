@@ -132,7 +132,7 @@ async def test_changing_the_model_re_embeds_every_document(fake_llm: FakeLLM, tm
     """Indexed with the endpoint's vectors, restarted on the local model: the collection is queued again
     and its documents get local vectors (the endpoint's bag of words knows no synonyms; the model does)."""
     url = f"sqlite:///{tmp_path / 'botline.db'}"
-    async with running_server(make_settings(url, knowledge=fake_embeddings(fake_llm))) as server:
+    async with running_server(make_settings(url, knowledge=fake_embeddings(fake_llm, dimensions=1024))) as server:
         c = await garage(server)
         assert await names(server, [c], SYNONYM_QUESTION) == []
     async with running_server(make_settings(url, knowledge=LOCAL)) as server:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,12 +74,12 @@ class _Graph:
                        axis=-1, epsilon=epsilon)
 
 
-def build(weights: Weights, config: Mapping[str, object]) -> bytes:
+def build(weights: Weights, config: Mapping[str, Any]) -> bytes:
     """The serialised ONNX model of the encoder with `config` (the model's config.json)."""
-    hidden = int(str(config["hidden_size"]))
-    heads = int(str(config["num_attention_heads"]))
-    layers = int(str(config["num_hidden_layers"]))
-    epsilon = float(str(config["layer_norm_eps"]))
+    hidden = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    layers = int(config["num_hidden_layers"])
+    epsilon = float(config["layer_norm_eps"])
     head_size = hidden // heads
     g = _Graph(weights)
     ids, mask = "input_ids", "attention_mask"

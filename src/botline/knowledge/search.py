@@ -12,6 +12,7 @@ name) is `rrf` when several rankings exist (always, with embeddings on), else `l
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -95,12 +96,20 @@ class KnowledgeSearch:
     async def search(self, request: SearchRequest) -> list[SearchResult]:
         """The collections must be the account's (callers check); unknown ones find nothing."""
         limit = max(MIN_CANDIDATES, request.top * CANDIDATES_PER_RESULT)
-        rankings: list[list[LexicalHit]] = []
-        semantic = await self._semantic.rankings(
+        # The query embedding (on the model's thread or a remote call) overlaps the lexical searches.
+        pending = asyncio.create_task(self._semantic.rankings(
             request.account_id, request.collection_ids, request.terms, limit=limit, scope=request.usage,
-        ) if self._semantic is not None and request.terms and request.collection_ids else None
-        for index, term in enumerate(request.terms):
-            hits = await self._store.documents.search(request.collection_ids, query_terms(term), limit=limit)
+        )) if self._semantic is not None and request.terms and request.collection_ids else None
+        try:
+            lexical = [await self._store.documents.search(request.collection_ids, query_terms(term), limit=limit)
+                       for term in request.terms]
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
+        semantic = await pending if pending is not None else None
+        rankings: list[list[LexicalHit]] = []
+        for index, hits in enumerate(lexical):
             rankings.append([hit for hit in hits if hit.score >= request.min_score])
             if semantic is not None:
                 rankings.append([hit for hit in semantic[index] if hit.score >= request.min_score])

@@ -20,7 +20,7 @@ from botline.knowledge.search import KnowledgeSearch, SearchRequest
 from botline.knowledge.semantic import Semantic, SemanticSearch
 from botline.metrics import Metrics
 from botline.store import Store
-from tests.conftest import create_gateway
+from tests.conftest import UPSTREAM_KEY, create_gateway
 from tests.emulators.fake_llm import FakeLLM
 from tests.knowledge.test_retrieval_turns import chat
 from tests.support.egress import LOOPBACK_ALLOWED
@@ -42,7 +42,7 @@ SYNONYM_QUESTION = "automobile wheel replacement"
 
 
 def fake_embeddings(fake: FakeLLM, **extra: Any) -> dict[str, Any]:
-    return {"embeddings": {"provider": "openai", "base_address": fake.base_url, "api_key": "sk-fake",
+    return {"embeddings": {"provider": "openai", "base_address": fake.base_url, "api_key": UPSTREAM_KEY,
                            "model": "fake-embed", **extra}}
 
 
@@ -163,7 +163,7 @@ async def test_an_openai_compatible_endpoint_gives_the_vectors(fake_llm: FakeLLM
         c = await garage(server)
         assert (await names(server, [c], SYNONYM_QUESTION))[0] == "tyres"
         calls = [r for r in fake_llm.requests if r.path.endswith("/embeddings")]
-        assert calls and all(r.headers["Authorization"] == "Bearer sk-fake" for r in calls)
+        assert calls and all(r.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}" for r in calls)
         assert {r.body["model"] for r in calls} == {"fake-embed"} and {r.body["dimensions"] for r in calls} == {64}
 
 

@@ -47,4 +47,5 @@ class EmbeddingError(Exception):
 def normalise(vectors: Matrix) -> Matrix:
     """Each row divided by its length (rows of zeros stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, np.maximum(norms, 1e-12), dtype=np.float32)
+    unit: Matrix = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit

@@ -59,7 +59,7 @@ class _Graph:
         value = self._weights[name]
         return self.const(name, value.T if transpose else value)
 
-    def op(self, kind: str, *inputs: str, **attributes: object) -> str:
+    def op(self, kind: str, *inputs: str, **attributes: Any) -> str:
         self._count += 1
         output = f"{kind.lower()}_{self._count}"
         self.nodes.append(helper.make_node(kind, list(inputs), [output], **attributes))

@@ -311,6 +311,8 @@ class EmbeddingsSettings(Section):
     """Texts per embedding call (one onnxruntime run, or one `/embeddings` request)."""
     threads: int = Field(default=0, ge=0, le=64)
     """onnxruntime threads of the local model; 0: the machine's cores."""
+    quantized: bool = False
+    """The local model with int8 weights: 3-4x faster, vectors at cosine 0.98-0.99 of the exact ones."""
 
     @model_validator(mode="after")
     def _remote_complete(self) -> EmbeddingsSettings:

@@ -77,3 +77,15 @@ def test_the_model_loads_and_runs_with_no_network() -> None:
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"(2, {DIMENSIONS})"
+
+
+async def test_the_quantized_model_stays_close_to_the_exact_one(embedder: LocalEmbedder) -> None:
+    """`quantized: true` (int8 weights) is another model id (switching re-embeds) whose vectors point
+    nearly the same way and keep the same neighbours."""
+    quantized = LocalEmbedder(batch_size=4, threads=1, quantized=True)
+    assert quantized.model_id != embedder.model_id
+    exact, approximate = (await embedder.embed(SENTENCES)).vectors, (await quantized.embed(SENTENCES)).vectors
+    assert float((exact * approximate).sum(axis=1).min()) > 0.97
+    similar = (approximate @ approximate.T).argsort(axis=1)[:, -2]
+    assert list(similar) == list((exact @ exact.T).argsort(axis=1)[:, -2])
+    await quantized.close()

@@ -15,7 +15,7 @@ from botline.config import KnowledgeSettings
 from botline.domain.clock import FrozenClock
 from botline.domain.knowledge import Collection, DocumentWrite, IndexState, LabelChanges
 from botline.knowledge.indexer import Indexer
-from botline.knowledge.local_embeddings import LocalEmbedder
+from botline.knowledge.local_embeddings import LocalEmbedder, model_id
 from botline.knowledge.search import KnowledgeSearch, SearchRequest
 from botline.knowledge.semantic import Semantic, SemanticSearch
 from botline.metrics import Metrics
@@ -139,7 +139,7 @@ async def test_changing_the_model_re_embeds_every_document(fake_llm: FakeLLM, tm
         state = await wait_indexed(server, c)
         assert state["indexed"] == len(GARAGE)
         assert (await names(server, [c], SYNONYM_QUESTION))[0] == "tyres"
-        assert await server.app[SERVICES].store.vectors.count(c, LocalEmbedder.model_id) == len(GARAGE)
+        assert await server.app[SERVICES].store.vectors.count(c, model_id(quantized=False)) == len(GARAGE)
 
 
 async def test_vectors_only_embeds_every_document_again(fake_llm: FakeLLM, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ importing the package (whose import prints). The graph is built once, lazily, on
 (knowledge/minilm_graph.py); every batch runs there too, so neither loading nor inference ever holds
 the event loop, and onnxruntime's own threads (`knowledge.embeddings.threads`) do the arithmetic.
 Texts are cut at 256 word pieces, as sentence-transformers does for this model; texts of similar length
-are batched together so padding costs little.
+are batched together so padding costs little. `knowledge.embeddings.quantized` trades exactness for
+speed (int8 weights, minilm_graph.quantize).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class MiniLm:
     tokenizer: Tokenizer
 
     @classmethod
-    def load(cls, archive: Path, *, threads: int) -> MiniLm:
+    def load(cls, archive: Path, *, threads: int, quantized: bool = False) -> MiniLm:
         with zipfile.ZipFile(archive) as files:
             config = json.loads(files.read("config.json"))
             weights = minilm_graph.read_safetensors(files.read("model.safetensors"))
@@ -66,8 +67,10 @@ class MiniLm:
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = onnxruntime.InferenceSession(minilm_graph.build(weights, config), options,
-                                               providers=["CPUExecutionProvider"])
+        model = minilm_graph.build(weights, config)
+        if quantized:
+            model = minilm_graph.quantize(model)
+        session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         return cls(session, tokenizer)
 
     def encode(self, texts: Sequence[str], batch_size: int) -> tuple[Matrix, int]:
@@ -86,20 +89,26 @@ class MiniLm:
         return vectors, tokens
 
 
+def model_id(*, quantized: bool) -> str:
+    """Quantized vectors differ from float32 ones: switching re-embeds (knowledge/reembedding.py)."""
+    return f"local:{MODEL_NAME}{'-int8' if quantized else ''}:{DIMENSIONS}"
+
+
 class LocalEmbedder(Embedder):
-    model_id = f"local:{MODEL_NAME}:{DIMENSIONS}"
     model_name = MODEL_NAME
 
-    def __init__(self, *, batch_size: int, threads: int, archive: Path | None = None) -> None:
+    def __init__(self, *, batch_size: int, threads: int, quantized: bool = False, archive: Path | None = None) -> None:
+        self.model_id = model_id(quantized=quantized)
         self._batch_size = batch_size
         self._threads = threads
+        self._quantized = quantized
         self._archive = archive or archive_path()  # fails at start, not at the first document
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embeddings")
         self._model: MiniLm | None = None
 
     def _encode(self, texts: Sequence[str]) -> tuple[Matrix, int]:
         if self._model is None:
-            self._model = MiniLm.load(self._archive, threads=self._threads)
+            self._model = MiniLm.load(self._archive, threads=self._threads, quantized=self._quantized)
         return self._model.encode(texts, self._batch_size)
 
     async def embed(self, texts: Sequence[str]) -> Embedded:

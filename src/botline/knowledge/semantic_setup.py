@@ -29,7 +29,7 @@ def embedder(settings: KnowledgeSettings, clients: ClientPool) -> Embedder | Non
     if config.provider == "openai":
         return RemoteEmbedder(config, clients)
     try:
-        return LocalEmbedder(batch_size=config.batch_size, threads=config.threads)
+        return LocalEmbedder(batch_size=config.batch_size, threads=config.threads, quantized=config.quantized)
     except EmbeddingError as exc:
         log.warning("semantic search off: %s", exc)
         return None

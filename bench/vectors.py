@@ -1,8 +1,8 @@
 """Semantic search (issue 11): local-model embedding rate, vector search and hybrid query latency, memory.
 
 1. Embedding: the local model (all-MiniLM-L6-v2 on onnxruntime) over EMBED_DOCS synthetic documents of
-   200 and of 60 words (200 words are more than the model's 256 word pieces: cut there), batches of 32,
-   with 1 and with all onnxruntime threads.
+   200 and of 60 English words (200 words are more than the model's 256 word pieces: cut there), batches
+   of 32, every core, float32 (the default) and int8 weights (`quantized: true`).
 2. Vector search over DOCS unit vectors of 384 dimensions (random: the cost of a search does not depend on
    what the vectors mean), written through the Store (`vectors.upsert`, SQLite): the embedded index's
    search (generation check, cached matrix, scoring in a worker thread) side by side with a bare numpy
@@ -41,7 +41,7 @@ from botline.metrics import Metrics
 from botline.store import Store, open_store
 from botline.store.vectors import VectorEntry
 
-EMBED_DOCS = 256
+EMBED_DOCS = 64
 ENGLISH = ["the", "customer", "may", "return", "any", "product", "within", "thirty", "days", "of", "delivery",
            "with", "original", "receipt", "and", "refunds", "are", "paid", "to", "card", "used", "for",
            "purchase", "while", "store", "credit", "never", "expires"]
@@ -74,15 +74,17 @@ def p50(timings: list[float]) -> float:
 
 
 async def embedding_rate(result: Result, rng: random.Random, count: int) -> None:
+    threads = os.cpu_count() or 1
     for length in (200, 60):
         texts = [" ".join(rng.choices(ENGLISH, k=length)) for _ in range(count)]
-        for threads in (1, os.cpu_count() or 1):
-            embedder = LocalEmbedder(batch_size=32, threads=threads)
-            await embedder.embed(texts[:32])  # loads the model, warms the session
+        for quantized in (False, True):
+            embedder = LocalEmbedder(batch_size=32, threads=threads, quantized=quantized)
+            await embedder.embed(texts[:8])  # loads the model, warms the session
             started = time.perf_counter()
             await embedder.embed(texts)
             rate = count / (time.perf_counter() - started)
-            result.embedding_docs_per_second[f"{length} words, {threads} thread(s)"] = round(rate, 1)
+            kind = "int8 weights" if quantized else "float32"
+            result.embedding_docs_per_second[f"{length} words, {kind}, {threads} threads"] = round(rate, 1)
             await embedder.close()
 
 

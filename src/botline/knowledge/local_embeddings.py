@@ -21,13 +21,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime
-from tokenizers import Tokenizer
 
-from botline.knowledge import minilm_graph
 from botline.knowledge.embeddings import Embedded, Embedder, EmbeddingError, Matrix
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from tokenizers import Tokenizer
 
 PACKAGE = "all_minilm_l6_v2"
 ARCHIVE = "model.zip"
@@ -57,6 +59,13 @@ class MiniLm:
 
     @classmethod
     def load(cls, archive: Path, *, threads: int, quantized: bool = False) -> MiniLm:
+        """Imports onnxruntime, onnx and tokenizers here, on the model's thread: a server whose model is
+        not used yet starts without them (they take seconds to import on a loaded machine)."""
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        from botline.knowledge import minilm_graph
+
         with zipfile.ZipFile(archive) as files:
             config = json.loads(files.read("config.json"))
             weights = minilm_graph.read_safetensors(files.read("model.safetensors"))

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import logging
 
-from qdrant_client import AsyncQdrantClient
-
 from botline.config import KnowledgeSettings
 from botline.gateway.llm import ClientPool
 from botline.knowledge.embeddings import Embedder, EmbeddingError
 from botline.knowledge.local_embeddings import LocalEmbedder
-from botline.knowledge.qdrant_vectors import QdrantVectors
 from botline.knowledge.remote_embeddings import RemoteEmbedder
 from botline.knowledge.semantic import Semantic
 from botline.store.base import Store
@@ -38,6 +35,10 @@ def embedder(settings: KnowledgeSettings, clients: ClientPool) -> Embedder | Non
 def vector_index(settings: KnowledgeSettings, store: Store) -> VectorIndex:
     if settings.vector_store == "embedded":
         return store.vectors
+    from qdrant_client import AsyncQdrantClient  # only when configured: it takes a while to import
+
+    from botline.knowledge.qdrant_vectors import QdrantVectors
+
     qdrant = settings.qdrant
     if qdrant.url:
         key = qdrant.api_key.get_secret_value() if qdrant.api_key else None

@@ -139,7 +139,7 @@ def build(weights: Weights, config: Mapping[str, Any]) -> bytes:
 
 def quantize(model: bytes) -> bytes:
     """The model with int8 weights (per output channel) in its dense layers, for `quantized: true`: about
-    3-4 times faster on CPUs with int8 dot products, vectors at cosine 0.98-0.99 of the float32 ones.
+    2-4 times faster on CPUs with int8 dot products, vectors at cosine 0.98-0.99 of the float32 ones.
     The attention products (two activations) stay float32: quantizing them too costs far more accuracy.
     onnxruntime's quantizer works on files, so it runs in a temporary folder."""
     from onnxruntime.quantization import QuantType, quantize_dynamic

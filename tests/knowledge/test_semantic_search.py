@@ -193,3 +193,16 @@ async def test_query_embeddings_of_a_turn_count_on_the_gateway(fake_llm: FakeLLM
         status, stats = await server.call("GET", f"/api/v1/ai-gateways/{gateway_id}/stats")
         assert status == 200 and stats["requests"] == 2  # the turn and its query embedding
         assert stats["inputTokens"] >= len(["When", "does", "the", "shop", "open"])
+
+
+async def test_the_qdrant_index_serves_the_same_queries(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """`vector_store: qdrant` (qdrant-client's local mode here) behind /api/v1/query, deletes included."""
+    fake_llm.synonyms = {"automobile": "car", "wheel": "tyre", "replacement": "change"}
+    knowledge = {**fake_embeddings(fake_llm, dimensions=64), "vector_store": "qdrant", "qdrant": {"path": ":memory:"}}
+    async with running_server(make_settings(f"sqlite:///{tmp_path / 'botline.db'}", knowledge=knowledge)) as server:
+        c = await garage(server)
+        [tyres] = await query(server, [c], SYNONYM_QUESTION, top=1)
+        assert tyres["documentName"] == "tyres"
+        status, _ = await server.call("DELETE", f"/api/v1/collections/{c}/documents/{tyres['documentId']}")
+        assert status == 200
+        assert "tyres" not in await names(server, [c], SYNONYM_QUESTION)

@@ -327,7 +327,7 @@ class QdrantSettings(Section):
     """A Qdrant server (http://host:6333); unset with vector_store qdrant: qdrant-client's local mode in `path`."""
     api_key: SecretStr | None = None
     path: str = "./data/qdrant"
-    """qdrant-client's embedded (local) mode: one process only, for trying Qdrant out."""
+    """qdrant-client's embedded (local) mode: one process only, for trying Qdrant out (":memory:": nothing kept)."""
     prefix: str = "botline"
     """Qdrant collection names start with it (several botline installations can share a server)."""
 

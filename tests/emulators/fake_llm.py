@@ -21,6 +21,7 @@ import itertools
 import re
 import secrets
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -201,7 +202,8 @@ class FakeLLM(Served):
     """A fake OpenAI-compatible server; use ``async with FakeLLM() as fake:``.
 
     Endpoints under ``/v1``: ``POST /chat/completions``, ``GET /models``, ``POST /moderations``
-    (scripted category scores), ``POST /audio/transcriptions`` and ``POST /audio/speech`` (real, silent audio files of
+    (scripted category scores), ``POST /embeddings`` (bag-of-words vectors),
+    ``POST /audio/transcriptions`` and ``POST /audio/speech`` (real, silent audio files of
     :attr:`speech_seconds`: MP3, Ogg/Opus or WAV per ``response_format``; see ``audio.py``).
     """
 
@@ -236,6 +238,12 @@ class FakeLLM(Served):
         """Length of the audio /audio/speech answers with."""
         self._speech_script: deque[Reply] = deque()
         self._moderation_script: deque[dict[str, float]] = deque()
+        self.embedding_dimensions = 16
+        """Length of /embeddings vectors when the request asks for none."""
+        self.synonyms: dict[str, str] = {}
+        """Words /embeddings reads as another (lower case): {"automobile": "car"} puts both on one axis."""
+        self.embeddings_status: int | None = None
+        """When set, /embeddings answers with this HTTP status and an error body."""
         self.base_url = ""
         """``http://<host>:<port>/v1`` once started."""
         self._host = host
@@ -270,6 +278,7 @@ class FakeLLM(Served):
         app.router.add_post("/v1/audio/transcriptions", self._transcription)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/moderations", self._moderation)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         # handler_cancellation: a client disconnect cancels its handler, which is
         # how disconnects during a delay are noticed (aiohttp's default is off).
         self._runner = web.AppRunner(
@@ -485,6 +494,38 @@ class FakeLLM(Served):
         return web.Response(body=orjson.dumps({
             "id": f"modr-{self._id_prefix}{next(self._ids)}", "model": body.get("model", "omni-moderation-latest"),
             "results": [result],
+        }), content_type=_JSON)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's POST /embeddings: a bag of words per input, each word (after :attr:`synonyms`) on the
+        axis its CRC-32 picks, so texts sharing words (or synonyms) point the same way; not normalised."""
+        try:
+            parsed = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            parsed = None
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        self._record(request, body)
+        if (unauthorized := self._unauthorized(request)) is not None:
+            return unauthorized
+        if self.embeddings_status is not None:
+            return _error_response(self.embeddings_status, "embeddings unavailable", "server_error", None)
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return _error_response(400, "Missing required parameter: 'input'.", "invalid_request_error",
+                                   "missing_required_parameter", "input")
+        size = int(body.get("dimensions") or self.embedding_dimensions)
+        data, words_read = [], 0
+        for index, text in enumerate(texts):
+            vector = [0.0] * size
+            words = re.findall(r"\w+", text.lower())
+            words_read += len(words)
+            for word in words:
+                vector[zlib.crc32(self.synonyms.get(word, word).encode()) % size] += 1.0
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        return web.Response(body=orjson.dumps({
+            "object": "list", "data": data, "model": body.get("model", "fake-embedding"),
+            "usage": {"prompt_tokens": words_read, "total_tokens": words_read},
         }), content_type=_JSON)
 
     async def _delay_or_fail(self, request: web.Request, reply: Reply) -> web.Response | None:

@@ -58,6 +58,9 @@ def make_settings(storage_url: str, **sections: Any) -> Settings:
         "llm": {"max_retries": 0},
         "logging": {"level": "INFO"},
         "security": {"egress": {"allow": list(LOOPBACK_ALLOWED)}},
+        # Lexical only unless a test turns embeddings on (tests/knowledge/test_semantic_*): loading the local
+        # model costs each server a second, and the lexical suites assert lexical rankings.
+        "knowledge": {"embeddings": {"provider": "off"}},
     }
     for name, values in sections.items():
         if isinstance(values, dict):

@@ -95,6 +95,7 @@ async def view_collection(request: web.Request) -> web.Response:
 async def delete_collection(request: web.Request) -> web.Response:
     if not await services(request).store.collections.delete(principal(request).account.id, request.match_info["id"]):
         raise not_found("Collection")
+    await services(request).knowledge.forget(request.match_info["id"])
     return message_response("Collection deleted successfully.")
 
 
@@ -103,11 +104,12 @@ async def delete_collection(request: web.Request) -> web.Response:
 async def reset_collection(request: web.Request) -> web.Response:
     collection = await _collection(request)
     removed = await services(request).store.documents.clear(collection.account_id, collection.id)
+    await services(request).knowledge.forget(collection.id)
     return json_response({"message": "Collection cleaned successfully.", "removed": removed})
 
 
 @routes.delete("/api/v1/collections/{id}/vectors-only")
-@documented("Queue every document of a collection to be indexed again (they stay searchable meanwhile).")
+@documented("Queue every document of a collection to be indexed and embedded again (they stay searchable meanwhile).")
 async def reindex_collection(request: web.Request) -> web.Response:
     collection = await _collection(request)
     svc = services(request)

@@ -209,4 +209,5 @@ async def delete_document(request: web.Request) -> web.Response:
         principal(request).account.id, request.match_info["id"], request.match_info["document_id"])
     if not deleted:
         raise not_found("Document")
+    await services(request).knowledge.forget(request.match_info["id"], [request.match_info["document_id"]])
     return message_response("Document removed.")

@@ -2,9 +2,14 @@
 
 A write publishes `KNOWLEDGE_QUEUED` on the signal bus, which wakes the indexer on every replica;
 each claims a batch (the Store gives each document to one of them), analyses the texts off the event
-loop, and writes the terms back. It also looks every `index_poll_seconds`, which picks up what a
-replica that died left behind once its lease ended, and documents whose retry is due. A failure is
-retried with backoff up to `index_max_attempts`, then the document is Cancelled with the reason.
+loop, embeds them when embeddings are on (knowledge/embeddings.py) and writes their vectors to the
+vector index, then writes the terms back: a document is Indexed once both are written. It also looks
+every `index_poll_seconds`, which picks up what a replica that died left behind once its lease ended,
+and documents whose retry is due. A failure is
+retried with backoff up to `index_max_attempts`, then the document is Cancelled with the reason (an
+embedding provider that fails fails the batch's documents that way; the vector index unreachable pauses
+the indexer like the Store). At start, collections whose vectors the configured model did not make are
+queued again (knowledge/reembedding.py).
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ from botline.config import KnowledgeSettings
 from botline.domain.clock import Clock
 from botline.domain.knowledge import IndexedText, KnowledgeDocument
 from botline.knowledge.analysis import terms
+from botline.knowledge.embeddings import EmbeddingError
+from botline.knowledge.reembedding import requeue_stale
+from botline.knowledge.semantic import Semantic
 from botline.metrics import Metrics
 from botline.store.base import Store, StoreError
+from botline.store.vectors import VectorEntry
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +55,10 @@ def _analyse(documents: Sequence[KnowledgeDocument]) -> list[list[str] | BaseExc
 
 
 class Indexer:
-    def __init__(self, store: Store, clock: Clock, settings: KnowledgeSettings, metrics: Metrics) -> None:
+    def __init__(self, store: Store, clock: Clock, settings: KnowledgeSettings, metrics: Metrics, *,
+                 semantic: Semantic | None = None) -> None:
         self._store = store
+        self._semantic = semantic
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
@@ -56,6 +67,8 @@ class Indexer:
 
     async def start(self) -> None:
         await self._store.signals.subscribe(KNOWLEDGE_QUEUED, self._on_signal)
+        if self._semantic is not None:  # before the first claim: a restarted replica shows them Queued at once
+            await self._requeue_stale(self._semantic)
         self._task = asyncio.create_task(self._run(), name="knowledge-indexer")
 
     async def queued(self) -> None:
@@ -65,6 +78,12 @@ class Indexer:
             await self._store.signals.publish(KNOWLEDGE_QUEUED, "")
         except StoreError as exc:
             log.warning("could not wake the other replicas' indexers (%s); they look on their own", exc)
+
+    async def _requeue_stale(self, semantic: Semantic) -> None:
+        try:
+            await requeue_stale(self._store, semantic, self._clock)
+        except StoreError as exc:
+            log.warning("could not look for collections to re-embed (%s); DELETE .../vectors-only does it", exc)
 
     async def _on_signal(self, payload: str) -> None:
         self._wake.set()
@@ -99,14 +118,30 @@ class Indexer:
             return 0
         results = await asyncio.to_thread(_analyse, batch)
         read: list[IndexedText] = []
+        analysed: list[KnowledgeDocument] = []
         for document, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 await self._failed(document, f"{type(result).__name__}: {result}")
             else:
                 read.append(IndexedText(document.id, document.version, result))
+                analysed.append(document)
+        if self._semantic is not None and analysed:
+            try:
+                await self._embed(self._semantic, analysed)
+            except EmbeddingError as exc:
+                for document in analysed:
+                    await self._failed(document, f"embedding: {exc}")
+                return len(batch)
         written = await self._store.documents.complete(read, now=self._clock.now())
         self._metrics.documents_indexed("indexed").inc(len(written))
         return len(batch)
+
+    async def _embed(self, semantic: Semantic, documents: Sequence[KnowledgeDocument]) -> None:
+        embedded = await semantic.embedder.embed([d.contents for d in documents])
+        await semantic.index.upsert(semantic.embedder.model_id, [
+            VectorEntry(d.account_id, d.collection_id, d.id, d.version, vector)
+            for d, vector in zip(documents, embedded.vectors, strict=True)
+        ])
 
     async def _failed(self, document: KnowledgeDocument, reason: str) -> None:
         attempt = await self._store.documents.attempts(document.id)

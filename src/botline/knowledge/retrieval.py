@@ -21,6 +21,7 @@ from botline.gateway.tools import Tool
 from botline.knowledge import tools
 from botline.knowledge.context import render
 from botline.knowledge.search import KnowledgeSearch, Reranker, SearchRequest
+from botline.knowledge.semantic import UsageScope
 from botline.knowledge.strategies import QueryWriter, text_of
 from botline.store.base import Store, StoreError
 
@@ -62,7 +63,7 @@ class RetrievalStage:
     async def prepare(self, gateway: Gateway, caller: Caller, messages: Sequence[ChatMessage]) -> Preparation:
         params = gateway.parameters
         offered: list[Tool] = [
-            await tools.query_collection_tool(f, gateway.account_id, self._store, self._search)
+            await tools.query_collection_tool(f, gateway.account_id, self._store, self._search, gateway_id=gateway.id)
             for f in params.protocol_functions if tools.handles(f.callback_url)
         ]
         if not params.knowledge_collections:
@@ -75,6 +76,7 @@ class RetrievalStage:
             top=max(1, min(tools.TOP_MAX, params.knowledge_base_maximum_results)),
             min_score=params.knowledge_base_minimum_score, reranker=_reranker(params.reranker_name),
             references=params.knowledge_use_references, metadata=params.knowledge_use_meta_descriptions,
+            gateway_id=gateway.id,
         )
         if not collections:
             return Preparation(tools=offered)
@@ -90,6 +92,7 @@ class RetrievalStage:
             results = await self._search.search(SearchRequest(
                 account_id=gateway.account_id, collection_ids=settings.collection_ids, terms=queries, top=settings.top,
                 min_score=settings.min_score, reranker=settings.reranker, include_references=settings.references,
+                usage=UsageScope(gateway.id, caller.session_id),
             )) if queries else []
         except StoreError as exc:  # the turn goes on without documents rather than failing
             log.warning("knowledge not searched: %s", exc)

@@ -13,6 +13,7 @@ from botline.gateway.caller import Caller
 from botline.gateway.tools import Tool, ToolFailure, ToolSpec, function_spec
 from botline.knowledge.context import render
 from botline.knowledge.search import KnowledgeSearch, Reranker, SearchRequest
+from botline.knowledge.semantic import UsageScope
 from botline.store.base import Store
 
 QUERY_MAX = 500
@@ -41,6 +42,8 @@ class SearchSettings:
     reranker: Reranker = Reranker.SMART
     references: bool = False
     metadata: bool = False
+    gateway_id: str | None = None
+    """The gateway whose tool this is: its searches' query embeddings are recorded in its usage."""
 
 
 def _query(arguments: dict[str, Any]) -> str:
@@ -67,6 +70,7 @@ class CollectionsSearchTool(Tool):
         results = await self._search.search(SearchRequest(
             account_id=caller.account_id, collection_ids=s.collection_ids, terms=[_query(arguments)], top=s.top,
             min_score=s.min_score, reranker=s.reranker, include_references=s.references,
+            usage=None if s.gateway_id is None else UsageScope(s.gateway_id, caller.session_id),
         ))
         return render(results, use_metadata=s.metadata)
 
@@ -76,7 +80,8 @@ def handles(callback_url: str) -> bool:
 
 
 async def query_collection_tool(
-    function: ProtocolFunction, account_id: str, store: Store, search: KnowledgeSearch,
+    function: ProtocolFunction, account_id: str, store: Store, search: KnowledgeSearch, *,
+    gateway_id: str | None = None,
 ) -> Tool:
     """`aivax://query-collection?collection-id=...&top=...&min=...&refs` as a `{query}` tool; a collection
     that is not the account's (or a malformed URL) makes a tool that says so, instead of failing the turn."""
@@ -89,7 +94,8 @@ async def query_collection_tool(
         return UnavailableTool(function, "its callbackUrl has a top or min that is not a number")
     if not collection_id or await store.collections.get(account_id, collection_id) is None:
         return UnavailableTool(function, "its collection does not exist")
-    settings = SearchSettings(collection_ids=[collection_id], top=top, min_score=min_score, references="refs" in params)
+    settings = SearchSettings(collection_ids=[collection_id], top=top, min_score=min_score, references="refs" in params,
+                              gateway_id=gateway_id)
     return CollectionsSearchTool(function.name, function.description, search, settings)
 
 

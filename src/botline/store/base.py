@@ -39,6 +39,7 @@ from botline.store.changes import (
 )
 from botline.store.knowledge import CollectionRepository, DocumentRepository
 from botline.store.media import BlobRepository, MediaRepository
+from botline.store.vectors import VectorIndex
 
 if TYPE_CHECKING:  # signals.py raises StoreError from this module
     from botline.store.signals import SignalBus
@@ -604,6 +605,8 @@ class Store(ReportsErrors, ABC):
     """Files of a session's answers, deleted with the session (store/media.py)."""
     blobs: BlobRepository
     """Blobs shared by key for a while: the audio cache (store/media.py)."""
+    vectors: VectorIndex
+    """The embedded vector index of knowledge documents (store/vectors.py)."""
     signals: SignalBus
     """Messages to every process sharing this store (in-process for SQLite, pub/sub for Redis)."""
 

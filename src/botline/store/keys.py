@@ -83,6 +83,8 @@ Layout (P is the prefix, "botline" by default):
     P:account:{account}:skill_slug:{slug}         string  skill id (unique per account)
     P:account:{account}:skills                    zset    the account's skill ids by created_at (µs)
     P:signal:{topic}                              channel pub/sub signals between replicas (no key is stored)
+    P:kb_vector_set:{c}                           hash    account, model, generation of the collection's vectors
+    P:kb_vectors:{c}                              hash    document id -> "{version}:{base64 float32 vector}"
 
 Ids are UUIDs and slugs are [a-z0-9-], so ":" inside a key part cannot collide; the free-form
 parts (a session tag, a model name, a dedupe key, a chat id, a lock name, an external user id) are
@@ -425,3 +427,9 @@ class RedisKeys:
     def signal_topic(self, channel: str) -> str:
         """The topic of a channel named by `signal`."""
         return channel.removeprefix(self.signal(""))
+
+    def kb_vector_set(self, collection_id: str) -> str:
+        return self._key("kb_vector_set", collection_id)
+
+    def kb_vectors(self, collection_id: str) -> str:
+        return self._key("kb_vectors", collection_id)

@@ -45,6 +45,7 @@ from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
 from botline.store.redis_skills import RedisSkills
+from botline.store.redis_vectors import RedisVectors
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
 LEX_MIN, LEX_MAX = "-", "+"
@@ -295,6 +296,7 @@ class RedisStore(Store):
         self.skills = RedisSkills(client, keys)
         self.media = RedisMedia(client, keys)
         self.blobs = RedisBlobs(client, keys)
+        self.vectors = RedisVectors(client, keys)
         self.signals = RedisSignals(client, keys)
 
     @classmethod

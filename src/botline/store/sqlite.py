@@ -37,6 +37,7 @@ from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections,
 from botline.store.sqlite_media import SqliteBlobs, SqliteMedia
 from botline.store.sqlite_memories import SqliteMemories
 from botline.store.sqlite_skills import SqliteSkills
+from botline.store.sqlite_vectors import SqliteVectors
 
 
 @reachable_methods
@@ -260,6 +261,7 @@ class SqliteStore(Store):
         self.skills = SqliteSkills(db)
         self.media = SqliteMedia(db)
         self.blobs = SqliteBlobs(db)
+        self.vectors = SqliteVectors(db)
         self.signals = LocalSignals()  # one process per SQLite file (decision 12)
         self._closed = False
 

@@ -1,0 +1,226 @@
+"""Semantic search (issue 11): local-model embedding rate, vector search and hybrid query latency, memory.
+
+1. Embedding: the local model (all-MiniLM-L6-v2 on onnxruntime) over EMBED_DOCS synthetic documents of
+   200 and of 60 English words (200 words are more than the model's 256 word pieces: cut there), batches
+   of 32, every core, float32 (the default) and int8 weights (`quantized: true`).
+2. Vector search over DOCS unit vectors of 384 dimensions (random: the cost of a search does not depend on
+   what the vectors mean), written through the Store (`vectors.upsert`, SQLite): the embedded index's
+   search (generation check, cached matrix, scoring in a worker thread) side by side with a bare numpy
+   brute force over the same matrix, and with qdrant-client's local mode (`--qdrant`, in-memory; slow to
+   fill). RSS is read before and after the matrix is built.
+3. Hybrid: DOCS documents of 200 words indexed lexically by botline's Indexer, their vectors written as in
+   2, then QUERIES searches through `KnowledgeSearch.search` with the local model embedding each query
+   (as /api/v1/query runs them, minus HTTP), lexical-only searches of the same queries beside them.
+
+    .venv/bin/python -m bench.vectors [--docs 100000] [--queries 200] [--qdrant]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.knowledge import text, vocabulary
+from botline.config import KnowledgeSettings
+from botline.domain.clock import SystemClock
+from botline.domain.knowledge import BrowseQuery, Collection, DocumentOrder, DocumentWrite, LabelChanges
+from botline.knowledge.indexer import Indexer
+from botline.knowledge.local_embeddings import DIMENSIONS, LocalEmbedder
+from botline.knowledge.search import KnowledgeSearch, SearchRequest
+from botline.knowledge.semantic import Semantic, SemanticSearch
+from botline.metrics import Metrics
+from botline.store import Store, open_store
+from botline.store.vectors import VectorEntry
+
+EMBED_DOCS = 64
+ENGLISH = ["the", "customer", "may", "return", "any", "product", "within", "thirty", "days", "of", "delivery",
+           "with", "original", "receipt", "and", "refunds", "are", "paid", "to", "card", "used", "for",
+           "purchase", "while", "store", "credit", "never", "expires"]
+"""Words of the embedding documents (real English words: about one word piece each)."""
+BATCH = 1_000
+ACCOUNT = "bench"
+
+
+@dataclass
+class Result:
+    documents: int
+    embedding_docs_per_second: dict[str, float] = field(default_factory=dict)
+    vector_search_p50_ms: dict[str, float] = field(default_factory=dict)
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    hybrid_p50_ms: float = 0.0
+    hybrid_p95_ms: float = 0.0
+    lexical_p50_ms: float = 0.0
+    query_embedding_p50_ms: float = 0.0
+    seconds: float = 0.0
+
+
+def rss_mb() -> float:
+    """The process's resident set now (not the peak): /proc/self/statm."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def p50(timings: list[float]) -> float:
+    return round(statistics.median(timings), 2)
+
+
+async def embedding_rate(result: Result, rng: random.Random, count: int) -> None:
+    threads = os.cpu_count() or 1
+    for length in (200, 60):
+        texts = [" ".join(rng.choices(ENGLISH, k=length)) for _ in range(count)]
+        for quantized in (False, True):
+            embedder = LocalEmbedder(batch_size=32, threads=threads, quantized=quantized)
+            await embedder.embed(texts[:8])  # loads the model, warms the session
+            started = time.perf_counter()
+            await embedder.embed(texts)
+            rate = count / (time.perf_counter() - started)
+            kind = "int8 weights" if quantized else "float32"
+            result.embedding_docs_per_second[f"{length} words, {kind}, {threads} threads"] = round(rate, 1)
+            await embedder.close()
+
+
+def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    vectors = rng.standard_normal((n, DIMENSIONS), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+async def write_vectors(store: Store, collection_id: str, ids: list[str], matrix: np.ndarray, model_id: str) -> None:
+    for start in range(0, len(ids), BATCH):
+        await store.vectors.upsert(model_id, [
+            VectorEntry(ACCOUNT, collection_id, ids[i], 1, matrix[i])
+            for i in range(start, min(len(ids), start + BATCH))
+        ])
+
+
+async def vector_search(result: Result, store: Store, collection_id: str, matrix: np.ndarray, model_id: str,
+                        queries: np.ndarray, with_qdrant: bool) -> None:
+    result.rss_mb["before matrix"] = round(rss_mb())
+    await store.vectors.search([collection_id], queries[0], model_id, top=32)  # builds the cached matrix
+    result.rss_mb["after matrix"] = round(rss_mb())
+    timings = []
+    for q in queries:
+        begin = time.perf_counter()
+        await store.vectors.search([collection_id], q, model_id, top=32)
+        timings.append((time.perf_counter() - begin) * 1000)
+    result.vector_search_p50_ms["embedded index (Store + cached matrix)"] = p50(timings)
+    timings = []
+    for q in queries:
+        begin = time.perf_counter()
+        cosines = matrix @ q
+        np.argpartition(-cosines, 31)[:32]
+        timings.append((time.perf_counter() - begin) * 1000)
+    result.vector_search_p50_ms["numpy brute force (bare matrix)"] = p50(timings)
+    if with_qdrant:
+        from qdrant_client import AsyncQdrantClient
+
+        from botline.knowledge.qdrant_vectors import QdrantVectors
+        qdrant = QdrantVectors(AsyncQdrantClient(location=":memory:"), "bench")
+        ids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(matrix.shape[0])]
+        for start in range(0, len(ids), BATCH):
+            await qdrant.upsert(model_id, [VectorEntry(ACCOUNT, collection_id, ids[i], 1, matrix[i])
+                                           for i in range(start, min(len(ids), start + BATCH))])
+        timings = []
+        for q in queries[:50]:
+            begin = time.perf_counter()
+            await qdrant.search([collection_id], q, model_id, top=32)
+            timings.append((time.perf_counter() - begin) * 1000)
+        result.vector_search_p50_ms["qdrant-client local mode (in memory)"] = p50(timings)
+        await qdrant.close()
+
+
+async def run(documents: int, queries: int, *, with_qdrant: bool, embed_docs: int = EMBED_DOCS) -> Result:
+    began = time.perf_counter()
+    rng = random.Random(11)
+    words = vocabulary(rng)
+    weights = [1 / (rank + 1) for rank in range(len(words))]
+    result = Result(documents=documents)
+    result.rss_mb["start"] = round(rss_mb())
+    await embedding_rate(result, rng, embed_docs)
+    numbers = np.random.default_rng(11)
+    embedder = LocalEmbedder(batch_size=32, threads=0)
+    with tempfile.TemporaryDirectory() as folder:
+        async with await open_store(f"sqlite:///{folder}/bench.db") as store:
+            collection = Collection(account_id=ACCOUNT, name="bench")
+            await store.collections.create(collection)
+            indexer = Indexer(store, SystemClock(), KnowledgeSettings(index_batch=BATCH), Metrics())
+            for start in range(0, documents, BATCH):
+                writes = [DocumentWrite(name=f"d{i}", contents=text(rng, words, weights, 200))
+                          for i in range(start, min(documents, start + BATCH))]
+                await store.documents.write(ACCOUNT, collection.id, writes, now=SystemClock().now(),
+                                            labels=LabelChanges.SKIP)
+                while await indexer.run_once():
+                    pass
+            ids = await _ids(store, collection.id)
+            matrix = unit_vectors(numbers, len(ids))
+            await write_vectors(store, collection.id, ids, matrix, embedder.model_id)
+            await vector_search(result, store, collection.id, matrix, embedder.model_id,
+                                unit_vectors(numbers, queries), with_qdrant)
+            semantic = SemanticSearch(store, Semantic(embedder, store.vectors))
+            hybrid, lexical = KnowledgeSearch(store, semantic), KnowledgeSearch(store)
+            phrases = [text(rng, words, weights, rng.randint(3, 6)) for _ in range(queries)]
+            await hybrid.search(SearchRequest(account_id=ACCOUNT, collection_ids=[collection.id], terms=[phrases[0]]))
+            timings: dict[str, list[float]] = {"hybrid": [], "lexical": [], "embed": []}
+            for phrase in phrases:
+                request = SearchRequest(account_id=ACCOUNT, collection_ids=[collection.id], terms=[phrase],
+                                        min_score=0.0)
+                for name, search in (("hybrid", hybrid), ("lexical", lexical)):
+                    begin = time.perf_counter()
+                    await search.search(request)
+                    timings[name].append((time.perf_counter() - begin) * 1000)
+                begin = time.perf_counter()
+                await embedder.embed([phrase])
+                timings["embed"].append((time.perf_counter() - begin) * 1000)
+            result.hybrid_p50_ms = p50(timings["hybrid"])
+            result.hybrid_p95_ms = round(sorted(timings["hybrid"])[int(len(timings["hybrid"]) * 0.95)], 2)
+            result.lexical_p50_ms = p50(timings["lexical"])
+            result.query_embedding_p50_ms = p50(timings["embed"])
+    await embedder.close()
+    result.rss_mb["peak"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result.seconds = round(time.perf_counter() - began, 1)
+    return result
+
+
+async def _ids(store: Store, collection_id: str) -> list[str]:
+    found: list[str] = []
+    while True:
+        page = await store.documents.browse(ACCOUNT, collection_id, BrowseQuery(
+            order=DocumentOrder.CREATED_ASC, offset=len(found), limit=10_000))
+        found += [d.id for d in page]
+        if len(page) < 10_000:
+            return found
+
+
+def table(result: Result) -> str:
+    lines = [f"Semantic search, {result.documents:,} documents x {DIMENSIONS} dimensions (SQLite store)", "",
+             "| measure | value |", "| --- | --- |"]
+    lines += [f"| local embedding, {k} | {v} docs/s |" for k, v in result.embedding_docs_per_second.items()]
+    lines += [f"| vector search p50, {k} | {v} ms |" for k, v in result.vector_search_p50_ms.items()]
+    hybrid = f"{result.hybrid_p50_ms} / {result.hybrid_p95_ms} ms"
+    lines += [f"| hybrid query p50 / p95 (query embedding included) | {hybrid} |",
+              f"| of which query embedding p50 | {result.query_embedding_p50_ms} ms |",
+              f"| lexical query p50 (same queries) | {result.lexical_p50_ms} ms |"]
+    lines += [f"| RSS {k} | {v} MB |" for k, v in result.rss_mb.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--embed-docs", type=int, default=EMBED_DOCS)
+    parser.add_argument("--qdrant", action="store_true")
+    args = parser.parse_args()
+    print(table(asyncio.run(run(args.docs, args.queries, with_qdrant=args.qdrant, embed_docs=args.embed_docs))))
+
+
+if __name__ == "__main__":
+    main()

@@ -114,6 +114,9 @@ class Reply:
     """Answer only once this is set (after ``delay``): a test decides when, without sleeping."""
     chunk_delay: float = 0.0
     """Seconds between stream chunks."""
+    end_delay: float = 0.0
+    """Seconds between ``data: [DONE]`` and the end of the streamed body (the last chunk of the
+    chunked encoding then comes in a read of its own, as it can from a real server)."""
     drop_connection: bool = False
     """Reset the TCP connection instead of answering."""
     prompt_tokens: int | None = None
@@ -134,6 +137,8 @@ class RecordedRequest:
     body: dict[str, Any]
     """The parsed JSON object ({} if the body was not one); for multipart uploads the
     form fields, with each file described as ``{"filename", "content_type", "size"}``."""
+    peer_port: int | None = None
+    """The client's TCP port: the same on two requests when the client kept its connection."""
 
 
 def _tokens(chars: int) -> int:
@@ -308,7 +313,9 @@ class FakeLLM(Served):
         await self._changes.wait_until(lambda: self.cancelled >= n, timeout)
 
     def _record(self, request: web.Request, body: dict[str, Any]) -> None:
-        self.requests.append(RecordedRequest(path=request.path, headers=request.headers, body=body))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.requests.append(RecordedRequest(path=request.path, headers=request.headers, body=body,
+                                             peer_port=peer[1] if peer else None))
         self._changes.notify()
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
@@ -591,6 +598,8 @@ class FakeLLM(Served):
                     await response.write(data)
             else:
                 await response.write(b"".join(events))
+            if reply.end_delay > 0:
+                await asyncio.sleep(reply.end_delay)
             await response.write_eof()
         except ConnectionResetError:
             # The peer vanished between two writes, before aiohttp cancelled this handler.

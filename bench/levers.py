@@ -61,7 +61,10 @@ def count_db() -> None:
 
         setattr(cls, name, counted)
 
-    wrap(aiosqlite.Connection, "_execute", "sqlite job")
+    from botline.store import sqlite_base
+    wrap(sqlite_base._Batcher, "run", "sqlite job")
+    wrap(sqlite_base._Batcher, "_send", "sqlite hop")
+    wrap(aiosqlite.Connection, "_execute", "sqlite job outside the batches")
     wrap(aiosqlite.Connection, "execute", "sqlite execute")
     wrap(aiosqlite.Connection, "execute_fetchall", "sqlite execute")
     wrap(aiosqlite.Connection, "commit", "sqlite commit")

@@ -1,8 +1,9 @@
 """Store round trips per web-chat prompt: a small counting harness (not part of `make bench`).
 
 Runs botline in this process on SQLite with the fake LLM, opens one chat session, then sends prompts and
-counts, per prompt: aiosqlite jobs (each a hop to its thread and back: what costs), the SQL statements
-SQLite ran (its trace callback, BEGIN and COMMIT included), and the commits. Usage:
+counts, per prompt: the Store's jobs on aiosqlite's thread, the hops there and back that carried them
+(what costs: one prompt at a time, each job is its own hop; under load a hop carries a batch), the
+SQL statements SQLite ran (its trace callback, BEGIN and COMMIT included), and the commits. Usage:
 
     PYTHONPATH=src .venv/bin/python -m bench.store_trips [--prompts 50] [--stream]
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from botline.store import sqlite_base
 from tests.emulators.fake_llm import FakeLLM
 from tests.support.server import make_settings, running_server
 from tests.support.webchat import create_client, open_session, prompt, public
@@ -37,11 +39,24 @@ def _count_statements() -> None:
     sqlite3.connect = traced  # type: ignore[assignment]
     execute = aiosqlite.Connection._execute
 
-    def job(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def direct(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["hops"] += 1
         counts["jobs"] += 1
         return execute(self, fn, *args, **kwargs)
 
-    aiosqlite.Connection._execute = job  # type: ignore[method-assign]
+    aiosqlite.Connection._execute = direct  # type: ignore[method-assign]
+    run, send = sqlite_base._Batcher.run, sqlite_base._Batcher._send
+
+    def job(self: sqlite_base._Batcher, work: Any) -> Any:
+        counts["jobs"] += 1
+        return run(self, work)
+
+    def hop(self: sqlite_base._Batcher) -> None:
+        counts["hops"] += 1
+        send(self)
+
+    sqlite_base._Batcher.run = job  # type: ignore[method-assign]
+    sqlite_base._Batcher._send = hop  # type: ignore[method-assign]
 
 
 async def measure(prompts: int, stream: bool) -> dict[str, float]:

@@ -119,6 +119,9 @@ class Reply:
     """Seconds between stream chunks (for /audio/speech: the audio is then sent in parts, chunked)."""
     rest_hold: asyncio.Event | None = None
     """/audio/speech: the first part of the audio goes at once, the rest only once this is set."""
+    end_delay: float = 0.0
+    """Seconds between ``data: [DONE]`` and the end of the streamed body (the last chunk of the
+    chunked encoding then comes in a read of its own, as it can from a real server)."""
     drop_connection: bool = False
     """Reset the TCP connection instead of answering."""
     prompt_tokens: int | None = None
@@ -139,6 +142,8 @@ class RecordedRequest:
     body: dict[str, Any]
     """The parsed JSON object ({} if the body was not one); for multipart uploads the
     form fields, with each file described as ``{"filename", "content_type", "size"}``."""
+    peer_port: int | None = None
+    """The client's TCP port: the same on two requests when the client kept its connection."""
 
 
 def _tokens(chars: int) -> int:
@@ -324,7 +329,9 @@ class FakeLLM(Served):
         await self._changes.wait_until(lambda: self.cancelled >= n, timeout)
 
     def _record(self, request: web.Request, body: dict[str, Any]) -> None:
-        self.requests.append(RecordedRequest(path=request.path, headers=request.headers, body=body))
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.requests.append(RecordedRequest(path=request.path, headers=request.headers, body=body,
+                                             peer_port=peer[1] if peer else None))
         self._changes.notify()
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
@@ -658,6 +665,8 @@ class FakeLLM(Served):
                     await response.write(data)
             else:
                 await response.write(b"".join(events))
+            if reply.end_delay > 0:
+                await asyncio.sleep(reply.end_delay)
             await response.write_eof()
         except ConnectionResetError:
             # The peer vanished between two writes, before aiohttp cancelled this handler.

@@ -93,6 +93,19 @@ class TestAnswers:
         assert answer.first_delta_at is not None
         assert fake_llm.requests[-1].body["stream_options"] == {"include_usage": True}
 
+    async def test_consecutive_streams_share_one_connection(self, make: Make, fake_llm: FakeLLM) -> None:
+        """The end of a streamed body may come in a read after `data: [DONE]`: it is read, so the next
+        call reuses the connection instead of opening one per call (the lean client's pooling; the SDK's
+        transport has its own)."""
+        client = make()
+        if not isinstance(client, LeanModelClient):
+            pytest.skip("the SDK client's connections are its transport's")
+        for text in ("first", "second", "third"):
+            fake_llm.script(Reply(text=text, end_delay=0.05))
+            assert (await client.stream(ask(), Sink())).content == text
+        ports = {request.peer_port for request in fake_llm.requests[-3:]}
+        assert len(ports) == 1 and None not in ports
+
     @pytest.mark.parametrize("streamed", [False, True])
     async def test_typed_thinking_is_kept_by_kind(self, make: Make, fake_llm: FakeLLM, streamed: bool) -> None:
         entries = [{"type": "reasoning.summary", "summary": "Short."}, {"type": "reasoning.text", "text": "Long."},

@@ -1,10 +1,14 @@
-"""What only the SQLite backend does: a file that survives reopening, migrated once."""
+"""What only the SQLite backend does: a file that survives reopening, migrated once; writes batched."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from botline.domain.accounts import Account
+from botline.domain.conversations import Message, Role, Session
+from botline.store.base import ConflictError, SessionChange
 from botline.store.sqlite import SqliteStore
 
 
@@ -17,3 +21,31 @@ async def test_reopening_the_same_file_keeps_data_and_does_not_remigrate(tmp_pat
         async with await SqliteStore.open(path) as reopened:
             assert await reopened.accounts.get(alice.id) == alice
             assert await reopened.accounts.list() == [alice]
+
+
+async def test_concurrent_writes_stand_or_fall_alone(tmp_path: Path) -> None:
+    """Writes sent together share one transaction on SQLite's thread: one that fails leaves nothing
+    of itself behind (not even its counter update) and takes none of the others with it."""
+    now = datetime.now(UTC)
+    async with await SqliteStore.open(str(tmp_path / "botline.db")) as store:
+        session = Session(account_id="acc", chat_client_id="client", access_key="wk_test",
+                          expires_at=now + timedelta(days=1))
+        await store.sessions.create(session)
+        taken = Message(session_id=session.id, role=Role.USER, content="first", created_at=now)
+        await store.sessions.add_messages("acc", session.id, [taken], SessionChange(messages=1, last_message_at=now))
+        fresh = [Message(session_id=session.id, role=Role.USER, content=f"m{n}", created_at=now) for n in range(20)]
+        writes = [store.sessions.add_messages("acc", session.id, [m], SessionChange(messages=1, tokens=1))
+                  for m in fresh[:10]]
+        writes.append(store.sessions.add_messages(  # a new message and one whose id is taken: all or nothing
+            "acc", session.id, [Message(session_id=session.id, role=Role.USER, content="lost", created_at=now),
+                                taken], SessionChange(messages=2, tokens=100)))
+        writes += [store.sessions.add_messages("acc", session.id, [m], SessionChange(messages=1, tokens=1))
+                   for m in fresh[10:]]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == [results[10]]
+        assert isinstance(results[10], ConflictError)
+        found = await store.sessions.get_with_messages("acc", session.id)
+        assert found is not None
+        stored, messages = found
+        assert [m.content for m in messages] == ["first", *(m.content for m in fresh)]
+        assert (stored.message_count, stored.token_count) == (21, 20)

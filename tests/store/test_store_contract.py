@@ -711,6 +711,14 @@ class TestTurnWrites:
         assert await store.sessions.get_with_messages(BOB, chat.id) is None
         assert await store.sessions.get_with_messages(ALICE, "s-unknown") is None
 
+    async def test_get_with_messages_reads_a_long_history_whole_and_in_order(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        said = [message(chat.id, f"m{n}") for n in range(1201)]  # Redis reads the documents in slices of 500
+        await store.sessions.add_messages(ALICE, chat.id, said, SessionChange(messages=len(said)))
+        found = await store.sessions.get_with_messages(ALICE, chat.id)
+        assert found is not None and found[1] == said
+
     async def test_a_taken_message_id_writes_nothing(self, store: Store) -> None:
         chat = session()
         await store.sessions.create(chat)

@@ -83,7 +83,10 @@ class SessionLocks:
                         refresher.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await refresher
-                    await asyncio.shield(self._release(name, token))
+                    if self._leases.immediate:
+                        await self._release(name, token)
+                    else:
+                        await asyncio.shield(self._release(name, token))
         finally:
             self._users[name] -= 1
             if not self._users[name]:
@@ -105,7 +108,10 @@ class SessionLocks:
 
     async def _take(self, name: str) -> str | None:
         """Shielded: a cancel landing while the Store takes the lease would lose its token, and the
-        name would stay locked for a whole lease; the lease is given back instead."""
+        name would stay locked for a whole lease; the lease is given back instead. Leases kept in this
+        process are taken without a task: nothing can interrupt them."""
+        if self._leases.immediate:
+            return await self._leases.acquire(name, ttl_seconds=self._lease_seconds)
         attempt = asyncio.ensure_future(self._leases.acquire(name, ttl_seconds=self._lease_seconds))
         try:
             return await asyncio.shield(attempt)

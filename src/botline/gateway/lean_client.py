@@ -55,6 +55,8 @@ DATA = b"data:"
 DONE = b"[DONE]"
 NEWLINE = b"\n"
 SPACE = 0x20
+END_SECONDS = 1.0
+"""How long the end of a streamed body may take after `data: [DONE]` before its connection is dropped."""
 
 
 class LeanModelClient(ModelClient):
@@ -114,7 +116,7 @@ class LeanModelClient(ModelClient):
             retries_taken += 1
         assembler = StreamAssembler(str(request["model"]), kinds)
         try:
-            await self._read_events(response, assembler, sink)
+            ended = await self._read_events(response, assembler, sink)
         except ResponseTooLarge as exc:
             response.close()
             raise too_large() from exc
@@ -127,12 +129,16 @@ class LeanModelClient(ModelClient):
         except BaseException:  # cancelled, or the upstream streamed an error: stop it generating
             response.close()
             raise
-        response.release()
+        if ended:
+            response.release()
+        else:
+            response.close()
         return assembler.result()
 
     async def _read_events(self, response: aiohttp.ClientResponse, assembler: StreamAssembler,
-                           sink: DeltaSink) -> None:
-        """Feeds each `data:` line to `assembler` as its read arrives; one `flush` per read."""
+                           sink: DeltaSink) -> bool:
+        """Feeds each `data:` line to `assembler` as its read arrives; one `flush` per read. True when
+        the body was read to its end, so the connection can serve the next call."""
         limit = self._max_bytes
         seen = 0
         pending = b""
@@ -144,11 +150,12 @@ class LeanModelClient(ModelClient):
             consumed = _feed_lines(buffer, assembler)
             await assembler.flush(sink)
             if consumed < 0:
-                return
+                return await _body_ends(response, limit - seen)
             pending = buffer[consumed:] if consumed < len(buffer) else b""
         if pending:  # a last line without its newline
             _feed_lines(pending + NEWLINE, assembler)
             await assembler.flush(sink)
+        return True
 
     async def _backoff(self, retries_taken: int, headers: Mapping[str, str] | None) -> None:
         await self._sleep(delay_before_retry(retries_taken, headers, time.time(), random.random))
@@ -188,6 +195,25 @@ class LeanModelClient(ModelClient):
         finally:
             response.close()
         raise status_failure(response.status, text, retry_after_of(headers))
+
+
+async def _body_ends(response: aiohttp.ClientResponse, room: int) -> bool:
+    """After `data: [DONE]`: reads what is left of the body (the end of the chunked encoding, which
+    often comes in the next read), as the SDK does, so the connection goes back to the pool instead
+    of a new one per call. The answer is complete already: an upstream that sends more than `room`
+    bytes, fails, or keeps the body open longer than END_SECONDS only loses its connection."""
+    content = response.content
+    if content.at_eof():
+        return True
+    try:
+        async with asyncio.timeout(END_SECONDS):
+            while block := await content.readany():
+                room -= len(block)
+                if room < 0:
+                    return False
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+    return True
 
 
 def _feed_lines(buffer: bytes, assembler: StreamAssembler) -> int:

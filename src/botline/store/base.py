@@ -559,6 +559,10 @@ class SkillRepository(ABC):
 class LockRepository(ABC):
     """Short leases that keep two replicas from answering one chat at once."""
 
+    immediate: ClassVar[bool] = False
+    """True when no call ever suspends (leases kept in this process): a cancel cannot land inside one,
+    so a caller needs no task to shield it."""
+
     @abstractmethod
     async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
         """A token when the lease was free (or expired), else None."""

@@ -16,6 +16,8 @@ from botline.store.base import LockRepository
 
 
 class ProcessLocks(LockRepository):
+    immediate = True
+
     def __init__(self) -> None:
         self._leases: dict[str, tuple[str, float]] = {}
         """name -> (token, monotonic expiry)."""

@@ -204,19 +204,29 @@ class RedisGateways(_Repo, GatewayRepository):
 
 @_reachable_methods
 class RedisUsage(_Repo, UsageRepository):
-    """One hash per (account, gateway, model, hour) plus a per-account lex index of the buckets."""
+    """One hash per (account, gateway, model, hour) plus a per-account lex index of the buckets.
+
+    `record` adds up a batch per bucket first: the commands of a flush follow its buckets, not its
+    calls (five per call were 6 % of a web-chat prompt's CPU at 600 prompts/s)."""
 
     async def record(self, records: Sequence[UsageRecord]) -> None:
         if not records:
             return
+        sums: dict[tuple[str, UsageBucket], list[int]] = {}
+        for record in records:  # a flush holds every call of the last second: mostly one bucket
+            bucket = UsageBucket(hour=hour_bucket(record.at), gateway_id=record.gateway_id, model=record.model)
+            amounts = sums.setdefault((record.account_id, bucket), [0] * len(USAGE_FIELDS))
+            amounts[0] += 1
+            amounts[1] += int(record.error)
+            amounts[2] += record.input_tokens
+            amounts[3] += record.output_tokens
         async with self._redis.pipeline(transaction=True) as pipe:
-            for record in records:
-                bucket = UsageBucket(hour=hour_bucket(record.at), gateway_id=record.gateway_id, model=record.model)
-                key = self._keys.usage_bucket(record.account_id, bucket)
-                amounts = (1, int(record.error), record.input_tokens, record.output_tokens)
+            for (account_id, bucket), amounts in sums.items():
+                key = self._keys.usage_bucket(account_id, bucket)
                 for field, amount in zip(USAGE_FIELDS, amounts, strict=True):
-                    pipe.hincrby(key, field, amount)
-                pipe.zadd(self._keys.usage_index(record.account_id), {bucket.member(): 0})
+                    if amount:
+                        pipe.hincrby(key, field, amount)
+                pipe.zadd(self._keys.usage_index(account_id), {bucket.member(): 0})
             await pipe.execute()
 
     async def _counts(

@@ -59,6 +59,23 @@ def _media_keys(keys: RedisKeys, session_id: str) -> tuple[str, str, str]:
 def _in_order(ids: list[str], documents: dict[str, str]) -> list[Message]:
     return load_many(Message, (documents[i] for i in ids if i in documents))
 
+SESSION_WITH_MESSAGES_SCRIPT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local out = {raw}
+local ids = redis.call('LRANGE', KEYS[2], 0, -1)
+for first = 1, #ids, 500 do
+  local documents = redis.call('HMGET', KEYS[3], unpack(ids, first, math.min(first + 499, #ids)))
+  for i = 1, #documents do
+    if documents[i] then out[#out + 1] = documents[i] end
+  end
+end
+return out
+"""
+"""sessions.get_with_messages in one round trip, atomic as every script: false when the session is
+gone, else its document and then its messages' documents in order (HMGET in slices: Lua's
+`unpack` has a stack limit)."""
+
 ADD_MESSAGES_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
@@ -164,6 +181,7 @@ class RedisSessions(_Repo, SessionRepository):
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
         super().__init__(client, keys)
         self._add_messages_script = client.register_script(ADD_MESSAGES_SCRIPT)
+        self._with_messages_script = client.register_script(SESSION_WITH_MESSAGES_SCRIPT)
         self._ids_by_access_key: dict[str, str] = {}
         """Remembered pointers (the web chat looks its session up by access key on every request):
         a hit is one read instead of two, and is only trusted when the document read still carries
@@ -213,15 +231,16 @@ class RedisSessions(_Repo, SessionRepository):
         return session if session is not None and session.account_id == account_id else None
 
     async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
-        """One MULTI/EXEC (one round trip, one consistent snapshot)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(self._keys.session(session_id))
-            _queue_messages(pipe, self._keys, session_id)
-            raw, ids, documents = await pipe.execute()
-        session = None if raw is None else Session.model_validate_json(raw)
-        if session is None or session.account_id != account_id:
+        """One script (one round trip, one consistent snapshot, one reply to parse)."""
+        keys = self._keys
+        found = cast(list[str] | None, await self._with_messages_script(
+            keys=[keys.session(session_id), keys.message_ids(session_id), keys.messages(session_id)]))
+        if not found:
             return None
-        return session, _in_order(ids, documents)
+        session = Session.model_validate_json(found[0])
+        if session.account_id != account_id:
+            return None
+        return session, load_many(Message, found[1:])
 
     async def get_by_access_key(self, access_key: str) -> Session | None:
         remembered = self._ids_by_access_key.get(access_key)

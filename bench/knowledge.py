@@ -106,14 +106,16 @@ async def _botline(documents: int, url: str | None) -> Part:
             collection = Collection(account_id="bench", name="bench")
             await store.collections.create(collection)
             indexer = Indexer(store, clock, KnowledgeSettings(index_batch=BATCH), Metrics())
-            started = time.perf_counter()
+            spent = 0.0
             for start in range(0, documents, BATCH):
                 writes = [DocumentWrite(name=f"d{i}", contents=corpus.text(WORDS))
                           for i in range(start, min(documents, start + BATCH))]
+                started = time.perf_counter()  # generating the text is not ingest
                 await store.documents.write("bench", collection.id, writes, now=clock.now(), labels=LabelChanges.SKIP)
                 while await indexer.run_once():
                     pass
-            ingest = documents / (time.perf_counter() - started)
+                spent += time.perf_counter() - started
+            ingest = documents / spent
             after = rss_mb()
             search, timings = KnowledgeSearch(store), []
             for query in corpus.queries():

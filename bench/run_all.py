@@ -4,8 +4,9 @@
 
 Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw dict)): the /v1 proxy
 latency side by side with LiteLLM's proxy, web chat prompts/s, open SSE streams, webhooks, schedules,
-throughput with 1-3 replicas on one Redis, batch items/s, and spoken answers (text end to first audio
-byte, cache hits), tool hops, and semantic search (local embedding rate, vector and hybrid query latency).
+throughput with 1-3 replicas on one Redis, batch items/s, spoken answers (text end to first audio
+byte, cache hits), tool hops, lexical knowledge search (ingest, search latency, memory) beside bm25s,
+and semantic search (local embedding rate, vector and hybrid query latency).
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 from bench import (
     batch,
+    knowledge,
     profile,
     proxy_latency,
     replicas,
@@ -101,6 +103,9 @@ def _vectors(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     result = asyncio.run(vectors.run(10_000 if args.quick else 100_000, 50 if args.quick else 200, with_qdrant=False,
                                      embed_docs=64 if args.quick else vectors.EMBED_DOCS))
     return f"{vectors.table(result)}\n\n({result.seconds} s)", asdict(result)
+def _knowledge(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = knowledge.run(20_000 if args.quick else 100_000)
+    return f"{knowledge.table(result)}\n\n({result.seconds} s)", asdict(result)
 
 
 BENCHMARKS: dict[str, Runner] = {
@@ -114,6 +119,7 @@ BENCHMARKS: dict[str, Runner] = {
     "speech": _speech,
     "tools_hops": _tools_hops,
     "vectors": _vectors,
+    "knowledge": _knowledge,
 }
 
 

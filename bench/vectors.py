@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.knowledge import text, vocabulary
+from bench.knowledge import vocabulary
 from botline.config import KnowledgeSettings
 from botline.domain.clock import SystemClock
 from botline.domain.knowledge import BrowseQuery, Collection, DocumentOrder, DocumentWrite, LabelChanges
@@ -48,6 +48,11 @@ ENGLISH = ["the", "customer", "may", "return", "any", "product", "within", "thir
 """Words of the embedding documents (real English words: about one word piece each)."""
 BATCH = 1_000
 ACCOUNT = "bench"
+
+
+def text(rng: random.Random, words: list[str], weights: list[float], n: int) -> str:
+    """`n` words drawn from the Zipf-weighted vocabulary bench.knowledge uses."""
+    return " ".join(rng.choices(words, weights, k=n))
 
 
 @dataclass

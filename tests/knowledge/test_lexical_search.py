@@ -56,6 +56,24 @@ async def test_accents_and_plural_or_singular_forms_match(store: Store) -> None:
     assert (await top(store, collection_id, "Preço dos Planos", n=1)) == ["planos"]
 
 
+async def test_english_plural_and_singular_forms_match(store: Store) -> None:
+    collection_id = await indexed_collection(store, ENGLISH)
+    assert (await top(store, collection_id, "gift card", n=1)) == ["gift-cards"]  # the text says "cards"
+    assert (await top(store, collection_id, "invoice", n=1)) == ["invoice"]  # the text says "Invoices"
+    assert (await top(store, collection_id, "device warranties", n=1)) == ["warranty"]
+
+
+async def test_a_replaced_text_is_never_returned_only_the_new_one(store: Store) -> None:
+    collection_id = await indexed_collection(store, ENGLISH)
+    await store.documents.write(ACCOUNT, collection_id, [DocumentWrite(name="stores", contents="Visit us in Lisbon.")],
+                                now=CLOCK.now(), labels=LabelChanges.SKIP)
+    assert "stores" not in await top(store, collection_id, "London store", n=10, min_score=0.0)
+    while await Indexer(store, CLOCK, KnowledgeSettings(), Metrics()).run_once():
+        pass
+    assert await top(store, collection_id, "Lisbon", n=10, min_score=0.0) == ["stores"]
+    assert "stores" not in await top(store, collection_id, "London", n=10, min_score=0.0)
+
+
 async def test_cjk_text_is_found_by_a_word_inside_a_longer_run(store: Store) -> None:
     collection_id = await indexed_collection(store, {"health": "健康保险的理赔流程需要三天", "other": "旅行保险"})
     assert await top(store, collection_id, "健康", min_score=0.01) == ["health"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import openai
+
 from tests.conftest import create_gateway
 from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
 from tests.knowledge.corpora import ENGLISH
@@ -42,6 +44,31 @@ async def test_found_documents_lead_the_last_user_message(server: RunningServer,
     assert text.endswith("How long does shipping take?") and text.count("<document ") <= 2
     assert CONTEXT in upstream["messages"][0]["content"]
     assert answer["knowledge_documents"][0]["name"] == "shipping" and answer["knowledge_documents"][0]["score"] > 0
+
+
+async def test_the_openai_sdk_reads_the_documents_used_streamed_or_not(
+    server: RunningServer, fake_llm: FakeLLM,
+) -> None:
+    c = await faq(server)
+    gateway_id = await create_gateway(server, fake_llm, knowledgeCollections=[c], knowledgeBaseMaximumResults=2)
+    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0)
+    question = [{"role": "user", "content": "How long does shipping take?"}]
+    try:
+        completion = await client.chat.completions.create(model=gateway_id, messages=question)  # type: ignore[arg-type]
+        whole = (completion.model_extra or {})["knowledge_documents"]
+        stream = await client.chat.completions.create(model=gateway_id, messages=question,  # type: ignore[arg-type]
+                                                      stream=True, stream_options={"include_usage": True})
+        frames = [chunk async for chunk in stream]
+    finally:
+        await client.close()
+    assert whole[0]["name"] == "shipping" and whole[0]["collectionId"] == c and 0 < whole[0]["score"] <= 1
+    [documents_frame] = [f for f in frames if (f.model_extra or {}).get("knowledge_documents")]
+    assert documents_frame.choices == [] and documents_frame.model_extra is not None
+    assert documents_frame.model_extra["knowledge_documents"] == whole
+    order = frames.index(documents_frame)
+    assert frames[order - 1].choices[0].finish_reason == "stop" and frames[order + 1].usage is not None
+    streamed = "".join(f.choices[0].delta.content or "" for f in frames if f.choices)
+    assert streamed == completion.choices[0].message.content
 
 
 async def test_nothing_is_injected_when_nothing_matches(server: RunningServer, fake_llm: FakeLLM) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import UTC, datetime, timedelta
 
 from botline.domain import bm25
@@ -297,3 +298,34 @@ class TestSearch:
         names = {d.id: d.name for d in await store.documents.many(ALICE, [h.document_id for h in hits])}
         assert {names[h.document_id]: round(h.score, 9) for h in hits} == {k: round(v, 9) for k, v in expected.items()}
         assert [names[h.document_id] for h in hits] == ["d2", "d1"]
+
+
+class TestTopOfALargerCollection:
+    async def test_the_best_documents_and_scores_are_those_of_scoring_every_document(self, store: Store) -> None:
+        """Redis stops reading once no unread document can enter the top (MaxScore): the top must still be
+        exactly what scoring every matching document gives, as FTS5 does on SQLite."""
+        rng = random.Random(5)
+        common = ["plan", "price", "support", "account", "order", "delivery"]
+        texts = {f"d{i}": " ".join([*rng.choices(common, k=rng.randint(1, 12)), *(f"filler{n}" for n in range(i % 9)),
+                                    *(["premium"] if rng.random() < 0.1 else [])])
+                 for i in range(70)}
+        c = await collection(store)
+        await write(store, c, *(DocumentWrite(name=name, contents=text) for name, text in texts.items()))
+        await index_all(store)
+        query = query_terms("premium plan price support account order delivery")
+        analysed = {name: terms(text) for name, text in texts.items()}
+        lengths = {name: len(words) + 1 for name, words in analysed.items()}
+        average = sum(lengths.values()) / len(lengths)
+        frequencies = [sum(1 for words in analysed.values() if term in words) for term in query]
+        weight = bm25.query_weight(len(texts), frequencies)
+        every = {name: bm25.normalise(sum(
+            bm25.term_score(bm25.idf(len(texts), df), words.count(term), lengths[name], average)
+            for term, df in zip(query, frequencies, strict=True) if term in words), weight)
+            for name, words in analysed.items() if any(term in words for term in query)}
+        expected = sorted(every.items(), key=lambda pair: -pair[1])[:5]
+        assert expected[4][1] > sorted(every.values(), reverse=True)[5]  # no tie at the edge of the top 5
+        hits = await store.documents.search([c], query, limit=5)
+        names = {d.id: d.name for d in await store.documents.many(ALICE, [h.document_id for h in hits])}
+        assert [round(h.score, 9) for h in hits] == [round(score, 9) for _, score in expected]  # best first
+        assert sorted((names[h.document_id], round(h.score, 9)) for h in hits) == sorted(
+            (name, round(score, 9)) for name, score in expected)

@@ -92,6 +92,8 @@ def _message_view(message: Message, *, audio: bool = False, reasoning: bool = Fa
         view["reasoning"] = message.reasoning
     if message.status is not MessageStatus.COMPLETE:
         view["status"] = message.status.value
+    if message.documents:  # the knowledge the answer used, listed under it
+        view["documents"] = [d.shown() for d in message.documents]
     if audio:
         view["audio"] = True
     return view

@@ -72,6 +72,20 @@ class TokenUsage(CamelModel):
         )
 
 
+class CitedDocument(CamelModel):
+    """A knowledge document the gateway put before the model for an answer (the web chat lists it under
+    the answer; /v1 returns it in `knowledge_documents`)."""
+
+    id: str
+    name: str
+    collection_id: str
+    collection_name: str = ""
+
+    def shown(self) -> dict[str, str]:
+        """What the web chat shows a person: the names (ids stay with the operator's API)."""
+        return {"name": self.name, "collection": self.collection_name}
+
+
 class Message(CamelModel):
     """One stored message of a session, in OpenAI chat shape plus bookkeeping."""
 
@@ -86,6 +100,8 @@ class Message(CamelModel):
     status: MessageStatus = MessageStatus.COMPLETE
     answers_inbound: list[str] = Field(default_factory=list)
     """Channel messages (inbound record ids) this answer replies to: lets a restart re-deliver it."""
+    documents: list[CitedDocument] = Field(default_factory=list)
+    """On an answer: the knowledge documents its turn retrieved, kept so a reload still shows them."""
     agent: str | None = None
     """Set on an assistant message a person wrote (an operator on the business phone, an agent through
     the API): the model sees it as the business speaking; the transcript shows who."""

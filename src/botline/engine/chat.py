@@ -16,7 +16,7 @@ from typing import Any
 
 from botline.domain.chat_clients import ChatClient
 from botline.domain.clock import Clock
-from botline.domain.conversations import Message, MessageStatus, Role, Session, TokenUsage
+from botline.domain.conversations import CitedDocument, Message, MessageStatus, Role, Session, TokenUsage
 from botline.domain.gateways import Gateway
 from botline.engine.answer_files import AnswerFiles
 from botline.engine.attachments import AttachmentError, AttachmentReader, Content
@@ -109,6 +109,7 @@ class TurnOutcome:
             "handedOff": self.handed_off,
             "media": self.media if self.media is not None else
             [m.wire() for m in self.result.media] if self.result is not None else [],
+            "documents": [d.shown() for d in self.message.documents],
         }
 
 
@@ -495,6 +496,8 @@ class ChatEngine:
             session_id=session.id, role=Role.ASSISTANT, content=last.get("content") or "",
             reasoning=(result.reasoning or None) if keep_reasoning else None, usage=result.usage,
             answers_inbound=reply_to, created_at=now,
+            documents=[CitedDocument(id=d.id, name=d.name, collection_id=d.collection_id,
+                                     collection_name=d.collection_name) for d in result.documents],
         )
         # Applied to the stored session: the turn took a while, and it may have been renewed or given new context.
         change = SessionChange(messages=1, tokens=result.usage.total_tokens, last_message_at=now)

@@ -57,6 +57,7 @@ class UsedDocument:
     name: str
     collection_id: str
     score: float
+    collection_name: str = ""
 
 
 @dataclass(frozen=True)

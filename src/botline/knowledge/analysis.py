@@ -12,7 +12,7 @@
    chance collision of two different words in another language's stemmer matches one stem of three,
    which BM25 scores lower than a real match.
 
-Stems are cached per word (vocabularies repeat), which keeps ingest fast.
+A word's terms are cached (vocabularies repeat), which keeps ingest fast.
 """
 
 from __future__ import annotations
@@ -59,24 +59,33 @@ def _cjk_grams(run: str) -> list[str]:
     return [run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)]
 
 
-@lru_cache(maxsize=STEM_CACHE)
-def _word_terms(word: str) -> tuple[str, ...]:
+def _plain_terms(word: str) -> tuple[str, ...]:
     """The terms of one casefolded non-CJK word: none for a stopword, else its stems."""
     return () if fold(word) in STOPWORDS else stems(word)
 
 
+def _terms_of(word: str) -> tuple[str, ...]:
+    if word.isascii() or not CJK.search(word):
+        return _plain_terms(word)
+    found: list[str] = []
+    for piece in CJK_SPLIT.split(word):
+        if CJK.fullmatch(piece):
+            found.extend(_cjk_grams(piece))
+        elif piece:
+            found.extend(_plain_terms(piece))
+    return tuple(found)
+
+
+_cached_terms_of = lru_cache(maxsize=STEM_CACHE)(_terms_of)
+
+
 def terms(text: str) -> list[str]:
-    """Every index term of `text`, in order, with repeats (term frequency counts them)."""
+    """Every index term of `text`, in order, with repeats (term frequency counts them). A word's terms
+    are looked up once per distinct word (vocabularies are Zipfian: a few thousand words make most of a
+    text), except runs longer than MAX_WORD (CJK text without spaces), which are not kept in the cache."""
     found: list[str] = []
     for word in WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
-        if word.isascii() or not CJK.search(word):
-            found.extend(_word_terms(word))
-            continue
-        for piece in CJK_SPLIT.split(word):
-            if CJK.fullmatch(piece):
-                found.extend(_cjk_grams(piece))
-            elif piece:
-                found.extend(_word_terms(piece))
+        found.extend(_cached_terms_of(word) if len(word) <= MAX_WORD else _terms_of(word))
     return found
 
 

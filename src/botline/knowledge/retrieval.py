@@ -99,7 +99,9 @@ class RetrievalStage:
             return Preparation(instructions=instructions, tools=offered)
         if not results:
             return Preparation(instructions=instructions, tools=offered)
+        named = {c.id: c.name for c in collections}
         used = [UsedDocument(id=r.document.id, name=r.document.name, collection_id=r.document.collection_id,
-                             score=r.score) for r in results]
+                             score=r.score, collection_name=named.get(r.document.collection_id, ""))
+                for r in results]
         return Preparation(instructions=instructions, tools=offered, documents=used,
                            messages=inject(messages, render(results, use_metadata=settings.metadata)))

@@ -3,7 +3,7 @@
 Every replica reads the same keys, so a search on any replica sees a write once it is acknowledged.
 Per collection and term, a zset of the documents holding it (scored by term frequency); per
 collection, a hash of indexed lengths; across the store, document frequencies and totals. BM25 is
-computed here with domain/bm25.py (the formula SQLite's FTS5 uses), over the same statistics the
+computed here with domain/bm25.py (as the SQLite backend does), over the same statistics the
 SQLite backend has. Writes that touch a document and its index entries run in one MULTI/EXEC under
 WATCH of the documents (and of their term lists), so the index never disagrees with the documents.
 """
@@ -318,21 +318,25 @@ class RedisDocuments(_Repo, DocumentRepository):
             current = [(e, d) for e, d in zip(entries, documents, strict=True) if d and d.version == e.version]
             terms_of = await self._terms(pipe, [d.id for _, d in current])
             pipe.multi()
+            held: Counter[str] = Counter()
             for entry, document in current:
                 self._index(pipe, entry, document, terms_of.get(document.id), now)
+                held.update(set(entry.terms))
+            for term, holders in held.items():  # one increment per term of the batch, not per document
+                pipe.hincrby(self._keys.kb_frequencies(), term, holders)
             return {d.id for _, d in current}
 
         return await self._atomic(body, *doc_keys, *(self._keys.kb_terms(i) for i in ids))
 
     def _index(self, pipe: Pipeline, entry: IndexedText, document: KnowledgeDocument, old_terms: str | None,
                now: datetime) -> None:
-        """Inside MULTI: replaces the document's indexed text with the entry's terms and marks it Indexed."""
+        """Inside MULTI: replaces the document's indexed text with the entry's terms and marks it Indexed (the
+        caller adds the terms' document frequencies)."""
         self._unindex(pipe, document, old_terms)
         counts = Counter(entry.terms)
         for term, tf in counts.items():
             pipe.zadd(self._keys.kb_postings(document.collection_id, term), {document.id: tf})
-            pipe.hincrby(self._keys.kb_frequencies(), term, 1)
-        length = len(entry.terms) + 1  # FTS5 counts the collection's token too
+        length = len(entry.terms) + 1  # as FTS5 counted it (a collection token too), which the scores keep
         pipe.hset(self._keys.kb_lengths(document.collection_id), document.id, length)
         pipe.hincrby(self._keys.kb_stats(), "indexed", 1)
         pipe.hincrby(self._keys.kb_stats(), "tokens", length)
@@ -368,43 +372,61 @@ class RedisDocuments(_Repo, DocumentRepository):
         return int(await self._redis.hget(self._keys.kb_queue_attempts(), document_id) or 0)
 
     async def search(self, collection_ids: Sequence[str], terms: Sequence[str], *, limit: int) -> list[LexicalHit]:
+        """Reads the index as `bm25.Plan` says: the rarest term's postings, the other terms' frequencies for
+        those documents only, the next term only while the top is not settled."""
         if not collection_ids or not terms:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self._keys.kb_frequencies(), list(terms))
             pipe.hmget(self._keys.kb_stats(), ["indexed", "tokens"])
-            for collection_id in collection_ids:
-                for term in terms:
-                    pipe.zrange(self._keys.kb_postings(collection_id, term), 0, POSTINGS_READ - 1, desc=True,
-                                withscores=True)
-            replies = await pipe.execute()
-        frequencies = [int(f or 0) for f in replies[0]]
-        documents, tokens = (int(v or 0) for v in replies[1])
+            frequency_reply, stats_reply = await pipe.execute()
+        frequencies = [int(f or 0) for f in frequency_reply]
+        documents, tokens = (int(v or 0) for v in stats_reply)
+        plan = bm25.plan(documents, frequencies)
         average = tokens / documents if documents else 0.0
-        idfs = [bm25.idf(documents, df) for df in frequencies]
-        postings = replies[2:]
-        candidates: dict[str, list[tuple[int, int]]] = {}
-        owner: dict[str, str] = {}
-        for c_index, collection_id in enumerate(collection_ids):
-            for t_index in range(len(terms)):
-                for document_id, tf in postings[c_index * len(terms) + t_index]:
-                    candidates.setdefault(document_id, []).append((t_index, int(tf)))
-                    owner[document_id] = collection_id
-        if not candidates:
-            return []
-        by_collection: dict[str, list[str]] = {}
-        for document_id, collection_id in owner.items():
-            by_collection.setdefault(collection_id, []).append(document_id)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for collection_id, ids in by_collection.items():
-                pipe.hmget(self._keys.kb_lengths(collection_id), ids)
-            lengths_replies = await pipe.execute()
-        lengths = {i: int(length or 0) for ids, reply in zip(by_collection.values(), lengths_replies, strict=True)
-                   for i, length in zip(ids, reply, strict=True)}
-        scored = [
-            (document_id, sum(bm25.term_score(idfs[t], tf, lengths[document_id], average) for t, tf in hits))
-            for document_id, hits in candidates.items()
-        ]
-        scored.sort(key=lambda pair: (-pair[1], pair[0]))
+        scores: dict[str, float] = {}
+        seen: set[str] = set()
+        for step in range(len(plan.order)):
+            scores.update(await self._score_holders(collection_ids, terms, plan, step, average, limit, scores, seen))
+            if bm25.settled(scores.values(), limit, plan.bounds[step]):
+                break
         weight = bm25.query_weight(documents, frequencies)
-        return [LexicalHit(document_id=i, score=bm25.normalise(raw, weight)) for i, raw in scored[:limit]]
+        return [LexicalHit(document_id=i, score=bm25.normalise(raw, weight)) for i, raw in bm25.top(scores, limit)]
+
+    async def _score_holders(
+        self, collection_ids: Sequence[str], terms: Sequence[str], plan: bm25.Plan, step: int, average: float,
+        limit: int, scored: dict[str, float], seen: set[str],
+    ) -> dict[str, float]:
+        """One step of the plan (bm25.Step): the term's postings and the lengths of the documents new to the
+        search, then the later terms' frequencies (ZMSCORE) for the documents that can still reach the top."""
+        work: bm25.Step[str] = bm25.Step(plan, step, average, limit, scored)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for collection_id in collection_ids:
+                pipe.zrange(self._keys.kb_postings(collection_id, terms[plan.order[step]]), 0, POSTINGS_READ - 1,
+                            desc=True, withscores=True)
+            postings = await pipe.execute()
+        owner: dict[str, str] = {}
+        held = [(c, [(i, int(tf)) for i, tf in found if i not in seen]) for c, found in zip(collection_ids, postings,
+                                                                                             strict=True)]
+        held = [(c, documents) for c, documents in held if documents]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for collection_id, documents in held:
+                pipe.hmget(self._keys.kb_lengths(collection_id), [i for i, _ in documents])
+            lengths = await pipe.execute()
+        for (collection_id, documents), reply in zip(held, lengths, strict=True):
+            for (document_id, tf), length in zip(documents, reply, strict=True):
+                seen.add(document_id)
+                owner[document_id] = collection_id
+                work.hold(document_id, tf, int(length or 0))
+        while (lookup := work.next_lookup()) is not None:
+            term, ids = lookup
+            by_collection: dict[str, list[str]] = {}
+            for document_id in ids:
+                by_collection.setdefault(owner[document_id], []).append(document_id)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for collection_id, members in by_collection.items():
+                    pipe.zmscore(self._keys.kb_postings(collection_id, terms[term]), members)
+                replies = await pipe.execute()
+            work.found(term, {i: int(tf) for members, reply in zip(by_collection.values(), replies, strict=True)
+                              for i, tf in zip(members, reply, strict=True) if tf})
+        return work.scores()

@@ -33,6 +33,7 @@
     unmuteLabel: "Play spoken answers",
     spokenAnswerLabel: "Spoken answer",
     reasoningLabel: "Thought process",
+    sourcesLabel: "Sources ({count})",
     messagesLabel: "Messages",
     youLabel: "You",
     assistantLabel: "Assistant",
@@ -597,6 +598,7 @@
     if (!isUser && typeof message.reasoning === "string" && message.reasoning) setReasoning(message, message.reasoning, false);
     if (isUser) renderUserContent(message.body, message.content);
     else setAssistantText(message, typeof message.content === "string" ? message.content : "");
+    if (!isUser && Array.isArray(message.documents)) setSources(message, message.documents);
     if (message.status === "cancelled") markStopped(message);
     if (!isUser && Array.isArray(message.media)) attachMedia(message, message.media);
     if (message.audio) attachAudio(message, false);
@@ -655,6 +657,30 @@
     }
     message.thinking.open = Boolean(streaming);
     message.thinkingText.textContent = text;
+  }
+
+  /**
+   * The knowledge documents the answer used, as a folded list under it ("Sources (2)"): each
+   * document's name and its collection's. A <details> opens with Enter or Space from the keyboard.
+   */
+  function setSources(message, documents) {
+    const shown = documents.filter(function (d) { return d && typeof d.name === "string" && d.name; });
+    if (message.sources) message.sources.remove();
+    message.sources = null;
+    if (!shown.length) return;
+    const list = el("ul", { className: "bl-sources-list" }, shown.map(function (d) {
+      return el("li", { className: "bl-source" }, [
+        icon("file"),
+        el("span", { className: "bl-source-text" }, [
+          el("span", { className: "bl-source-name", text: d.name }),
+          d.collection ? el("span", { className: "bl-source-collection", text: d.collection }) : null,
+        ]),
+      ]);
+    }));
+    message.sources = el("details", { className: "bl-sources" }, [
+      el("summary", { className: "bl-sources-label", text: t("sourcesLabel", { count: String(shown.length) }) }), list,
+    ]);
+    message.foot.before(message.sources);
   }
 
   function showThinking(message) {
@@ -856,6 +882,7 @@
           setAssistantText(assistant, assistant.text);
           if (assistant.thinking) assistant.thinking.open = false;
           if (Array.isArray(data.media)) attachMedia(assistant, data.media);
+          if (Array.isArray(data.documents)) setSources(assistant, data.documents);
           if (data.cancelled) markStopped(assistant);
           else if (data.audio) { assistant.audio = true; attachAudio(assistant, true); }
         } else if (name === "error") {
@@ -987,7 +1014,7 @@
     if (!fresh.length) return;
     const follow = isNearBottom();
     fresh.forEach(function (m) {
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning, media: m.media });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning, media: m.media, documents: m.documents });
     });
     updateEmptyState();
     refreshActions();
@@ -1028,7 +1055,7 @@
     buildShell();
     (data.messages || []).forEach(function (m) {
       if (m.role !== "user" && m.role !== "assistant") return;
-      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning, media: m.media });
+      appendMessage({ id: m.message_id, role: m.role, content: m.content, status: m.status, audio: m.audio, agent: m.agent, reasoning: m.reasoning, media: m.media, documents: m.documents });
     });
     updateEmptyState();
     refreshActions();

@@ -106,7 +106,7 @@ from botline.speech import Synthesizer
 from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
 from botline.tools.mcp_pool import McpPool
-from botline.tools.mcp_tools import McpExtension
+from botline.tools.mcp_tools import McpExtension, McpLimits
 from botline.tools.nonce import RequestNonces
 from botline.tools.skills import SkillsExtension
 from botline.tools.workers import WorkerHook
@@ -261,8 +261,8 @@ def build_app(
         fetcher = RemoteFetcher(app[EGRESS], max_bytes=limits.source_max_bytes, cache_bytes=limits.source_cache_bytes)
         mcp = McpPool(app[EGRESS], settings.tools)
         nonces = RequestNonces(account_cache.get)
-        mcp_extension = McpExtension(mcp, nonces, trust_of=account_cache.trust,
-                                     output_limit=settings.tools.tool_output_max_chars)
+        mcp_extension = McpExtension(mcp, nonces, trust_of=account_cache.trust, limits=McpLimits(
+            text_chars=settings.tools.tool_output_max_chars, image_bytes=settings.tools.mcp_image_max_bytes))
         pipeline_services = PipelineServices(
             clients=app[CLIENTS], fetcher=fetcher, egress=app[EGRESS], upstreams=upstreams, meter=meter,
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
@@ -351,7 +351,8 @@ def build_app(
         await meter.close()
         await startup.close()
 
-    app.cleanup_ctx.extend([store_context, egress_context, parsing_context, shell_context, services_context])
+    app.cleanup_ctx.extend([store_context, egress_context, parsing_context, shell_context, services_context,
+                            mcp_inference.serving(settings.server.max_body_bytes)])
     app.on_shutdown.append(drain_turns)
     route_modules = (
         health, accounts, admin, gateways, llm_connections, policies, openai_compat, chat_clients, integrations,

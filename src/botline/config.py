@@ -202,6 +202,9 @@ class ToolsSettings(Section):
     """Largest HTTP response (or SSE stream) an MCP server may send for one request."""
     tool_output_max_chars: int = Field(default=64 * 1024, ge=256)
     """What the model reads back from one MCP tool call, at most (longer text is cut with a notice)."""
+    mcp_image_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+    """Largest image (decoded) of an MCP tool result shown to the model and sent to the user; a larger one
+    becomes a short notice. The whole response is capped by mcp_response_max_bytes first."""
     worker_timeout_seconds: float = Field(default=5.0, gt=0)
     """A worker (workerScriptSource) that takes longer has failed: the turn goes on unchanged, unless the
     gateway has the WorkerFailClosed flag."""

@@ -1,7 +1,7 @@
-"""Media the bot sends on messaging channels: a protocol function answering with an image reaches
-Telegram as sendPhoto after the text, a file as sendDocument, and a file the provider refuses becomes
-a notice naming it, the text answer still delivered; Z-API, Evolution and Kapso through their image
-and document sends."""
+"""Media the bot sends on messaging channels: a protocol function answering with an image (or an MCP
+tool returning one) reaches Telegram as sendPhoto after the text, a file as sendDocument, and a file
+the provider refuses becomes a notice naming it, the text answer still delivered; Z-API, Evolution and
+Kapso through their image and document sends."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.support.callback_server import Answer, CallbackServer
 from tests.support.images import png
 from tests.support.server import RunningServer
 from tests.support.webchat import client_body, create_client
+from tests.tools.mcp_server import PICTURE, McpTestServer
 
 CHAT = 626262
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -118,6 +119,22 @@ async def test_a_text_answer_from_a_tool_sends_no_media(
         await telegram.wait_for_messages(1)
     assert telegram.calls_to("sendPhoto") == [] and telegram.calls_to("sendDocument") == []
     assert tool_message(fake_llm) == '{"total": 42}'
+
+
+async def test_an_mcp_tools_image_reaches_telegram_as_a_photo(
+    server: RunningServer, fake_llm: FakeLLM, telegram: TelegramEmulator
+) -> None:
+    async with McpTestServer() as mcp:
+        client_id = await create_client(server, fake_llm, gateway={"mcpSources": [{"name": "art", "url": mcp.url}]})
+        status, saved = await save_integration(server, client_id, "Telegram",
+                                               {"telegramIntegration": {"botToken": telegram.token}})
+        assert status == 200, saved
+        fake_llm.script(Reply(tool_calls=[ToolCall("art__picture", {})]), Reply(text="Here is the square."))
+        await telegram.push(telegram.text_update(CHAT, "draw me a square"))
+        sent = await telegram.wait_for_messages(2)
+    assert sent[0]["text"] == "Here is the square."
+    [photo] = [call.params for call in telegram.calls_to("sendPhoto") if call.status == 200]
+    assert photo["photo"]["data"] == PICTURE and photo["photo"]["filename"] == "art__picture-1.png"
 
 
 def tool_message(fake_llm: FakeLLM) -> str:

@@ -4,6 +4,7 @@ records what it receives: the JSON-RPC methods posted and each tool call's argum
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -16,12 +17,21 @@ import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from tests.support.images import png
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PNG = b"\x89PNG\r\n\x1a\n"
+PICTURE = png(4, 4)
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt "
+
+
+def image(data: bytes, mime_type: str, annotations: types.Annotations | None = None) -> types.ImageContent:
+    return types.ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type,
+                              annotations=annotations)
 
 
 @dataclass
@@ -68,8 +78,20 @@ class McpTestServer:
         @server.tool(description="Returns a picture and a caption.")
         async def picture(ctx: Context) -> list[types.ContentBlock]:
             record("picture", {}, ctx)
-            return [types.TextContent(type="text", text="A cat."),
-                    types.ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png")]
+            return [types.TextContent(type="text", text="A grey square."), image(PICTURE, "image/png")]
+
+        @server.tool(description="Returns pictures only the assistant should see, a fake and a large one.")
+        async def odd_pictures(ctx: Context) -> list[types.ContentBlock]:
+            record("odd_pictures", {}, ctx)
+            return [image(PICTURE, "image/png", types.Annotations(audience=["assistant"])),
+                    image(b"<svg onload=alert(1)>", "image/png"), image(PNG + bytes(4096), "image/png")]
+
+        @server.tool(description="Returns a voice note and a text resource.")
+        async def voice(ctx: Context) -> list[types.ContentBlock]:
+            record("voice", {}, ctx)
+            return [types.AudioContent(type="audio", data=base64.b64encode(WAV).decode(), mime_type="audio/wav"),
+                    types.EmbeddedResource(type="resource", resource=types.TextResourceContents(
+                        uri="file:///notes.txt", text="Meeting notes.", mime_type="text/plain"))]
 
         @server.tool(description="Returns a lot of text.")
         async def flood(size: int, ctx: Context) -> str:

@@ -40,7 +40,7 @@ async def test_one_session_serves_many_calls_and_listings_are_cached(mcp_server:
     pool = McpPool(egress, ToolsSettings(), clock=clock)
     try:
         listed = await pool.tools(mcp_server.url, {}, Trust.TENANT, ttl=60)
-        assert {tool.name for tool in listed} == {"add", "slow", "broken", "picture", "flood"}
+        assert {tool.name for tool in listed} == {"add", "slow", "broken", "picture", "odd_pictures", "voice", "flood"}
         for a in range(3):
             result = await pool.call(mcp_server.url, {}, Trust.TENANT, "add", {"a": a, "b": 1}, {"k": "v"})
             assert result.content[0].text == str(a + 1)  # type: ignore[union-attr]

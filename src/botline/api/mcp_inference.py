@@ -1,26 +1,42 @@
 """The gateway as an MCP tool: `/v1/mcp/inference` (seed: "A gateway can itself be exposed as an MCP tool").
 
-Streamable HTTP, the subset a tool server needs, on aiohttp with the official SDK's types (the SDK's own
-server is ASGI-only): POST one JSON-RPC message, answered with one JSON object (no SSE stream, no
-session id: every request stands alone). Methods: `initialize` (handshake-era protocol versions),
-`notifications/*` (202), `ping`, `tools/list` and `tools/call`. GET and DELETE are 405, as the spec
-allows a server that offers no stream. The gateway is `X-Mcp-Model-Name` (an id or slug, as /v1's
-`model`); its one tool is `invoke_{X-Mcp-Tool-Name or the gateway's slug}`, taking `prompt`; `X-Mcp-User`
-is the external user id (memories, schedules, workers). docs/tools.md.
+Served by the official SDK's server side: its low-level `Server` with one tool, behind its
+`StreamableHTTPSessionManager` in stateless mode (every POST stands alone: no `Mcp-Session-Id`, so any
+replica answers any request), reached through `asgi_bridge`. aiohttp does what is botline's first:
+the API key (auth middleware), the body's limits and JSON-RPC shape, the `X-Mcp-*` headers and the
+gateway lookup in the key's account and scope; the SDK then does the protocol (initialize and
+server/discover, protocol-version headers, ping, tools/list, tools/call, JSON-RPC errors, 202 for
+notifications).
+
+Answers: a client whose Accept names `text/event-stream` (the spec asks every client to) gets SSE
+(keep-alive comments hold a long turn's answer open behind proxies); one that accepts only
+`application/json` gets one JSON object. GET (a server-to-client stream) and DELETE (ending a
+session) are 405: stateless, there is neither. The gateway is `X-Mcp-Model-Name` (an id or slug, as
+/v1's `model`); its one tool is `invoke_{X-Mcp-Tool-Name or the gateway's slug}`, taking `prompt`;
+`X-Mcp-User` is the external user id (memories, schedules, workers). docs/tools.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
 from aiohttp import web
-from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
-from pydantic import Field, ValidationError
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
+from pydantic import Field
 
-from botline.api.http import ApiError, json_response, read_model
+from botline.api.asgi_bridge import serve_asgi
+from botline.api.errors import REQUEST_ID
+from botline.api.http import ApiError, read_model
 from botline.api.openai_compat import gateway_for, run_counted
 from botline.api.openapi import documented
 from botline.api.state import principal
@@ -29,7 +45,9 @@ from botline.domain.limits import LONG_TEXT_MAX, NAME_MAX, JsonObject, Name, Ope
 from botline.gateway.caller import Caller, CallSource
 from botline.gateway.errors import GatewayError
 from botline.gateway.pipeline import TurnRequest
+from botline.logs import request_id
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 PATH = "/v1/mcp/inference"
@@ -41,6 +59,9 @@ PROMPT_SCHEMA: dict[str, Any] = {
     "type": "object", "properties": {"prompt": {"type": "string", "description": "What to ask the assistant."}},
     "required": ["prompt"],
 }
+TARGET = "botline.mcp_target"
+"""The ASGI scope key that carries what aiohttp resolved to the SDK's handlers."""
+SSE = "text/event-stream"
 
 
 class McpMessage(OpenModel):
@@ -52,6 +73,107 @@ class McpMessage(OpenModel):
     params: JsonObject | None = None
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The request as botline resolved it: the SDK's handlers answer for this gateway only."""
+
+    request: web.Request
+    gateway: Gateway
+    tool: types.Tool
+    user: str | None
+
+
+def _target(ctx: ServerRequestContext[Any, Any]) -> _Target:
+    target = ctx.request.scope.get(TARGET) if ctx.request is not None else None
+    if not isinstance(target, _Target):  # only reachable if the SDK stopped passing the HTTP request on
+        raise MCPError(INTERNAL_ERROR, "The request lost its gateway.")
+    return target
+
+
+async def _list_tools(ctx: ServerRequestContext[Any, Any],
+                      params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    return types.ListToolsResult(tools=[_target(ctx).tool])
+
+
+async def _call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    target = _target(ctx)
+    request_id.set(target.request.get(REQUEST_ID))  # this runs in the SDK's task: the log lines name the request
+    if params.name != target.tool.name:
+        raise MCPError(INVALID_PARAMS, f"Unknown tool: {params.name[:NAME_MAX]}")
+    prompt = (params.arguments or {}).get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > LONG_TEXT_MAX:
+        return _tool_error(f"prompt must be a non-empty string of at most {LONG_TEXT_MAX} characters.")
+    caller = Caller(call_source=CallSource.MCP, account_id=principal(target.request).account.id,
+                    external_user_id=target.user)
+    turn = TurnRequest(gateway=target.gateway, messages=[{"role": "user", "content": prompt}], caller=caller)
+    try:
+        result = await run_counted(target.request, turn, CallSource.MCP.channel)
+    except GatewayError as exc:
+        return _tool_error(exc.message)
+    except Exception:  # the SDK would put the exception's text on the wire: log it, say only that it failed
+        log.exception("the gateway %s failed as an MCP tool", target.gateway.id)
+        return _tool_error("The assistant failed to answer. Try again later.")
+    return types.CallToolResult(content=[types.TextContent(type="text", text=result.text)])
+
+
+def _tool_error(text: str) -> types.CallToolResult:
+    """A failed call the caller's model can read and correct (bad arguments, the gateway failing)."""
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+class InferenceServer:
+    """The SDK's server and its two stateless session managers (SSE and JSON answers), run by a task of
+    their own: their task groups must be entered and left in one task, which aiohttp's startup and
+    cleanup hooks are not."""
+
+    def __init__(self, max_body_bytes: int) -> None:
+        server: Server[Any] = Server("botline", version=SERVER_VERSION, on_list_tools=_list_tools,
+                                     on_call_tool=_call_tool, get_tool_input_schema=lambda _name: PROMPT_SCHEMA)
+        self.sse = StreamableHTTPSessionManager(server, stateless=True, json_response=False,
+                                                max_request_body_size=max_body_bytes)
+        self.json = StreamableHTTPSessionManager(server, stateless=True, json_response=True,
+                                                 max_request_body_size=max_body_bytes)
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._hold(ready), name="mcp-inference")
+        await ready
+
+    async def _hold(self, ready: asyncio.Future[None]) -> None:
+        try:
+            async with self.sse.run(), self.json.run():
+                ready.set_result(None)
+                await self._closing.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    async def close(self) -> None:
+        """Ends the managers (a call still running is cancelled: aiohttp has drained requests by now)."""
+        self._closing.set()
+        if self._task is not None:
+            await self._task
+
+
+SERVER = web.AppKey("mcp_inference", InferenceServer)
+
+
+def serving(max_body_bytes: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The app's cleanup context that runs the SDK's server for the app's lifetime."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        server = InferenceServer(max_body_bytes)
+        await server.start()
+        app[SERVER] = server
+        yield
+        await server.close()
+
+    return context
+
+
 def _tool(gateway: Gateway, request: web.Request) -> types.Tool:
     suffix = request.headers.get("X-Mcp-Tool-Name") or gateway.slug.replace("-", "_")
     if not TOOL_SUFFIX.match(suffix):
@@ -60,91 +182,40 @@ def _tool(gateway: Gateway, request: web.Request) -> types.Tool:
                       description=f"Asks the assistant {gateway.name!r} and returns its answer.")
 
 
-def _reply(request_id: types.RequestId, result: types.Result) -> web.Response:
-    message = types.JSONRPCResponse(jsonrpc="2.0", id=request_id,
-                                    result=result.model_dump(by_alias=True, mode="json", exclude_none=True))
-    return json_response(message.model_dump(by_alias=True, mode="json", exclude_none=True))
-
-
-def _error(request_id: types.RequestId | None, code: int, message: str, status: int = 200) -> web.Response:
-    error = types.JSONRPCError(jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message))
-    return json_response(error.model_dump(by_alias=True, mode="json", exclude_none=True), status=status)
+def _wants_sse(request: web.Request) -> bool:
+    accepted = request.headers.get("Accept", "")[:1000].split(",")
+    return any(item.split(";", 1)[0].strip().lower() == SSE for item in accepted)
 
 
 @routes.post(PATH)
 @documented(
-    "The gateway named by X-Mcp-Model-Name as an MCP server (Streamable HTTP, JSON answers) with one tool, "
-    "invoke_{X-Mcp-Tool-Name}, taking a prompt.", body=McpMessage, upstream=True,
+    "The gateway named by X-Mcp-Model-Name as an MCP server (Streamable HTTP, stateless) with one tool, "
+    "invoke_{X-Mcp-Tool-Name}, taking a prompt. The answer is an SSE stream (text/event-stream) when the "
+    "Accept header names it, else one JSON-RPC object.", body=McpMessage, upstream=True,
 )
-async def mcp_inference(request: web.Request) -> web.Response:
-    data = (await read_model(request, McpMessage)).model_dump(exclude_unset=True)
+async def mcp_inference(request: web.Request) -> web.StreamResponse:
+    await read_model(request, McpMessage)  # the body's limits and shape, as every route reads its body
     model = request.headers.get("X-Mcp-Model-Name", "")
     if not model or len(model) > NAME_MAX:
         raise ApiError(400, "The X-Mcp-Model-Name header must name an AI gateway (its id or slug).")
     user = request.headers.get("X-Mcp-User") or None
     if user is not None and len(user) > NAME_MAX:
         raise ApiError(400, f"Invalid value for X-Mcp-User: at most {NAME_MAX} characters.")
-    message = _parse(data)
-    if message is None:
-        return _error(None, INVALID_REQUEST, "The body must be one JSON-RPC 2.0 message.", status=400)
-    if not isinstance(message, types.JSONRPCRequest):
-        return web.Response(status=202)  # notifications and responses need no answer
     gateway = await gateway_for(request, model)
-    tool = _tool(gateway, request)
-    params = message.params or {}
-    match message.method:
-        case "initialize":
-            asked = params.get("protocolVersion")
-            version = asked if asked in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
-            return _reply(message.id, types.InitializeResult(
-                protocol_version=version, capabilities=types.ServerCapabilities(tools=types.ToolsCapability()),
-                server_info=types.Implementation(name="botline", version=SERVER_VERSION)))
-        case "ping":
-            return _reply(message.id, types.EmptyResult())
-        case "tools/list":
-            return _reply(message.id, types.ListToolsResult(tools=[tool]))
-        case "tools/call":
-            return await _call(request, message, gateway, tool.name, user)
-    return _error(message.id, METHOD_NOT_FOUND, f"Method not found: {message.method}")
-
-
-def _parse(data: dict[str, Any]) -> types.JSONRPCMessage | None:
-    shapes: tuple[type[types.JSONRPCMessage], ...] = (
-        types.JSONRPCRequest, types.JSONRPCNotification, types.JSONRPCResponse, types.JSONRPCError)
-    for shape in shapes:
-        try:
-            return shape.model_validate(data)
-        except ValidationError:
-            continue
-    return None
-
-
-async def _call(request: web.Request, message: types.JSONRPCRequest, gateway: Gateway, tool_name: str,
-                user: str | None) -> web.Response:
-    try:
-        params = types.CallToolRequestParams.model_validate(message.params or {})
-    except ValidationError:
-        return _error(message.id, INVALID_REQUEST, "tools/call takes {name, arguments}.")
-    prompt = (params.arguments or {}).get("prompt")
-    if params.name != tool_name:
-        return _error(message.id, INVALID_PARAMS, f"Unknown tool: {params.name}")
-    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > LONG_TEXT_MAX:
-        return _tool_error(message.id, f"prompt must be a non-empty string of at most {LONG_TEXT_MAX} characters.")
-    caller = Caller(call_source=CallSource.MCP, account_id=principal(request).account.id, external_user_id=user)
-    turn = TurnRequest(gateway=gateway, messages=[{"role": "user", "content": prompt}], caller=caller)
-    try:
-        result = await run_counted(request, turn, CallSource.MCP.channel)
-    except GatewayError as exc:
-        return _tool_error(message.id, exc.message)
-    return _reply(message.id, types.CallToolResult(content=[types.TextContent(type="text", text=result.text)]))
-
-
-def _tool_error(request_id: types.RequestId, text: str) -> web.Response:
-    """A failed call the caller's model can read and correct (bad arguments, the gateway failing)."""
-    return _reply(request_id, types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True))
+    target = _Target(request=request, gateway=gateway, tool=_tool(gateway, request), user=user)
+    server = request.app[SERVER]
+    manager = server.sse if _wants_sse(request) else server.json
+    return await serve_asgi(manager.handle_request, request, await request.read(), extra={TARGET: target})
 
 
 @routes.get(PATH)
-@documented("Not offered: this MCP server opens no server-to-client stream (405).", status=405, media_type=None)
+@documented("Not offered: this stateless MCP server opens no server-to-client stream (405).", status=405,
+            media_type=None)
 async def mcp_stream(request: web.Request) -> web.Response:
+    return web.Response(status=405, headers={"Allow": "POST"})
+
+
+@routes.delete(PATH)
+@documented("Not offered: this stateless MCP server has no session to end (405).", status=405, media_type=None)
+async def mcp_end_session(request: web.Request) -> web.Response:
     return web.Response(status=405, headers={"Allow": "POST"})

@@ -41,7 +41,15 @@ from botline.gateway.reasoning import REASONING_FIELD, ReasoningPolicy
 from botline.gateway.remote import SOURCE_UNAVAILABLE, RemoteFetcher
 from botline.gateway.rounds import Round
 from botline.gateway.tokens import TokenCounters, approximate, message_text
-from botline.gateway.tools import EndTurn, ProtocolFunctionTool, ResponseCaps, Tool, ToolSet, no_tool
+from botline.gateway.tools import (
+    EndTurn,
+    ProtocolFunctionTool,
+    ResponseCaps,
+    Tool,
+    ToolSet,
+    images_message,
+    no_tool,
+)
 from botline.logs import loggable_url
 from botline.media import OutboundMedia
 from botline.media.answer_images import fetch_answer_images
@@ -382,6 +390,8 @@ class TurnPipeline:
                 tool_message: ChatMessage = {"role": "tool", "tool_call_id": call["id"], "content": result}
                 messages.append(tool_message)
                 produced.append(tool_message)
+            if shown := tools.take_images():  # for this turn only: the stored conversation keeps the text
+                attached.append(images_message(shown))
             messages.extend(attached)
             if ended is not None:  # every call of the round has its answer; the tool's text is the last word
                 await sink.text(ended.answer)

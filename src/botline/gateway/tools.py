@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from botline.domain import json_schema
 from botline.domain.gateways import ProtocolFunction
 from botline.egress import Egress, EgressError, EgressResponse, Trust
 from botline.gateway.caller import Caller, CallSource
+from botline.gateway.context import ChatMessage
 from botline.media import OutboundMedia, media_from_response
 from botline.media.outbound import Attachments, attachments_from_json, media_type
 
@@ -64,10 +65,14 @@ class Tool(ABC):
 
 @dataclass(frozen=True)
 class ToolReply:
-    """A tool's answer that also carries files for the user (sent with the turn's answer)."""
+    """A tool's answer that also carries files for the user (sent with the turn's answer) or images for
+    the model (shown to it in the next round, after the round's tool results)."""
 
     text: str
-    media: list[OutboundMedia]
+    media: list[OutboundMedia] = field(default_factory=list)
+    images: list[OutboundMedia] = field(default_factory=list)
+    """Inline images (`OutboundMedia.is_image`) the model sees; the tool decided it may (the gateway's
+    multimodal settings) and said so in `text`."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,17 @@ class ProtocolFunctionTool(Tool):
                          list(attached.media))
 
 
+def images_message(images: list[tuple[str, OutboundMedia]]) -> ChatMessage:
+    """The `user` message that shows the model the images tools returned in one round: OpenAI's chat
+    format allows only text in a `tool` message, so the images follow the round's tool results, each
+    after a line naming the tool and the file (the tool's text refers to it by that name)."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "[Images the tools returned, for you to see:]"}]
+    for tool, image in images:
+        parts.append({"type": "text", "text": f"{image.filename} from {tool}:"})
+        parts.append({"type": "image_url", "image_url": {"url": image.data_url()}})
+    return {"role": "user", "content": parts}
+
+
 def no_tool(name: str) -> str:
     """What the model is told when it calls a tool it was not offered."""
     return f"There is no tool named {name}."
@@ -173,6 +189,7 @@ class ToolSet:
         self._tools: dict[str, Tool] = {}
         self.media: list[OutboundMedia] = []
         """Files the tools produced this turn, in the order they were made."""
+        self._images: list[tuple[str, OutboundMedia]] = []
         for tool in tools:
             self._tools.setdefault(tool.name, tool)
 
@@ -208,5 +225,11 @@ class ToolSet:
             return f"The tool {name} failed to run. Tell the user it is unavailable right now."
         if isinstance(answer, ToolReply):
             self.media.extend(answer.media)
+            self._images += [(name, image) for image in answer.images]
             return answer.text
         return answer
+
+    def take_images(self) -> list[tuple[str, OutboundMedia]]:
+        """(tool name, image) for the model, returned since the last call."""
+        images, self._images = self._images, []
+        return images

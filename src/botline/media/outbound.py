@@ -32,6 +32,22 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 MAX_FILENAME = 100
 
 
+def image_type(data: bytes) -> str | None:
+    """The inline image type `data` really is (PNG, JPEG, GIF, WebP, by their first bytes), or None.
+
+    Whatever a tool claims, this decides: a provider refuses (and fails the whole model call on) an
+    image whose bytes are not what its type says."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 @dataclass(frozen=True)
 class OutboundMedia:
     data: bytes
@@ -42,11 +58,13 @@ class OutboundMedia:
     def is_image(self) -> bool:
         return self.content_type in INLINE_IMAGE_TYPES
 
+    def data_url(self) -> str:
+        return f"data:{self.content_type};base64,{base64.b64encode(self.data).decode()}"
+
     def wire(self) -> dict[str, str]:
         """For the web chat: a `data:` URL, which the page's CSP (`img-src 'self' data:`) lets it draw."""
-        url = f"data:{self.content_type};base64,{base64.b64encode(self.data).decode()}"
         return {"kind": "image" if self.is_image else "file", "fileName": self.filename,
-                "contentType": self.content_type, "url": url}
+                "contentType": self.content_type, "url": self.data_url()}
 
 
 def media_type(header: str) -> str:

@@ -1,12 +1,14 @@
 """MCP sources in a turn: each source's tools are offered to the model under a namespaced name
 (`{source}__{tool}`, so two servers' tools cannot collide) and called with `params._meta` carrying
-the `_aiv_*` fields. A source that is down or slow is left out of the turn, or fails only that call."""
+the `_aiv_*` fields. A source that is down or slow is left out of the turn, or fails only that call.
+What a result becomes (text, images for the model and the person): `mcp_results`."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +20,10 @@ from botline.domain.limits import JSON_MAX_BYTES, LONG_TEXT_MAX
 from botline.egress import Trust
 from botline.gateway.caller import Caller
 from botline.gateway.extensions import Contribution
-from botline.gateway.tools import Tool, ToolFailure, ToolSpec, function_spec
+from botline.gateway.multimodal import ModelInputs
+from botline.gateway.tools import MEDIA_AUDIENCES, Tool, ToolFailure, ToolReply, ToolSpec, function_spec
 from botline.tools.mcp_pool import McpPool, McpUnavailable
+from botline.tools.mcp_results import ResultRules, read_result
 from botline.tools.nonce import RequestNonces
 
 log = logging.getLogger(__name__)
@@ -49,27 +53,17 @@ def call_meta(caller: Caller, nonce: str | None, moment: datetime) -> dict[str, 
     return meta
 
 
-def result_text(result: types.CallToolResult, limit: int) -> str:
-    """What the model reads: text blocks as they are, any other block as a short notice, cut at `limit`."""
-    parts: list[str] = []
-    for block in result.content:
-        if isinstance(block, types.TextContent):
-            parts.append(block.text)
-        elif isinstance(block, types.ImageContent | types.AudioContent):
-            parts.append(f"[the tool returned {block.mime_type} {block.type} content, which is not shown here]")
-        else:
-            parts.append(f"[the tool returned {block.type} content, which is not shown here]")
-    if not parts and result.structured_content is not None:
-        parts.append(orjson.dumps(result.structured_content).decode())
-    text = "\n".join(parts)
-    if len(text) > limit:
-        text = text[:limit] + f"\n[cut: the tool's output passed {limit} characters]"
-    return f"The tool reported an error: {text}" if result.is_error else text
+@dataclass(frozen=True)
+class McpLimits:
+    text_chars: int
+    """tools.tool_output_max_chars"""
+    image_bytes: int
+    """tools.mcp_image_max_bytes"""
 
 
 class McpTool(Tool):
     def __init__(self, source: RemoteResource, listed: types.Tool, *, pool: McpPool, trust: Trust,
-                 nonce: Callable[[], Awaitable[str | None]], output_limit: int) -> None:
+                 nonce: Callable[[], Awaitable[str | None]], limits: McpLimits, model_sees_images: bool) -> None:
         self.name = tool_name(source.name, listed.name)
         self._source = source
         self._remote_name = listed.name
@@ -78,12 +72,13 @@ class McpTool(Tool):
         self._pool = pool
         self._trust = trust
         self._nonce = nonce
-        self._limit = output_limit
+        self._limits = limits
+        self._model_sees_images = model_sees_images
 
     def spec(self) -> ToolSpec:
         return self._spec
 
-    async def run(self, arguments: dict[str, Any], caller: Caller) -> str:
+    async def run(self, arguments: dict[str, Any], caller: Caller) -> str | ToolReply:
         meta = call_meta(caller, await self._nonce(), datetime.now(UTC))
         try:
             result = await self._pool.call(self._source.url, self._source.headers, self._trust, self._remote_name,
@@ -91,7 +86,9 @@ class McpTool(Tool):
         except McpUnavailable as exc:
             log.warning("MCP tool %s of source %s failed: %s", self._remote_name, self._source.name, exc)
             raise ToolFailure(f"The tool {self.name} is unavailable right now ({exc}). Tell the user.") from None
-        return result_text(result, self._limit)
+        return read_result(result, self.name, ResultRules(
+            text_limit=self._limits.text_chars, image_max_bytes=self._limits.image_bytes,
+            model_sees_images=self._model_sees_images, person_sees_media=caller.call_source in MEDIA_AUDIENCES))
 
 
 def _fits(listed: types.Tool) -> bool:
@@ -101,21 +98,23 @@ def _fits(listed: types.Tool) -> bool:
 
 class McpExtension:
     def __init__(self, pool: McpPool, nonces: RequestNonces, *, trust_of: Callable[[str], Awaitable[Trust]],
-                 output_limit: int) -> None:
+                 limits: McpLimits) -> None:
         self._pool = pool
         self._nonces = nonces
         self._trust_of = trust_of
-        self._limit = output_limit
+        self._limits = limits
 
     async def contribute(self, gateway: Gateway, caller: Caller) -> Contribution:
         sources = gateway.parameters.mcp_sources
         if not sources:
             return Contribution()
-        return Contribution(tools=await self.tools(gateway.account_id, sources))
+        return Contribution(tools=await self.tools(gateway, sources))
 
-    async def tools(self, account_id: str, sources: Sequence[RemoteResource]) -> list[Tool]:
-        """The tools of `sources` (a source that cannot be listed is logged and left out)."""
+    async def tools(self, gateway: Gateway, sources: Sequence[RemoteResource]) -> list[Tool]:
+        """The tools of `sources` for a turn of `gateway` (a source that cannot be listed is logged and left out)."""
+        account_id = gateway.account_id
         trust = await self._trust_of(account_id)
+        sees_images = ModelInputs.of(gateway.parameters).images
 
         async def nonce() -> str | None:
             return await self._nonces.of(account_id)
@@ -128,6 +127,6 @@ class McpExtension:
             except McpUnavailable as exc:
                 log.warning("MCP source %s left out of this turn: %s", source.name, exc)
                 continue
-            tools += [McpTool(source, item, pool=self._pool, trust=trust, nonce=nonce, output_limit=self._limit)
-                      for item in listed if _fits(item)]
+            tools += [McpTool(source, item, pool=self._pool, trust=trust, nonce=nonce, limits=self._limits,
+                              model_sees_images=sees_images) for item in listed if _fits(item)]
         return tools

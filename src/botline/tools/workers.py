@@ -169,7 +169,7 @@ class WorkerHook:
                         function, self._egress, trust=trust, timeout=self._tool_timeout,
                         caps=self._tool_caps)))
                 case AddMcpSource(source=source):
-                    tools = await self._mcp.tools(gateway.account_id, [source])
+                    tools = await self._mcp.tools(gateway, [source])
                     draft.tools += [(WORKER_GROUP, tool) for tool in tools]
 
 

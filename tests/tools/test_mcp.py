@@ -15,7 +15,7 @@ import pytest
 from tests.emulators.fake_llm import FakeLLM, RecordedRequest, Reply, ToolCall
 from tests.memory.helpers import admin_id, new_session, offered, say, store_of, tool_results
 from tests.support.server import RunningServer, free_port
-from tests.support.webchat import create_client
+from tests.support.webchat import create_client, public
 from tests.tools.mcp_server import PICTURE, McpTestServer
 
 CALL_TIMEOUT = 0.5
@@ -143,8 +143,11 @@ async def test_an_image_result_reaches_the_model_in_the_next_round_and_the_perso
     assert shown["content"][1:] == [{"type": "text", "text": "calc__picture-1.png from calc__picture:"},
                                     {"type": "image_url", "image_url": {"url": PICTURE_URL}}]
     assert answer["completionText"] == "It is a grey square."
-    assert answer["media"] == [{"kind": "image", "fileName": "calc__picture-1.png", "contentType": "image/png",
-                                "url": PICTURE_URL}]
+    [kept] = answer["media"]  # kept with the answer, served under the session's key
+    assert (kept["kind"], kept["fileName"], kept["contentType"]) == ("image", "calc__picture-1.png", "image/png")
+    async with server.http.get(server.url + public(key, f"/media/{kept['id']}")) as response:
+        assert response.status == 200
+        assert base64.b64encode(await response.read()).decode() == PICTURE_URL.split(",", 1)[1]
     fake_llm.script(Reply(text="Still grey."))
     await say(server, key, "And now?")  # the image was for that turn; the stored conversation keeps the text
     assert image_parts(fake_llm.requests[-1]) == [] and told in tool_results(fake_llm.requests[-1])

@@ -36,6 +36,7 @@ from botline.store.sqlite_governance import SqliteLlmConnections, SqlitePolicies
 from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections, SqliteDocuments, contains
 from botline.store.sqlite_memories import SqliteMemories
 from botline.store.sqlite_skills import SqliteSkills
+from botline.store.sqlite_values import SqliteReservations, SqliteServerValues
 
 
 @reachable_methods
@@ -249,6 +250,8 @@ class SqliteStore(Store):
         self.counters = SqliteCounters(db)
         self.inbound = SqliteInbound(db)
         self.locks = ProcessLocks()
+        self.server_values = SqliteServerValues(db)
+        self.reservations = SqliteReservations(db)
         self.memories = SqliteMemories(db)
         self.schedules = SqliteSchedules(db)
         self.batch_workflows = SqliteBatchWorkflows(db)

@@ -126,15 +126,18 @@ async def test_healthz_stays_fast_while_commands_burn_cpu_fork_and_flood(bash_se
     assert "File size limit exceeded" in write
 
 
-@pytest.mark.parametrize("bash_settings", [{"enabled": False}])
+@pytest.mark.parametrize(("bash_settings", "reason"), [
+    ({"enabled": False}, "turned off on this server (shell.bash.enabled)"),
+    ({"bwrap_path": "/opt/missing/bwrap"}, "/opt/missing/bwrap is not installed on this server"),
+], ids=["turned-off", "no-bubblewrap"])
 async def test_enable_bash_is_refused_at_save_time_where_the_sandbox_cannot_run(
-    traversable: Path, tmp_path: Path, fake_llm: FakeLLM, bash_settings: dict[str, Any]
+    traversable: Path, tmp_path: Path, fake_llm: FakeLLM, bash_settings: dict[str, Any], reason: str
 ) -> None:
     settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}",
                              shell={"local_path": str(traversable / "shell"), "bash": bash_settings})
     async with running_server(settings) as server:
         status, body = await server.call("POST", "/api/v1/ai-gateways", json=gateway_body(fake_llm, enableBash=True))
-        assert status == 400 and "enableBash" in body["message"] and "shell.bash.enabled" in body["message"]
+        assert status == 400 and "parameters.enableBash" in body["message"] and reason in body["message"], body
         assert (await server.call("POST", "/api/v1/ai-gateways", json=gateway_body(fake_llm)))[0] == 200
 
 

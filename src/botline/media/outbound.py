@@ -37,13 +37,19 @@ class OutboundMedia:
     data: bytes
     content_type: str
     filename: str
+    url: str | None = None
+    """For the web chat only: a public address of botline's that downloads the file (a shell file's),
+    shown as a download chip instead of carrying `data` (which is then empty)."""
 
     @property
     def is_image(self) -> bool:
         return self.content_type in INLINE_IMAGE_TYPES
 
     def wire(self) -> dict[str, str]:
-        """For the web chat: a `data:` URL, which the page's CSP (`img-src 'self' data:`) lets it draw."""
+        """For the web chat: a `data:` URL, which the page's CSP (`img-src 'self' data:`) lets it draw, or
+        the public address of a download."""
+        if self.url is not None:
+            return {"kind": "file", "fileName": self.filename, "contentType": self.content_type, "url": self.url}
         url = f"data:{self.content_type};base64,{base64.b64encode(self.data).decode()}"
         return {"kind": "image" if self.is_image else "file", "fileName": self.filename,
                 "contentType": self.content_type, "url": url}

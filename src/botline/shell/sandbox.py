@@ -118,6 +118,9 @@ class Sandbox:
             if "source path" in detail:
                 self.unavailable += (f"; uid {self._s.sandbox_uid} must be able to traverse every directory "
                                      f"above {base.resolve()}")
+            elif "proc" in detail or "Operation not permitted" in detail:
+                self.unavailable += ("; in a container, user namespaces and a fresh /proc must be allowed "
+                                     "(docs/deploy.md, \"Shell files and the bash tool\")")
             return
         self.unavailable = None
 

@@ -618,20 +618,33 @@
     }
   }
 
+  /** A shell file's public address (http or https, botline's download path): served as an attachment. */
+  function isPublicFile(url) {
+    try {
+      const parsed = new URL(url, window.location.href);
+      return /^https?:$/.test(parsed.protocol) && parsed.pathname.indexOf("/api/v1/public/ext-res/file/") === 0;
+    } catch (e) {
+      return false;
+    }
+  }
+
   /**
    * Images and files a tool made, under the answer. Only `data:` URLs botline itself produced are
-   * used (the CSP allows no other image source); raster images inline, anything else a download chip.
+   * used for images (the CSP allows no other image source); raster images inline, anything else a
+   * download chip, which may also be a file's public address (files the bash tool wrote).
    */
   function attachMedia(message, media) {
     const box = el("div", { className: "bl-bot-media" });
     media.forEach(function (item) {
-      if (!item || typeof item.url !== "string" || item.url.slice(0, 5) !== "data:") return;
+      if (!item || typeof item.url !== "string") return;
+      const inline = item.url.slice(0, 5) === "data:";
+      if (!inline && !(item.kind === "file" && isPublicFile(item.url))) return;
       const name = String(item.fileName || "file");
-      if (item.kind === "image" && /^data:image\/(png|jpeg|gif|webp);/.test(item.url)) {
+      if (inline && item.kind === "image" && /^data:image\/(png|jpeg|gif|webp);/.test(item.url)) {
         box.append(el("img", { className: "bl-bot-image", src: item.url, alt: name }));
       } else {
-        box.append(el("a", { className: "bl-file-chip bl-file-chip--download", href: item.url, download: name },
-          [icon("file"), el("span", { text: name })]));
+        box.append(el("a", { className: "bl-file-chip bl-file-chip--download", href: item.url, download: name,
+          rel: "noopener" }, [icon("file"), el("span", { text: name })]));
       }
     });
     if (box.childElementCount) message.body.after(box);

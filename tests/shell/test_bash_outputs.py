@@ -87,3 +87,17 @@ async def test_on_v1_the_model_is_told_files_cannot_be_shown(bash_server: Runnin
         "model": gateway_id, "user": "alice", "messages": [{"role": "user", "content": "report"}]})
     assert status == 200, answer
     assert "cannot be shown in this conversation: out/report.csv." in tool_message(fake_llm)
+
+
+@pytest.mark.parametrize("backend", ["local"])
+async def test_a_name_no_storage_holds_is_not_sent_and_the_model_is_told(bash_server: RunningServer,
+                                                                         fake_llm: FakeLLM) -> None:
+    client_id = await create_client(bash_server, fake_llm, gateway=PERSIST)
+    session = await open_session(bash_server, client_id, tag="alice")
+    command = "mkdir -p out && echo x > 'out/a\\b.txt' && echo ok > out/ok.txt"
+    fake_llm.script(Reply(tool_calls=[ToolCall("bash", {"command": command})]), Reply(text="Done."))
+    status, body = await bash_server.call("POST", public(session["accessKey"], "/prompt"), json=prompt("files"))
+    assert status == 200, body
+    assert [chip["fileName"] for chip in body["media"]] == ["ok.txt"]
+    told = tool_message(fake_llm)
+    assert "Not sent" in told and "out/a\\b.txt" in told and "Sent to the user with your answer: ok.txt" in told

@@ -26,7 +26,7 @@ from botline.gateway.tools import MEDIA_AUDIENCES, Tool, ToolFailure, ToolReply,
 from botline.media import OutboundMedia
 from botline.media.outbound import MAX_ATTACHMENTS, safe_filename
 from botline.shell.files import ShellFiles
-from botline.shell.paths import ShellPath
+from botline.shell.paths import InvalidPath, ShellPath
 from botline.shell.sandbox import WORKDIR, CommandResult, Sandbox, ToolPolicy
 from botline.shell.storage import UserRoot
 from botline.shell.workspace import Mounts, Workspace, WorkspaceError, Workspaces, local_tree, read_regular
@@ -126,15 +126,20 @@ class BashTool(Tool):
         sent: list[OutboundMedia] = []
         left: list[str] = []
         for key in produced:
-            media = await self._media(mounts, ShellPath.parse(key), caller) if len(sent) < room else None
+            try:
+                path = ShellPath.parse(key)
+            except InvalidPath:  # a name no storage holds (a backslash, a control character)
+                left.append(key)
+                continue
+            media = await self._media(mounts, path, caller) if len(sent) < room else None
             if media is None:
                 left.append(key)
                 continue
             sent.append(media)
             self._offered.add(key)
         if left:
-            text += (f"\nNot sent (larger than {self._delivery.max_bytes} bytes, or more than "
-                     f"{MAX_ATTACHMENTS} files in one turn): {', '.join(left)}.")
+            text += (f"\nNot sent (larger than {self._delivery.max_bytes} bytes, more than {MAX_ATTACHMENTS} "
+                     f"files in one turn, or a name with a backslash or control character): {', '.join(left)}.")
         if not sent:
             return text
         names = ", ".join(f"{m.filename} ({m.content_type})" for m in sent)

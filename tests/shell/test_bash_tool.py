@@ -148,3 +148,15 @@ async def test_bash_options_are_validated(bash_server: RunningServer, fake_llm: 
         status, body = await bash_server.call("POST", "/api/v1/ai-gateways",
                                               json=gateway_body(fake_llm, enableBash=True, bashOptions=options))
         assert status == 400 and field in body["message"], body
+
+
+async def test_a_server_whose_shell_directory_cannot_be_written_starts_and_refuses_bash(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """A container's read-only root (compose, Kubernetes) without a volume for shell files: botline serves,
+    and says why bash cannot be enabled."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}", shell={"local_path": "/proc/botline/shell"})
+    async with running_server(settings) as server:
+        assert (await server.call("GET", "/healthz"))[0] == 200
+        status, body = await server.call("POST", "/api/v1/ai-gateways", json=gateway_body(fake_llm, enableBash=True))
+        assert status == 400 and "/proc/botline/shell cannot be written" in body["message"], body

@@ -6,7 +6,8 @@ Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw
 latency side by side with LiteLLM's proxy, web chat prompts/s, open SSE streams, webhooks, schedules,
 throughput with 1-3 replicas on one Redis, batch items/s, spoken answers (text end to first audio
 byte, cache hits), tool hops, lexical knowledge search (ingest, search latency, memory) beside bm25s,
-and semantic search (local embedding rate, vector and hybrid query latency).
+semantic search (local embedding rate, vector and hybrid query latency), and shell files (bash round
+trip, 100 MB transfers).
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -33,6 +34,7 @@ from bench import (
     replicas,
     schedules,
     servers,
+    shell,
     speech,
     tools_hops,
     vectors,
@@ -108,6 +110,11 @@ def _knowledge(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return f"{knowledge.table(result)}\n\n({result.seconds} s)", asdict(result)
 
 
+def _shell(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    results = shell.run(runs=20 if args.quick else 50, size_mb=20 if args.quick else 100)
+    return shell.table(results), results
+
+
 BENCHMARKS: dict[str, Runner] = {
     "proxy_latency": _proxy_latency,
     "webchat_prompts": _webchat_prompts,
@@ -120,6 +127,7 @@ BENCHMARKS: dict[str, Runner] = {
     "tools_hops": _tools_hops,
     "vectors": _vectors,
     "knowledge": _knowledge,
+    "shell": _shell,
 }
 
 

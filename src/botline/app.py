@@ -96,12 +96,14 @@ from botline.ratelimit import RateLimiter
 from botline.scheduler.activation import ScheduleActivator
 from botline.scheduler.service import Scheduler
 from botline.scheduler.tools import ScheduleExtension
-from botline.shell.files import ShellFiles
+from botline.shell.files import ShellFiles, link_key
 from botline.shell.local import LocalFileStore
+from botline.shell.quota import Quotas
 from botline.shell.s3 import S3FileStore
 from botline.shell.sandbox import Sandbox
 from botline.shell.storage import FileStore
-from botline.shell.tool import BashExtension
+from botline.shell.tool import BashExtension, Delivery
+from botline.shell.workspace import LocalWorkspaces, SyncedWorkspaces, Workspaces
 from botline.speech import Synthesizer
 from botline.store import SQLITE_PREFIX, open_store
 from botline.store.base import Store
@@ -121,6 +123,7 @@ FILES = web.AppKey("files", FileSplitter)
 IN_FLIGHT = web.AppKey("in_flight", InFlightRequests)
 SHELL = web.AppKey("shell", ShellFiles)
 SANDBOX = web.AppKey("sandbox", Sandbox)
+WORKSPACES = web.AppKey("workspaces", Workspaces)
 STARTUP_LEASE = "startup"
 
 AdminKeyAnnouncer = Callable[[str], None]
@@ -142,11 +145,6 @@ async def drain_turns(app: web.Application) -> None:
 def declared_model_names(settings: Settings) -> frozenset[str]:
     """The model names of the gateways declared in the config file: the operator's own, safe to label."""
     return frozenset(str(g.parameters["modelName"]) for g in settings.gateways if g.complete)
-
-
-def _bash_extension(files: ShellFiles, sandbox: Sandbox) -> BashExtension:
-    disk = files.store if isinstance(files.store, LocalFileStore) else None
-    return BashExtension(files, disk, sandbox)
 
 
 def build_app(
@@ -208,21 +206,31 @@ def build_app(
             yield
 
     async def shell_context(app: web.Application) -> AsyncIterator[None]:
-        """Shell files (local disk or S3) and the bash sandbox, checked once at start."""
-        sandbox = Sandbox(settings.shell.bash)
+        """Shell files (local disk or S3), their quotas and link key, and the bash sandbox, checked once at start."""
+        shell_settings = settings.shell
+        sandbox = Sandbox(shell_settings.bash)
         file_store: FileStore
-        if settings.shell.storage == "s3":
-            file_store = await S3FileStore.open(settings.shell.s3)
-            sandbox.unavailable = "the bash tool needs shell.storage: local (S3 files are not mounted in the sandbox)"
+        if shell_settings.storage == "s3":
+            file_store = await S3FileStore.open(shell_settings.s3)
+            await sandbox.probe(shell_settings.scratch_path)
         else:
-            file_store = LocalFileStore(settings.shell.local_path, owner=sandbox.owner)
-            await sandbox.probe(settings.shell.local_path)
-            if sandbox.unavailable:
-                log.info("bash tool unavailable: %s", sandbox.unavailable)
-        app[SANDBOX] = sandbox
-        app[SHELL] = ShellFiles(file_store, settings.shell)
+            file_store = LocalFileStore(shell_settings.local_path, owner=sandbox.owner)
+            await sandbox.probe(shell_settings.local_path)
+        if sandbox.unavailable:
+            log.info("bash tool unavailable: %s", sandbox.unavailable)
+        leases = SessionLocks(app[STORE].locks)
+        quotas = Quotas(file_store, shell_settings, app[STORE].reservations, leases, clock)
+        files = ShellFiles(file_store, shell_settings, quotas, await link_key(app[STORE].server_values, shell_settings))
+        workspaces: Workspaces
+        if isinstance(file_store, S3FileStore):
+            workspaces = SyncedWorkspaces(files, file_store, shell_settings, app[STORE].locks, sandbox.owner)
+        else:
+            workspaces = LocalWorkspaces(file_store)
+        app[SANDBOX], app[SHELL], app[WORKSPACES] = sandbox, files, workspaces
         yield
-        await app[SHELL].close()
+        await workspaces.close()
+        await files.close()
+        await leases.close()
 
     async def services_context(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
@@ -268,7 +276,8 @@ def build_app(
             counters=TokenCounters(), usage=usage, settings=settings.llm, egress_settings=limits, clock=clock,
             metrics=recorder, extensions=[
                 MemoryExtension(memory),
-                _bash_extension(app[SHELL], app[SANDBOX]),
+                BashExtension(app[SHELL], app[WORKSPACES], app[SANDBOX], Delivery(
+                    settings.server.base_url, settings.security.egress.tool_media_max_bytes, clock)),
                 SkillsExtension(store, fetcher, trust_of=account_cache.trust,
                                 timeout=settings.llm.context_location_timeout_seconds),
                 mcp_extension,

@@ -34,7 +34,8 @@ def s3_endpoint() -> Iterator[str]:
 
 
 def shell_settings(backend: str, tmp_path: Path, endpoint: str | None, **overrides: Any) -> dict[str, Any]:
-    settings: dict[str, Any] = {"local_path": str(tmp_path / "shell"), "storage": backend, **overrides}
+    settings: dict[str, Any] = {"local_path": str(tmp_path / "shell"), "scratch_path": str(tmp_path / "scratch"),
+                                "storage": backend, **overrides}
     if backend == "s3":
         settings["s3"] = {"bucket": BUCKET, "prefix": f"t-{tmp_path.name}", "endpoint_url": endpoint,
                           "access_key_id": "test", "secret_access_key": "test"}

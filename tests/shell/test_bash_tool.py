@@ -126,15 +126,18 @@ async def test_healthz_stays_fast_while_commands_burn_cpu_fork_and_flood(bash_se
     assert "File size limit exceeded" in write
 
 
-@pytest.mark.parametrize("bash_settings", [{"enabled": False}])
+@pytest.mark.parametrize(("bash_settings", "reason"), [
+    ({"enabled": False}, "turned off on this server (shell.bash.enabled)"),
+    ({"bwrap_path": "/opt/missing/bwrap"}, "/opt/missing/bwrap is not installed on this server"),
+], ids=["turned-off", "no-bubblewrap"])
 async def test_enable_bash_is_refused_at_save_time_where_the_sandbox_cannot_run(
-    traversable: Path, tmp_path: Path, fake_llm: FakeLLM, bash_settings: dict[str, Any]
+    traversable: Path, tmp_path: Path, fake_llm: FakeLLM, bash_settings: dict[str, Any], reason: str
 ) -> None:
     settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}",
                              shell={"local_path": str(traversable / "shell"), "bash": bash_settings})
     async with running_server(settings) as server:
         status, body = await server.call("POST", "/api/v1/ai-gateways", json=gateway_body(fake_llm, enableBash=True))
-        assert status == 400 and "enableBash" in body["message"] and "shell.bash.enabled" in body["message"]
+        assert status == 400 and "parameters.enableBash" in body["message"] and reason in body["message"], body
         assert (await server.call("POST", "/api/v1/ai-gateways", json=gateway_body(fake_llm)))[0] == 200
 
 
@@ -145,3 +148,15 @@ async def test_bash_options_are_validated(bash_server: RunningServer, fake_llm: 
         status, body = await bash_server.call("POST", "/api/v1/ai-gateways",
                                               json=gateway_body(fake_llm, enableBash=True, bashOptions=options))
         assert status == 400 and field in body["message"], body
+
+
+async def test_a_server_whose_shell_directory_cannot_be_written_starts_and_refuses_bash(
+    tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    """A container's read-only root (compose, Kubernetes) without a volume for shell files: botline serves,
+    and says why bash cannot be enabled."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'botline.db'}", shell={"local_path": "/proc/botline/shell"})
+    async with running_server(settings) as server:
+        assert (await server.call("GET", "/healthz"))[0] == 200
+        status, body = await server.call("POST", "/api/v1/ai-gateways", json=gateway_body(fake_llm, enableBash=True))
+        assert status == 400 and "/proc/botline/shell cannot be written" in body["message"], body

@@ -22,13 +22,13 @@ from botline.api.state import principal, services
 from botline.domain.limits import NAME_MAX
 from botline.shell import InvalidPath, ShellError, ShellPath, UserRoot
 from botline.shell.files import ShellFiles
+from botline.shell.links import PUBLIC_PREFIX
 from botline.shell.paths import PATH_MAX
 from botline.shell.storage import CHUNK_BYTES
 
 routes = web.RouteTableDef()
 
 USER_HEADER = "X-Shell-User-Id"
-PUBLIC_PREFIX = "/api/v1/public/ext-res/file/"
 MULTIPART_OVERHEAD = 64 * 1024
 """Boundaries and part headers a multipart upload may add to the file's own size."""
 UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -118,11 +118,11 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def upload(request: web.Request) -> web.Response:
     root, path = _root(request), _path(request)
     files = _files(request)
-    declared = request.content_length
+    declared, envelope = request.content_length, 0
     if declared is not None and request.content_type.startswith("multipart/"):
-        declared = max(declared - MULTIPART_OVERHEAD, 0)
+        declared, envelope = max(declared - MULTIPART_OVERHEAD, 0), min(declared, MULTIPART_OVERHEAD)
     try:
-        size = await files.upload(root, path, _body(request), declared)
+        size = await files.upload(root, path, _body(request), declared, envelope=envelope)
     except ShellError as exc:
         raise _fail(exc) from exc
     return json_response({"message": "File uploaded successfully.", "data": {"name": path.name, "size": size}})
@@ -193,9 +193,8 @@ async def public_address(request: web.Request) -> web.Response:
     entry = await svc.shell.store.stat(root, path)
     if entry is None or entry.is_directory:
         raise ApiError(404, "File not found.")
-    token = svc.shell.public_token(root, path, svc.clock.now())
-    data: dict[str, Any] = {"name": path.name, "size": entry.size,
-                            "publicUrl": f"{svc.settings.server.base_url}{PUBLIC_PREFIX}{token}"}
+    url = svc.shell.public_url(svc.settings.server.base_url, root, path, svc.clock.now())
+    data: dict[str, Any] = {"name": path.name, "size": entry.size, "publicUrl": url}
     return json_response({"data": data})
 
 

@@ -40,6 +40,9 @@ class AnswerFiles:
         others inline as `data:` URLs."""
         views = []
         for item in media:
+            if item.url is not None:  # a shell file's public address: the file stays in the user's files
+                views.append(item.wire())
+                continue
             kind = AnswerMediaKind.IMAGE if item.is_image else AnswerMediaKind.FILE
             kept = await self._add(session_id, message_id, kind, item.content_type, item.filename, item.data)
             views.append(item.wire() if kept is None else view(kept))

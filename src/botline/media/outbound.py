@@ -53,6 +53,9 @@ class OutboundMedia:
     data: bytes
     content_type: str
     filename: str
+    url: str | None = None
+    """For the web chat only: a public address of botline's that downloads the file (a shell file's),
+    shown as a download chip instead of carrying `data` (which is then empty)."""
 
     @property
     def is_image(self) -> bool:
@@ -62,7 +65,10 @@ class OutboundMedia:
         return f"data:{self.content_type};base64,{base64.b64encode(self.data).decode()}"
 
     def wire(self) -> dict[str, str]:
-        """For the web chat: a `data:` URL, which the page's CSP (`img-src 'self' data:`) lets it draw."""
+        """For the web chat: a `data:` URL, which the page's CSP (`img-src 'self' data:`) lets it draw, or
+        the public address of a download."""
+        if self.url is not None:
+            return {"kind": "file", "fileName": self.filename, "contentType": self.content_type, "url": self.url}
         return {"kind": "image" if self.is_image else "file", "fileName": self.filename,
                 "contentType": self.content_type, "url": self.data_url()}
 

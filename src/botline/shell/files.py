@@ -8,14 +8,14 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from botline.shell.links import LinkClaims, LinkSigner
+from botline.shell.links import PUBLIC_PREFIX, LinkClaims, LinkSigner, new_secret
 from botline.shell.paths import ShellPath
+from botline.shell.quota import Quotas
 from botline.shell.settings import ShellSettings
 from botline.shell.storage import Entry, FileStore, NotFound, QuotaExceeded, TooLarge, UserRoot
+from botline.store.base import ServerValueRepository
 
 SNIFF_BYTES = 8192
-ACCOUNT_WALK_FACTOR = 100
-"""An account's quota walk reads up to this many times `max_entries`."""
 
 
 @dataclass(frozen=True)
@@ -43,39 +43,34 @@ def looks_like_text(head: bytes) -> bool:
 
 
 class ShellFiles:
-    def __init__(self, store: FileStore, settings: ShellSettings) -> None:
+    """`link_key` signs public addresses: `shell.link_secret`, or the key generated once and kept in the
+    Store (app.py), so addresses work on every replica and after a restart."""
+
+    def __init__(self, store: FileStore, settings: ShellSettings, quotas: Quotas, link_key: bytes) -> None:
         self.store = store
-        self._settings = settings
-        secret = settings.link_secret.get_secret_value().encode() if settings.link_secret else None
-        self._signer = LinkSigner(secret)
+        self.quotas = quotas
+        self.settings = settings
+        self._signer = LinkSigner(link_key)
 
     async def remaining(self, root: UserRoot) -> int:
-        """Bytes one more file may take: the smallest of the file cap and what both quotas leave."""
-        s = self._settings
-        user = await self.store.usage(root, root.account_id, limit=s.max_entries)
-        account = await self.store.usage(None, root.account_id, limit=s.max_entries * ACCOUNT_WALK_FACTOR)
-        return min(s.max_file_bytes, s.user_quota_bytes - user, s.account_quota_bytes - account)
+        return await self.quotas.remaining(root)
 
     async def upload(self, root: UserRoot, path: ShellPath, chunks: AsyncIterator[bytes],
-                     declared_size: int | None) -> int:
-        """TooLarge past the file cap, QuotaExceeded past a quota: before reading when the size is declared."""
-        s = self._settings
+                     declared_size: int | None, *, envelope: int = 0) -> int:
+        """TooLarge past the file cap, QuotaExceeded past a quota: before reading when the size is declared.
+        The file may be up to `envelope` bytes larger than `declared_size` (a multipart body's size less
+        its envelope): that much more is reserved."""
+        s = self.settings
         if declared_size is not None and declared_size > s.max_file_bytes:
             raise TooLarge(f"The file is larger than the {s.max_file_bytes}-byte limit.")
-        room = await self.remaining(root)
-        if room < s.max_file_bytes and (room <= 0 or (declared_size or 0) > room):
-            raise QuotaExceeded(self._quota_message(room))
-        try:
-            return await self.store.write(root, path, chunks, max_bytes=max(room, 0))
-        except TooLarge:
-            if room < s.max_file_bytes:
-                raise QuotaExceeded(self._quota_message(room)) from None
-            raise TooLarge(f"The file is larger than the {s.max_file_bytes}-byte limit.") from None
-
-    def _quota_message(self, room: int) -> str:
-        return (f"Not enough storage left for this shell user ({max(room, 0)} bytes free; the quotas are "
-                f"{self._settings.user_quota_bytes} bytes per user and {self._settings.account_quota_bytes} "
-                f"per account). Delete files first.")
+        at_most = None if declared_size is None else declared_size + envelope
+        async with self.quotas.reserve(root, declared_size or 0, at_most) as room:
+            try:
+                return await self.store.write(root, path, chunks, max_bytes=room)
+            except TooLarge:
+                if room < s.max_file_bytes and (at_most is None or room < at_most):
+                    raise QuotaExceeded(self.quotas.message(room)) from None
+                raise TooLarge(f"The file is larger than the {s.max_file_bytes}-byte limit.") from None
 
     async def details(self, root: UserRoot, path: ShellPath) -> FileDetails:
         entry = await self.store.stat(root, path)
@@ -92,8 +87,12 @@ class ShellFiles:
         return FileDetails(entry, guessed or ("text/plain" if plain else "application/octet-stream"), plain)
 
     def public_token(self, root: UserRoot, path: ShellPath, now: datetime) -> str:
-        expires = int((now + timedelta(seconds=self._settings.link_seconds)).timestamp())
+        expires = int((now + timedelta(seconds=self.settings.link_seconds)).timestamp())
         return self._signer.sign(LinkClaims(root.account_id, root.shell_user_id, path.key(), expires))
+
+    def public_url(self, base_url: str, root: UserRoot, path: ShellPath, now: datetime) -> str:
+        """The file's public address: it downloads without a key until `shell.link_seconds` from `now`."""
+        return f"{base_url}{PUBLIC_PREFIX}{self.public_token(root, path, now)}"
 
     def open_token(self, token: str, now: datetime) -> tuple[UserRoot, ShellPath] | None:
         claims = self._signer.verify(token, now)
@@ -103,3 +102,14 @@ class ShellFiles:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+LINK_SECRET_NAME = "shell.link_secret"
+
+
+async def link_key(values: ServerValueRepository, settings: ShellSettings) -> bytes:
+    """`shell.link_secret` when set; else the key the first replica to start generated and kept in the
+    Store, so every replica (and this one after a restart) signs and checks addresses alike."""
+    if settings.link_secret is not None:
+        return settings.link_secret.get_secret_value().encode()
+    return (await values.keep(LINK_SECRET_NAME, new_secret())).encode()

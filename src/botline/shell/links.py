@@ -17,6 +17,8 @@ from datetime import datetime
 import orjson
 
 TOKEN_MAX = 4096
+PUBLIC_PREFIX = "/api/v1/public/ext-res/file/"
+"""Where a token is served (api/shell.py): `{server.public_url}{PUBLIC_PREFIX}{token}`."""
 
 
 def _encode(data: bytes) -> str:
@@ -36,9 +38,14 @@ class LinkClaims:
     """Unix seconds."""
 
 
+def new_secret() -> str:
+    """A fresh signing key (kept in the Store when `shell.link_secret` is unset)."""
+    return secrets.token_urlsafe(32)
+
+
 class LinkSigner:
-    def __init__(self, secret: bytes | None) -> None:
-        self._key = secret or secrets.token_bytes(32)
+    def __init__(self, secret: bytes) -> None:
+        self._key = secret
 
     def sign(self, claims: LinkClaims) -> str:
         payload = _encode(orjson.dumps([claims.account_id, claims.shell_user_id, claims.path, claims.expires]))

@@ -54,6 +54,10 @@ class LocalFileStore(FileStore):
         self._base = base.resolve()
         self._owner = owner
 
+    @property
+    def base(self) -> Path:
+        return self._base
+
     def files_dir(self, root: UserRoot) -> Path:
         """The user's tree on disk, created when missing (the bash sandbox mounts it)."""
         path = self._base / root.account_segment / root.user_segment / FILES

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from botline.shell.local import FULL
-from botline.shell.paths import ShellPath
+from botline.shell.paths import InvalidPath, ShellPath
 from botline.shell.settings import S3Settings
 from botline.shell.storage import CHUNK_BYTES, Conflict, Entry, FileStore, NotFound, TooLarge, UserRoot
 
@@ -29,6 +30,20 @@ PART_BYTES = 8 * 1024 * 1024
 """S3's smallest multipart part is 5 MB; this many bytes of an upload are in memory at most."""
 DELETE_BATCH = 1000
 MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    size: int
+    etag: str
+
+
+@dataclass
+class RemoteTree:
+    """A user's objects: files by path key (`a/b.txt`), and every directory (markers and prefixes)."""
+
+    files: dict[str, RemoteFile] = field(default_factory=dict)
+    directories: set[str] = field(default_factory=set)
 
 
 def _missing(exc: ClientError) -> bool:
@@ -214,6 +229,34 @@ class S3FileStore(FileStore):
         async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield item.get("Key", ""), item.get("Size", 0)
+
+    async def tree(self, root: UserRoot, *, limit: int) -> RemoteTree:
+        """Every file (with its size and ETag) and directory of the user, in one listing (no HEAD per
+        directory); TooLarge past `limit` objects."""
+        base = self._base(root)
+        tree = RemoteTree()
+        async for key, size, etag in self._objects_with_tags(base):
+            if len(tree.files) + len(tree.directories) >= limit:
+                raise TooLarge(f"The user has more than {limit} files and directories.")
+            relative = key[len(base):]
+            try:
+                path = ShellPath.parse(relative)
+            except InvalidPath:
+                continue
+            if path.is_root:
+                continue
+            if relative.endswith("/"):
+                tree.directories.add(path.key())
+            else:
+                tree.files[path.key()] = RemoteFile(size, etag)
+            tree.directories.update(ShellPath(path.parts[:depth]).key() for depth in range(1, len(path.parts)))
+        return tree
+
+    async def _objects_with_tags(self, prefix: str) -> AsyncIterator[tuple[str, int, str]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item.get("Key", ""), item.get("Size", 0), item.get("ETag", "")
 
     async def usage(self, root: UserRoot | None, account_id: str, *, limit: int) -> int:
         prefix = self._base(root) if root else f"{self._prefix}/{UserRoot(account_id, '').account_segment}/"

@@ -108,16 +108,23 @@ class Sandbox:
         if missing:
             self.unavailable = f"{', '.join(missing)} is not installed on this server (apt-get install bubblewrap)"
             return
-        base.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".probe-", dir=base) as folder:
-            self._own(Path(folder))
-            result = await self._run(Path(folder), "true", ToolPolicy(names=("true",)), None)
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".probe-", dir=base) as folder:
+                self._own(Path(folder))
+                result = await self._run(Path(folder), "true", ToolPolicy(names=("true",)), None)
+        except OSError as exc:  # a read-only filesystem (a container's root), a path nobody may create
+            self.unavailable = f"the shell files directory {base} cannot be written ({exc.strerror or exc})"
+            return
         if result.exit_code != 0:
             detail = result.stderr.decode("utf-8", "replace").strip()[:300] or f"exit code {result.exit_code}"
             self.unavailable = f"bubblewrap cannot create its sandbox on this server ({detail})"
             if "source path" in detail:
                 self.unavailable += (f"; uid {self._s.sandbox_uid} must be able to traverse every directory "
                                      f"above {base.resolve()}")
+            elif "proc" in detail or "Operation not permitted" in detail:
+                self.unavailable += ("; in a container, user namespaces and a fresh /proc must be allowed "
+                                     "(docs/deploy.md, \"Shell files and the bash tool\")")
             return
         self.unavailable = None
 

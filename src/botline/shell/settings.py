@@ -59,6 +59,9 @@ class ShellSettings(BaseModel):
     storage: Literal["local", "s3"] = "local"
     local_path: Path = Path("./data/shell")
     s3: S3Settings = Field(default_factory=S3Settings)
+    scratch_path: Path = Path("./data/shell-scratch")
+    """With storage s3: where each turn's bash sandbox gets a local copy of the user's files (removed when
+    the turn ends)."""
     max_file_bytes: int = Field(default=100 * MB, ge=1024)
     """Largest upload (the seed's 100 MB); bigger answers 413."""
     user_quota_bytes: int = Field(default=200 * MB, ge=0)

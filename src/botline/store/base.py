@@ -556,6 +556,33 @@ class SkillRepository(ABC):
         """Deletes every skill of the account; returns how many."""
 
 
+class ServerValueRepository(ABC):
+    """Values every replica must share, made once (a generated signing key, say)."""
+
+    @abstractmethod
+    async def keep(self, name: str, value: str) -> str:
+        """Stores `value` under `name` unless a value is there already; returns the one stored (the first
+        replica's, when several start together)."""
+
+
+class ReservationRepository(ABC):
+    """Bytes promised to writes still in flight (shell uploads), per scope, until released or expired.
+
+    Checking a quota and reserving are two calls: callers hold a lease on the scope around them."""
+
+    @abstractmethod
+    async def add(self, scope: str, reservation_id: str, amount: int, *, now: datetime, ttl_seconds: int) -> None:
+        """Reserves `amount` bytes in `scope` for `ttl_seconds` from `now` (or until released)."""
+
+    @abstractmethod
+    async def release(self, scope: str, reservation_id: str) -> None:
+        """Drops the reservation (nothing when there is none)."""
+
+    @abstractmethod
+    async def total(self, scope: str, *, now: datetime) -> int:
+        """Bytes reserved in `scope` by reservations that have not expired at `now`."""
+
+
 class LockRepository(ABC):
     """Short leases that keep two replicas from answering one chat at once."""
 
@@ -596,6 +623,8 @@ class Store(ReportsErrors, ABC):
     counters: CounterRepository
     inbound: InboundRepository
     locks: LockRepository
+    server_values: ServerValueRepository
+    reservations: ReservationRepository
     memories: MemoryRepository
     schedules: ScheduleRepository
     batch_workflows: BatchWorkflowRepository

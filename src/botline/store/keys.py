@@ -45,6 +45,9 @@ Layout (P is the prefix, "botline" by default):
     P:inbound_answered                            zset    answered record ids, by dedupe deadline (epoch s)
     P:inbound_sequence                            string  INCR counter ordering recorded messages
     P:lock:{name}                                 string  lease token (PX TTL)
+    P:server_value:{name}                         string  a value shared by every replica (SET NX)
+    P:reservation:{scope}                         zset    reservation ids by expiry (epoch s; key TTL)
+    P:reservation:{scope}:amounts                 hash    reservation id -> bytes
     P:memory:{id}                                 string  Memory JSON
     P:account:{account}:memories                  zset    the account's memory ids by updated_at (µs)
     P:account:{account}:memory_user:{user}        zset    the user's memory ids by updated_at (µs)
@@ -293,6 +296,16 @@ class RedisKeys:
     # leases between replicas
     def lock(self, name: str) -> str:
         return self._key("lock", name)
+
+    # shared server values and in-flight reservations
+    def server_value(self, name: str) -> str:
+        return self._key("server_value", name)
+
+    def reservations(self, scope: str) -> str:
+        return self._key("reservation", scope)
+
+    def reservation_amounts(self, scope: str) -> str:
+        return self._key("reservation", scope, "amounts")
 
     # per-user memories
     def memory(self, memory_id: str) -> str:

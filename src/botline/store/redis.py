@@ -45,6 +45,7 @@ from botline.store.redis_memories import RedisMemories
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
 from botline.store.redis_skills import RedisSkills
+from botline.store.redis_values import RedisReservations, RedisServerValues
 from botline.store.redis_vectors import RedisVectors
 
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
@@ -296,6 +297,8 @@ class RedisStore(Store):
         self.counters = RedisCounters(client, keys)
         self.inbound = RedisInbound(client, keys)
         self.locks = RedisLocks(client, keys)
+        self.server_values = RedisServerValues(client, keys)
+        self.reservations = RedisReservations(client, keys)
         self.memories = RedisMemories(client, keys)
         self.schedules = RedisSchedules(client, keys)
         self.batch_jobs = RedisBatchJobs(client, keys)

@@ -37,6 +37,7 @@ from botline.store.sqlite_knowledge import CONTAINS_FUNCTION, SqliteCollections,
 from botline.store.sqlite_media import SqliteBlobs, SqliteMedia
 from botline.store.sqlite_memories import SqliteMemories
 from botline.store.sqlite_skills import SqliteSkills
+from botline.store.sqlite_values import SqliteReservations, SqliteServerValues
 from botline.store.sqlite_vectors import SqliteVectors
 
 
@@ -251,6 +252,8 @@ class SqliteStore(Store):
         self.counters = SqliteCounters(db)
         self.inbound = SqliteInbound(db)
         self.locks = ProcessLocks()
+        self.server_values = SqliteServerValues(db)
+        self.reservations = SqliteReservations(db)
         self.memories = SqliteMemories(db)
         self.schedules = SqliteSchedules(db)
         self.batch_workflows = SqliteBatchWorkflows(db)

@@ -621,10 +621,21 @@
     }
   }
 
+  /** A shell file's public address (http or https, botline's download path): served as an attachment. */
+  function isPublicFile(url) {
+    try {
+      const parsed = new URL(url, window.location.href);
+      return /^https?:$/.test(parsed.protocol) && parsed.pathname.indexOf("/api/v1/public/ext-res/file/") === 0;
+    } catch (e) {
+      return false;
+    }
+  }
+
   /**
    * Images and files a tool made, under the answer. Kept ones (an `id`) come from botline's own
    * `.../media/{id}`; others, not kept (past the session's budget), only as `data:` URLs botline itself
-   * produced. The CSP allows no other image source. Raster images inline, anything else a download chip.
+   * produced (the CSP allows no other image source), or, for a download chip, a file's public address
+   * (files the bash tool wrote). Raster images inline, anything else a download chip.
    */
   function attachMedia(message, media) {
     const box = el("div", { className: "bl-bot-media" });
@@ -632,14 +643,16 @@
       if (!item) return;
       const kept = typeof item.id === "string" && item.id;
       const url = kept ? apiBase + "/media/" + encodeURIComponent(item.id) : item.url;
-      if (typeof url !== "string" || (!kept && url.slice(0, 5) !== "data:")) return;
+      if (typeof url !== "string") return;
+      const inline = !kept && url.slice(0, 5) === "data:";
+      if (!kept && !inline && !(item.kind === "file" && isPublicFile(url))) return;
       const name = String(item.fileName || "file");
       const image = item.kind === "image" && /^image\/(png|jpeg|gif|webp)$/.test(String(item.contentType || ""));
       if (image && (kept || /^data:image\/(png|jpeg|gif|webp);/.test(url))) {
         box.append(el("img", { className: "bl-bot-image", src: url, alt: name }));
       } else {
-        box.append(el("a", { className: "bl-file-chip bl-file-chip--download", href: url, download: name },
-          [icon("file"), el("span", { text: name })]));
+        box.append(el("a", { className: "bl-file-chip bl-file-chip--download", href: url, download: name,
+          rel: "noopener" }, [icon("file"), el("span", { text: name })]));
       }
     });
     if (box.childElementCount) message.body.after(box);

@@ -130,7 +130,9 @@ async def _call(request: web.Request, message: types.JSONRPCRequest, gateway: Ga
         return _error(message.id, INVALID_PARAMS, f"Unknown tool: {params.name}")
     if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > LONG_TEXT_MAX:
         return _tool_error(message.id, f"prompt must be a non-empty string of at most {LONG_TEXT_MAX} characters.")
-    caller = Caller(call_source=CallSource.MCP, account_id=principal(request).account.id, external_user_id=user)
+    key = principal(request).key
+    caller = Caller(call_source=CallSource.MCP, account_id=principal(request).account.id, external_user_id=user,
+                    key_id=key.id, key_limits=None if key.scope is None else key.scope.limits)
     turn = TurnRequest(gateway=gateway, messages=[{"role": "user", "content": prompt}], caller=caller)
     try:
         result = await run_counted(request, turn, CallSource.MCP.channel)

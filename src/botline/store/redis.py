@@ -20,7 +20,7 @@ from redis.asyncio.client import Pipeline
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.gateways import Gateway
-from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+from botline.domain.usage import USAGE_COUNTS, ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
     ApiKeyRepository,
@@ -45,7 +45,7 @@ from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
 from botline.store.redis_skills import RedisSkills
 
-USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
+USAGE_FIELDS = USAGE_COUNTS
 LEX_MIN, LEX_MAX = "-", "+"
 
 
@@ -211,9 +211,9 @@ class RedisUsage(_Repo, UsageRepository):
             for record in records:
                 bucket = UsageBucket(hour=hour_bucket(record.at), gateway_id=record.gateway_id, model=record.model)
                 key = self._keys.usage_bucket(record.account_id, bucket)
-                amounts = (1, int(record.error), record.input_tokens, record.output_tokens)
-                for field, amount in zip(USAGE_FIELDS, amounts, strict=True):
-                    pipe.hincrby(key, field, amount)
+                for field, amount in zip(USAGE_FIELDS, record.counts(), strict=True):
+                    if amount:
+                        pipe.hincrby(key, field, amount)
                 pipe.zadd(self._keys.usage_index(record.account_id), {bucket.member(): 0})
             await pipe.execute()
 
@@ -251,6 +251,20 @@ class RedisCounters(_Repo, CounterRepository):
             pipe.expire(name, ttl_seconds, nx=True)
             count, _ = await pipe.execute()
         return int(count)
+
+    async def add(self, key: str, amount: int, *, ttl_seconds: int) -> int:
+        name = self._keys.counter(key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(name, amount)
+            pipe.expire(name, ttl_seconds, nx=True)
+            total, _ = await pipe.execute()
+        return int(total)
+
+    async def values(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        found = await self._redis.mget([self._keys.counter(key) for key in keys])
+        return [int(value or 0) for value in found]
 
 
 def _sum(rows: Iterable[list[int]]) -> dict[str, int]:

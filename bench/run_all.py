@@ -4,8 +4,8 @@
 
 Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw dict)): the /v1 proxy
 latency side by side with LiteLLM's proxy, web chat prompts/s, open SSE streams, webhooks, schedules,
-throughput with 1-3 replicas on one Redis, batch items/s, and spoken answers (text end to first audio
-byte, cache hits).
+throughput with 1-3 replicas on one Redis, batch items/s, spoken answers (text end to first audio
+byte, cache hits), tool hops, and the input policy check beside the model call.
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -24,7 +24,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import batch, profile, proxy_latency, replicas, schedules, servers, speech, tools_hops, webchat, webhooks
+from bench import (
+    batch,
+    governance,
+    profile,
+    proxy_latency,
+    replicas,
+    schedules,
+    servers,
+    speech,
+    tools_hops,
+    webchat,
+    webhooks,
+)
 
 RESULTS = servers.RESULTS
 
@@ -85,6 +97,11 @@ def _tools_hops(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return f"{tools_hops.table(result)}\n\n({result.calls} calls each)", asdict(result)
 
 
+def _governance(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = asyncio.run(governance.run(15 if args.quick else 40, 0.2))
+    return governance.table(result), asdict(result)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "proxy_latency": _proxy_latency,
     "webchat_prompts": _webchat_prompts,
@@ -95,6 +112,7 @@ BENCHMARKS: dict[str, Runner] = {
     "batch": _batch,
     "speech": _speech,
     "tools_hops": _tools_hops,
+    "governance": _governance,
 }
 
 

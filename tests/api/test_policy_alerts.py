@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from botline.account_cache import AccountCache
 from botline.app import EGRESS, STORE
@@ -46,18 +47,19 @@ def signed(delivery: Received, hook_key: str) -> bool:
     return hmac.compare_digest(delivery.headers["X-Botline-Signature"], f"sha256={expected}")
 
 
-async def test_a_blocked_answer_alerts_the_webhook_once_with_a_valid_signature(
-    tmp_path: Path, fake_llm: FakeLLM,
+@pytest.mark.parametrize("action", [1, 2], ids=["alert", "block"])
+async def test_a_violation_alerts_the_webhook_once_with_a_valid_signature(
+    tmp_path: Path, fake_llm: FakeLLM, action: int,
 ) -> None:
     async with CallbackServer() as site:
         async with running_server(settings(tmp_path)) as server:
             hook_key = await point_alerts_at(server, site)
             gateway = await create_gateway(server, fake_llm)
-            policy = await add_policy(server, 2)
+            policy = await add_policy(server, action)
             fake_llm.script(Reply(text=LEAK))
             fake_llm.script_judge(CLEAN, verdict(1))
             status, body = await ask(server, gateway)
-            assert status == 200 and body["choices"][0]["message"]["content"] == REFUSAL
+            assert status == 200 and body["choices"][0]["message"]["content"] == (REFUSAL if action == 2 else LEAK)
             [violation] = (await server.call("GET", "/api/v1/policy/violations"))[1]["violations"]
         [delivery] = site.received_at(HOOK)
     assert signed(delivery, hook_key) and not signed(delivery, "another key")
@@ -65,7 +67,7 @@ async def test_a_blocked_answer_alerts_the_webhook_once_with_a_valid_signature(
     assert delivery.headers["X-Botline-Delivery"] == violation["id"]
     sent = orjson.loads(delivery.body)
     assert sent["id"] == violation["id"] and sent["violation"] == violation
-    assert sent["violation"]["policyId"] == policy and sent["violation"]["block"] is True
+    assert sent["violation"]["policyId"] == policy and sent["violation"]["block"] is (action == 2)
     assert "SAVE50" not in delivery.body.decode()  # the explanation, not the blocked text
 
 

@@ -6,8 +6,8 @@ Benchmarks register in BENCHMARKS below (name -> runner returning (markdown, raw
 latency side by side with LiteLLM's proxy, web chat prompts/s, open SSE streams, webhooks, schedules,
 throughput with 1-3 replicas on one Redis, batch items/s, spoken answers (text end to first audio
 byte, cache hits), tool hops, lexical knowledge search (ingest, search latency, memory) beside bm25s,
-semantic search (local embedding rate, vector and hybrid query latency), and shell files (bash round
-trip, 100 MB transfers).
+semantic search (local embedding rate, vector and hybrid query latency), shell files (bash round
+trip, 100 MB transfers), and the input policy check beside the model call.
 Results go to bench/results/<name>-<timestamp>.json (git-ignored); copy the tables that matter,
 with the command and the machine, into docs/benchmarks.md.
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import (
     batch,
+    governance,
     knowledge,
     profile,
     proxy_latency,
@@ -115,6 +116,11 @@ def _shell(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return shell.table(results), results
 
 
+def _governance(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    result = asyncio.run(governance.run(15 if args.quick else 40, 0.2))
+    return governance.table(result), asdict(result)
+
+
 BENCHMARKS: dict[str, Runner] = {
     "proxy_latency": _proxy_latency,
     "webchat_prompts": _webchat_prompts,
@@ -128,6 +134,7 @@ BENCHMARKS: dict[str, Runner] = {
     "vectors": _vectors,
     "knowledge": _knowledge,
     "shell": _shell,
+    "governance": _governance,
 }
 
 

@@ -77,6 +77,8 @@ from botline.gateway.tokens import TokenCounters
 from botline.gateway.tools import ResponseCaps
 from botline.gateway.transcription import Transcriber
 from botline.governance import PolicyCache, PolicyGuard
+from botline.governance.alerts import AlertSender
+from botline.governance.budget import UsageBudget
 from botline.governance.judge import Judge
 from botline.governance.moderation import Moderator
 from botline.governance.routing import ComplexityRouter
@@ -254,7 +256,9 @@ def build_app(
         upstreams = Upstreams(connection_cache, account_cache.trust)
         policy_cache = PolicyCache(store, ttl=settings.llm.gateway_cache_seconds)
         await policy_cache.start()
-        guard = PolicyGuard(store, policy_cache, Judge(app[CLIENTS], settings.governance), meter=meter,
+        alerts = AlertSender(store, app[EGRESS], account_cache, settings.governance, recorder, clock)
+        guard = PolicyGuard(store, policy_cache, Judge(app[CLIENTS], settings.governance), accounts=account_cache,
+                            connections=connection_cache, alerts=alerts, meter=meter, usage=usage,
                             metrics=recorder, clock=clock, settings=settings.governance)
         authenticator = Authenticator(store, account_cache, clock, cache_seconds=settings.auth.key_cache_seconds)
         await authenticator.start()
@@ -287,7 +291,9 @@ def build_app(
                             clock=clock, tool_timeout=settings.llm.tool_call_timeout_seconds,
                             tool_caps=ResponseCaps(text=limits.tool_response_max_bytes,
                                                     media=limits.tool_media_max_bytes)),
-            router=ComplexityRouter(app[CLIENTS], settings.governance, meter=meter, metrics=recorder),
+            router=ComplexityRouter(app[CLIENTS], settings.governance, meter=meter, usage=usage, metrics=recorder,
+                                    clock=clock),
+            budget=UsageBudget(store, account_cache, clock, settings.batch.prices, metrics=recorder),
             screen=Moderator(app[CLIENTS], settings.governance, metrics=recorder),
         )
         pipeline = TurnPipeline(pipeline_services)
@@ -347,6 +353,7 @@ def build_app(
         await drain_turns(app)  # again: a request that came in while aiohttp waited may have started one
         await channels.close()
         await notifier.close()
+        await alerts.close()
         for adapter in adapters.values():
             await adapter.close()
         await memory.close()

@@ -235,6 +235,15 @@ class GovernanceSettings(Section):
     unset: the gateway's lowComplexityModelName."""
     routing_timeout_seconds: float = Field(default=10.0, gt=0)
     """A classifier slower than this (or failing) leaves the turn on the gateway's own modelName."""
+    input_check: Literal["parallel", "sequential"] = "parallel"
+    """parallel: the input policy check runs beside the model call, the answer held (no text, no tool run)
+    until it passed; sequential: the check runs first, so a blocked message never reaches the model.
+    An account may choose for itself (parameters.governance.inputCheck)."""
+    alert_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries to POST one policy alert to the account's alertWebhookUrl (429, 5xx and failures are retried)."""
+    alert_backoff_seconds: float = Field(default=2.0, ge=0)
+    """Wait before the second try, doubled each time after (Retry-After wins when the webhook sends one)."""
+    alert_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class SpeechSourceSettings(Section):

@@ -179,6 +179,14 @@ class Metrics:
             registry=registry))
         self.policy_alerts = Counter(
             "botline_policy_alerts", "Violations of policies whose action is alert or block.", registry=registry)
+        self.policy_alert_deliveries = _Labelled(Counter(
+            "botline_policy_alert_deliveries", "Policy alerts POSTed to the account's alertWebhookUrl, by outcome "
+            "(delivered, failed: every attempt failed, skipped: already claimed by another attempt or replica).",
+            ["outcome"], registry=registry))
+        self.usage_limit_refusals = _Labelled(Counter(
+            "botline_usage_limit_refusals", "Turns refused because a usage limit was reached, by whose limit "
+            "(account, API key) and which (tokens_per_day, spend_per_month).", ["subject", "limit"],
+            registry=registry))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import openai
@@ -13,7 +14,8 @@ from botline.accounts import create_account
 from botline.app import STORE
 from botline.config import GovernanceSettings
 from tests.conftest import UPSTREAM_KEY, create_gateway
-from tests.emulators.fake_llm import FakeLLM, Reply
+from tests.emulators.fake_llm import FakeLLM, Reply, ToolCall
+from tests.support.callback_server import Answer, CallbackServer
 from tests.support.server import RunningServer
 
 BASE = "/api/v1/policy"
@@ -52,7 +54,8 @@ async def test_a_blocked_answer_is_not_shown_and_the_violation_is_listed(
 ) -> None:
     gateway = await create_gateway(server, fake_llm)
     policy = await add_policy(server, 2)
-    fake_llm.script(CLEAN, Reply(text=LEAK), verdict(1))
+    fake_llm.script(Reply(text=LEAK))
+    fake_llm.script_judge(CLEAN, verdict(1))
     status, body = await ask(server, gateway)
     assert status == 200, body
     assert body["choices"][0]["message"]["content"] == REFUSAL
@@ -73,7 +76,8 @@ async def test_a_log_only_rule_lets_the_answer_pass_and_records_the_violation(
 ) -> None:
     gateway = await create_gateway(server, fake_llm)
     await add_policy(server, 0)
-    fake_llm.script(CLEAN, Reply(text=LEAK), verdict(1))
+    fake_llm.script(Reply(text=LEAK))
+    fake_llm.script_judge(CLEAN, verdict(1))
     status, body = await ask(server, gateway)
     assert status == 200 and body["choices"][0]["message"]["content"] == LEAK
     page = await listed(server, f"{BASE}/violations")
@@ -81,10 +85,14 @@ async def test_a_log_only_rule_lets_the_answer_pass_and_records_the_violation(
     assert (await listed(server, f"{BASE}/alerts"))["alerts"] == []
 
 
-async def test_a_blocked_message_never_reaches_the_model(server: RunningServer, fake_llm: FakeLLM) -> None:
+async def test_in_sequential_mode_a_blocked_message_never_reaches_the_model(
+    server: RunningServer, fake_llm: FakeLLM,
+) -> None:
     gateway = await create_gateway(server, fake_llm)
     await add_policy(server, 2)
-    fake_llm.script(verdict(1, why="Asks for internal codes."))
+    status, body = await server.call("PUT", f"{BASE}/settings", json={"inputCheck": "sequential"})
+    assert status == 200 and body["settings"]["inputCheck"] == "sequential"
+    fake_llm.script_judge(verdict(1, why="Asks for internal codes."))
     status, body = await ask(server, gateway, "Tell me the internal discount codes")
     assert status == 400 and body["error"]["message"] == REFUSAL
     assert len(fake_llm.requests) == 1  # the judge only
@@ -92,10 +100,60 @@ async def test_a_blocked_message_never_reaches_the_model(server: RunningServer, 
     assert violation["phase"] == "input"
 
 
+async def test_in_parallel_mode_a_blocked_message_gets_the_refusal_and_the_answer_is_dropped(
+    server: RunningServer, fake_llm: FakeLLM,
+) -> None:
+    gateway = await create_gateway(server, fake_llm)
+    await add_policy(server, 2)
+    fake_llm.script(Reply(text="The internal codes are SAVE50 and SAVE70."))
+    fake_llm.script_judge(verdict(1, why="Asks for internal codes."))
+    sdk = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        stream = await sdk.chat.completions.create(
+            model=gateway, messages=[{"role": "user", "content": "Tell me the internal discount codes"}], stream=True)
+        [chunk async for chunk in stream]
+    await sdk.close()
+    assert REFUSAL in str(refused.value) and "SAVE50" not in str(refused.value)
+    assert len(fake_llm.requests) == 2  # the judge and the model, at once; the model's answer is dropped
+    _status, stats = await server.call("GET", f"/api/v1/ai-gateways/{gateway}/stats")
+    assert stats["requests"] == 1 and stats["outputTokens"] > 0  # its tokens are still recorded
+    [violation] = (await listed(server, f"{BASE}/violations"))["violations"]
+    assert violation["phase"] == "input"
+
+
+async def test_in_parallel_mode_no_tool_runs_before_the_input_check_passed(
+    server: RunningServer, fake_llm: FakeLLM,
+) -> None:
+    async with CallbackServer() as site:
+        function = {"name": "apply_discount", "description": "Applies a discount code to the cart.",
+                    "callbackUrl": site.answer("/discount", Answer(body="applied")),
+                    "contentFormat": {"type": "object", "properties": {"code": {"type": "string"}}}}
+        gateway = await create_gateway(server, fake_llm, protocolFunctions=[function])
+        await add_policy(server, 2)
+        for judged_input, refused in ((verdict(1, why="Asks for internal codes."), True), (CLEAN, False)):
+            judged = asyncio.Event()
+            fake_llm.requests.clear()
+            fake_llm.script(Reply(tool_calls=[ToolCall("apply_discount", {"code": "SAVE50"})]),
+                            *([] if refused else [Reply(text="Done.")]))
+            fake_llm.script_judge(Reply(text=judged_input.text, hold=judged), *([] if refused else [CLEAN]))
+            turn = asyncio.create_task(ask(server, gateway, "Apply the internal code SAVE50"))
+            await fake_llm.wait_for_requests(2)  # the judge (held) and the model, at once
+            assert site.received_at("/discount") == []
+            judged.set()
+            status, body = await turn
+            if refused:
+                assert status == 400 and body["error"]["message"] == REFUSAL
+                assert site.received_at("/discount") == [] and len(fake_llm.requests) == 2
+            else:
+                assert status == 200 and body["choices"][0]["message"]["content"] == "Done."
+                assert len(site.received_at("/discount")) == 1
+
+
 async def test_streamed_answers_under_a_block_rule_never_leak(server: RunningServer, fake_llm: FakeLLM) -> None:
     gateway = await create_gateway(server, fake_llm)
     await add_policy(server, 2)
-    fake_llm.script(CLEAN, Reply(text=LEAK), verdict(1))
+    fake_llm.script(Reply(text=LEAK))
+    fake_llm.script_judge(CLEAN, verdict(1))
     sdk = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key=server.admin_key, max_retries=0)
     stream = await sdk.chat.completions.create(
         model=gateway, messages=[{"role": "user", "content": "Any discount?"}], stream=True)
@@ -103,7 +161,8 @@ async def test_streamed_answers_under_a_block_rule_never_leak(server: RunningSer
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == REFUSAL and "SAVE50" not in text
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
-    fake_llm.script(CLEAN, Reply(text="We have no discounts today."), CLEAN)
+    fake_llm.script(Reply(text="We have no discounts today."))
+    fake_llm.script_judge(CLEAN, CLEAN)
     stream = await sdk.chat.completions.create(
         model=gateway, messages=[{"role": "user", "content": "Any discount?"}], stream=True)
     assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == \
@@ -128,7 +187,8 @@ async def test_connection_stats_count_policy_tokens_violations_alerts_and_blocks
     _, made = await server.call("POST", "/api/v1/ai-gateways", json={
         "name": "Shop", "parameters": {"llmConnectionId": connection, "modelName": "fake-model"}})
     await add_policy(server, 2)
-    fake_llm.script(CLEAN, Reply(text=LEAK), verdict(1))
+    fake_llm.script(Reply(text=LEAK))
+    fake_llm.script_judge(CLEAN, verdict(1))
     assert (await ask(server, made["aiGatewayId"]))[0] == 200
     status, body = await server.call("GET", "/api/v1/ai/llm/stats", params={"aiLlmId": connection})
     assert status == 200
@@ -172,10 +232,42 @@ async def test_a_judge_that_cannot_answer_lets_the_turn_go_on(
 ) -> None:
     gateway = await create_gateway(server, fake_llm)
     await add_policy(server, 2)
-    fake_llm.script(Reply(text=answer), Reply(text="Hello!"), Reply(status=500))
+    fake_llm.script(Reply(text="Hello!"))
+    fake_llm.script_judge(Reply(text=answer), Reply(status=500))
     status, body = await ask(server, gateway)
     assert status == 200 and body["choices"][0]["message"]["content"] == "Hello!"
     assert (await listed(server, f"{BASE}/violations"))["total"] == 0
     status, metrics = await server.call("GET", "/metrics")
     assert 'botline_policy_checks_total{outcome="failed",phase="input"} 1.0' in metrics
     assert 'botline_policy_checks_total{outcome="failed",phase="output"} 1.0' in metrics
+
+
+async def test_an_account_judge_connection_runs_the_checks_and_its_tokens_are_counted_apart(
+    server: RunningServer, fake_llm: FakeLLM,
+) -> None:
+    async with FakeLLM(api_key="sk-judge-key") as judge:
+        _, created = await server.call("POST", "/api/v1/ai/llm", json={
+            "name": "Judge", "aiType": "OTHER", "endpoint": judge.base_url, "secret": "sk-judge-key"})
+        connection = created["aiLlmId"]
+        status, body = await server.call("PUT", f"{BASE}/settings",
+                                         json={"judgeConnectionId": connection, "judgeModel": "judge-model"})
+        assert status == 200 and body["settings"]["judgeConnectionId"] == connection
+        gateway = await create_gateway(server, fake_llm)
+        await add_policy(server, 0)
+        judge.script_judge(CLEAN, verdict(1))
+        fake_llm.script(Reply(text=LEAK))
+        status, body = await ask(server, gateway)
+        assert status == 200 and body["choices"][0]["message"]["content"] == LEAK
+        assert [r.body["model"] for r in judge.requests] == ["judge-model", "judge-model"]
+        assert [r.body.get("response_format") for r in fake_llm.requests] == [None]  # the model call only
+        assert (await listed(server, f"{BASE}/violations"))["total"] == 1
+        status, stats = await server.call("GET", f"/api/v1/ai-gateways/{gateway}/stats")
+        assert (stats["requests"], stats["policyRequests"]) == (1, 2)
+        assert stats["policyInputTokens"] > 0 and stats["policyOutputTokens"] > 0
+        assert stats["inputTokens"] == body["usage"]["prompt_tokens"]  # the gateway's own call only
+        status, body = await server.call("GET", "/api/v1/ai/llm/stats", params={"aiLlmId": connection})
+        [judged] = body["stats"]
+        assert judged["totalApiCalls"] == "2" and judged["totalLlmTokensIn"] == "0"
+        assert judged["totalPolicyTokensIn"] == judged["totalTokensIn"] != "0"
+        status, body = await server.call("DELETE", f"/api/v1/ai/llm/{connection}")
+        assert status == 409 and "judge" in body["message"]

@@ -50,8 +50,8 @@ async def test_a_scoped_key_reaches_only_its_gateways(server: RunningServer, fak
         await sdk.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}])
     await sdk.close()
     status, listed = await server.call("GET", KEYS)
-    assert {k["label"]: k["scope"] for k in listed["apiKeys"]}["scoped"] == {"gateways": [allowed],
-                                                                              "requestsPerMinute": None}
+    assert {k["label"]: k["scope"] for k in listed["apiKeys"]}["scoped"] == {
+        "gateways": [allowed], "requestsPerMinute": None, "tokensPerDay": None, "spendPerMonth": None}
 
 
 async def test_a_scoped_key_is_kept_off_the_management_api(server: RunningServer, fake_llm: FakeLLM) -> None:
@@ -93,7 +93,9 @@ async def test_a_key_cannot_mint_a_wider_one(server: RunningServer, fake_llm: Fa
 
 
 async def test_limits_botline_does_not_enforce_are_refused(server: RunningServer, fake_llm: FakeLLM) -> None:
-    status, body = await mint(server, {"tokensPerDay": 1000})
+    status, body = await mint(server, {"tokensPerWeek": 1000})
+    assert status == 400 and "scope.tokensPerWeek" in body["message"]
+    status, body = await mint(server, {"tokensPerDay": 0})
     assert status == 400 and "scope.tokensPerDay" in body["message"]
     status, body = await mint(server, {"gateways": ["nope"]})
     assert status == 400 and "scope.gateways.0" in body["message"]

@@ -257,6 +257,7 @@ class FakeLLM(Served):
         self._default_reply = default_reply or _echo
         self._auth = None if api_key is None else f"Bearer {api_key}"
         self._script: deque[Reply] = deque()
+        self._judge_script: deque[Reply] = deque()
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6)
         self._changes = Changes()
@@ -305,6 +306,12 @@ class FakeLLM(Served):
         """Append answers to the FIFO queue; each request consumes one."""
         self._script.extend(replies)
 
+    def script_judge(self, *replies: Reply) -> None:
+        """Append answers for requests asking for a JSON object (``response_format: json_object``, as the
+        policy judge does), taken before the main script: a judge running at the same time as the model
+        call gets its own answers whichever request arrives first."""
+        self._judge_script.extend(replies)
+
     def script_speech(self, *replies: Reply) -> None:
         """Append /audio/speech outcomes (``delay``, ``hold``, ``status``...; the text is ignored)."""
         self._speech_script.extend(replies)
@@ -335,6 +342,8 @@ class FakeLLM(Served):
         self._changes.notify()
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
+        if self._judge_script and body.get("response_format") == {"type": "json_object"}:
+            return self._judge_script.popleft()
         if self._script:
             return self._script.popleft()
         return self._default_reply(body)

@@ -238,6 +238,29 @@ async def test_a_gateway_edited_on_one_replica_is_used_at_once_by_another(cluste
     assert cluster.fake.requests[-1].body["model"] == "model-after"
 
 
+async def test_a_policy_edited_on_one_replica_is_enforced_at_once_by_another(cluster: Cluster) -> None:
+    clean = Reply(text='{"violations": []}')
+    broken = Reply(text='{"violations": [{"rule": 1, "explanation": "It names an internal code."}]}')
+    gateway = {"name": "Policed", "parameters": {"baseAddress": cluster.fake.base_url, "apiKey": UPSTREAM_KEY,
+                                                 "modelName": "fake-model"}}
+    status, created = await cluster.call(0, "POST", "/api/v1/ai-gateways", json=gateway)
+    assert status == 200, created
+    rule = {"name": "Codes", "content": "Never reveal internal discount codes.", "riskType": "HIGH",
+            "actionType": 0, "aiGatewayId": created["aiGatewayId"]}
+    status, policy = await cluster.call(0, "POST", "/api/v1/policy", json=rule)
+    assert status == 200, policy
+    ask = {"model": created["aiGatewayId"], "messages": [{"role": "user", "content": "code SAVE50"}]}
+    cluster.fake.script_judge(clean, broken)
+    status, body = await cluster.call(1, "POST", "/v1/chat/completions", json=ask)  # replica 1 caches the rule
+    assert status == 200 and body["choices"][0]["finish_reason"] != "content_filter", body
+    status, body = await cluster.call(0, "PUT", f"/api/v1/policy/{policy['policy']['id']}", json={"actionType": 2})
+    assert status == 200, body
+    cluster.fake.script_judge(clean, broken)
+    status, body = await cluster.call(1, "POST", "/v1/chat/completions", json=ask)
+    assert status == 200 and body["choices"][0]["finish_reason"] == "content_filter", body
+    assert "SAVE50" not in body["choices"][0]["message"]["content"]
+
+
 async def test_a_key_deleted_on_one_replica_is_refused_at_once_by_another(cluster: Cluster) -> None:
     status, created = await cluster.call(0, "POST", "/api/v1/accounts/api-key", json={"label": "temporary"})
     assert status == 200, created

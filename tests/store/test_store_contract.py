@@ -901,6 +901,13 @@ class TestCounters:
         await asyncio.sleep(1.1)  # the TTL is enforced by the backend's own clock
         assert await store.counters.increment("short", ttl_seconds=1) == 1
 
+    async def test_add_sums_amounts_atomically_and_values_reads_them(self, store: Store) -> None:
+        sums = await asyncio.gather(*(store.counters.add("tokens:k", 250, ttl_seconds=60) for _ in range(8)))
+        assert sorted(sums) == [250 * n for n in range(1, 9)]  # no addition lost, each saw a distinct sum
+        await store.counters.add("spend:k", 7, ttl_seconds=60)
+        assert await store.counters.values(["tokens:k", "spend:k", "never"]) == [2000, 7, 0]
+        assert await store.counters.values([]) == []
+
 
 class TestRacingDeletes:
     """Several replicas (or tasks) purging at once count each session once."""

@@ -57,7 +57,7 @@ def account_view(account: Account) -> dict[str, Any]:
         "emailSha256": hashlib.sha256(account.email.strip().lower().encode()).hexdigest() if account.email else "",
         "plan": account.plan.value,
         "isAdmin": account.is_admin,
-        "parameters": account.parameters.wire(),
+        "parameters": account.parameters.wire(exclude={"governance"}),
     }
 
 
@@ -135,8 +135,12 @@ async def update_account(request: web.Request) -> web.Response:
     body = await read_model(request, UpdateAccountRequest)
     svc = services(request)
     account_id = principal(request).account.id
+    parameters = body.parameters
+    stored = await svc.store.accounts.get(account_id) if parameters is not None else None
+    if parameters is not None and stored is not None:  # governance changes through /api/v1/policy/settings only
+        parameters = parameters.model_copy(update={"governance": stored.parameters.governance})
     # Only these two fields, in place: an admin disabling the account meanwhile stays disabled.
-    if await svc.store.accounts.change(account_id, AccountChange(name=body.name, parameters=body.parameters)) is None:
+    if await svc.store.accounts.change(account_id, AccountChange(name=body.name, parameters=parameters)) is None:
         raise not_found("Account")
     await svc.accounts.forget(account_id)
     return message_response("Account updated.")

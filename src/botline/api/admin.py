@@ -11,7 +11,7 @@ from pydantic import Field
 from botline.api.http import ApiError, json_response, message_response, not_found, query_text, read_model
 from botline.api.openapi import Access, MessageAnswer, documented
 from botline.api.state import Services, principal, services
-from botline.domain.accounts import Account, Plan
+from botline.domain.accounts import Account, Plan, UsageLimits
 from botline.domain.base import CamelModel
 from botline.domain.limits import Email, Name, Text
 from botline.store.changes import AccountChange, BalanceOperation
@@ -26,6 +26,8 @@ class AccountPatch(CamelModel):
     plan: Plan | None = None
     is_admin: bool | None = None
     disabled: bool | None = None
+    limits: UsageLimits | None = None
+    """Tokens per UTC day and spend per UTC month of the account's turns (docs/governance.md); `{}` removes them."""
 
 
 class BalanceAdjustment(CamelModel):
@@ -42,6 +44,7 @@ def _require_admin(request: web.Request) -> None:
 def admin_account_view(account: Account) -> dict[str, Any]:
     return {"id": account.id, "name": account.name, "email": account.email, "plan": account.plan.value,
             "isAdmin": account.is_admin, "disabled": account.disabled, "balance": account.balance,
+            "limits": None if account.limits is None or not account.limits.any else account.limits.wire(),
             "createdAt": account.wire()["createdAt"]}
 
 
@@ -76,7 +79,7 @@ async def list_accounts(request: web.Request) -> web.Response:
 @documented("View an account.", access=Access.ADMIN)
 async def get_account(request: web.Request) -> web.Response:
     account = await _target(request)
-    return json_response({**admin_account_view(account), "parameters": account.parameters.wire()})
+    return json_response({**admin_account_view(account), "parameters": account.parameters.wire(exclude={"governance"})})
 
 
 @routes.patch("/api/v1/admin/accounts/{account_id}")
@@ -88,7 +91,8 @@ async def patch_account(request: web.Request) -> web.Response:
     account = await _target(request)
     patch = await read_model(request, AccountPatch)
     svc = services(request)
-    changed = await svc.store.accounts.change(account.id, AccountChange(**patch.model_dump(exclude_none=True)))
+    given = patch.model_dump(exclude_none=True, exclude={"limits"})
+    changed = await svc.store.accounts.change(account.id, AccountChange(**given, limits=patch.limits))
     if changed is None:
         raise not_found("Account")
     await svc.accounts.forget(account.id)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from botline.api.http import ApiError, json_response
 from botline.domain.base import random_hex
-from botline.gateway.errors import GatewayError, UpstreamError
+from botline.gateway.errors import GatewayError
 from botline.logs import request_id
 from botline.store.base import ConflictError, StoreUnavailable
 
@@ -23,8 +23,8 @@ STORE_RETRY_AFTER = "1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_OPENAI_ERROR_TYPES = {401: "invalid_request_error", 403: "permission_error", 404: "invalid_request_error",
-                       429: "rate_limit_error"}
+_OPENAI_ERROR_TYPES = {401: "invalid_request_error", 402: "insufficient_quota", 403: "permission_error",
+                       404: "invalid_request_error", 429: "rate_limit_error"}
 
 
 def error_response(request: web.Request, status: int, message: str,
@@ -82,11 +82,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return error_response(request, exc.status, exc.message, exc.headers)
-    except UpstreamError as exc:
+    except GatewayError as exc:
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
         return error_response(request, exc.status_code, exc.message, headers)
-    except GatewayError as exc:
-        return error_response(request, exc.status_code, exc.message)
     except ConflictError as exc:
         return error_response(request, 409, f"Conflict: {exc}.")
     except StoreUnavailable as exc:

@@ -175,7 +175,9 @@ async def _totals(svc: Services, gateway: Gateway, hours: int | None) -> dict[st
     since = None if hours is None else svc.clock.now() - timedelta(hours=hours)
     totals = await svc.store.usage.totals(gateway.account_id, gateway_id=gateway.id, since=since)
     return {"requests": totals.requests, "errors": totals.errors, "inputTokens": totals.input_tokens,
-            "outputTokens": totals.output_tokens, "totalTokens": totals.total_tokens}
+            "outputTokens": totals.output_tokens, "totalTokens": totals.total_tokens,
+            "policyRequests": totals.policy_requests, "policyInputTokens": totals.policy_input_tokens,
+            "policyOutputTokens": totals.policy_output_tokens}
 
 
 @routes.get("/api/v1/ai-gateways/{id}/stats")

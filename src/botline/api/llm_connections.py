@@ -182,7 +182,7 @@ async def update(request: web.Request) -> web.Response:
 
 
 @routes.delete(f"{BASE}/{{id}}")
-@documented("Delete an LLM connection (409 naming the gateways that still use it).")
+@documented("Delete an LLM connection (409 naming the gateways that still use it, or when it is the policy judge's).")
 @flashback
 async def delete(request: web.Request) -> web.Response:
     svc = services(request)
@@ -191,6 +191,10 @@ async def delete(request: web.Request) -> web.Response:
              if g.parameters.llm_connection_id == connection_id]
     if users:
         return _in_use(users)
+    account = await svc.store.accounts.get(account_id)
+    if account is not None and account.parameters.governance.judge_connection_id == connection_id:
+        raise ApiError(409, "The LLM connection is the account's policy judge: choose another judge first "
+                            "(PUT /api/v1/policy/settings).")
     if not await svc.store.llm_connections.delete(account_id, connection_id):
         raise ApiError(404, "LLM connection not found.")
     await svc.connections.forget(connection_id)

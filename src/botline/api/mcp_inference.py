@@ -103,8 +103,10 @@ async def _call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallTool
     prompt = (params.arguments or {}).get("prompt")
     if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > LONG_TEXT_MAX:
         return _tool_error(f"prompt must be a non-empty string of at most {LONG_TEXT_MAX} characters.")
+    key = principal(target.request).key
     caller = Caller(call_source=CallSource.MCP, account_id=principal(target.request).account.id,
-                    external_user_id=target.user)
+                    external_user_id=target.user, key_id=key.id,
+                    key_limits=None if key.scope is None else key.scope.limits)
     turn = TurnRequest(gateway=target.gateway, messages=[{"role": "user", "content": prompt}], caller=caller)
     try:
         result = await run_counted(target.request, turn, CallSource.MCP.channel)

@@ -18,6 +18,7 @@ from botline.api.http import ApiError, json_response, read_model
 from botline.api.openapi import documented
 from botline.api.sse import SseStream, loop_pinger
 from botline.api.state import principal, services
+from botline.domain.accounts import ApiKey
 from botline.domain.base import random_hex
 from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
@@ -85,13 +86,14 @@ class ChatCompletionBody(OpenModel):
     n: int | None = None
 
 
-def _turn_request(gateway: Gateway, body: ChatCompletionBody) -> TurnRequest:
+def _turn_request(gateway: Gateway, body: ChatCompletionBody, key: ApiKey) -> TurnRequest:
     if body.n not in (None, 1):
         raise ApiError(400, "Only n = 1 is supported.")
     caller = Caller(
         call_source=CallSource.OPENAI_COMPATIBLE, account_id=gateway.account_id,
         external_user_id=body.user or None,
         metadata={str(k): str(v) for k, v in (body.metadata or {}).items()},
+        key_id=key.id, key_limits=None if key.scope is None else key.scope.limits,
     )
     return TurnRequest(
         gateway=gateway, messages=body.messages, caller=caller, client_tools=body.tools or None,
@@ -224,7 +226,7 @@ def _unless_input_blocked(result: TurnResult) -> TurnResult:
 )
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_model(request, ChatCompletionBody)
-    turn = _turn_request(await gateway_for(request, body.model), body)
+    turn = _turn_request(await gateway_for(request, body.model), body, principal(request).key)
     bind_turn(CHANNEL, gateway=turn.gateway.id)
     completion_id, created = f"chatcmpl-{random_hex(16)}", int(time.time())
     show_reasoning = ReasoningPolicy.of(turn.gateway.parameters).shown

@@ -11,8 +11,9 @@ from botline.api.http import ApiError, json_response, query_int, query_text, rea
 from botline.api.llm_connections import flashback
 from botline.api.openapi import documented
 from botline.api.state import Services, principal, services
+from botline.domain.accounts import GovernanceParameters
 from botline.domain.policies import Policy, PolicyBody, PolicyPatch, RiskType, ViolationQuery
-from botline.store.changes import PolicyChange
+from botline.store.changes import AccountChange, PolicyChange
 
 routes = web.RouteTableDef()
 BASE = "/api/v1/policy"
@@ -124,6 +125,40 @@ async def violations(request: web.Request) -> web.Response:
 @flashback
 async def alerts(request: web.Request) -> web.Response:
     return await _listed(request, policy_id=None, alerts=True)
+
+
+def _settings_view(governance: GovernanceParameters) -> web.Response:
+    return json_response({"success": True, "settings": governance.wire()})
+
+
+@routes.get(f"{BASE}/settings")
+@documented("The account's governance settings: alert webhook, judge connection and model, input check mode.")
+@flashback
+async def settings(request: web.Request) -> web.Response:
+    account = await services(request).accounts.get(principal(request).account.id)
+    return _settings_view(GovernanceParameters() if account is None else account.parameters.governance)
+
+
+@routes.put(f"{BASE}/settings")
+@documented("Change the account's governance settings: the fields given replace the stored ones, null clears one.",
+            body=GovernanceParameters)
+@flashback
+async def change_settings(request: web.Request) -> web.Response:
+    body = await read_model(request, GovernanceParameters)
+    svc, account_id = services(request), principal(request).account.id
+    if body.judge_connection_id is not None and \
+            await svc.store.llm_connections.get(account_id, body.judge_connection_id) is None:
+        raise ApiError(400, "Invalid value for judgeConnectionId: no such LLM connection in this account.")
+    account = await svc.store.accounts.get(account_id)
+    if account is None:
+        raise ApiError(404, "Account not found.")
+    governance = account.parameters.governance.model_copy(
+        update={name: getattr(body, name) for name in body.model_fields_set})
+    parameters = account.parameters.model_copy(update={"governance": governance})
+    if await svc.store.accounts.change(account_id, AccountChange(parameters=parameters)) is None:
+        raise ApiError(404, "Account not found.")
+    await svc.accounts.forget(account_id)
+    return _settings_view(governance)
 
 
 @routes.get(f"{BASE}/{{id}}")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
 from botline.domain.base import CamelModel, new_id, utcnow
-from botline.domain.limits import Email, Items, Name
+from botline.domain.limits import Email, Items, Name, Url
 
 
 class Plan(StrEnum):
@@ -32,10 +33,47 @@ class Notifications(CamelModel):
     deprecated_models: DeprecatedModelsNotification = Field(default_factory=DeprecatedModelsNotification)
 
 
+class InputCheck(StrEnum):
+    PARALLEL = "parallel"
+    """The input policy check runs beside the model call; the answer is held until it is done."""
+    SEQUENTIAL = "sequential"
+    """The input policy check runs first; a blocked message never reaches the model."""
+
+
+class GovernanceParameters(CamelModel):
+    """How the account's AI policies are enforced (docs/governance.md, "Account governance settings")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_webhook_url: Annotated[Url, Field(pattern=r"^https?://")] | None = None
+    """Violations of alert- and block-level policies are POSTed here, signed with the account's hook key."""
+    judge_connection_id: Name | None = None
+    """The account's LLM connection the policy judge runs on; unset: each gateway's own upstream."""
+    judge_model: Name | None = None
+    """The judge's model; unset: governance.judge_model, else the gateway's modelName."""
+    input_check: InputCheck | None = None
+    """Unset: governance.input_check."""
+
+
 class AccountParameters(CamelModel):
     allow_conversations_logging: bool = True
     automatic_json_healing: bool = False
     notifications: Notifications = Field(default_factory=Notifications)
+    governance: GovernanceParameters = Field(default_factory=GovernanceParameters)
+
+
+class UsageLimits(CamelModel):
+    """Budgets counted in the Store per UTC day (tokens) and per UTC month (spend, priced by
+    batch.prices); past one, turns are refused (docs/governance.md, "Usage limits")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens_per_day: int | None = Field(default=None, ge=1, le=10**15)
+    spend_per_month: float | None = Field(default=None, gt=0, le=10**9)
+
+    @property
+    def any(self) -> bool:
+        return self.tokens_per_day is not None or self.spend_per_month is not None
 
 
 class Account(CamelModel):
@@ -51,6 +89,8 @@ class Account(CamelModel):
     salt: str
     balance: float | None = None
     """None while billing is off: the balance is unlimited."""
+    limits: UsageLimits | None = None
+    """Set by an administrator; None: no budget of the account's own."""
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -65,6 +105,15 @@ class KeyScope(CamelModel):
     """Gateway ids the key may run turns on; None: every gateway of the account."""
     requests_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
     """Requests of this key per minute (fixed window, shared by every replica); past it, 429 + Retry-After."""
+    tokens_per_day: int | None = Field(default=None, ge=1, le=10**15)
+    """Tokens of this key's turns per UTC day; past it, 429 + Retry-After (the next UTC midnight)."""
+    spend_per_month: float | None = Field(default=None, gt=0, le=10**9)
+    """Cost of this key's turns per UTC month (batch.prices); past it, 402."""
+
+    @property
+    def limits(self) -> UsageLimits | None:
+        limits = UsageLimits(tokens_per_day=self.tokens_per_day, spend_per_month=self.spend_per_month)
+        return limits if limits.any else None
 
     def allows_gateway(self, gateway_id: str) -> bool:
         return self.gateways is None or gateway_id in self.gateways
@@ -77,10 +126,15 @@ class KeyScope(CamelModel):
         gateways = self.gateways if self.gateways is not None else wider.gateways
         if wider.gateways is not None and gateways is not None and not set(gateways) <= set(wider.gateways):
             raise ValueError("scope.gateways: a key cannot grant gateways the key creating it may not use")
-        rate = self.requests_per_minute or wider.requests_per_minute
-        if wider.requests_per_minute is not None and rate is not None and rate > wider.requests_per_minute:
-            raise ValueError("scope.requestsPerMinute: more than the key creating it may make")
-        return KeyScope(gateways=gateways, requests_per_minute=rate)
+        bounded: dict[str, Any] = {"gateways": gateways}
+        for field, wire in (("requests_per_minute", "requestsPerMinute"), ("tokens_per_day", "tokensPerDay"),
+                            ("spend_per_month", "spendPerMonth")):
+            mine, theirs = getattr(self, field), getattr(wider, field)
+            value = mine if mine is not None else theirs
+            if theirs is not None and value > theirs:
+                raise ValueError(f"scope.{wire}: more than the key creating it may use")
+            bounded[field] = value
+        return KeyScope(**bounded)
 
 
 class ApiKey(CamelModel):

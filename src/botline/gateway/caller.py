@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from botline.domain.accounts import UsageLimits
+
 
 class CallSource(StrEnum):
     WEB_CHAT = "WebChatClient"
@@ -46,3 +48,6 @@ class Caller:
     session_id: str | None = None
     chat_client_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    key_id: str | None = None
+    """The API key the turn was asked with (/v1), whose `key_limits` it is counted against."""
+    key_limits: UsageLimits | None = None

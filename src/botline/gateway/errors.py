@@ -8,11 +8,13 @@ class GatewayError(Exception):
 
     status_code: int = 502
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         if status_code is not None:
             self.status_code = status_code
+        self.retry_after = retry_after
+        """Seconds the caller should wait before trying again (a `Retry-After` header), when known."""
 
 
 class UpstreamError(GatewayError):
@@ -22,9 +24,8 @@ class UpstreamError(GatewayError):
         self, message: str, *, status_code: int = 502, upstream_status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code)
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
         self.upstream_status = upstream_status
-        self.retry_after = retry_after
 
 
 class ContextTooLarge(GatewayError):

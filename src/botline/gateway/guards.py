@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from botline.domain.conversations import TokenUsage
 from botline.domain.gateways import Gateway
 from botline.gateway.caller import Caller
 from botline.gateway.connections import Upstream
@@ -19,6 +20,11 @@ class GuardedTurn(Protocol):
     def holds_output(self) -> bool:
         """True when the answer must not reach the person before `check_output` (a block-level rule)."""
 
+    @property
+    def parallel_input(self) -> bool:
+        """True: `check_input` runs beside the model call, whose answer is held (no text, no tool run)
+        until the check is done; False: the check runs first and a blocked message never reaches the model."""
+
     async def check_input(self, messages: list[ChatMessage]) -> str | None:
         """The refusal to answer with when the input is blocked; None to go on."""
 
@@ -29,6 +35,17 @@ class GuardedTurn(Protocol):
 class TurnGuard(Protocol):
     async def open(self, gateway: Gateway, caller: Caller, upstream: Upstream) -> GuardedTurn | None:
         """The checks of one turn; None when nothing applies (no judge call, nothing held)."""
+
+
+class TurnCharge(Protocol):
+    async def add(self, model: str, usage: TokenUsage) -> None:
+        """Counts an admitted turn's model usage against its limits."""
+
+
+class TurnBudget(Protocol):
+    async def admit(self, caller: Caller) -> TurnCharge | None:
+        """Raises a GatewayError (429 or 402) when a usage limit of the caller's key or account is
+        reached; None when no limit applies (nothing to count)."""
 
 
 class TurnRouter(Protocol):

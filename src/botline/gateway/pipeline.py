@@ -32,7 +32,15 @@ from botline.gateway.context import ChatMessage, apply_tool_context_count, apply
 from botline.gateway.draft import TurnDraft, TurnHook
 from botline.gateway.errors import GatewayError, SourceUnavailable
 from botline.gateway.extensions import RoundShaper, TurnExtension, TurnStage, UsedDocument
-from botline.gateway.guards import CONTENT_FILTER, GuardedTurn, InputScreen, TurnGuard, TurnRouter
+from botline.gateway.guards import (
+    CONTENT_FILTER,
+    GuardedTurn,
+    InputScreen,
+    TurnBudget,
+    TurnCharge,
+    TurnGuard,
+    TurnRouter,
+)
 from botline.gateway.llm import ClientPool
 from botline.gateway.model_client import ModelClient
 from botline.gateway.multimodal import ModelInputs
@@ -168,25 +176,69 @@ class PipelineServices:
     """moderationParameters (botline.governance): a message over a threshold is withheld."""
     hook: TurnHook | None = None
     """The gateway's worker (`message.received` before the first model call, `tool.called` before each tool)."""
+    budget: TurnBudget | None = None
+    """Usage limits of the caller's API key and account (botline.governance): checked before the turn."""
 
 
-class HeldSink:
-    """Holds a turn's text and reasoning until the output check is done (a block-level rule is in
-    scope); tool progress passes at once (it shows no content)."""
+class InputBlocked(Exception):
+    """The input policy check, run beside the model call, blocked the message (before a tool ran)."""
 
-    def __init__(self, sink: TurnSink) -> None:
+    def __init__(self, refusal: str) -> None:
+        super().__init__(refusal)
+        self.refusal = refusal
+
+
+class GatedSink:
+    """What a guarded turn shows while its checks are pending. Text and reasoning are held until the
+    input check (run beside the model call) has passed, and to the end of the turn when a block-level
+    output rule is in scope (`hold_output`); a tool waits for the input check before it runs (a blocked
+    message runs no tool: InputBlocked). Tool progress shows no content, so it passes once allowed."""
+
+    def __init__(self, sink: TurnSink, check: asyncio.Task[str | None] | None, *, hold_output: bool) -> None:
         self.sink = sink
+        self._check = check
+        self._hold_output = hold_output
+        self._open = check is None and not hold_output
+        self._held: list[tuple[bool, str]] = []
+        """(is reasoning, delta) in arrival order, until released."""
 
     async def text(self, delta: str) -> None:
-        return None
+        await self._pass(False, delta)
 
     async def reasoning(self, delta: str) -> None:
-        return None
+        await self._pass(True, delta)
 
     async def tool(self, name: str, status: ToolStatus, explanation: str | None = None) -> None:
+        await self.input_passed()
         await self.sink.tool(name, status, explanation)
 
+    async def input_passed(self) -> None:
+        """Waits for the input check; raises InputBlocked when it blocked the message."""
+        if self._check is not None:
+            refusal = await self._check
+            if refusal is not None:
+                raise InputBlocked(refusal)
 
+    async def release(self) -> None:
+        """Sends what was held and lets the rest pass (the input passed; no block-level output rule)."""
+        self._open = True
+        held, self._held = self._held, []
+        for is_reasoning, delta in held:
+            await (self.sink.reasoning if is_reasoning else self.sink.text)(delta)
+
+    async def _pass(self, is_reasoning: bool, delta: str) -> None:
+        if not self._open and not self._hold_output and _passed(self._check):
+            await self.release()
+        if self._open:
+            await (self.sink.reasoning if is_reasoning else self.sink.text)(delta)
+        else:
+            self._held.append((is_reasoning, delta))
+
+
+def _passed(check: asyncio.Task[str | None] | None) -> bool:
+    """The input check is done and let the message through."""
+    return check is None or (check.done() and not check.cancelled() and check.exception() is None
+                             and check.result() is None)
 
 
 class TurnPipeline:
@@ -195,28 +247,41 @@ class TurnPipeline:
 
     async def run(self, request: TurnRequest, sink: TurnSink | None = None) -> TurnResult:
         sink = sink or NullSink()
+        charge = None if self._s.budget is None else await self._s.budget.admit(request.caller)
         upstream = await self._s.upstreams.of(request.gateway)
         if self._s.screen is not None and request.gateway.parameters.moderation_parameters is not None:
             request = await self._screened(request, upstream, self._s.screen)
         guarded = None if self._s.guard is None else await self._s.guard.open(
             request.gateway, request.caller, upstream)
         if guarded is None:
-            return await self._answer(request, upstream, sink)
-        refusal = await guarded.check_input(request.messages)
-        if refusal is not None:  # the input never reaches the model
-            return self._refused(request, refusal, "input")
-        return await self._guarded(request, upstream, guarded, sink)
+            return await self._answer(request, upstream, sink, charge)
+        if not guarded.parallel_input:
+            refusal = await guarded.check_input(request.messages)
+            if refusal is not None:  # the input never reaches the model
+                return self._refused(request, refusal, "input")
+            return await self._guarded(request, upstream, guarded, sink, charge, None)
+        check = asyncio.create_task(guarded.check_input(request.messages), name="policy-input-check")
+        try:
+            return await self._guarded(request, upstream, guarded, sink, charge, check)
+        except InputBlocked as blocked:  # the model's answer is dropped (its tokens are recorded)
+            return self._refused(request, blocked.refusal, "input")
+        finally:
+            if not check.done():  # the model call failed first: the turn is over
+                check.cancel()
 
-    async def _answer(self, request: TurnRequest, upstream: Upstream, sink: TurnSink) -> TurnResult:
+    async def _answer(self, request: TurnRequest, upstream: Upstream, sink: TurnSink,
+                      charge: TurnCharge | None) -> TurnResult:
         """The model's answer, on the model the router picks when the gateway routes by complexity."""
-        if self._s.router is None or request.gateway.parameters.model_routing_parameters is None:
-            return await self._complete(request, upstream, sink)
-        gateway, complexity = await self._s.router.route(request.gateway, request.messages, upstream)
-        if complexity is not None and request.on_route is not None:
-            request.on_route(complexity)
-        routed = TurnRequest(**{**vars(request), "gateway": gateway})
+        routed, complexity = request, None
+        if self._s.router is not None and request.gateway.parameters.model_routing_parameters is not None:
+            gateway, complexity = await self._s.router.route(request.gateway, request.messages, upstream)
+            if complexity is not None and request.on_route is not None:
+                request.on_route(complexity)
+            routed = TurnRequest(**{**vars(request), "gateway": gateway})
         result = await self._complete(routed, upstream, sink)
         result.complexity = complexity
+        if charge is not None:
+            await charge.add(routed.gateway.parameters.model_name, result.usage)
         return result
 
     @staticmethod
@@ -232,12 +297,17 @@ class TurnPipeline:
         return TurnRequest(**{**vars(request), "messages": messages,
                               "instructions": [*request.instructions, instruction]})
 
-    async def _guarded(self, request: TurnRequest, upstream: Upstream, guarded: GuardedTurn,
-                       sink: TurnSink) -> TurnResult:
+    async def _guarded(self, request: TurnRequest, upstream: Upstream, guarded: GuardedTurn, sink: TurnSink,
+                       charge: TurnCharge | None, check: asyncio.Task[str | None] | None) -> TurnResult:
         """The answer, checked before it is shown when a block-level rule is in scope (held, then sent
-        or replaced by the refusal), else checked after it was shown (log/alert rules: recorded)."""
+        or replaced by the refusal), else checked after it was shown (log/alert rules: recorded). With
+        the input `check` running beside the model call, nothing shows and no tool runs before it passed."""
         held = guarded.holds_output
-        result = await self._answer(request, upstream, HeldSink(sink) if held else sink)
+        gate = GatedSink(sink, check, hold_output=held)
+        result = await self._answer(request, upstream, gate, charge)
+        await gate.input_passed()
+        if not held:  # log/alert rules only: the answer shows before its check
+            await gate.release()
         refusal = await guarded.check_output(result.text)
         if refusal is not None:
             blocked = self._refused(request, refusal, "output", usage=result.usage)

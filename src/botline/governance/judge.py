@@ -42,8 +42,9 @@ class Judge:
         self._clients = clients
         self._settings = settings
 
-    def model_for(self, gateway_model: str) -> str:
-        return self._settings.judge_model or gateway_model
+    def model_for(self, gateway_model: str, account_model: str | None = None) -> str:
+        """The account's judge model, else the server's (`governance.judge_model`), else the gateway's."""
+        return account_model or self._settings.judge_model or gateway_model
 
     async def verdict(self, upstream: Upstream, model: str, policies: list[Policy], phase: Phase, text: str) -> Verdict:
         rules = "\n".join(f"{number}. {p.name}: {p.content}" for number, p in enumerate(policies, start=1))

@@ -9,9 +9,12 @@ import logging
 import time
 
 from botline.config import GovernanceSettings
+from botline.domain.clock import Clock
 from botline.domain.gateways import Gateway, ModelRoutingParameters
 from botline.domain.llm_connections import ConnectionStats
+from botline.domain.usage import UsageRecord
 from botline.gateway import completion
+from botline.gateway.accounting import UsageRecorder
 from botline.gateway.connection_meter import ConnectionMeter
 from botline.gateway.connections import Upstream
 from botline.gateway.context import ChatMessage
@@ -35,11 +38,13 @@ class ComplexityRouter:
     """The pipeline's TurnRouter (gateway/guards.py)."""
 
     def __init__(self, clients: ClientPool, settings: GovernanceSettings, *, meter: ConnectionMeter,
-                 metrics: Metrics) -> None:
+                 usage: UsageRecorder, metrics: Metrics, clock: Clock) -> None:
         self._clients = clients
         self._settings = settings
         self._meter = meter
+        self._usage = usage
         self._metrics = metrics
+        self._clock = clock
 
     async def route(
         self, gateway: Gateway, messages: list[ChatMessage], upstream: Upstream,
@@ -75,6 +80,10 @@ class ComplexityRouter:
             self._metrics.model_call(model, time.perf_counter() - started, first_token_seconds=None,
                                      prompt_tokens=answer.usage.prompt_tokens,
                                      completion_tokens=answer.usage.completion_tokens)
+            self._usage.add(UsageRecord(
+                account_id=gateway.account_id, gateway_id=gateway.id, model=model, governance=True,
+                input_tokens=answer.usage.prompt_tokens, output_tokens=answer.usage.completion_tokens,
+                at=self._clock.now()))
             if upstream.connection is not None:
                 self._meter.add(gateway.account_id, upstream.connection.id, ConnectionStats(
                     api_calls=1, tokens_in=answer.usage.prompt_tokens, tokens_out=answer.usage.completion_tokens,

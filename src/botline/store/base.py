@@ -416,6 +416,14 @@ class CounterRepository(ABC):
     async def increment(self, key: str, *, ttl_seconds: int) -> int:
         """Adds one to a counter that disappears `ttl_seconds` after its first increment; returns the count."""
 
+    @abstractmethod
+    async def add(self, key: str, amount: int, *, ttl_seconds: int) -> int:
+        """Adds `amount` atomically (the counter lives `ttl_seconds` from its first addition); returns the sum."""
+
+    @abstractmethod
+    async def values(self, keys: Sequence[str]) -> list[int]:
+        """The counters' current values (0 for one that does not exist or expired)."""
+
 
 class InboundRepository(ABC):
     """Channel messages: recorded once (idempotent on the provider's message id), pending until answered."""

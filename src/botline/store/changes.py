@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from botline.domain.accounts import Account, AccountParameters, Plan
+from botline.domain.accounts import Account, AccountParameters, Plan, UsageLimits
 from botline.domain.chat_clients import ChatClient, ClientParameters, LimitingParameters
 from botline.domain.integrations import FIELD_OF, Integrations, IntegrationType
 from botline.domain.llm_connections import LlmConnection
@@ -28,6 +28,7 @@ class AccountChange:
     disabled: bool | None = None
     parameters: AccountParameters | None = None
     salt: str | None = None
+    limits: UsageLimits | None = None
 
     def fields(self) -> dict[str, Any]:
         """The fields to set, by their stored (camelCase) names, as JSON-ready values."""

@@ -20,7 +20,7 @@ from redis.asyncio.client import Pipeline
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.gateways import Gateway
-from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+from botline.domain.usage import USAGE_COUNTS, ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
     ApiKeyRepository,
@@ -48,7 +48,7 @@ from botline.store.redis_skills import RedisSkills
 from botline.store.redis_values import RedisReservations, RedisServerValues
 from botline.store.redis_vectors import RedisVectors
 
-USAGE_FIELDS = ("requests", "errors", "input_tokens", "output_tokens")
+USAGE_FIELDS = USAGE_COUNTS
 LEX_MIN, LEX_MAX = "-", "+"
 
 
@@ -217,10 +217,8 @@ class RedisUsage(_Repo, UsageRepository):
         for record in records:  # a flush holds every call of the last second: mostly one bucket
             bucket = UsageBucket(hour=hour_bucket(record.at), gateway_id=record.gateway_id, model=record.model)
             amounts = sums.setdefault((record.account_id, bucket), [0] * len(USAGE_FIELDS))
-            amounts[0] += 1
-            amounts[1] += int(record.error)
-            amounts[2] += record.input_tokens
-            amounts[3] += record.output_tokens
+            for i, count in enumerate(record.counts()):
+                amounts[i] += count
         async with self._redis.pipeline(transaction=True) as pipe:
             for (account_id, bucket), amounts in sums.items():
                 key = self._keys.usage_bucket(account_id, bucket)
@@ -264,6 +262,20 @@ class RedisCounters(_Repo, CounterRepository):
             pipe.expire(name, ttl_seconds, nx=True)
             count, _ = await pipe.execute()
         return int(count)
+
+    async def add(self, key: str, amount: int, *, ttl_seconds: int) -> int:
+        name = self._keys.counter(key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(name, amount)
+            pipe.expire(name, ttl_seconds, nx=True)
+            total, _ = await pipe.execute()
+        return int(total)
+
+    async def values(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        found = await self._redis.mget([self._keys.counter(key) for key in keys])
+        return [int(value or 0) for value in found]
 
 
 def _sum(rows: Iterable[list[int]]) -> dict[str, int]:

@@ -14,7 +14,7 @@ import aiosqlite
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.gateways import Gateway
-from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
+from botline.domain.usage import USAGE_COUNTS, ModelUsage, UsageRecord, UsageTotals
 from botline.store.base import (
     AccountRepository,
     ApiKeyRepository,
@@ -164,16 +164,17 @@ class SqliteUsage(_Repo, UsageRepository):
             return
         sql = (
             "INSERT INTO usage_hourly (account_id, gateway_id, model, hour, requests, errors,"
-            " input_tokens, output_tokens) VALUES (?, ?, ?, ?, 1, ?, ?, ?)"
+            " input_tokens, output_tokens, policy_requests, policy_input_tokens, policy_output_tokens)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (account_id, gateway_id, model, hour) DO UPDATE SET"
-            " requests = requests + 1, errors = errors + excluded.errors,"
+            " requests = requests + excluded.requests, errors = errors + excluded.errors,"
             " input_tokens = input_tokens + excluded.input_tokens,"
-            " output_tokens = output_tokens + excluded.output_tokens"
+            " output_tokens = output_tokens + excluded.output_tokens,"
+            " policy_requests = policy_requests + excluded.policy_requests,"
+            " policy_input_tokens = policy_input_tokens + excluded.policy_input_tokens,"
+            " policy_output_tokens = policy_output_tokens + excluded.policy_output_tokens"
         )
-        rows = [
-            (r.account_id, r.gateway_id, r.model, hour_bucket(r.at), int(r.error), r.input_tokens, r.output_tokens)
-            for r in records
-        ]
+        rows = [(r.account_id, r.gateway_id, r.model, hour_bucket(r.at), *r.counts()) for r in records]
         await self._run(lambda conn: conn.executemany(sql, rows))
 
     @staticmethod
@@ -191,23 +192,16 @@ class SqliteUsage(_Repo, UsageRepository):
         self, account_id: str, *, gateway_id: str | None = None, since: datetime | None = None
     ) -> UsageTotals:
         where, params = self._filter(account_id, gateway_id, since)
-        sql = (
-            "SELECT coalesce(sum(requests), 0), coalesce(sum(errors), 0), coalesce(sum(input_tokens), 0),"
-            f" coalesce(sum(output_tokens), 0) FROM usage_hourly WHERE {where}"
-        )
-        row = (await self._rows(sql, params))[0]
-        return UsageTotals(requests=row[0], errors=row[1], input_tokens=row[2], output_tokens=row[3])
+        sums = ", ".join(f"coalesce(sum({column}), 0)" for column in USAGE_COUNTS)
+        row = (await self._rows(f"SELECT {sums} FROM usage_hourly WHERE {where}", params))[0]
+        return UsageTotals(**dict(zip(USAGE_COUNTS, row, strict=True)))
 
     async def by_model(self, account_id: str, *, since: datetime | None = None) -> list[ModelUsage]:
         where, params = self._filter(account_id, None, since)
-        sql = (
-            "SELECT model, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens)"
-            f" FROM usage_hourly WHERE {where} GROUP BY model ORDER BY model"
-        )
-        rows = await self._rows(sql, params)
-        return [
-            ModelUsage(model=r[0], requests=r[1], errors=r[2], input_tokens=r[3], output_tokens=r[4]) for r in rows
-        ]
+        sums = ", ".join(f"sum({column})" for column in USAGE_COUNTS)
+        rows = await self._rows(f"SELECT model, {sums} FROM usage_hourly WHERE {where} GROUP BY model ORDER BY model",
+                                params)
+        return [ModelUsage(model=r[0], **dict(zip(USAGE_COUNTS, r[1:], strict=True))) for r in rows]
 
 
 @reachable_methods
@@ -225,6 +219,29 @@ class SqliteCounters(_Repo, CounterRepository):
             return int(row[0])
 
         return await self._run(work)
+
+    async def add(self, key: str, amount: int, *, ttl_seconds: int) -> int:
+        now = time.time()
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM counters WHERE key = ? AND expires_at <= ?", (key, now))
+            row = conn.execute(
+                "INSERT INTO counters (key, value, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value RETURNING value",
+                (key, amount, now + ttl_seconds),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(work)
+
+    async def values(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        marks = ", ".join("?" * len(keys))
+        rows = await self._rows(f"SELECT key, value FROM counters WHERE key IN ({marks}) AND expires_at > ?",
+                                [*keys, time.time()])
+        found = {row[0]: int(row[1]) for row in rows}
+        return [found.get(key, 0) for key in keys]
 
 
 

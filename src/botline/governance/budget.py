@@ -54,18 +54,22 @@ class UsageBudget:
 
     async def admit(self, caller: Caller) -> Charge | None:
         """None when no limit applies (nothing is read or counted); raises LimitReached past a limit."""
+        account = await self._accounts.get(caller.account_id)
+        account_limited = account is not None and account.limits is not None and account.limits.any
+        key_limited = caller.key_id is not None and caller.key_limits is not None
+        if not account_limited and not key_limited:  # the common turn: no clock, no strings, no Store
+            return None
         now = self._clock.now().astimezone(UTC)
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
         subjects = []
-        account = await self._accounts.get(caller.account_id)
-        if account is not None and account.limits is not None and account.limits.any:
+        if account_limited:
+            assert account is not None and account.limits is not None
             subjects.append(_Subject("account", account.limits, f"usage:account:{account.id}:tokens:{day}",
                                      f"usage:account:{account.id}:spend:{month}"))
-        if caller.key_id is not None and caller.key_limits is not None:
+        if key_limited:
+            assert caller.key_id is not None and caller.key_limits is not None
             subjects.append(_Subject("API key", caller.key_limits, f"usage:key:{caller.key_id}:tokens:{day}",
                                      f"usage:key:{caller.key_id}:spend:{month}"))
-        if not subjects:
-            return None
         counts = await self._store.counters.values([key for s in subjects for key in (s.tokens_key, s.spend_key)])
         for index, subject in enumerate(subjects):
             tokens, spend = counts[2 * index], counts[2 * index + 1]

@@ -128,8 +128,6 @@ class Reply:
     """Reported usage; ``None`` computes it from the request (characters / 4, at least 1)."""
     completion_tokens: int | None = None
     """Reported usage; ``None`` computes it from the answer (characters / 4, at least 1)."""
-    refusal: str | None = None
-    """Sent as ``message.refusal`` (structured outputs' refusal) instead of content."""
 
 
 @dataclass
@@ -335,6 +333,17 @@ class FakeLLM(Served):
         """Wait until :attr:`cancelled` reaches ``n``; TimeoutError after ``timeout``."""
         await self._changes.wait_until(lambda: self.cancelled >= n, timeout)
 
+    async def _received(self, request: web.Request) -> tuple[Any, dict[str, Any], web.Response | None]:
+        """The request's JSON (None when it is not JSON), recorded as its body (a dict, else empty), and the
+        401 to answer when the key is wrong."""
+        try:
+            parsed = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            parsed = None
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        self._record(request, body)
+        return parsed, body, self._unauthorized(request)
+
     def _record(self, request: web.Request, body: dict[str, Any]) -> None:
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         self.requests.append(RecordedRequest(path=request.path, headers=request.headers, body=body,
@@ -372,13 +381,8 @@ class FakeLLM(Served):
             self._in_flight -= 1
 
     async def _answer_completion(self, request: web.Request) -> web.StreamResponse:
-        try:
-            parsed = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            parsed = None
-        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-        self._record(request, body)
-        if (unauthorized := self._unauthorized(request)) is not None:
+        parsed, body, unauthorized = await self._received(request)
+        if unauthorized is not None:
             return unauthorized
         if not isinstance(parsed, dict):
             return _error_response(
@@ -442,13 +446,8 @@ class FakeLLM(Served):
         return web.Response(body=orjson.dumps({"text": reply.text}), content_type=_JSON)
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
-        try:
-            parsed = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            parsed = None
-        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-        self._record(request, body)
-        if (unauthorized := self._unauthorized(request)) is not None:
+        _, body, unauthorized = await self._received(request)
+        if unauthorized is not None:
             return unauthorized
         for name in ("model", "input", "voice"):
             if not isinstance(body.get(name), str) or not body[name]:
@@ -488,13 +487,8 @@ class FakeLLM(Served):
 
     async def _moderation(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's POST /moderations: one result per input, ``flagged`` when a score reaches 0.5."""
-        try:
-            parsed = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            parsed = None
-        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-        self._record(request, body)
-        if (unauthorized := self._unauthorized(request)) is not None:
+        _, body, unauthorized = await self._received(request)
+        if unauthorized is not None:
             return unauthorized
         if not isinstance(body.get("input"), str | list):
             return _error_response(400, "Missing required parameter: 'input'.", "invalid_request_error",
@@ -515,13 +509,8 @@ class FakeLLM(Served):
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's POST /embeddings: a bag of words per input, each word (after :attr:`synonyms`) on the
         axis its CRC-32 picks, so texts sharing words (or synonyms) point the same way; not normalised."""
-        try:
-            parsed = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            parsed = None
-        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-        self._record(request, body)
-        if (unauthorized := self._unauthorized(request)) is not None:
+        _, body, unauthorized = await self._received(request)
+        if unauthorized is not None:
             return unauthorized
         if self.embeddings_status is not None:
             return _error_response(self.embeddings_status, "embeddings unavailable", "server_error", None)

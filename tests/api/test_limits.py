@@ -28,9 +28,11 @@ from botline.domain.limits import (
 )
 from tests.conftest import create_gateway, gateway_body
 from tests.emulators.fake_llm import FakeLLM
-from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, slowest_healthz_during
+from tests.support.loop_watch import HEALTHZ_BUDGET_SECONDS, collector_as_botline_serve_sets_it, slowest_healthz_during
 from tests.support.server import RunningServer, free_port
 from tests.support.webchat import client_body, open_session, prompt, public
+
+__all__ = ["collector_as_botline_serve_sets_it"]  # autouse: collect garbage as `botline serve` does
 
 MAX_BODY = 1024 * 1024
 DEAD = f"http://127.0.0.1:{free_port()}"

@@ -55,20 +55,19 @@ class UsageBudget:
     async def admit(self, caller: Caller) -> Charge | None:
         """None when no limit applies (nothing is read or counted); raises LimitReached past a limit."""
         account = await self._accounts.get(caller.account_id)
-        account_limited = account is not None and account.limits is not None and account.limits.any
-        key_limited = caller.key_id is not None and caller.key_limits is not None
-        if not account_limited and not key_limited:  # the common turn: no clock, no strings, no Store
+        account_limits = account.limits if account is not None and account.limits is not None \
+            and account.limits.any else None
+        key_limits = caller.key_limits if caller.key_id is not None else None
+        if account_limits is None and key_limits is None:  # the common turn: no clock, no strings, no Store
             return None
         now = self._clock.now().astimezone(UTC)
         day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
         subjects = []
-        if account_limited:
-            assert account is not None and account.limits is not None
-            subjects.append(_Subject("account", account.limits, f"usage:account:{account.id}:tokens:{day}",
-                                     f"usage:account:{account.id}:spend:{month}"))
-        if key_limited:
-            assert caller.key_id is not None and caller.key_limits is not None
-            subjects.append(_Subject("API key", caller.key_limits, f"usage:key:{caller.key_id}:tokens:{day}",
+        if account_limits is not None:
+            subjects.append(_Subject("account", account_limits, f"usage:account:{caller.account_id}:tokens:{day}",
+                                     f"usage:account:{caller.account_id}:spend:{month}"))
+        if key_limits is not None:
+            subjects.append(_Subject("API key", key_limits, f"usage:key:{caller.key_id}:tokens:{day}",
                                      f"usage:key:{caller.key_id}:spend:{month}"))
         counts = await self._store.counters.values([key for s in subjects for key in (s.tokens_key, s.spend_key)])
         for index, subject in enumerate(subjects):

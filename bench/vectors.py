@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.knowledge import vocabulary
+from bench.knowledge import Corpus
 from botline.config import KnowledgeSettings
 from botline.domain.clock import SystemClock
 from botline.domain.knowledge import BrowseQuery, Collection, DocumentOrder, DocumentWrite, LabelChanges
@@ -49,10 +49,6 @@ ENGLISH = ["the", "customer", "may", "return", "any", "product", "within", "thir
 BATCH = 1_000
 ACCOUNT = "bench"
 
-
-def text(rng: random.Random, words: list[str], weights: list[float], n: int) -> str:
-    """`n` words drawn from the Zipf-weighted vocabulary bench.knowledge uses."""
-    return " ".join(rng.choices(words, weights, k=n))
 
 
 @dataclass
@@ -145,8 +141,7 @@ async def vector_search(result: Result, store: Store, collection_id: str, matrix
 async def run(documents: int, queries: int, *, with_qdrant: bool, embed_docs: int = EMBED_DOCS) -> Result:
     began = time.perf_counter()
     rng = random.Random(11)
-    words = vocabulary(rng)
-    weights = [1 / (rank + 1) for rank in range(len(words))]
+    corpus = Corpus()  # bench.knowledge's Zipf-weighted vocabulary
     result = Result(documents=documents)
     result.rss_mb["start"] = round(rss_mb())
     await embedding_rate(result, rng, embed_docs)
@@ -158,7 +153,7 @@ async def run(documents: int, queries: int, *, with_qdrant: bool, embed_docs: in
             await store.collections.create(collection)
             indexer = Indexer(store, SystemClock(), KnowledgeSettings(index_batch=BATCH), Metrics())
             for start in range(0, documents, BATCH):
-                writes = [DocumentWrite(name=f"d{i}", contents=text(rng, words, weights, 200))
+                writes = [DocumentWrite(name=f"d{i}", contents=corpus.text(200, rng))
                           for i in range(start, min(documents, start + BATCH))]
                 await store.documents.write(ACCOUNT, collection.id, writes, now=SystemClock().now(),
                                             labels=LabelChanges.SKIP)
@@ -171,7 +166,7 @@ async def run(documents: int, queries: int, *, with_qdrant: bool, embed_docs: in
                                 unit_vectors(numbers, queries), with_qdrant)
             semantic = SemanticSearch(store, Semantic(embedder, store.vectors))
             hybrid, lexical = KnowledgeSearch(store, semantic), KnowledgeSearch(store)
-            phrases = [text(rng, words, weights, rng.randint(3, 6)) for _ in range(queries)]
+            phrases = [corpus.text(rng.randint(3, 6), rng) for _ in range(queries)]
             await hybrid.search(SearchRequest(account_id=ACCOUNT, collection_ids=[collection.id], terms=[phrases[0]]))
             timings: dict[str, list[float]] = {"hybrid": [], "lexical": [], "embed": []}
             for phrase in phrases:

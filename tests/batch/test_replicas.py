@@ -34,8 +34,11 @@ async def finished_here(server: RunningServer) -> int:
 async def test_two_replicas_share_one_job_without_processing_an_item_twice(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
-    classifier = Classifier(delay=0.01)
-    batch = {"poll_seconds": 0.05, "max_concurrent_per_job": 4}
+    # Each replica alone may run 2 items, the job 8: one replica cannot fill the job's cap by itself,
+    # so the other always finds room when it polls (with one replica able to fill it, whichever
+    # replica frees a slot claims again first and may legitimately take every item).
+    classifier = Classifier(delay=0.02)
+    batch = {"poll_seconds": 0.05, "max_concurrent_items": 2, "max_concurrent_per_job": 8}
     async with FakeLLM(api_key=UPSTREAM_KEY, default_reply=classifier) as fake:
         settings = [make_settings(redis_url, storage={"url": redis_url, "redis_prefix": prefix}, batch=batch)
                     for _ in range(2)]

@@ -14,9 +14,9 @@ from tests.emulators.telegram import TelegramEmulator
 from tests.support.knowledge import kb_server
 from tests.support.redis_server import redis_url
 from tests.support.server import RunningServer, make_settings, running_server
-from tests.support.stores import store
+from tests.support.stores import replica, store, store_location
 
-__all__ = ["kb_server", "redis_url", "store"]
+__all__ = ["kb_server", "redis_url", "replica", "store", "store_location"]
 
 UPSTREAM_KEY = "sk-upstream-secret-value-that-must-never-leak"
 

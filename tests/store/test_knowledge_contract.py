@@ -46,7 +46,7 @@ async def write(store: Store, collection_id: str, *docs: DocumentWrite, account:
 
 async def index_all(store: Store, now: datetime = T0) -> int:
     claimed = await store.documents.claim(now, lease_seconds=LEASE, limit=1000)
-    entries = [IndexedText(d.id, d.version, terms(d.contents)) for d in claimed]
+    entries = [IndexedText.of(d.id, d.version, terms(d.contents)) for d in claimed]
     assert await store.documents.complete(entries, now=now) == {d.id for d in claimed}
     return len(claimed)
 
@@ -88,7 +88,7 @@ class TestCollections:
         await write(store, collection_id, DocumentWrite(name="a", contents="one"),
                     DocumentWrite(name="b", contents="two"))
         claimed = await store.documents.claim(T0, lease_seconds=LEASE, limit=1)
-        await store.documents.complete([IndexedText(claimed[0].id, claimed[0].version, ["one"])], now=T0)
+        await store.documents.complete([IndexedText.of(claimed[0].id, claimed[0].version, ["one"])], now=T0)
         state = await store.collections.state(collection_id)
         assert (state.total, state.indexed, state.queued) == (2, 1, 1)
 
@@ -191,7 +191,7 @@ class TestBrowse:
             "Refund policy", "Shipping", "Refund form"]
         assert await self._names(store, c, order=DocumentOrder.CREATED_ASC, offset=1, limit=1) == ["Shipping"]
         claimed = await store.documents.claim(at(5), lease_seconds=LEASE, limit=1)
-        await store.documents.complete([IndexedText(claimed[0].id, claimed[0].version, ["x"])], now=at(5))
+        await store.documents.complete([IndexedText.of(claimed[0].id, claimed[0].version, ["x"])], now=at(5))
         assert await self._names(store, c, state=IndexState.INDEXED) == [claimed[0].name]
         assert (await self._names(store, c, order=DocumentOrder.INDEXED_DESC))[0] == claimed[0].name
         assert (await self._names(store, c, order=DocumentOrder.INDEXED_ASC))[-1] == claimed[0].name
@@ -218,7 +218,7 @@ class TestQueue:
         await write(store, collection_id, DocumentWrite(name="d", contents="old words"))
         [claimed] = await store.documents.claim(T0, lease_seconds=LEASE, limit=5)
         await write(store, collection_id, DocumentWrite(name="d", contents="new words"))
-        stale = IndexedText(claimed.id, claimed.version, terms(claimed.contents))
+        stale = IndexedText.of(claimed.id, claimed.version, terms(claimed.contents))
         assert await store.documents.complete([stale], now=T0) == set()
         assert await found(store, [collection_id], "old") == []
         [fresh] = await store.documents.claim(T0, lease_seconds=LEASE, limit=5)

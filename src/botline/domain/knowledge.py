@@ -10,6 +10,7 @@ so text that was replaced or deleted is never returned, not even before the inde
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -236,11 +237,21 @@ def browse(documents: list[KnowledgeDocument], query: BrowseQuery) -> list[Knowl
 
 @dataclass(frozen=True)
 class IndexedText:
-    """The indexer's reading of one document version: its index terms."""
+    """The indexer's reading of one document version: each index term's frequency, and how many terms
+    the text has in all (its length for BM25)."""
 
     document_id: str
     version: int
-    terms: list[str]
+    counts: dict[str, int]
+    length: int
+
+    @classmethod
+    def of(cls, document_id: str, version: int, terms: Sequence[str]) -> IndexedText:
+        """From the terms in text order, with repeats."""
+        counts: dict[str, int] = {}
+        for term in terms:
+            counts[term] = counts.get(term, 0) + 1
+        return cls(document_id, version, counts, len(terms))
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,22 @@ def terms(text: str) -> list[str]:
     return found
 
 
+def counted_terms(text: str) -> tuple[dict[str, int], int]:
+    """Each index term of `text` with its frequency, and the number of terms in all: what `terms` gives,
+    counted per distinct word (a word's terms are looked up once however often it occurs)."""
+    words: dict[str, int] = {}
+    for word in WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
+        words[word] = words.get(word, 0) + 1
+    counts: dict[str, int] = {}
+    length = 0
+    for word, occurrences in words.items():
+        found = _cached_terms_of(word) if len(word) <= MAX_WORD else _terms_of(word)
+        length += occurrences * len(found)
+        for term in found:
+            counts[term] = counts.get(term, 0) + occurrences
+    return counts, length
+
+
 def query_terms(text: str) -> list[str]:
     """The distinct terms of a query, in order."""
     return list(dict.fromkeys(terms(text)))

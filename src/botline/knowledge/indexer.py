@@ -23,7 +23,7 @@ from datetime import timedelta
 from botline.config import KnowledgeSettings
 from botline.domain.clock import Clock
 from botline.domain.knowledge import IndexedText, KnowledgeDocument
-from botline.knowledge.analysis import terms
+from botline.knowledge.analysis import counted_terms
 from botline.knowledge.embeddings import EmbeddingError
 from botline.knowledge.reembedding import requeue_stale
 from botline.knowledge.semantic import Semantic
@@ -44,11 +44,12 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)))
 
 
-def _analyse(documents: Sequence[KnowledgeDocument]) -> list[list[str] | BaseException]:
-    results: list[list[str] | BaseException] = []
+def _analyse(documents: Sequence[KnowledgeDocument]) -> list[IndexedText | BaseException]:
+    results: list[IndexedText | BaseException] = []
     for document in documents:
         try:
-            results.append(terms(document.contents))
+            counts, length = counted_terms(document.contents)
+            results.append(IndexedText(document.id, document.version, counts, length))
         except Exception as exc:  # one document's failure is recorded on it, the batch goes on
             results.append(exc)
     return results
@@ -123,7 +124,7 @@ class Indexer:
             if isinstance(result, BaseException):
                 await self._failed(document, f"{type(result).__name__}: {result}")
             else:
-                read.append(IndexedText(document.id, document.version, result))
+                read.append(result)
                 analysed.append(document)
         if self._semantic is not None and analysed:
             try:

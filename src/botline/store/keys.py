@@ -77,11 +77,9 @@ Layout (P is the prefix, "botline" by default):
     P:kb_collection:{c}:name:{name}               string  document id (unique per collection)
     P:kb_queue                                    zset    queued document ids, by when they may be claimed (ms)
     P:kb_queue_attempts                           hash    document id -> claims of its current version
-    P:kb_terms:{document}                         string  JSON {term: tf} of the document's indexed text
-    P:kb_collection:{c}:postings:{term}           zset    ids of the collection's documents holding term, by tf
-    P:kb_collection:{c}:lengths                   hash    document id -> indexed length (terms + 1)
-    P:kb_frequencies                              hash    term -> indexed documents holding it (every collection)
-    P:kb_stats                                    hash    indexed (documents), tokens (their lengths summed)
+    P:kb_collection:{c}:lexical_state             hash    seq (the lexical log's counter), reset (its last reset)
+    P:kb_collection:{c}:lexical_log               zset    document id -> seq of its log row
+    P:kb_collection:{c}:lexical_terms             hash    document id -> base64 encoded terms ("": a tombstone)
     P:skill:{id}                                  string  Skill JSON
     P:account:{account}:skill_slug:{slug}         string  skill id (unique per account)
     P:account:{account}:skills                    zset    the account's skill ids by created_at (µs)
@@ -413,21 +411,14 @@ class RedisKeys:
     def kb_queue_attempts(self) -> str:
         return self._key("kb_queue_attempts")
 
-    def kb_terms(self, document_id: str) -> str:
-        return self._key("kb_terms", document_id)
+    def kb_lexical_state(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id, "lexical_state")
 
-    def kb_postings(self, collection_id: str, term: str) -> str:
-        """The term (an analysed word, free of ":" only by chance) is the last part."""
-        return self._key("kb_collection", collection_id, "postings", term)
+    def kb_lexical_log(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id, "lexical_log")
 
-    def kb_lengths(self, collection_id: str) -> str:
-        return self._key("kb_collection", collection_id, "lengths")
-
-    def kb_frequencies(self) -> str:
-        return self._key("kb_frequencies")
-
-    def kb_stats(self) -> str:
-        return self._key("kb_stats")
+    def kb_lexical_terms(self, collection_id: str) -> str:
+        return self._key("kb_collection", collection_id, "lexical_terms")
 
     # pub/sub signals between replicas (channels, not keys)
     def signal(self, topic: str) -> str:

@@ -1,25 +1,23 @@
-"""Redis repositories of knowledge collections and documents, with an inverted index in Redis itself.
+"""Redis repositories of knowledge collections and documents, with the lexical log (store/lexical_index.py).
 
-Every replica reads the same keys, so a search on any replica sees a write once it is acknowledged.
-Per collection and term, a zset of the documents holding it (scored by term frequency); per
-collection, a hash of indexed lengths; across the store, document frequencies and totals. BM25 is
-computed here with domain/bm25.py (as the SQLite backend does), over the same statistics the
-SQLite backend has. Writes that touch a document and its index entries run in one MULTI/EXEC under
-WATCH of the documents (and of their term lists), so the index never disagrees with the documents.
+Per collection, the log is a zset (document id -> the number of its row) beside a hash of the rows
+(base64 encoded terms, "" for a tombstone) and a hash holding the counter and the last reset. Rows are
+written by LOG_SCRIPT, queued inside the same MULTI/EXEC (under WATCH of the documents) as the
+documents' change, so the index never disagrees with the documents; PAGE_SCRIPT reads the counter and
+a page of rows together. Searches run in memory on each replica (EmbeddedLexical).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import base64
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from botline.domain import bm25
 from botline.domain.knowledge import (
     BrowseQuery,
     Collection,
@@ -36,13 +34,54 @@ from botline.domain.knowledge import (
 )
 from botline.store.keys import RedisKeys
 from botline.store.knowledge import CollectionRepository, DocumentRepository
+from botline.store.lexical_index import PAGE as LOG_PAGE
+from botline.store.lexical_index import EmbeddedLexical, LogEntry, LogPage, encode
 from botline.store.redis_base import _dump, _fetch, _fetch_many, _reachable_methods, _Repo, _score
 
-POSTINGS_READ = 5_000
-"""Documents read per (collection, term), highest term frequency first: bounds a query on a word that most
-documents hold (whose IDF is about 0, so the ones left out would have added almost nothing)."""
 PAGE = 1_000
 """Documents read per MGET when a whole collection is walked (browse, export, clear)."""
+
+LOG_SCRIPT = """
+local rows = {}
+for i = 1, #ARGV, 2 do
+  if ARGV[i + 1] ~= '' then
+    table.insert(rows, i)
+  else
+    local held = redis.call('HGET', KEYS[3], ARGV[i])
+    if held and held ~= '' then table.insert(rows, i) end
+  end
+end
+if #rows == 0 then return 0 end
+local last = redis.call('HINCRBY', KEYS[1], 'seq', #rows)
+local seq = last - #rows
+for _, i in ipairs(rows) do
+  seq = seq + 1
+  redis.call('ZADD', KEYS[2], seq, ARGV[i])
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+end
+return last
+"""
+"""Writes log rows (pairs of document id and encoded terms, "" for a tombstone; a tombstone only for a
+document in the index), each with its own number from the collection's counter."""
+
+RESET_SCRIPT = """
+redis.call('DEL', KEYS[2], KEYS[3])
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], 'reset', seq)
+return seq
+"""
+
+PAGE_SCRIPT = """
+local state = redis.call('HMGET', KEYS[1], 'seq', 'reset')
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {state[1] or '0', state[2] or '0'}
+for i = 1, #ids, 2 do
+  table.insert(out, ids[i])
+  table.insert(out, ids[i + 1])
+  table.insert(out, redis.call('HGET', KEYS[3], ids[i]) or '')
+end
+return out
+"""
 
 CLAIM_SCRIPT = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -56,6 +95,16 @@ return ids
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+class LogRows:
+    """The log rows one MULTI writes, per collection (queued as one LOG_SCRIPT call each at the end)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[str]] = defaultdict(list)
+
+    def tombstone(self, document: KnowledgeDocument) -> None:
+        self.rows[document.collection_id] += [document.id, ""]
 
 
 @_reachable_methods
@@ -113,10 +162,14 @@ class RedisCollections(_Repo, CollectionRepository):
 
 
 @_reachable_methods
-class RedisDocuments(_Repo, DocumentRepository):
+class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
-        super().__init__(client, keys)
+        _Repo.__init__(self, client, keys)
+        EmbeddedLexical.__init__(self)
         self._claim_script = self._redis.register_script(CLAIM_SCRIPT)
+        self._log_script = self._redis.register_script(LOG_SCRIPT)
+        self._reset_script = self._redis.register_script(RESET_SCRIPT)
+        self._page_script = self._redis.register_script(PAGE_SCRIPT)
 
     async def all_of(self, collection_id: str) -> list[KnowledgeDocument]:
         """Every document of the collection, oldest first (read in pages)."""
@@ -127,22 +180,18 @@ class RedisDocuments(_Repo, DocumentRepository):
             found.extend(KnowledgeDocument.model_validate_json(raw) for raw in raws if raw is not None)
         return found
 
-    def _unindex(self, pipe: Pipeline, document: KnowledgeDocument, terms_json: str | None) -> None:
-        """Inside MULTI: the document's indexed text (as read under WATCH) leaves the index."""
-        if terms_json is None:
-            return
-        counts: dict[str, int] = orjson.loads(terms_json)
-        for term in counts:
-            pipe.zrem(self._keys.kb_postings(document.collection_id, term), document.id)
-            pipe.hincrby(self._keys.kb_frequencies(), term, -1)
-        pipe.hdel(self._keys.kb_lengths(document.collection_id), document.id)
-        pipe.hincrby(self._keys.kb_stats(), "indexed", -1)
-        pipe.hincrby(self._keys.kb_stats(), "tokens", -(sum(counts.values()) + 1))
-        pipe.delete(self._keys.kb_terms(document.id))
+    def _lexical_keys(self, collection_id: str) -> list[str]:
+        return [self._keys.kb_lexical_state(collection_id), self._keys.kb_lexical_log(collection_id),
+                self._keys.kb_lexical_terms(collection_id)]
 
-    def _drop(self, pipe: Pipeline, document: KnowledgeDocument, terms_json: str | None) -> None:
-        """Inside MULTI: deletes the document, its index entries, pointers and queue entry."""
-        self._unindex(pipe, document, terms_json)
+    async def _log(self, pipe: Pipeline, rows: LogRows) -> None:
+        """Inside MULTI: queues the collected log rows."""
+        for collection_id, args in rows.rows.items():
+            await self._log_script(keys=self._lexical_keys(collection_id), args=args, client=pipe)
+
+    def _drop(self, pipe: Pipeline, document: KnowledgeDocument, rows: LogRows) -> None:
+        """Inside MULTI: deletes the document, its pointers and queue entry (its tombstone goes in `rows`)."""
+        rows.tombstone(document)
         pipe.delete(self._keys.kb_document(document.id), self._keys.kb_document_by_name(document.collection_id,
                                                                                          document.name))
         pipe.zrem(self._keys.kb_documents_of_collection(document.collection_id), document.id)
@@ -185,15 +234,14 @@ class RedisDocuments(_Repo, DocumentRepository):
                 keep = set(known)
                 doomed_ids = [i for i in cast(list[str], await pipe.zrange(members, 0, -1)) if i not in keep]
             watched = [self._keys.kb_document(i) for i in known + doomed_ids]
-            watched += [self._keys.kb_terms(i) for i in known + doomed_ids]
             if watched:
                 await pipe.watch(*watched)
             stored = {d.name: d for d in await _fetch_many(pipe, KnowledgeDocument, [self._keys.kb_document(i)
                                                                                       for i in known]) if d}
             doomed = [d for d in await _fetch_many(pipe, KnowledgeDocument,
                                                    [self._keys.kb_document(i) for i in doomed_ids]) if d]
-            terms_of = await self._terms(pipe, [d.id for d in [*stored.values(), *doomed]])
             pipe.multi()
+            rows = LogRows()
             outcome = WriteOutcome()
             for write in writes:
                 old = stored.get(write.name)
@@ -207,23 +255,18 @@ class RedisDocuments(_Repo, DocumentRepository):
                         pipe.zadd(members, {document.id: _score(document.created_at)})
                     if plan.reindex:
                         if old is not None:
-                            self._unindex(pipe, old, terms_of.get(old.id))
+                            rows.tombstone(old)
                         self._enqueue(pipe, document.id, now)
                 kept = document if document is not None else old
                 if kept is not None:
                     outcome.results.append((kept.id, plan.state))
             for gone in doomed:
-                self._drop(pipe, gone, terms_of.get(gone.id))
+                self._drop(pipe, gone, rows)
+            await self._log(pipe, rows)
             outcome.deleted = len(doomed)
             return outcome
 
         return await self._atomic(body, collection_key, members, *pointers)
-
-    async def _terms(self, conn: Pipeline, document_ids: Sequence[str]) -> dict[str, str]:
-        if not document_ids:
-            return {}
-        raws = cast(list[str | None], await conn.mget([self._keys.kb_terms(i) for i in document_ids]))
-        return {i: raw for i, raw in zip(document_ids, raws, strict=True) if raw is not None}
 
     async def get(self, account_id: str, collection_id: str, document_id: str) -> KnowledgeDocument | None:
         document = await self._get(KnowledgeDocument, self._keys.kb_document(document_id))
@@ -255,14 +298,15 @@ class RedisDocuments(_Repo, DocumentRepository):
         """Deletes the documents (those still there) with their index entries; how many this call removed."""
         if not document_ids:
             return 0
-        keys = [self._keys.kb_document(i) for i in document_ids] + [self._keys.kb_terms(i) for i in document_ids]
+        keys = [self._keys.kb_document(i) for i in document_ids]
 
         async def body(pipe: Pipeline) -> int:
-            found = [d for d in await _fetch_many(pipe, KnowledgeDocument, keys[:len(document_ids)]) if d]
-            terms_of = await self._terms(pipe, [d.id for d in found])
+            found = [d for d in await _fetch_many(pipe, KnowledgeDocument, keys) if d]
             pipe.multi()
+            rows = LogRows()
             for document in found:
-                self._drop(pipe, document, terms_of.get(document.id))
+                self._drop(pipe, document, rows)
+            await self._log(pipe, rows)
             return len(found)
 
         return await self._atomic(body, *keys)
@@ -282,6 +326,8 @@ class RedisDocuments(_Repo, DocumentRepository):
         removed = 0
         for start in range(0, len(ids), PAGE):
             removed += await self._drop_ids(ids[start:start + PAGE])
+        if ids or collection_gone:  # the tombstones out of the log too
+            await self._reset_script(keys=self._lexical_keys(collection_id))
         return removed
 
     async def requeue(self, account_id: str, collection_id: str, *, now: datetime) -> int:
@@ -307,126 +353,73 @@ class RedisDocuments(_Repo, DocumentRepository):
         return [KnowledgeDocument.model_validate_json(raw) for raw in raws if raw is not None]
 
     async def complete(self, entries: Sequence[IndexedText], *, now: datetime) -> set[str]:
-        """One MULTI under WATCH of every entry's document and term list (retried when one changed)."""
+        """One MULTI under WATCH of every entry's document (retried when one changed)."""
         if not entries:
             return set()
-        ids = [e.document_id for e in entries]
-        doc_keys = [self._keys.kb_document(i) for i in ids]
+        doc_keys = [self._keys.kb_document(e.document_id) for e in entries]
+        encoded = [base64.b64encode(encode(e.counts, e.length)).decode() for e in entries]
 
         async def body(pipe: Pipeline) -> set[str]:
             documents = await _fetch_many(pipe, KnowledgeDocument, doc_keys)
-            current = [(e, d) for e, d in zip(entries, documents, strict=True) if d and d.version == e.version]
-            terms_of = await self._terms(pipe, [d.id for _, d in current])
             pipe.multi()
-            held: Counter[str] = Counter()
-            for entry, document in current:
-                self._index(pipe, entry, document, terms_of.get(document.id), now)
-                held.update(set(entry.terms))
-            for term, holders in held.items():  # one increment per term of the batch, not per document
-                pipe.hincrby(self._keys.kb_frequencies(), term, holders)
-            return {d.id for _, d in current}
+            rows = LogRows()
+            written: set[str] = set()
+            for blob, entry, document in zip(encoded, entries, documents, strict=True):
+                if document is None or document.version != entry.version:
+                    continue
+                rows.rows[document.collection_id] += [document.id, blob]
+                indexed = document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now,
+                                                      "index_error": None})
+                pipe.set(self._keys.kb_document(document.id), _dump(indexed))
+                self._dequeue(pipe, document.id)
+                written.add(document.id)
+            await self._log(pipe, rows)
+            return written
 
-        return await self._atomic(body, *doc_keys, *(self._keys.kb_terms(i) for i in ids))
-
-    def _index(self, pipe: Pipeline, entry: IndexedText, document: KnowledgeDocument, old_terms: str | None,
-               now: datetime) -> None:
-        """Inside MULTI: replaces the document's indexed text with the entry's terms and marks it Indexed (the
-        caller adds the terms' document frequencies)."""
-        self._unindex(pipe, document, old_terms)
-        counts = Counter(entry.terms)
-        for term, tf in counts.items():
-            pipe.zadd(self._keys.kb_postings(document.collection_id, term), {document.id: tf})
-        length = len(entry.terms) + 1  # as FTS5 counted it (a collection token too), which the scores keep
-        pipe.hset(self._keys.kb_lengths(document.collection_id), document.id, length)
-        pipe.hincrby(self._keys.kb_stats(), "indexed", 1)
-        pipe.hincrby(self._keys.kb_stats(), "tokens", length)
-        pipe.set(self._keys.kb_terms(document.id), orjson.dumps(counts))
-        indexed = document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now, "index_error": None})
-        pipe.set(self._keys.kb_document(document.id), _dump(indexed))
-        self._dequeue(pipe, document.id)
+        return await self._atomic(body, *doc_keys)
 
     async def fail(
         self, document_id: str, version: int, reason: str, *, now: datetime, retry_at: datetime | None
     ) -> bool:
-        doc_key, terms_key = self._keys.kb_document(document_id), self._keys.kb_terms(document_id)
+        doc_key = self._keys.kb_document(document_id)
 
         async def body(pipe: Pipeline) -> bool:
             document = await _fetch(pipe, KnowledgeDocument, doc_key)
             if document is None or document.version != version:
                 return False
-            old_terms = cast(str | None, await pipe.get(terms_key))
             pipe.multi()
             if retry_at is not None:
                 pipe.zadd(self._keys.kb_queue(), {document_id: _ms(retry_at)})
                 return True
-            self._unindex(pipe, document, old_terms)
+            rows = LogRows()
+            rows.tombstone(document)
+            await self._log(pipe, rows)
             self._dequeue(pipe, document_id)
             cancelled = document.model_copy(update={"state": IndexState.CANCELLED, "index_error": reason,
                                                     "updated_at": now})
             pipe.set(doc_key, _dump(cancelled))
             return True
 
-        return await self._atomic(body, doc_key, terms_key)
+        return await self._atomic(body, doc_key)
 
     async def attempts(self, document_id: str) -> int:
         return int(await self._redis.hget(self._keys.kb_queue_attempts(), document_id) or 0)
 
     async def search(self, collection_ids: Sequence[str], terms: Sequence[str], *, limit: int) -> list[LexicalHit]:
-        """Reads the index as `bm25.Plan` says: the rarest term's postings, the other terms' frequencies for
-        those documents only, the next term only while the top is not settled."""
-        if not collection_ids or not terms:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self._keys.kb_frequencies(), list(terms))
-            pipe.hmget(self._keys.kb_stats(), ["indexed", "tokens"])
-            frequency_reply, stats_reply = await pipe.execute()
-        frequencies = [int(f or 0) for f in frequency_reply]
-        documents, tokens = (int(v or 0) for v in stats_reply)
-        plan = bm25.plan(documents, frequencies)
-        average = tokens / documents if documents else 0.0
-        scores: dict[str, float] = {}
-        seen: set[str] = set()
-        for step in range(len(plan.order)):
-            scores.update(await self._score_holders(collection_ids, terms, plan, step, average, limit, scores, seen))
-            if bm25.settled(scores.values(), limit, plan.bounds[step]):
-                break
-        weight = bm25.query_weight(documents, frequencies)
-        return [LexicalHit(document_id=i, score=bm25.normalise(raw, weight)) for i, raw in bm25.top(scores, limit)]
+        """EmbeddedLexical's search, behind this backend's error mapping."""
+        return await EmbeddedLexical.search(self, collection_ids, terms, limit=limit)
 
-    async def _score_holders(
-        self, collection_ids: Sequence[str], terms: Sequence[str], plan: bm25.Plan, step: int, average: float,
-        limit: int, scored: dict[str, float], seen: set[str],
-    ) -> dict[str, float]:
-        """One step of the plan (bm25.Step): the term's postings and the lengths of the documents new to the
-        search, then the later terms' frequencies (ZMSCORE) for the documents that can still reach the top."""
-        work: bm25.Step[str] = bm25.Step(plan, step, average, limit, scored)
+    async def _lexical_generations(self, collection_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for collection_id in collection_ids:
-                pipe.zrange(self._keys.kb_postings(collection_id, terms[plan.order[step]]), 0, POSTINGS_READ - 1,
-                            desc=True, withscores=True)
-            postings = await pipe.execute()
-        owner: dict[str, str] = {}
-        held = [(c, [(i, int(tf)) for i, tf in found if i not in seen]) for c, found in zip(collection_ids, postings,
-                                                                                             strict=True)]
-        held = [(c, documents) for c, documents in held if documents]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for collection_id, documents in held:
-                pipe.hmget(self._keys.kb_lengths(collection_id), [i for i, _ in documents])
-            lengths = await pipe.execute()
-        for (collection_id, documents), reply in zip(held, lengths, strict=True):
-            for (document_id, tf), length in zip(documents, reply, strict=True):
-                seen.add(document_id)
-                owner[document_id] = collection_id
-                work.hold(document_id, tf, int(length or 0))
-        while (lookup := work.next_lookup()) is not None:
-            term, ids = lookup
-            by_collection: dict[str, list[str]] = {}
-            for document_id in ids:
-                by_collection.setdefault(owner[document_id], []).append(document_id)
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for collection_id, members in by_collection.items():
-                    pipe.zmscore(self._keys.kb_postings(collection_id, terms[term]), members)
-                replies = await pipe.execute()
-            work.found(term, {i: int(tf) for members, reply in zip(by_collection.values(), replies, strict=True)
-                              for i, tf in zip(members, reply, strict=True) if tf})
-        return work.scores()
+                pipe.hmget(self._keys.kb_lexical_state(collection_id), "seq", "reset")
+            answers = await pipe.execute()
+        return {c: (int(seq), int(reset or 0)) for c, (seq, reset) in zip(collection_ids, answers, strict=True)
+                if seq is not None}
+
+    async def _lexical_page(self, collection_id: str, after: int) -> LogPage:
+        reply = cast(list[str], await self._page_script(keys=self._lexical_keys(collection_id),
+                                                        args=[after, LOG_PAGE]))
+        entries = [LogEntry(reply[i], int(reply[i + 1]), base64.b64decode(reply[i + 2]) if reply[i + 2] else None)
+                   for i in range(2, len(reply), 3)]
+        return LogPage(int(reply[0]), int(reply[1]), entries)

@@ -1,19 +1,21 @@
-"""SQLite repositories of knowledge collections and documents; the lexical index is FTS5 (`kb_fts`).
+"""SQLite repositories of knowledge collections and documents, with the lexical log (store/lexical_index.py).
 
-Each document's analysed terms are one `kb_fts` row (rowid = the document's `seq`), written by the
-indexer and deleted in the same transaction as a text change or a delete. Ranking is FTS5's `bm25()`
-with the collection column weighted 0; `kb_vocab` (fts5vocab) gives the document frequencies that
-normalise the score (domain/bm25.py), `kb_stats` the number of indexed documents.
+A document's encoded terms are its `kb_lexical` row, written by the indexer; a text change, a delete or
+a failure turns the row into a tombstone, and clearing or deleting the collection removes its rows and
+records a reset, in the same transaction as the documents' change. Searches run in memory
+(EmbeddedLexical), from the rows past what this process has read.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from botline.domain import bm25
+import aiosqlite
+
 from botline.domain.knowledge import (
     BrowseQuery,
     Collection,
@@ -29,6 +31,7 @@ from botline.domain.knowledge import (
 )
 from botline.store.documents import load_many
 from botline.store.knowledge import CollectionRepository, DocumentRepository
+from botline.store.lexical_index import PAGE, EmbeddedLexical, LogEntry, LogPage, encode
 from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_methods
 
 CHUNK = 500
@@ -42,11 +45,6 @@ ORDER_COLUMNS = {"created_at": "created_ts", "updated_at": "updated_ts", "indexe
 def contains(haystack: str | None, needle: str) -> bool:
     """The browse filter's case-insensitive substring test, registered on the connection (DocumentFilter.matches)."""
     return haystack is not None and needle.casefold() in haystack.casefold()
-
-
-def collection_token(collection_id: str) -> str:
-    """The one token of a collection in kb_fts.coll (hex of the id, which no analysed word is)."""
-    return "k" + collection_id.replace("-", "")
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -71,15 +69,45 @@ def _save(conn: sqlite3.Connection, document: KnowledgeDocument) -> None:
     )
 
 
+def _advance(conn: sqlite3.Connection, collection_id: str, rows: int, *, reset: bool = False) -> int:
+    """Moves the collection's lexical counter on by `rows` (one number per log row written) and returns it."""
+    value: int = conn.execute(
+        "INSERT INTO kb_lexical_state (collection_id, seq, reset) VALUES (?, ?, CASE WHEN ? THEN ? ELSE 0 END)"
+        " ON CONFLICT (collection_id) DO UPDATE SET seq = seq + excluded.seq,"
+        " reset = CASE WHEN ? THEN seq + excluded.seq ELSE reset END RETURNING seq",
+        (collection_id, rows, reset, rows, reset)).fetchone()[0]
+    return value
+
+
+def _log(conn: sqlite3.Connection, collection_id: str, rows: Sequence[tuple[str, bytes | None]]) -> None:
+    """Writes log rows (document id, encoded terms or None for a tombstone), each with its own number."""
+    if not rows:
+        return
+    last = _advance(conn, collection_id, len(rows))
+    first = last - len(rows) + 1
+    conn.executemany(
+        "INSERT INTO kb_lexical (collection_id, document_id, seq, terms) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (collection_id, document_id) DO UPDATE SET seq = excluded.seq, terms = excluded.terms",
+        [(collection_id, document_id, first + n, terms) for n, (document_id, terms) in enumerate(rows)])
+
+
+def _reset(conn: sqlite3.Connection, collection_id: str) -> None:
+    """Every document of the collection out of the index at once."""
+    conn.execute("DELETE FROM kb_lexical WHERE collection_id = ?", (collection_id,))
+    _advance(conn, collection_id, 1, reset=True)
+
+
 def _unindex(conn: sqlite3.Connection, seqs: Sequence[int]) -> None:
-    """Takes the documents' text out of the lexical index (those that are in it)."""
+    """Takes the documents' text out of the lexical index (tombstones for those that are in it)."""
+    leaving: dict[str, list[str]] = defaultdict(list)
     for chunk in _chunks(seqs):
-        indexed = [row[0] for row in conn.execute(
-            f"SELECT seq FROM kb_documents WHERE seq IN ({_marks(chunk)}) AND in_index = 1", chunk)]
-        if indexed:
-            conn.execute(f"DELETE FROM kb_fts WHERE rowid IN ({_marks(indexed)})", indexed)
-            conn.execute(f"UPDATE kb_documents SET in_index = 0 WHERE seq IN ({_marks(indexed)})", indexed)
-            conn.execute("UPDATE kb_stats SET value = value - ? WHERE name = 'indexed'", (len(indexed),))
+        for collection_id, document_id in conn.execute(
+            f"SELECT l.collection_id, l.document_id FROM kb_documents d JOIN kb_lexical l"
+            f" ON l.collection_id = d.collection_id AND l.document_id = d.id"
+            f" WHERE d.seq IN ({_marks(chunk)}) AND l.terms IS NOT NULL", chunk):
+            leaving[collection_id].append(document_id)
+    for collection_id, document_ids in leaving.items():
+        _log(conn, collection_id, [(document_id, None) for document_id in document_ids])
 
 
 def _enqueue(conn: sqlite3.Connection, seq: int, version: int, now: float) -> None:
@@ -90,8 +118,10 @@ def _enqueue(conn: sqlite3.Connection, seq: int, version: int, now: float) -> No
     )
 
 
-def _remove(conn: sqlite3.Connection, seqs: Sequence[int]) -> int:
-    _unindex(conn, seqs)
+def _remove(conn: sqlite3.Connection, seqs: Sequence[int], *, unindex: bool = True) -> int:
+    """Deletes the documents (`unindex` False: the caller resets their collection's index instead)."""
+    if unindex:
+        _unindex(conn, seqs)
     for chunk in _chunks(seqs):
         conn.execute(f"DELETE FROM kb_queue WHERE document_seq IN ({_marks(chunk)})", chunk)
         conn.execute(f"DELETE FROM kb_documents WHERE seq IN ({_marks(chunk)})", chunk)
@@ -125,9 +155,12 @@ class SqliteCollections(_Repo, CollectionRepository):
         def work(conn: sqlite3.Connection) -> bool:
             seqs = [row[0] for row in conn.execute("SELECT seq FROM kb_documents WHERE collection_id = ?"
                                                     " AND account_id = ?", (collection_id, account_id))]
-            _remove(conn, seqs)
-            return conn.execute("DELETE FROM kb_collections WHERE id = ? AND account_id = ?",
+            _remove(conn, seqs, unindex=False)
+            gone = conn.execute("DELETE FROM kb_collections WHERE id = ? AND account_id = ?",
                                 (collection_id, account_id)).rowcount == 1
+            if gone:
+                _reset(conn, collection_id)
+            return gone
 
         return await self._run(work)
 
@@ -140,7 +173,11 @@ class SqliteCollections(_Repo, CollectionRepository):
 
 
 @reachable_methods
-class SqliteDocuments(_Repo, DocumentRepository):
+class SqliteDocuments(_Repo, EmbeddedLexical, DocumentRepository):
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        _Repo.__init__(self, db)
+        EmbeddedLexical.__init__(self)
+
     async def write(
         self, account_id: str, collection_id: str, writes: Sequence[DocumentWrite], *, now: datetime,
         labels: LabelChanges, sync: bool = False,
@@ -238,8 +275,10 @@ class SqliteDocuments(_Repo, DocumentRepository):
     async def clear(self, account_id: str, collection_id: str) -> int:
         def work(conn: sqlite3.Connection) -> int:
             rows = conn.execute("SELECT seq FROM kb_documents WHERE collection_id = ? AND account_id = ?",
-                                (collection_id, account_id))
-            return _remove(conn, [row[0] for row in rows])
+                                (collection_id, account_id)).fetchall()
+            if rows:
+                _reset(conn, collection_id)
+            return _remove(conn, [row[0] for row in rows], unindex=False)
 
         return await self._run(work)
 
@@ -280,20 +319,19 @@ class SqliteDocuments(_Repo, DocumentRepository):
     async def complete(self, entries: Sequence[IndexedText], *, now: datetime) -> set[str]:
         def work(conn: sqlite3.Connection) -> set[str]:
             written: set[str] = set()
+            rows: dict[str, list[tuple[str, bytes | None]]] = defaultdict(list)
             for entry in entries:
                 current = self._current(conn, entry.document_id, entry.version)
                 if current is None:
                     continue
                 seq, document = current
-                _unindex(conn, [seq])
-                conn.execute("INSERT INTO kb_fts (rowid, coll, body) VALUES (?, ?, ?)",
-                             (seq, collection_token(document.collection_id), " ".join(entry.terms)))
-                conn.execute("UPDATE kb_documents SET in_index = 1 WHERE seq = ?", (seq,))
+                rows[document.collection_id].append((document.id, encode(entry.counts, entry.length)))
                 _save(conn, document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now,
                                                         "index_error": None}))
                 conn.execute("DELETE FROM kb_queue WHERE document_seq = ? AND version = ?", (seq, entry.version))
                 written.add(entry.document_id)
-            conn.execute("UPDATE kb_stats SET value = value + ? WHERE name = 'indexed'", (len(written),))
+            for collection_id, logged in rows.items():
+                _log(conn, collection_id, logged)
             return written
 
         return await self._run(work)
@@ -323,24 +361,21 @@ class SqliteDocuments(_Repo, DocumentRepository):
         return int(rows[0][0]) if rows else 0
 
     async def search(self, collection_ids: Sequence[str], terms: Sequence[str], *, limit: int) -> list[LexicalHit]:
-        if not collection_ids or not terms:
-            return []
-        collections = " OR ".join(collection_token(c) for c in collection_ids)
-        body = " OR ".join(f'"{term}"' for term in terms)
-        match = f"coll : ({collections}) AND body : ({body})"
+        """EmbeddedLexical's search, behind this backend's error mapping."""
+        return await EmbeddedLexical.search(self, collection_ids, terms, limit=limit)
 
-        def work(conn: sqlite3.Connection) -> tuple[list[Any], int, list[int]]:
-            hits = conn.execute(
-                "SELECT d.id, -f.r FROM (SELECT rowid, bm25(kb_fts, 0.0, 1.0) AS r FROM kb_fts"
-                " WHERE kb_fts MATCH ? ORDER BY r LIMIT ?) f JOIN kb_documents d ON d.seq = f.rowid ORDER BY f.r",
-                (match, limit)).fetchall()
-            if not hits:
-                return [], 0, []
-            documents = int(conn.execute("SELECT value FROM kb_stats WHERE name = 'indexed'").fetchone()[0])
-            frequencies = [int(row[0]) for row in conn.execute(
-                f"SELECT doc FROM kb_vocab WHERE term IN ({_marks(terms)})", tuple(terms))]
-            return hits, documents, frequencies
+    async def _lexical_generations(self, collection_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        rows = await self._rows(f"SELECT collection_id, seq, reset FROM kb_lexical_state"
+                                f" WHERE collection_id IN ({_marks(collection_ids)})", tuple(collection_ids))
+        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
-        hits, documents, frequencies = await self._run(work)
-        weight = bm25.query_weight(documents, frequencies)
-        return [LexicalHit(document_id=row[0], score=bm25.normalise(float(row[1]), weight)) for row in hits]
+    async def _lexical_page(self, collection_id: str, after: int) -> LogPage:
+        def work(conn: sqlite3.Connection) -> LogPage:
+            state = conn.execute("SELECT seq, reset FROM kb_lexical_state WHERE collection_id = ?",
+                                 (collection_id,)).fetchone()
+            rows = conn.execute("SELECT document_id, seq, terms FROM kb_lexical WHERE collection_id = ? AND seq > ?"
+                                " ORDER BY seq LIMIT ?", (collection_id, after, PAGE)).fetchall()
+            generation, reset = (0, 0) if state is None else (int(state[0]), int(state[1]))
+            return LogPage(generation, reset, [LogEntry(row[0], int(row[1]), row[2]) for row in rows])
+
+        return await self._run(work)

@@ -1,0 +1,326 @@
+"""The lexical index each replica holds in memory, fed by the Store's per-collection lexical log.
+
+The Store keeps, per collection, one log row per indexed document (its terms and their frequencies,
+`encode`) or per document taken out of the index (a tombstone), each with a sequence number from the
+collection's counter, which every write to the log advances in the same transaction as the documents'
+change; a reset (the collection cleared or deleted) removes the rows and records the counter's value.
+A replica reads the counter before each search (one small read for all the searched collections) and
+applies the rows past what it holds (`LexicalLog.page`), so after an acknowledged write every replica
+scores the same documents: a deleted or replaced document is out of every replica's index from the
+moment its write is acknowledged.
+
+In memory a collection is a list of documents (row -> id, length, alive) and a few immutable
+segments, each a compressed-sparse-row posting list (term id -> the rows holding it and the term's
+frequency in each). New rows form a new segment; segments of similar size are merged (dropping dead
+rows), so a collection has O(log n) of them. Scoring is BM25 (domain/bm25.py: the formula and constants
+of SQLite FTS5's `bm25()`), exact, vectorised with numpy over the query terms' postings, with the
+collection's live statistics (documents, their average length, each term's document frequency); past
+INLINE_POSTINGS it runs in a worker thread. Statistics are per collection: a search over several
+collections scores each with its own and merges the normalised scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from botline.domain import bm25
+from botline.domain.knowledge import LexicalHit
+
+PAGE = 2_000
+"""Log rows read per round trip when a replica catches up."""
+INLINE_POSTINGS = 20_000
+"""Searches reading fewer postings than this score on the event loop (well under a millisecond); bigger ones
+in a worker thread (numpy releases the GIL for most of the work)."""
+MERGE_FACTOR = 2
+"""A new segment is merged into the one before it while that one holds fewer than MERGE_FACTOR times its
+postings: segment sizes grow geometrically."""
+MAX_TF = 65_535
+LENGTH_OFFSET = 1
+"""Added to a document's length in terms: FTS5, which the scores were first computed by, counted the column
+naming the collection as one more term, and scores stay comparable with those."""
+
+_HEADER = struct.Struct("<II")
+
+Rows = npt.NDArray[np.int32]
+Frequencies = npt.NDArray[np.uint16]
+Floats = npt.NDArray[np.float64]
+"""Scores in double precision: np.bincount sums in it anyway, and scores match domain/bm25.py's to 1e-9."""
+
+
+def encode(counts: Mapping[str, int], length: int) -> bytes:
+    """A document's log row: its length in terms, each distinct term's frequency, the terms themselves
+    (analysed terms hold no newline: they are runs of letters and digits)."""
+    frequencies = np.fromiter((min(MAX_TF, c) for c in counts.values()), dtype="<u2", count=len(counts))
+    return _HEADER.pack(length, len(counts)) + frequencies.tobytes() + "\n".join(counts).encode()
+
+
+def decode(blob: bytes) -> tuple[int, Frequencies, list[str]]:
+    length, n = _HEADER.unpack_from(blob)
+    start = _HEADER.size
+    frequencies = np.frombuffer(blob, dtype="<u2", count=n, offset=start)
+    terms = blob[start + 2 * n:].decode().split("\n") if n else []
+    return length, frequencies, terms
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    document_id: str
+    seq: int
+    blob: bytes | None
+    """None: a tombstone (the document left the index)."""
+
+
+@dataclass(frozen=True)
+class LogPage:
+    generation: int
+    """The collection's counter when the page was read."""
+    reset: int
+    """The counter's value at the collection's last reset (0: never)."""
+    entries: list[LogEntry]
+    """Rows past the asked sequence number, in sequence order, at most PAGE."""
+
+
+class Vocabulary(dict[str, int]):
+    """Term -> id, growing: an unknown term gets the next id when looked up with []."""
+
+    def __missing__(self, term: str) -> int:
+        self[term] = value = len(self)
+        return value
+
+
+@dataclass(frozen=True)
+class Segment:
+    starts: list[int]
+    """starts[t]:starts[t + 1] is term t's slice of rows/frequencies (terms past the end: none)."""
+    rows: Rows
+    frequencies: Frequencies
+
+    @property
+    def size(self) -> int:
+        return int(self.rows.shape[0])
+
+    def postings(self, term: int) -> tuple[Rows, Frequencies] | None:
+        if term + 1 >= len(self.starts):
+            return None
+        start, end = self.starts[term], self.starts[term + 1]
+        return None if start == end else (self.rows[start:end], self.frequencies[start:end])
+
+    def term_ids(self) -> npt.NDArray[np.int32]:
+        return np.repeat(np.arange(len(self.starts) - 1, dtype=np.int32), np.diff(np.asarray(self.starts)))
+
+
+def _segment(term_ids: npt.NDArray[np.int32], rows: Rows, frequencies: Frequencies, vocabulary_size: int) -> Segment:
+    order = np.argsort(term_ids, kind="stable")
+    sorted_ids = term_ids[order]
+    starts = np.searchsorted(sorted_ids, np.arange(vocabulary_size + 1, dtype=np.int32)).tolist()
+    return Segment(starts=starts, rows=rows[order], frequencies=frequencies[order])
+
+
+def _merge(older: Segment, newer: Segment, alive: npt.NDArray[np.bool_], vocabulary_size: int) -> Segment:
+    """One segment holding both's postings of rows still alive."""
+    term_ids = np.concatenate([older.term_ids(), newer.term_ids()])
+    rows = np.concatenate([older.rows, newer.rows])
+    frequencies = np.concatenate([older.frequencies, newer.frequencies])
+    keep = alive[rows]
+    return _segment(term_ids[keep], rows[keep], frequencies[keep], vocabulary_size)
+
+
+@dataclass
+class Shared:
+    """What every snapshot of one collection shares, appended to only (under the collection's lock)."""
+
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    ids: list[str] = field(default_factory=list)
+    row_of: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionIndex:
+    """One immutable state of a collection's index: searches use it while the next one is built."""
+
+    collection_id: str
+    generation: int
+    reset: int
+    shared: Shared
+    lengths: Floats
+    alive: npt.NDArray[np.bool_]
+    live: int
+    live_length: float
+    segments: tuple[Segment, ...]
+    norms: Floats
+    """K1 * (1 - B + B * length / average length) per row: the length part of BM25's denominator."""
+
+    @staticmethod
+    def empty(collection_id: str, reset: int) -> CollectionIndex:
+        return CollectionIndex(collection_id, 0, reset, Shared(), np.empty(0, np.float64), np.empty(0, np.bool_),
+                               0, 0.0, (), np.empty(0, np.float64))
+
+    def applied(self, entries: Sequence[LogEntry], generation: int) -> CollectionIndex:
+        """This state with the log rows applied (blocking: run in a thread when there are many)."""
+        shared = self.shared
+        alive = self.alive.copy()
+        live, live_length = self.live, self.live_length
+        first = len(shared.ids)
+        new_lengths: list[int] = []
+        counts: list[int] = []
+        frequencies: list[Frequencies] = []
+        terms: list[str] = []
+        for entry in entries:
+            old = shared.row_of.pop(entry.document_id, None)
+            if old is not None and old < alive.shape[0] and alive[old]:
+                alive[old] = False
+                live -= 1
+                live_length -= float(self.lengths[old])
+            elif old is not None and old >= alive.shape[0]:
+                new_lengths[old - first] = -1  # replaced within this batch: marked dead below
+            if entry.blob is None:
+                continue
+            length, document_frequencies, document_terms = decode(entry.blob)
+            shared.row_of[entry.document_id] = len(shared.ids)
+            shared.ids.append(entry.document_id)
+            new_lengths.append(length + LENGTH_OFFSET)
+            counts.append(len(document_terms))
+            frequencies.append(document_frequencies)
+            terms.extend(document_terms)
+        added = np.asarray(new_lengths, dtype=np.float64)
+        born = added >= 0
+        alive = np.concatenate([alive, born])
+        lengths = np.concatenate([self.lengths, np.where(born, added, 0.0)])
+        live += int(born.sum())
+        live_length += float(added[born].sum())
+        segments = list(self.segments)
+        if terms:
+            vocabulary = shared.vocabulary
+            term_ids = np.fromiter(map(vocabulary.__getitem__, terms), dtype=np.int32, count=len(terms))
+            rows = np.repeat(np.arange(first, first + len(counts), dtype=np.int32), counts)
+            segments.append(_segment(term_ids, rows, np.concatenate(frequencies), len(vocabulary)))
+            while len(segments) >= 2 and segments[-2].size < MERGE_FACTOR * segments[-1].size:
+                newer = segments.pop()
+                segments[-1] = _merge(segments[-1], newer, alive, len(vocabulary))
+        average = live_length / live if live else 0.0
+        relative = lengths / average if average else np.ones_like(lengths)
+        norms = bm25.K1 * (1 - bm25.B + bm25.B * relative)
+        return CollectionIndex(self.collection_id, generation, self.reset, shared, lengths, alive, live,
+                               live_length, tuple(segments), norms)
+
+    def postings_read(self, terms: Sequence[str]) -> int:
+        """How many postings a search of `terms` reads (to decide where it runs)."""
+        total = 0
+        for term in terms:
+            term_id = self.shared.vocabulary.get(term)
+            if term_id is not None:
+                for segment in self.segments:
+                    found = segment.postings(term_id)
+                    total += 0 if found is None else found[0].shape[0]
+        return total
+
+    def search(self, terms: Sequence[str], limit: int) -> list[LexicalHit]:
+        """The `limit` best live documents for the distinct query `terms`, best first (ties by id), with
+        their normalised scores (bm25.normalise)."""
+        if not self.live:
+            return []
+        rows_read: list[Rows] = []
+        weights: list[Floats] = []
+        query_weight = 0.0
+        for term in terms:
+            term_id = self.shared.vocabulary.get(term)
+            found = [] if term_id is None else [p for s in self.segments if (p := s.postings(term_id)) is not None]
+            if not found:
+                continue
+            rows = found[0][0] if len(found) == 1 else np.concatenate([r for r, _ in found])
+            holding = self.alive[rows]
+            frequency = int(np.count_nonzero(holding))
+            if frequency == 0:
+                continue
+            idf = bm25.idf(self.live, frequency)
+            query_weight += idf
+            tf = (found[0][1] if len(found) == 1 else np.concatenate([f for _, f in found])).astype(np.float64)
+            denominator = self.norms[rows]
+            denominator += tf
+            tf *= idf * (bm25.K1 + 1)
+            tf /= denominator
+            rows_read.append(rows)
+            weights.append(tf)
+        if not rows_read:
+            return []
+        scores = np.bincount(np.concatenate(rows_read), np.concatenate(weights), minlength=self.alive.shape[0])
+        scores[~self.alive] = 0.0
+        candidates = np.flatnonzero(scores)
+        if candidates.shape[0] > limit:
+            kept = np.argpartition(-scores[candidates], limit - 1)[:limit]
+            candidates = candidates[kept]
+        ids = self.shared.ids
+        ranked = sorted(((float(scores[row]), ids[row]) for row in candidates.tolist()), key=lambda h: (-h[0], h[1]))
+        return [LexicalHit(document_id=i, score=bm25.normalise(raw, query_weight)) for raw, i in ranked]
+
+
+def merge_hits(found: Sequence[Sequence[LexicalHit]], limit: int) -> list[LexicalHit]:
+    """Several collections' hits as one ranking (by normalised score, ties by id)."""
+    if len(found) == 1:
+        return list(found[0][:limit])
+    return sorted((h for hits in found for h in hits), key=lambda h: (-h.score, h.document_id))[:limit]
+
+
+class EmbeddedLexical:
+    """Lexical search for the Store backends: read the counters, catch up on the log, score in memory."""
+
+    def __init__(self) -> None:
+        self._indexes: dict[str, CollectionIndex] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @abstractmethod
+    async def _lexical_generations(self, collection_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """collection id -> (counter, reset) of the collections whose log has ever been written."""
+
+    @abstractmethod
+    async def _lexical_page(self, collection_id: str, after: int) -> LogPage:
+        """The counter, the reset and at most PAGE rows past sequence number `after`, read together."""
+
+    async def search(self, collection_ids: Sequence[str], terms: Sequence[str], *, limit: int) -> list[LexicalHit]:
+        wanted = list(dict.fromkeys(collection_ids))
+        if not wanted or not terms:
+            return []
+        generations = await self._lexical_generations(wanted)
+        indexes = []
+        for collection_id in wanted:
+            if collection_id in generations:
+                indexes.append(await self._collection_index(collection_id, *generations[collection_id]))
+            else:
+                self._indexes.pop(collection_id, None)
+        if sum(index.postings_read(terms) for index in indexes) <= INLINE_POSTINGS:
+            return merge_hits([index.search(terms, limit) for index in indexes], limit)
+        return await asyncio.to_thread(lambda: merge_hits([index.search(terms, limit) for index in indexes], limit))
+
+    async def _collection_index(self, collection_id: str, generation: int, reset: int) -> CollectionIndex:
+        held = self._indexes.get(collection_id)
+        if held is not None and held.reset == reset and held.generation >= generation:
+            return held
+        async with self._locks.setdefault(collection_id, asyncio.Lock()):
+            held = self._indexes.get(collection_id)
+            if held is None or held.reset != reset:
+                held = CollectionIndex.empty(collection_id, reset)
+            more = True
+            while more:
+                held, more = await self._catch_up(held)
+            self._indexes[collection_id] = held
+            return held
+
+    async def _catch_up(self, held: CollectionIndex) -> tuple[CollectionIndex, bool]:
+        """`held` with one page of the log applied (from scratch when the collection was reset since), and
+        whether more pages are to be read."""
+        page = await self._lexical_page(held.collection_id, held.generation)
+        if page.reset != held.reset:
+            return CollectionIndex.empty(held.collection_id, page.reset), True
+        entries = page.entries
+        more = len(entries) == PAGE
+        reached = entries[-1].seq if more else max(page.generation, held.generation)
+        if len(entries) < 64:
+            return held.applied(entries, reached), more
+        return await asyncio.to_thread(held.applied, entries, reached), more

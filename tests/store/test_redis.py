@@ -14,6 +14,7 @@ from botline.domain.chat_clients import ChatClient, ClientParameters
 from botline.domain.conversations import Message, Role, Session
 from botline.domain.inbound import InboundRecord
 from botline.domain.integrations import IntegrationType
+from botline.domain.knowledge import Collection, DocumentWrite, IndexedText, IndexState, LabelChanges
 from botline.store import StoreUnavailable
 from botline.store.keys import RedisKeys
 from botline.store.redis import RedisStore
@@ -161,3 +162,32 @@ async def test_purge_leaves_a_dedupe_key_reclaimed_by_a_newer_delivery(client: R
     assert await client.exists(keys.inbound_answered()) == 0
     assert await store.inbound.record(inbound("m-1"), dedupe_seconds=60) is False
     assert await store.inbound.pending(new.chat) == [new]
+
+
+async def test_documents_indexed_before_the_log_are_queued_again_and_the_old_keys_go(
+    client: Redis, prefixes: list[str]
+) -> None:
+    """A store an older version indexed (per-term zsets, kb_stats): at the indexer's start its documents
+    are queued again, so the log that searches read gets them, and the old index's keys are removed."""
+    prefixes.append(unique_prefix())
+    store, keys = RedisStore(client, prefixes[0]), RedisKeys(prefixes[0])
+    collection = Collection(account_id="acc", name="FAQ")
+    await store.collections.create(collection)
+    written = await store.documents.write("acc", collection.id, [DocumentWrite(name="plans", contents="price")],
+                                          now=FAR_FUTURE, labels=LabelChanges.SKIP)
+    assert written is not None
+    document_id = written.results[0][0]
+    claimed = await store.documents.claim(FAR_FUTURE, lease_seconds=60, limit=10)
+    await store.documents.complete([IndexedText.of(document_id, 1, ["price"])], now=FAR_FUTURE)
+    assert await store.documents.claim(FAR_FUTURE, lease_seconds=60, limit=10) == []
+    legacy = [f"{prefixes[0]}:kb_terms:{document_id}", f"{prefixes[0]}:kb_collection:{collection.id}:postings:price",
+              f"{prefixes[0]}:kb_collection:{collection.id}:lengths", *keys.kb_legacy_index_markers()]
+    for key in legacy:
+        await client.set(key, "old")
+
+    assert await store.documents.reindex_legacy(FAR_FUTURE) == 1
+    again = await store.documents.claim(FAR_FUTURE, lease_seconds=60, limit=10)
+    assert [d.id for d in again] == [d.id for d in claimed] == [document_id]
+    assert again[0].state is IndexState.QUEUED
+    assert await client.exists(*legacy) == 0
+    assert await store.documents.reindex_legacy(FAR_FUTURE) == 0, "done once"

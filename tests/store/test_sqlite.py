@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from botline.domain.accounts import Account
 from botline.domain.conversations import Message, Role, Session
+from botline.domain.knowledge import Collection, IndexedText, IndexState, KnowledgeDocument
+from botline.knowledge.analysis import query_terms, terms
 from botline.store.base import ConflictError, SessionChange
-from botline.store.sqlite import SqliteStore
+from botline.store.sqlite import SqliteStore, _migrations
+
+FTS5_VERSION = 17
+"""The last schema whose lexical index was FTS5."""
 
 
 async def test_reopening_the_same_file_keeps_data_and_does_not_remigrate(tmp_path: Path) -> None:
@@ -49,3 +56,34 @@ async def test_concurrent_writes_stand_or_fall_alone(tmp_path: Path) -> None:
         stored, messages = found
         assert [m.content for m in messages] == ["first", *(m.content for m in fresh)]
         assert (stored.message_count, stored.token_count) == (21, 20)
+
+
+async def test_documents_an_fts5_version_indexed_are_indexed_again_and_found(tmp_path: Path) -> None:
+    """A database of the version that indexed with FTS5: once upgraded, its indexed documents are queued
+    again (the lexical log starts empty), and once the indexer has been through them they are found."""
+    path = tmp_path / "botline.db"
+    collection = Collection(account_id="acc", name="FAQ")
+    document = KnowledgeDocument(account_id="acc", collection_id=collection.id, name="plans",
+                                 contents="premium plan price", state=IndexState.INDEXED, indexed_at=datetime.now(UTC))
+    with closing(sqlite3.connect(path)) as old:
+        for version, script in _migrations():
+            if version <= FTS5_VERSION:
+                old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+        old.execute("INSERT INTO kb_collections (id, account_id, created_at, data) VALUES (?, ?, ?, ?)",
+                    (collection.id, "acc", collection.created_at.isoformat(),
+                     collection.model_dump_json(by_alias=True)))
+        old.execute("INSERT INTO kb_documents (seq, id, account_id, collection_id, name, state, version,"
+                    " created_ts, updated_ts, indexed_ts, in_index, data)"
+                    " VALUES (1, ?, 'acc', ?, 'plans', 'Indexed', 1, 0, 0, 0, 1, ?)",
+                    (document.id, collection.id, document.model_dump_json(by_alias=True)))
+        old.execute("INSERT INTO kb_fts (rowid, coll, body) VALUES (1, 'kfaq', 'premium plan price')")
+        old.commit()
+    async with await SqliteStore.open(str(path)) as store:
+        stored = await store.documents.get("acc", collection.id, document.id)
+        assert stored is not None and stored.state is IndexState.QUEUED
+        claimed = await store.documents.claim(datetime.now(UTC), lease_seconds=60, limit=10)
+        assert [d.id for d in claimed] == [document.id]
+        await store.documents.complete([IndexedText.of(document.id, 1, terms(document.contents))],
+                                       now=datetime.now(UTC))
+        hits = await store.documents.search([collection.id], query_terms("price"), limit=5)
+        assert [h.document_id for h in hits] == [document.id]

@@ -68,6 +68,11 @@ class Indexer:
 
     async def start(self) -> None:
         await self._store.signals.subscribe(KNOWLEDGE_QUEUED, self._on_signal)
+        try:
+            if queued := await self._store.documents.reindex_legacy(self._clock.now()):
+                log.info("%d documents queued to be indexed again (the lexical index changed form)", queued)
+        except StoreError as exc:
+            log.warning("could not look for documents indexed in an older form (%s); retried at next start", exc)
         if self._semantic is not None:  # before the first claim: a restarted replica shows them Queued at once
             await self._requeue_stale(self._semantic)
         self._task = asyncio.create_task(self._run(), name="knowledge-indexer")

@@ -411,6 +411,17 @@ class RedisKeys:
     def kb_queue_attempts(self) -> str:
         return self._key("kb_queue_attempts")
 
+    def kb_legacy_index_patterns(self) -> list[str]:
+        """SCAN patterns of the keys of the lexical index before the log (kb_stats marks that it exists)."""
+        return [self._glob("kb_terms", "*"), self._glob("kb_collection", "*", "postings", "*"),
+                self._glob("kb_collection", "*", "lengths")]
+
+    def kb_legacy_index_markers(self) -> list[str]:
+        return [self._key("kb_frequencies"), self._key("kb_stats")]
+
+    def kb_collections_of_accounts_pattern(self) -> str:
+        return self._glob("account", "*", "kb_collections")
+
     def kb_lexical_state(self, collection_id: str) -> str:
         return self._key("kb_collection", collection_id, "lexical_state")
 

@@ -53,6 +53,12 @@ class CollectionRepository(ABC):
 
 
 class DocumentRepository(ABC):
+    async def reindex_legacy(self, now: datetime) -> int:
+        """Queues again every document an older version of this backend indexed in a form searches no longer
+        read, and removes that form; how many were queued. Run at start; a no-op once done (and on backends
+        whose schema migrations do it)."""
+        return 0
+
     @abstractmethod
     async def write(
         self, account_id: str, collection_id: str, writes: Sequence[DocumentWrite], *, now: datetime,

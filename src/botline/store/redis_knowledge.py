@@ -402,6 +402,28 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
 
         return await self._atomic(body, doc_key)
 
+    async def reindex_legacy(self, now: datetime) -> int:
+        """Before the log, Redis held per-term zsets (kb_stats existed while any document was indexed)."""
+        stats = self._keys.kb_legacy_index_markers()[-1]
+        if not await self._redis.exists(stats):
+            return 0
+        queued = 0
+        async for of_account in self._redis.scan_iter(match=self._keys.kb_collections_of_accounts_pattern()):
+            account_id = of_account.split(":")[-2]
+            for collection_id in cast(list[str], await self._redis.zrange(of_account, 0, -1)):
+                queued += await self.requeue(account_id, collection_id, now=now)
+        for pattern in self._keys.kb_legacy_index_patterns():
+            doomed: list[str] = []
+            async for key in self._redis.scan_iter(match=pattern, count=PAGE):
+                doomed.append(key)
+                if len(doomed) == PAGE:
+                    await self._redis.unlink(*doomed)
+                    doomed = []
+            if doomed:
+                await self._redis.unlink(*doomed)
+        await self._redis.unlink(*self._keys.kb_legacy_index_markers())
+        return queued
+
     async def attempts(self, document_id: str) -> int:
         return int(await self._redis.hget(self._keys.kb_queue_attempts(), document_id) or 0)
 

@@ -29,7 +29,7 @@ from botline.domain.knowledge import (
     WriteOutcome,
     plan_upsert,
 )
-from botline.store.documents import load_many
+from botline.store.documents import load_many, wire_time
 from botline.store.knowledge import CollectionRepository, DocumentRepository
 from botline.store.lexical_index import PAGE, EmbeddedLexical, LogEntry, LogPage, encode
 from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_methods
@@ -209,7 +209,8 @@ class SqliteDocuments(_Repo, EmbeddedLexical, DocumentRepository):
                 elif document is not None:
                     _save(conn, document)
                 if plan.reindex and seq is not None and document is not None:
-                    _unindex(conn, [seq])
+                    if old is not None:
+                        _unindex(conn, [seq])
                     _enqueue(conn, seq, document.version, now.timestamp())
                 kept = document if document is not None else old
                 if kept is not None:
@@ -317,22 +318,29 @@ class SqliteDocuments(_Repo, EmbeddedLexical, DocumentRepository):
         return None if row is None else (row[0], KnowledgeDocument.model_validate_json(row[1]))
 
     async def complete(self, entries: Sequence[IndexedText], *, now: datetime) -> set[str]:
+        """One transaction for the batch; the documents' JSON is changed in place (json_set), not re-read."""
+        expression, values = json_set_fields({"state": IndexState.INDEXED.value, "indexedAt": wire_time(now),
+                                              "indexError": None})
+        encoded = {entry.document_id: (entry.version, encode(entry.counts, entry.length)) for entry in entries}
+
         def work(conn: sqlite3.Connection) -> set[str]:
-            written: set[str] = set()
+            current: list[tuple[int, str, str]] = []
+            ids = list(encoded)
+            for chunk in _chunks(ids):
+                for seq, document_id, collection_id, version in conn.execute(
+                    f"SELECT seq, id, collection_id, version FROM kb_documents WHERE id IN ({_marks(chunk)})", chunk):
+                    if encoded[document_id][0] == version:
+                        current.append((seq, document_id, collection_id))
+            conn.executemany(f"UPDATE kb_documents SET state = ?, indexed_ts = ?, data = {expression} WHERE seq = ?",
+                             [(IndexState.INDEXED.value, now.timestamp(), *values, seq) for seq, _, _ in current])
+            conn.executemany("DELETE FROM kb_queue WHERE document_seq = ? AND version = ?",
+                             [(seq, encoded[document_id][0]) for seq, document_id, _ in current])
             rows: dict[str, list[tuple[str, bytes | None]]] = defaultdict(list)
-            for entry in entries:
-                current = self._current(conn, entry.document_id, entry.version)
-                if current is None:
-                    continue
-                seq, document = current
-                rows[document.collection_id].append((document.id, encode(entry.counts, entry.length)))
-                _save(conn, document.model_copy(update={"state": IndexState.INDEXED, "indexed_at": now,
-                                                        "index_error": None}))
-                conn.execute("DELETE FROM kb_queue WHERE document_seq = ? AND version = ?", (seq, entry.version))
-                written.add(entry.document_id)
+            for _, document_id, collection_id in current:
+                rows[collection_id].append((document_id, encoded[document_id][1]))
             for collection_id, logged in rows.items():
                 _log(conn, collection_id, logged)
-            return written
+            return {document_id for _, document_id, _ in current}
 
         return await self._run(work)
 

@@ -122,6 +122,34 @@ async def test_a_cancel_while_redis_is_silent_stays_a_cancel(silent_redis: Silen
         assert call.cancelled()
 
 
+async def test_callers_beyond_max_connections_wait_for_a_free_one(redis_url: str, prefixes: list[str]) -> None:
+    prefixes.append(prefix := unique_prefix())
+    async with await RedisStore.from_url(redis_url, prefix=prefix, max_connections=2) as store:
+        found = await asyncio.gather(*(store.accounts.get(f"a{n}") for n in range(50)))
+        assert found == [None] * 50
+
+
+async def test_callers_cancelled_while_waiting_for_a_connection_leave_none_taken(
+    redis_url: str, prefixes: list[str]
+) -> None:
+    prefixes.append(prefix := unique_prefix())
+    async with await RedisStore.from_url(redis_url, prefix=prefix, max_connections=2) as store:
+        calls = [asyncio.create_task(store.accounts.get(f"a{n}")) for n in range(20)]
+        await asyncio.sleep(0)  # started: two hold a connection, the rest wait for one
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert list(await asyncio.gather(*(store.accounts.get(name) for name in "xyz"))) == [None, None, None]
+
+
+async def test_a_caller_waiting_for_a_connection_held_by_a_silent_redis_gets_its_deadline(
+    silent_redis: SilentRedis,
+) -> None:
+    async with await RedisStore.from_url(silent_redis.url, timeout_seconds=0.05, max_connections=1) as store:
+        outcomes = await asyncio.gather(store.ping(), store.accounts.get("any"), return_exceptions=True)
+        assert [type(outcome) for outcome in outcomes] == [StoreUnavailable, StoreUnavailable]
+
+
 async def test_a_client_that_returns_bytes_is_refused(redis_url: str) -> None:
     raw = Redis.from_url(redis_url)
     try:

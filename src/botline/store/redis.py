@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from botline.domain.accounts import Account, ApiKey
@@ -42,6 +42,7 @@ from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_knowledge import RedisCollections, RedisDocuments
 from botline.store.redis_media import RedisBlobs, RedisMedia
 from botline.store.redis_memories import RedisMemories
+from botline.store.redis_pool import WaitingConnectionPool
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
 from botline.store.redis_skills import RedisSkills
@@ -343,11 +344,11 @@ class RedisStore(Store, _Deadline):
         task and timers for every command with one, which was ~14 % of the web chat's CPU on Redis
         (docs/decisions.md "One deadline per Store call"). The pool blocks when every connection is
         busy (redis-py's default pool fails at once instead, which under load turned into 503s on
-        webhooks); that wait is part of the call, so the same deadline bounds it. Idle pooled
-        connections to a host that vanished are noticed by TCP keepalive.
+        webhooks; redis_pool.py); that wait is part of the call, so the same deadline bounds it. Idle
+        pooled connections to a host that vanished are noticed by TCP keepalive.
         """
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=None, decode_responses=True,
+        pool = WaitingConnectionPool.from_url(
+            url, max_connections=max_connections, decode_responses=True,
             socket_timeout=None, socket_connect_timeout=timeout_seconds, socket_keepalive=True,
         )
         return cls(Redis(connection_pool=pool), prefix, owns_client=True, deadline_seconds=timeout_seconds)

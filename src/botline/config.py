@@ -64,9 +64,10 @@ class StorageSettings(Section):
     url: str = "sqlite:///./data/botline.db"
     redis_prefix: str = "botline"
     redis_max_connections: int = Field(default=200, ge=1)
-    """A busy moment waits (up to 10 s) for a free Redis connection instead of failing at once."""
+    """A busy moment waits (within redis_timeout_seconds) for a free Redis connection instead of failing at once."""
     redis_timeout_seconds: float = Field(default=5.0, gt=0)
-    """Longest wait to connect to Redis or for one reply: past it a request answers 503 instead of hanging."""
+    """Longest wait to connect to Redis, and for each Store call as a whole (not per command): past it a
+    request answers 503 instead of hanging."""
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageSettings:

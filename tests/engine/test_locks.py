@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from botline.engine.locks import LeaseLost, SessionLocks
 from botline.store import Store, open_store
-from botline.store.base import StoreError
+from botline.store.base import LockRepository, StoreError
 from botline.store.redis import RedisStore
 from tests.support.redis_server import OwnRedis, unique_prefix
 
@@ -64,6 +64,54 @@ async def test_a_long_holder_keeps_its_lease(store: Store) -> None:
         assert await store.locks.acquire("chat:long", ttl_seconds=1) is None
     async with other.hold("chat:long"):
         pass
+
+
+class Reclaims(LockRepository):
+    """The store's leases, telling when a refresher took a lease back."""
+
+    def __init__(self, leases: LockRepository) -> None:
+        self._leases = leases
+        self.immediate = leases.immediate  # type: ignore[misc]
+        self.taken_back = asyncio.Event()
+
+    async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
+        return await self._leases.acquire(name, ttl_seconds=ttl_seconds)
+
+    async def refresh(self, name: str, token: str, *, ttl_seconds: float) -> bool:
+        return await self._leases.refresh(name, token, ttl_seconds=ttl_seconds)
+
+    async def reclaim(self, name: str, token: str, *, ttl_seconds: float) -> bool:
+        taken = await self._leases.reclaim(name, token, ttl_seconds=ttl_seconds)
+        self.taken_back.set()
+        return taken
+
+    async def release(self, name: str, token: str) -> None:
+        await self._leases.release(name, token)
+
+
+async def test_a_lease_freed_by_the_holders_last_write_is_at_once_free_and_not_freed_again(store: Store) -> None:
+    """The web chat's answer write frees its session lease (add_messages(freeing=...)): another
+    replica may take it from then on, and the first holder's exit leaves that holder alone."""
+    locks = SessionLocks(store.locks)
+    async with locks.hold("chat:freed") as lease:
+        freeing = lease.freeing()
+        await store.locks.release(freeing.name, freeing.token)  # what the write does with it
+        lease.freed = True
+        assert await store.locks.acquire("chat:freed", ttl_seconds=30) is not None  # another replica
+    assert await store.locks.acquire("chat:freed", ttl_seconds=30) is None  # still that replica's
+
+
+async def test_a_freed_lease_that_a_refresher_took_back_is_released_at_the_end(store: Store) -> None:
+    """A turn longer than a third of the lease: its refresher can find the freed lease gone and take
+    it back; the holder's exit then releases it, or the session would stay locked for a lease."""
+    leases = Reclaims(store.locks)
+    locks = SessionLocks(leases, lease_seconds=0.3)
+    async with locks.hold("chat:race") as lease:
+        await store.locks.release(lease.name, lease.token)
+        lease.freed = True
+        await leases.taken_back.wait()  # the refresher (due at 0.1 s) found it gone
+        assert await store.locks.acquire("chat:race", ttl_seconds=30) is None
+    assert await store.locks.acquire("chat:race", ttl_seconds=30) is not None
 
 
 @pytest.fixture

@@ -77,3 +77,31 @@ async def test_a_plain_gateways_turns_touch_no_second_wave_store_data_and_start_
     second_wave_reads = [op for op in during if any(part in op.split(".")[0] for part in SECOND_WAVE_REPOSITORIES)]
     assert second_wave_reads == []
     assert [path for path in started if any(part in path for part in SECOND_WAVE_PACKAGES)] == []
+
+
+PROMPTS = 4
+PER_PROMPT = {
+    "sqlite": {"get_by_access_key": 1, "increment": 1, "get_with_messages": 1, "add_messages": 2},
+    "redis": {"get_by_access_key": 1, "increment": 1, "acquire": 1, "get_with_messages": 1, "add_messages": 2},
+}
+"""A steady-state web chat prompt's Store operations (5 on SQLite, 6 on Redis): the access-key read, the
+hourly limit's counter, the session lease (Redis: its SET; its release rides on the answer's write; on
+SQLite it is kept in the process), the history read, the prompt written before the model call and the
+answer after. Lower these when a round trip goes; never raise them."""
+
+
+async def test_a_web_chat_prompt_costs_its_pinned_store_operations(kb_server: RunningServer, fake_llm: FakeLLM) -> None:
+    client_id = await create_client(kb_server, fake_llm)
+    session = await open_session(kb_server, client_id)
+    access_key = session["accessKey"]
+    status, body = await kb_server.call("POST", public(access_key, "/prompt"), json=prompt("warm-up"))
+    assert status == 200, body
+    before = operations(await scrape(kb_server))
+    for n in range(PROMPTS):
+        status, body = await kb_server.call("POST", public(access_key, "/prompt"), json=prompt(f"p{n}"))
+        assert status == 200, body
+    during = operations(await scrape(kb_server)) - before
+
+    backend = "redis" if any(op.startswith("Redis") for op in during) else "sqlite"
+    per_prompt = {op.split(".")[-1]: count / PROMPTS for op, count in during.items()}
+    assert per_prompt == PER_PROMPT[backend]

@@ -1,8 +1,10 @@
-"""What only the Redis backend does: client ownership, key prefixes, unreachable servers."""
+"""What only the Redis backend does: client ownership, key prefixes, unreachable and silent servers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +18,7 @@ from botline.domain.inbound import InboundRecord
 from botline.domain.integrations import IntegrationType
 from botline.domain.knowledge import Collection, DocumentWrite, IndexedText, IndexState, LabelChanges
 from botline.store import StoreUnavailable
+from botline.store.changes import AccountChange
 from botline.store.keys import RedisKeys
 from botline.store.redis import RedisStore
 from tests.support.redis_server import delete_prefix, unique_prefix
@@ -68,6 +71,84 @@ async def test_unreachable_redis_is_store_unavailable() -> None:
             await store.inbound.record(inbound("m"), dedupe_seconds=60)
         with pytest.raises(StoreUnavailable):
             await store.locks.release("chat", "token")
+
+
+@dataclass
+class SilentRedis:
+    """A server that accepts connections and reads what it is sent, but never answers: a frozen
+    Redis, or one behind a network cut that drops replies."""
+
+    url: str
+    heard: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once a command arrived."""
+
+
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[SilentRedis]:
+    heard = asyncio.Event()
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            heard.set()
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    yield SilentRedis(f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0", heard)
+    server.close()
+
+
+async def test_a_redis_that_stops_answering_is_store_unavailable_for_reads_writes_and_readiness(
+    silent_redis: SilentRedis,
+) -> None:
+    """No socket timeout per command: each Store call as a whole has the store's deadline, the
+    readiness ping (/readyz) included, and a transaction of several commands too."""
+    async with await RedisStore.from_url(silent_redis.url, timeout_seconds=0.05) as store:
+        with pytest.raises(StoreUnavailable, match=r"no answer within 0\.05 s"):
+            await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.sessions.get_with_messages("account", "session")
+        with pytest.raises(StoreUnavailable):
+            await store.accounts.change("any", AccountChange(name="renamed"))
+        with pytest.raises(StoreUnavailable):
+            await store.locks.acquire("chat", ttl_seconds=15)
+
+
+async def test_a_cancel_while_redis_is_silent_stays_a_cancel(silent_redis: SilentRedis) -> None:
+    """A caller's own cancel (a stop, a shutdown) waiting on a silent Redis is a cancel, not an outage."""
+    async with await RedisStore.from_url(silent_redis.url, timeout_seconds=60) as store:
+        call = asyncio.create_task(store.accounts.get("any"))
+        await silent_redis.heard.wait()
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        assert call.cancelled()
+
+
+async def test_callers_beyond_max_connections_wait_for_a_free_one(redis_url: str, prefixes: list[str]) -> None:
+    prefixes.append(prefix := unique_prefix())
+    async with await RedisStore.from_url(redis_url, prefix=prefix, max_connections=2) as store:
+        found = await asyncio.gather(*(store.accounts.get(f"a{n}") for n in range(50)))
+        assert found == [None] * 50
+
+
+async def test_callers_cancelled_while_waiting_for_a_connection_leave_none_taken(
+    redis_url: str, prefixes: list[str]
+) -> None:
+    prefixes.append(prefix := unique_prefix())
+    async with await RedisStore.from_url(redis_url, prefix=prefix, max_connections=2) as store:
+        calls = [asyncio.create_task(store.accounts.get(f"a{n}")) for n in range(20)]
+        await asyncio.sleep(0)  # started: two hold a connection, the rest wait for one
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert list(await asyncio.gather(*(store.accounts.get(name) for name in "xyz"))) == [None, None, None]
+
+
+async def test_a_caller_waiting_for_a_connection_held_by_a_silent_redis_gets_its_deadline(
+    silent_redis: SilentRedis,
+) -> None:
+    async with await RedisStore.from_url(silent_redis.url, timeout_seconds=0.05, max_connections=1) as store:
+        outcomes = await asyncio.gather(store.ping(), store.accounts.get("any"), return_exceptions=True)
+        assert [type(outcome) for outcome in outcomes] == [StoreUnavailable, StoreUnavailable]
 
 
 async def test_a_client_that_returns_bytes_is_refused(redis_url: str) -> None:

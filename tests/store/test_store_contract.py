@@ -18,7 +18,7 @@ from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem, ScheduleKind, ScheduleStatus, ScheduleTarget
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store import ConflictError, Store
-from botline.store.base import SessionChange
+from botline.store.base import HeldLease, SessionChange
 from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -690,6 +690,31 @@ class TestTurnWrites:
         assert await store.messages.list(chat.id) == []
         assert await store.messages.list("s-unknown") == []
         assert await store.sessions.get(ALICE, chat.id) == chat
+
+    async def test_a_turns_last_write_frees_its_lease_only_while_the_token_holds_it(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        token = await store.locks.acquire("session-lease", ttl_seconds=30)
+        assert token is not None
+        other = await store.locks.acquire("other-lease", ttl_seconds=30)
+        assert other is not None
+        change = SessionChange(messages=1)
+        stale = HeldLease("other-lease", "not-the-token")
+        assert await store.sessions.add_messages(ALICE, chat.id, [message(chat.id, "q")], change, freeing=stale)
+        assert await store.locks.acquire("other-lease", ttl_seconds=30) is None  # still the holder's
+        held = HeldLease("session-lease", token)
+        assert await store.sessions.add_messages(ALICE, chat.id, [message(chat.id, "a")], change, freeing=held)
+        assert [m.content for m in await store.messages.list(chat.id)] == ["q", "a"]
+        assert await store.locks.acquire("session-lease", ttl_seconds=30) is not None  # free for the next turn
+
+    async def test_a_lease_is_freed_by_a_write_that_finds_the_session_gone(self, store: Store) -> None:
+        """The holder is done either way: a turn whose session ended must not keep the next one waiting."""
+        token = await store.locks.acquire("session-lease", ttl_seconds=30)
+        assert token is not None
+        gone = await store.sessions.add_messages(ALICE, "s-unknown", [message("s-unknown", "x")],
+                                                 SessionChange(messages=1), freeing=HeldLease("session-lease", token))
+        assert gone is False
+        assert await store.locks.acquire("session-lease", ttl_seconds=30) is not None
 
     async def test_no_messages_still_changes_the_session(self, store: Store) -> None:
         chat = session()

@@ -21,7 +21,7 @@ from botline.domain.gateways import Gateway
 from botline.engine.answer_files import AnswerFiles
 from botline.engine.attachments import AttachmentError, AttachmentReader, Content
 from botline.engine.live import LiveMessages
-from botline.engine.locks import SessionLocks
+from botline.engine.locks import Lease, SessionLocks
 from botline.engine.sessions import SessionService
 from botline.engine.stops import TurnStopper
 from botline.gateway.caller import Caller, CallSource
@@ -392,9 +392,9 @@ class ChatEngine:
         source: CallSource, note: str | None,
     ) -> TurnOutcome:
         try:
-            async with self._locks.hold(f"session:{session_id}"):
+            async with self._locks.hold(f"session:{session_id}") as lease:
                 try:
-                    return await self._turn(turn, session_id, client, gateway, content, source, note)
+                    return await self._turn(turn, lease, session_id, client, gateway, content, source, note)
                 except UpstreamError as exc:
                     # The provider's own text can quote keys, URLs or quotas: it goes to the log, and the
                     # person chatting gets a plain sentence.
@@ -422,8 +422,8 @@ class ChatEngine:
             raise
 
     async def _turn(
-        self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
-        source: CallSource, note: str | None,
+        self, turn: ActiveTurn, lease: Lease, session_id: str, client: ChatClient, gateway: Gateway,
+        content: Content | None, source: CallSource, note: str | None,
     ) -> TurnOutcome:
         found = await self._store.sessions.get_with_messages(client.account_id, session_id)
         if found is None or not found[0].is_live(self._clock.now()):
@@ -470,9 +470,12 @@ class ChatEngine:
         )
         result = await self._pipeline.run(request, _EventSink(turn, client.client_parameters.show_tool_calls))
         turn.answered = True
-        final = await self._store_result(session, result, turn.reply_to, keep_reasoning=policy.stored)
+        keeps_files = self._files is not None and source is CallSource.WEB_CHAT and bool(result.media)
+        # The answer is the last write under the lease (unless its files follow): it frees the lease too.
+        final = await self._store_result(session, result, turn.reply_to, keep_reasoning=policy.stored,
+                                         lease=None if keeps_files else lease)
         kept = None
-        if self._files is not None and source is CallSource.WEB_CHAT and result.media:
+        if self._files is not None and keeps_files:
             kept = await self._files.keep(session.id, final.id, result.media)
         outcome = TurnOutcome(message=final, result=result, cancelled=False,
                               reasoning=(result.reasoning or None) if policy.shown else None, media=kept)
@@ -480,8 +483,10 @@ class ChatEngine:
         return outcome
 
     async def _store_result(
-        self, session: Session, result: TurnResult, reply_to: list[str], *, keep_reasoning: bool
+        self, session: Session, result: TurnResult, reply_to: list[str], *, keep_reasoning: bool,
+        lease: Lease | None = None,
     ) -> Message:
+        """`lease`: freed by the same write (one round trip less on Redis), when nothing after it needs it."""
         now = self._clock.now()
         *steps, last = result.new_messages
         stored = [  # tool-call rounds: kept so later turns see what the tools said
@@ -501,7 +506,10 @@ class ChatEngine:
         )
         # Applied to the stored session: the turn took a while, and it may have been renewed or given new context.
         change = SessionChange(messages=1, tokens=result.usage.total_tokens, last_message_at=now)
-        await self._store.sessions.add_messages(session.account_id, session.id, [*stored, final], change)
+        await self._store.sessions.add_messages(session.account_id, session.id, [*stored, final], change,
+                                                freeing=None if lease is None else lease.freeing())
+        if lease is not None:
+            lease.freed = True
         return final
 
     async def _stopped(self, turn: ActiveTurn, account_id: str, session_id: str) -> TurnOutcome:

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from botline.store.base import LockRepository, StoreError
+from botline.store.base import HeldLease, LockRepository, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,21 @@ class Lease:
     """What `SessionLocks.hold` yields: `lost` turns True once another holder has the name."""
 
     name: str
+    token: str = ""
     lost: bool = False
+    freed: bool = False
+    """Set by the holder once its last write freed the lease (`freeing`): hold() then sends no release."""
 
     def check(self) -> None:
         """Raises LeaseLost when another holder has the name; call before doing what must happen once."""
         if self.lost:
             raise LeaseLost(f"lost the lease on {self.name} to another holder")
+
+    def freeing(self) -> HeldLease:
+        """For the holder's last write under the lease (`add_messages(freeing=...)`), which frees it in
+        the same round trip; set `freed` once that write returned. Nothing may follow that write that
+        needs the lease: another replica can take it from then on."""
+        return HeldLease(self.name, self.token)
 
 
 class SessionLocks:
@@ -67,7 +76,7 @@ class SessionLocks:
         try:
             async with lock:
                 token = await self._acquire(name)
-                lease = Lease(name)
+                lease = Lease(name, token)
                 # Most holds end long before the first refresh is due: a timer, and a refreshing task
                 # only once it fires (a task per hold was measurable on the web chat's prompt path).
                 refreshers: list[asyncio.Task[None]] = []
@@ -83,10 +92,13 @@ class SessionLocks:
                         refresher.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await refresher
-                    if self._leases.immediate:
-                        await self._release(name, token)
-                    else:
-                        await asyncio.shield(self._release(name, token))
+                    # Freed by the holder's last write already, unless a refresher ran: it may have
+                    # found the lease gone and taken it back (releasing twice is harmless, by token).
+                    if not lease.freed or refreshers:
+                        if self._leases.immediate:
+                            await self._release(name, token)
+                        else:
+                            await asyncio.shield(self._release(name, token))
         finally:
             self._users[name] -= 1
             if not self._users[name]:

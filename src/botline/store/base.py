@@ -348,12 +348,16 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def add_messages(
-        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange, *,
+        freeing: HeldLease | None = None,
     ) -> bool:
         """Appends `messages` (in order) and applies `change` to the stored session, in one transaction.
 
         False, with nothing written, when the session is gone or belongs to another account. Raises
-        ConflictError (nothing written) when a message id exists.
+        ConflictError (nothing written) when a message id exists. `freeing`: a lease of this store's
+        `locks` that the same transaction frees, as `locks.release` would (only while its token still
+        holds it), whatever the write finds: a turn's last write and its lease's release in one round
+        trip on Redis.
         """
 
     @abstractmethod
@@ -589,6 +593,14 @@ class ReservationRepository(ABC):
     @abstractmethod
     async def total(self, scope: str, *, now: datetime) -> int:
         """Bytes reserved in `scope` by reservations that have not expired at `now`."""
+
+
+@dataclass(frozen=True)
+class HeldLease:
+    """A lease as `LockRepository.release` names it: what a write frees with it (`add_messages`)."""
+
+    name: str
+    token: str
 
 
 class LockRepository(ABC):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from botline.domain.accounts import Account, ApiKey
@@ -33,7 +33,7 @@ from botline.store.base import (
 from botline.store.changes import AccountChange, BalanceOperation
 from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
-from botline.store.redis_base import _claim, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
+from botline.store.redis_base import _claim, _Deadline, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
 from botline.store.redis_batch import RedisBatchJobs, RedisBatchWorkflows
 from botline.store.redis_batch_items import RedisBatchItems
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
@@ -42,6 +42,7 @@ from botline.store.redis_inbound import RedisInbound, RedisLocks
 from botline.store.redis_knowledge import RedisCollections, RedisDocuments
 from botline.store.redis_media import RedisBlobs, RedisMedia
 from botline.store.redis_memories import RedisMemories
+from botline.store.redis_pool import WaitingConnectionPool
 from botline.store.redis_schedules import RedisSchedules
 from botline.store.redis_signals import RedisSignals
 from botline.store.redis_skills import RedisSkills
@@ -51,8 +52,6 @@ from botline.store.redis_vectors import RedisVectors
 USAGE_FIELDS = USAGE_COUNTS
 LEX_MIN, LEX_MAX = "-", "+"
 
-
-POOL_WAIT_SECONDS = 10
 
 
 @_reachable_methods
@@ -286,10 +285,16 @@ def _sum(rows: Iterable[list[int]]) -> dict[str, int]:
 
 
 @_reachable_methods
-class RedisStore(Store):
-    """A Store over one `redis.asyncio.Redis` client, which must decode responses to str."""
+class RedisStore(Store, _Deadline):
+    """A Store over one `redis.asyncio.Redis` client, which must decode responses to str.
 
-    def __init__(self, client: Redis, prefix: str = "botline", *, owns_client: bool = False) -> None:
+    `deadline_seconds` bounds each Store call (all of its commands together); None leaves it to the
+    client's own socket timeouts, as a caller who passes its own client configured them."""
+
+    def __init__(
+        self, client: Redis, prefix: str = "botline", *, owns_client: bool = False,
+        deadline_seconds: float | None = None,
+    ) -> None:
         if not client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client built with decode_responses=True")
         keys = RedisKeys(prefix)
@@ -323,6 +328,9 @@ class RedisStore(Store):
         self.blobs = RedisBlobs(client, keys)
         self.vectors = RedisVectors(client, keys)
         self.signals = RedisSignals(client, keys)
+        for part in (self, *vars(self).values()):
+            if isinstance(part, _Deadline):
+                part.deadline_seconds = deadline_seconds
 
     @classmethod
     async def from_url(
@@ -330,16 +338,20 @@ class RedisStore(Store):
     ) -> RedisStore:
         """A store owning a new client for `url` (redis://, rediss:// or unix://); connects lazily.
 
-        The pool blocks (up to POOL_WAIT_SECONDS) when every connection is busy: redis-py's default
-        pool fails at once instead, which under load turned into 503s on webhooks. `timeout_seconds`
-        bounds a connect and each reply, so a Redis that stops answering (frozen, partitioned) costs a
-        request that long, then a 503; a stopped Redis refuses connections and fails at once.
+        `timeout_seconds` bounds a connect and each Store call as a whole (its deadline), so a Redis
+        that stops answering (frozen, partitioned) costs a request that long, then a 503; a stopped
+        Redis refuses connections and fails at once. No per-command socket timeout: redis-py arms a
+        task and timers for every command with one, which was ~14 % of the web chat's CPU on Redis
+        (docs/decisions.md "One deadline per Store call"). The pool blocks when every connection is
+        busy (redis-py's default pool fails at once instead, which under load turned into 503s on
+        webhooks; redis_pool.py); that wait is part of the call, so the same deadline bounds it. Idle
+        pooled connections to a host that vanished are noticed by TCP keepalive.
         """
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=POOL_WAIT_SECONDS, decode_responses=True,
-            socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
+        pool = WaitingConnectionPool.from_url(
+            url, max_connections=max_connections, decode_responses=True,
+            socket_timeout=None, socket_connect_timeout=timeout_seconds, socket_keepalive=True,
         )
-        return cls(Redis(connection_pool=pool), prefix, owns_client=True)
+        return cls(Redis(connection_pool=pool), prefix, owns_client=True, deadline_seconds=timeout_seconds)
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -37,23 +37,44 @@ UNAVAILABLE_ERRORS = (
 )
 
 
+class _Deadline:
+    """Where `_reachable` finds how long one Store call may take (None: no bound of botline's own)."""
+
+    deadline_seconds: float | None = None
+
+
 def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """The one boundary where a lost Redis connection becomes StoreUnavailable.
+    """The one boundary where a lost Redis connection becomes StoreUnavailable, and where a Redis that
+    stops answering does too: the whole call (every command of it) runs under one deadline, the
+    owner's `deadline_seconds` (docs/decisions.md "One deadline per Store call"). `close` has none.
 
     redis-py can turn a cancel that lands while it (re)connects into a ConnectionError: when the task
     is being cancelled the cancel is given back, or a loop that retries StoreError (a lease refresh,
-    marking a reply answered) would swallow it and never end (a shutdown that hangs).
+    marking a reply answered) would swallow it and never end (a shutdown that hangs). The deadline's
+    own cancel goes the same way, and comes out of `asyncio.timeout` as TimeoutError.
     """
+    bounded = method.__name__ != "close"
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        owner = args[0] if args else None
+        deadline = owner.deadline_seconds if bounded and isinstance(owner, _Deadline) else None
+        timeout = None if deadline is None else asyncio.timeout(deadline)
         try:
-            return await method(*args, **kwargs)
+            if timeout is None:
+                return await method(*args, **kwargs)
+            async with timeout:
+                return await method(*args, **kwargs)
         except UNAVAILABLE_ERRORS as exc:
+            # Seen after the deadline's own cancel was taken back (asyncio.timeout uncancels on the way out).
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError from exc
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from exc
+        except TimeoutError as exc:
+            if timeout is None or not timeout.expired():
+                raise
+            raise StoreUnavailable(f"Redis is unavailable: no answer within {deadline:g} s") from exc
 
     return wrapper
 
@@ -108,7 +129,7 @@ def _epoch_seconds(moment: datetime) -> float:
     return moment.timestamp()
 
 
-class _Repo(ReportsErrors):
+class _Repo(ReportsErrors, _Deadline):
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
         self._redis = client
         self._keys = keys

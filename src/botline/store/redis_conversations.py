@@ -22,6 +22,7 @@ from botline.domain.integrations import FIELD_OF, Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
     ConflictError,
+    HeldLease,
     MessageRepository,
     SessionChange,
     SessionRepository,
@@ -77,11 +78,12 @@ gone, else its document and then its messages' documents in order (HMGET in slic
 `unpack` has a stack limit)."""
 
 ADD_MESSAGES_SCRIPT = """
+if ARGV[9] ~= '' and redis.call('GET', KEYS[5]) == ARGV[9] then redis.call('DEL', KEYS[5]) end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local session = cjson.decode(raw)
 if session['accountId'] ~= ARGV[1] then return false end
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
 end
 session['messageCount'] = session['messageCount'] + tonumber(ARGV[3])
@@ -95,7 +97,7 @@ if ARGV[7] ~= '' then
     redis.call('ZADD', KEYS[4], ARGV[7], ARGV[2])
   end
 end
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   redis.call('RPUSH', KEYS[3], ARGV[i])
 end
@@ -104,7 +106,9 @@ return 1
 """
 """sessions.add_messages in one round trip, atomic as every script: false when the session is gone or
 another account's, 0 when a message id is taken (nothing written), else 1. The
-session's own expiry is its score in the expiry index (kept equal to expiresAt by every write)."""
+session's own expiry is its score in the expiry index (kept equal to expiresAt by every write).
+With a lease to free (KEYS[5], its token ARGV[9]; '' for none) it is freed as RELEASE_SCRIPT does,
+whatever the write finds: first, which inside a script is the same moment as last."""
 
 
 @_reachable_methods
@@ -330,24 +334,25 @@ class RedisSessions(_Repo, SessionRepository):
         return await self._modify(Session, self._keys.session(session_id), owned, also)
 
     async def add_messages(
-        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange
+        self, account_id: str, session_id: str, messages: Sequence[Message], change: SessionChange, *,
+        freeing: HeldLease | None = None,
     ) -> bool:
         """One script (ADD_MESSAGES_SCRIPT): the access key, tag and client stay as stored, so only
-        the expiry index can move."""
+        the expiry index can move; a lease to free rides on it (the lock key of RedisLocks)."""
         keys = self._keys
         floor = change.expires_at_least
         args: list[EncodableT] = [
             account_id, session_id, change.messages, change.tokens, wire_time(change.last_message_at) or "",
             wire_time(change.last_user_message_at) or "", "" if floor is None else _epoch_seconds(floor),
-            wire_time(floor) or "",
+            wire_time(floor) or "", "" if freeing is None else freeing.token,
         ]
         for message in messages:
             args += [message.id, _dump(message)]
-        written = await self._add_messages_script(
-            keys=[keys.session(session_id), keys.messages(session_id), keys.message_ids(session_id),
-                  keys.sessions_by_expiry()],
-            args=args,
-        )
+        script_keys = [keys.session(session_id), keys.messages(session_id), keys.message_ids(session_id),
+                       keys.sessions_by_expiry()]
+        if freeing is not None:
+            script_keys.append(keys.lock(freeing.name))
+        written = await self._add_messages_script(keys=script_keys, args=args)
         if written == 0:
             raise ConflictError("a message with that id already exists")
         return written is not None

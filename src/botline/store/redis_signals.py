@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from botline.store.base import StoreUnavailable
 from botline.store.keys import RedisKeys
-from botline.store.redis_base import UNAVAILABLE_ERRORS, _reachable_methods
+from botline.store.redis_base import UNAVAILABLE_ERRORS, _Deadline, _reachable_methods
 from botline.store.signals import SignalBus
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ CANCEL_AGAIN_SECONDS = 0.05
 
 
 @_reachable_methods
-class RedisSignals(SignalBus):
+class RedisSignals(SignalBus, _Deadline):
     def __init__(self, client: Redis, keys: RedisKeys) -> None:
         super().__init__()
         self._redis = client

@@ -279,7 +279,7 @@ class TestSearch:
         assert len(hits) == 2 and hits[0].score > hits[1].score
         assert all(0 < h.score <= 1 for h in hits) and hits[0].score > 0.9
 
-    async def test_both_backends_score_with_fts5s_bm25(self, store: Store) -> None:
+    async def test_both_backends_score_with_fts5s_bm25_formula(self, store: Store) -> None:
         c = await collection(store)
         texts = {"d1": "alpha beta", "d2": "alpha alpha gamma gamma gamma", **{f"f{i}": f"delta {i}" for i in range(4)}}
         await write(store, c, *(DocumentWrite(name=name, contents=text) for name, text in texts.items()))
@@ -302,8 +302,8 @@ class TestSearch:
 
 class TestTopOfALargerCollection:
     async def test_the_best_documents_and_scores_are_those_of_scoring_every_document(self, store: Store) -> None:
-        """Redis stops reading once no unread document can enter the top (MaxScore): the top must still be
-        exactly what scoring every matching document gives, as FTS5 does on SQLite."""
+        """The commonest words are looked up only for the documents still in reach (MaxScore over the IDF
+        floor): the top must still be exactly what scoring every matching document gives."""
         rng = random.Random(5)
         common = ["plan", "price", "support", "account", "order", "delivery"]
         texts = {f"d{i}": " ".join([*rng.choices(common, k=rng.randint(1, 12)), *(f"filler{n}" for n in range(i % 9)),

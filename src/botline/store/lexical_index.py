@@ -40,6 +40,9 @@ PAGE = 2_000
 INLINE_POSTINGS = 20_000
 """Searches reading fewer postings than this score on the event loop (well under a millisecond); bigger ones
 in a worker thread (numpy releases the GIL for most of the work)."""
+INLINE_ROWS = 64
+"""Log rows applied on the event loop when the collection is small too (a few rows can set off a merge of
+every segment, so a big collection's are applied in a worker thread)."""
 MERGE_FACTOR = 2
 """The newest segments are merged with the one before them while it holds fewer than MERGE_FACTOR times
 their postings: segment sizes grow geometrically, so there are O(log n) of them."""
@@ -420,6 +423,6 @@ class EmbeddedLexical:
         entries = page.entries
         more = len(entries) == PAGE
         reached = entries[-1].seq if more else max(page.generation, held.generation)
-        if len(entries) < 64:
+        if len(entries) < INLINE_ROWS and sum(segment.size for segment in held.segments) < INLINE_POSTINGS:
             return held.applied(entries, reached, merge=not more), more
         return await asyncio.to_thread(lambda: held.applied(entries, reached, merge=not more)), more

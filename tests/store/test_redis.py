@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -272,3 +273,29 @@ async def test_documents_indexed_before_the_log_are_queued_again_and_the_old_key
     assert again[0].state is IndexState.QUEUED
     assert await client.exists(*legacy) == 0
     assert await store.documents.reindex_legacy(FAR_FUTURE) == 0, "done once"
+
+
+async def test_calls_that_walk_a_whole_collection_outlast_the_per_call_deadline(
+    client: Redis, prefixes: list[str]
+) -> None:
+    """The per-call deadline bounds a call to a frozen Redis; a call whose length grows with the data (an
+    index read into memory by a replica's first search, a collection cleared) is not failed by it on big
+    data, while each of its page reads stays bounded."""
+    prefixes.append(unique_prefix())
+    writer, deadline = RedisStore(client, prefixes[0]), 0.1
+    collection = Collection(account_id="acc", name="FAQ")
+    await writer.collections.create(collection)
+    words = " ".join(f"word{n}" for n in range(60))
+    for start in range(0, 6_000, 1_000):
+        await writer.documents.write("acc", collection.id, [DocumentWrite(name=f"d{n}", contents=f"{words} n{n}")
+                                                            for n in range(start, start + 1_000)],
+                                     now=FAR_FUTURE, labels=LabelChanges.SKIP)
+        claimed = await writer.documents.claim(FAR_FUTURE, lease_seconds=60, limit=1_000)
+        await writer.documents.complete([IndexedText.of(d.id, d.version, d.contents.split()) for d in claimed],
+                                        now=FAR_FUTURE)
+    replica = RedisStore(client, prefixes[0], deadline_seconds=deadline)
+    started = time.perf_counter()
+    hits = await replica.documents.search([collection.id], ["n5999"], limit=5)
+    assert len(hits) == 1 and time.perf_counter() - started > deadline, "the first search read 6,000 rows"
+    assert await replica.documents.clear("acc", collection.id) == 6_000
+    assert await replica.documents.search([collection.id], ["word1"], limit=5) == []

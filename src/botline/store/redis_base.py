@@ -43,17 +43,31 @@ class _Deadline:
     deadline_seconds: float | None = None
 
 
+WALKS = "_botline_walks"
+Walker = TypeVar("Walker", bound=Callable[..., Awaitable[Any]])
+
+
+def _walks(method: Walker) -> Walker:
+    """Marks a Store call whose length grows with the data it walks (a whole collection cleared,
+    re-queued or browsed, an index read into memory): `_reachable` bounds it by no deadline as a whole,
+    which would fail it on big data however healthy Redis is; the page reads it is made of are bounded
+    one by one where they are `_reachable` helpers of their own."""
+    setattr(method, WALKS, True)
+    return method
+
+
 def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """The one boundary where a lost Redis connection becomes StoreUnavailable, and where a Redis that
     stops answering does too: the whole call (every command of it) runs under one deadline, the
-    owner's `deadline_seconds` (docs/decisions.md "One deadline per Store call"). `close` has none.
+    owner's `deadline_seconds` (docs/decisions.md "One deadline per Store call"). `close` and the
+    calls marked `_walks` have none.
 
     redis-py can turn a cancel that lands while it (re)connects into a ConnectionError: when the task
     is being cancelled the cancel is given back, or a loop that retries StoreError (a lease refresh,
     marking a reply answered) would swallow it and never end (a shutdown that hangs). The deadline's
     own cancel goes the same way, and comes out of `asyncio.timeout` as TimeoutError.
     """
-    bounded = method.__name__ != "close"
+    bounded = method.__name__ != "close" and not getattr(method, WALKS, False)
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:

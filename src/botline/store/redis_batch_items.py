@@ -34,7 +34,7 @@ from botline.domain.batch import (
 )
 from botline.store.batch import BatchItemRepository, ItemEdit
 from botline.store.keys import BatchJobPart, RedisKeys
-from botline.store.redis_base import _dump, _reachable_methods, _Repo
+from botline.store.redis_base import _dump, _reachable_methods, _Repo, _walks
 
 SEQUENCE_SCALE = 1_000_000_000
 """Queue score = (PRIORITY_MAX - priority) * SEQUENCE_SCALE + sequence: exact below 2**53."""
@@ -354,6 +354,7 @@ class RedisBatchItems(_Repo, BatchItemRepository):
         done, running = await self._delete_ids(account_id, job_id, [item_id], frozenset(ItemState))
         return ItemEdit.DONE if done else ItemEdit.RUNNING if running else ItemEdit.MISSING
 
+    @_walks
     async def delete_many(self, account_id: str, job_id: str, which: ItemSelection) -> int:
         states = which.states()
         candidates: list[str] = []
@@ -367,6 +368,7 @@ class RedisBatchItems(_Repo, BatchItemRepository):
             deleted += done
         return deleted
 
+    @_walks
     async def retry_failed(self, account_id: str, job_id: str) -> int:
         raw = await self._redis.get(self._keys.batch_job(job_id))
         if raw is None or orjson.loads(raw).get("accountId") != account_id:

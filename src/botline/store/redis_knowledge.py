@@ -36,7 +36,7 @@ from botline.store.keys import RedisKeys
 from botline.store.knowledge import CollectionRepository, DocumentRepository
 from botline.store.lexical_index import PAGE as LOG_PAGE
 from botline.store.lexical_index import EmbeddedLexical, LogEntry, LogPage, encode
-from botline.store.redis_base import _dump, _fetch, _fetch_many, _reachable_methods, _Repo, _score
+from botline.store.redis_base import _dump, _fetch, _fetch_many, _reachable, _reachable_methods, _Repo, _score, _walks
 
 PAGE = 1_000
 """Documents read per MGET when a whole collection is walked (browse, export, clear)."""
@@ -135,6 +135,7 @@ class RedisCollections(_Repo, CollectionRepository):
 
         return await self._modify(Collection, self._keys.kb_collection(collection_id), change) is not None
 
+    @_walks
     async def delete(self, account_id: str, collection_id: str) -> bool:
         """The collection first (a document write, which watches it, then writes nothing), then its
         documents; the answer comes once both are gone."""
@@ -154,6 +155,7 @@ class RedisCollections(_Repo, CollectionRepository):
         await RedisDocuments(self._redis, self._keys).clear(account_id, collection_id, collection_gone=True)
         return True
 
+    @_walks
     async def state(self, collection_id: str) -> CollectionState:
         documents = await RedisDocuments(self._redis, self._keys).all_of(collection_id)
         counts = Counter(d.state for d in documents)
@@ -171,6 +173,7 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
         self._reset_script = self._redis.register_script(RESET_SCRIPT)
         self._page_script = self._redis.register_script(PAGE_SCRIPT)
 
+    @_walks
     async def all_of(self, collection_id: str) -> list[KnowledgeDocument]:
         """Every document of the collection, oldest first (read in pages)."""
         ids = cast(list[str], await self._redis.zrange(self._keys.kb_documents_of_collection(collection_id), 0, -1))
@@ -281,6 +284,7 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
         found = [KnowledgeDocument.model_validate_json(raw) for raw in raws if raw is not None]
         return [d for d in found if d.account_id == account_id]
 
+    @_walks
     async def browse(self, account_id: str, collection_id: str, query: BrowseQuery) -> list[KnowledgeDocument]:
         """Reads the whole collection and filters it here: O(collection) per call (docs/api.md says so)."""
         documents = [d for d in await self.all_of(collection_id) if d.account_id == account_id]
@@ -316,6 +320,7 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
             return False
         return await self._drop_ids([document_id]) == 1
 
+    @_walks
     async def clear(self, account_id: str, collection_id: str, *, collection_gone: bool = False) -> int:
         """`collection_gone`: the collection was deleted, so its documents go whoever owns them (none may be left)."""
         if not collection_gone:
@@ -330,6 +335,7 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
             await self._reset_script(keys=self._lexical_keys(collection_id))
         return removed
 
+    @_walks
     async def requeue(self, account_id: str, collection_id: str, *, now: datetime) -> int:
         documents = [d for d in await self.all_of(collection_id) if d.account_id == account_id]
         for document in documents:
@@ -402,6 +408,7 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
 
         return await self._atomic(body, doc_key)
 
+    @_walks
     async def reindex_legacy(self, now: datetime) -> int:
         """Before the log, Redis held per-term zsets (kb_stats existed while any document was indexed)."""
         stats = self._keys.kb_legacy_index_markers()[-1]
@@ -427,10 +434,12 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
     async def attempts(self, document_id: str) -> int:
         return int(await self._redis.hget(self._keys.kb_queue_attempts(), document_id) or 0)
 
+    @_walks
     async def search(self, collection_ids: Sequence[str], terms: Sequence[str], *, limit: int) -> list[LexicalHit]:
         """EmbeddedLexical's search, behind this backend's error mapping."""
         return await EmbeddedLexical.search(self, collection_ids, terms, limit=limit)
 
+    @_reachable
     async def _lexical_generations(self, collection_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for collection_id in collection_ids:
@@ -439,6 +448,7 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
         return {c: (int(seq), int(reset or 0)) for c, (seq, reset) in zip(collection_ids, answers, strict=True)
                 if seq is not None}
 
+    @_reachable
     async def _lexical_page(self, collection_id: str, after: int) -> LogPage:
         reply = cast(list[str], await self._page_script(keys=self._lexical_keys(collection_id),
                                                         args=[after, LOG_PAGE]))

@@ -16,7 +16,7 @@ from itertools import groupby
 from redis.asyncio import Redis
 
 from botline.store.keys import RedisKeys
-from botline.store.redis_base import _reachable_methods, _Repo
+from botline.store.redis_base import _reachable, _reachable_methods, _Repo, _walks
 from botline.store.vector_cache import CollectionMatrix, EmbeddedVectors, Generations, MatrixBuilder
 from botline.store.vectors import Vector, VectorEntry, VectorHit
 
@@ -83,12 +83,14 @@ class RedisVectors(_Repo, EmbeddedVectors):
             model, count = await pipe.execute()
         return int(count) if model == model_id else 0
 
+    @_walks
     async def search(
         self, collection_ids: Sequence[str], vector: Vector, model_id: str, *, top: int
     ) -> list[VectorHit]:
         """EmbeddedVectors' search, behind this backend's error mapping."""
         return await EmbeddedVectors.search(self, collection_ids, vector, model_id, top=top)
 
+    @_reachable
     async def _generations(self, collection_ids: Sequence[str]) -> Generations:
         async with self._redis.pipeline(transaction=False) as pipe:
             for collection_id in collection_ids:

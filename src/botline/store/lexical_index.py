@@ -255,11 +255,16 @@ class CollectionIndex:
         by at most half of the documents (the others are looked up, see `search`)."""
         total = 0
         for term in terms:
-            term_id = self.shared.vocabulary.get(term)
-            if term_id is not None:
-                held = sum(0 if (found := s.postings(term_id)) is None else found[0].shape[0] for s in self.segments)
-                total += held if 2 * held <= self.live else 0
+            held = sum(rows.shape[0] for rows, _ in self._postings(term))
+            total += held if 2 * held <= self.live else 0
         return total
+
+    def _postings(self, term: str) -> list[tuple[Rows, Frequencies]]:
+        """The term's postings in every segment that holds it, oldest segment first."""
+        term_id = self.shared.vocabulary.get(term)
+        if term_id is None:
+            return []
+        return [p for s in self.segments if (p := s.postings(term_id)) is not None]
 
     def search(self, terms: Sequence[str], limit: int) -> list[LexicalHit]:
         """The `limit` best live documents for the distinct query `terms`, best first (ties by id), with
@@ -305,10 +310,7 @@ class CollectionIndex:
 
     def _term(self, term: str) -> _QueryTerm | None:
         """The term's postings in every segment and its IDF (None: no live document holds it)."""
-        term_id = self.shared.vocabulary.get(term)
-        if term_id is None:
-            return None
-        found = [p for s in self.segments if (p := s.postings(term_id)) is not None]
+        found = self._postings(term)
         if self.live == self.alive.shape[0]:
             frequency = sum(rows.shape[0] for rows, _ in found)
         else:

@@ -362,6 +362,8 @@ class KnowledgeSettings(Section):
     max_collections_per_account: int = Field(default=100, ge=1)
     index_batch: int = Field(default=256, ge=1, le=10_000)
     """Documents one indexer claims at a time."""
+    analysis_processes: int = Field(default=1, ge=0, le=64)
+    """Worker processes that analyse documents for the lexical index (0: a thread of the server process)."""
     index_lease_seconds: float = Field(default=300.0, gt=0)
     """A claimed document that is neither indexed nor failed after this (its replica died) is claimed again."""
     index_poll_seconds: float = Field(default=5.0, gt=0)

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import Field
 
 from botline.domain.base import CamelModel, new_id, utcnow
+from botline.domain.lexical_row import encode
 
 REFERENCE_MAX = 64
 """The seed's bound on `__ref`."""
@@ -237,13 +238,11 @@ def browse(documents: list[KnowledgeDocument], query: BrowseQuery) -> list[Knowl
 
 @dataclass(frozen=True)
 class IndexedText:
-    """The indexer's reading of one document version: each index term's frequency, and how many terms
-    the text has in all (its length for BM25)."""
+    """The indexer's reading of one document version: its row in the lexical log (domain/lexical_row.py)."""
 
     document_id: str
     version: int
-    counts: dict[str, int]
-    length: int
+    row: bytes
 
     @classmethod
     def of(cls, document_id: str, version: int, terms: Sequence[str]) -> IndexedText:
@@ -251,7 +250,7 @@ class IndexedText:
         counts: dict[str, int] = {}
         for term in terms:
             counts[term] = counts.get(term, 0) + 1
-        return cls(document_id, version, counts, len(terms))
+        return cls(document_id, version, encode(counts, len(terms)))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from functools import lru_cache
+from itertools import chain
 
 import snowballstemmer  # type: ignore[import-untyped]
 
@@ -91,18 +93,14 @@ def terms(text: str) -> list[str]:
 
 def counted_terms(text: str) -> tuple[dict[str, int], int]:
     """Each index term of `text` with its frequency, and the number of terms in all: what `terms` gives,
-    counted per distinct word (a word's terms are looked up once however often it occurs)."""
-    words: dict[str, int] = {}
-    for word in WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
-        words[word] = words.get(word, 0) + 1
-    counts: dict[str, int] = {}
-    length = 0
-    for word, occurrences in words.items():
-        found = _cached_terms_of(word) if len(word) <= MAX_WORD else _terms_of(word)
-        length += occurrences * len(found)
-        for term in found:
-            counts[term] = counts.get(term, 0) + occurrences
-    return counts, length
+    counted in C (the cached lookup, the flattening and the counting never run a Python-level loop per
+    word: the indexer's ingest rate is mostly this function)."""
+    words = WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    if words and max(map(len, words)) > MAX_WORD:  # runs the cache must not keep (CJK text without spaces)
+        counts = Counter(terms(text))
+    else:
+        counts = Counter(chain.from_iterable(map(_cached_terms_of, words)))
+    return dict(counts), counts.total()
 
 
 def query_terms(text: str) -> list[str]:

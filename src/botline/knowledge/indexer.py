@@ -1,15 +1,15 @@
 """The indexer: a background task on every replica that drains the Store's indexing queue.
 
 A write publishes `KNOWLEDGE_QUEUED` on the signal bus, which wakes the indexer on every replica;
-each claims a batch (the Store gives each document to one of them), analyses the texts off the event
-loop, embeds them when embeddings are on (knowledge/embeddings.py) and writes their vectors to the
-vector index, then writes the terms back: a document is Indexed once both are written. It also looks
-every `index_poll_seconds`, which picks up what a replica that died left behind once its lease ended,
-and documents whose retry is due. A failure is
-retried with backoff up to `index_max_attempts`, then the document is Cancelled with the reason (an
-embedding provider that fails fails the batch's documents that way; the vector index unreachable pauses
-the indexer like the Store). At start, collections whose vectors the configured model did not make are
-queued again (knowledge/reembedding.py).
+each claims a batch (the Store gives each document to one of them) and indexes it in chunks: the texts
+are analysed in a worker process (knowledge/analysis_pool.py), embedded when embeddings are on
+(knowledge/embeddings.py) with their vectors written to the vector index, then the chunk's log rows are
+written: a document is Indexed once both are written, and a chunk is written while the next is analysed.
+It also looks every `index_poll_seconds`, which picks up what a replica that died left behind once its
+lease ended, and documents whose retry is due. A failure is retried with backoff up to
+`index_max_attempts`, then the document is Cancelled with the reason (an embedding provider that fails
+fails the chunk's documents that way; the vector index unreachable pauses the indexer like the Store).
+At start, collections whose vectors the configured model did not make are queued again (knowledge/reembedding.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import timedelta
 from botline.config import KnowledgeSettings
 from botline.domain.clock import Clock
 from botline.domain.knowledge import IndexedText, KnowledgeDocument
-from botline.knowledge.analysis import counted_terms
+from botline.knowledge.analysis_pool import Row, analyse
 from botline.knowledge.embeddings import EmbeddingError
 from botline.knowledge.reembedding import requeue_stale
 from botline.knowledge.semantic import Semantic
@@ -37,22 +37,14 @@ KNOWLEDGE_QUEUED = "knowledge.queued"
 RETRY_BASE_SECONDS = 5.0
 RETRY_MAX_SECONDS = 600.0
 STORE_ERROR_PAUSE = 1.0
+ANALYSIS_CHUNK = 64
+"""Documents analysed per hand-over to the analysis process: a batch's chunks are written one by one while
+the next ones are analysed."""
 
 
 def retry_delay(attempt: int) -> timedelta:
     """5 s, 10 s, 20 s... up to 10 minutes."""
     return timedelta(seconds=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempt - 1)))
-
-
-def _analyse(documents: Sequence[KnowledgeDocument]) -> list[IndexedText | BaseException]:
-    results: list[IndexedText | BaseException] = []
-    for document in documents:
-        try:
-            counts, length = counted_terms(document.contents)
-            results.append(IndexedText(document.id, document.version, counts, length))
-        except Exception as exc:  # one document's failure is recorded on it, the batch goes on
-            results.append(exc)
-    return results
 
 
 class Indexer:
@@ -122,14 +114,26 @@ class Indexer:
                                                   limit=self._settings.index_batch)
         if not batch:
             return 0
-        results = await asyncio.to_thread(_analyse, batch)
+        chunks = [batch[start:start + ANALYSIS_CHUNK] for start in range(0, len(batch), ANALYSIS_CHUNK)]
+        processes = self._settings.analysis_processes
+        analyses = [asyncio.ensure_future(analyse([d.contents for d in chunk], processes=processes))
+                    for chunk in chunks]
+        try:
+            for chunk, analysis in zip(chunks, analyses, strict=True):
+                await self._index(chunk, await analysis)
+        finally:  # a Store error stops the batch: its documents are claimed again when their lease ends
+            for analysis in analyses:
+                analysis.cancel()
+        return len(batch)
+
+    async def _index(self, documents: Sequence[KnowledgeDocument], rows: Sequence[Row]) -> None:
         read: list[IndexedText] = []
         analysed: list[KnowledgeDocument] = []
-        for document, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                await self._failed(document, f"{type(result).__name__}: {result}")
+        for document, row in zip(documents, rows, strict=True):
+            if isinstance(row, str):
+                await self._failed(document, row)
             else:
-                read.append(result)
+                read.append(IndexedText(document.id, document.version, row))
                 analysed.append(document)
         if self._semantic is not None and analysed:
             try:
@@ -137,10 +141,9 @@ class Indexer:
             except EmbeddingError as exc:
                 for document in analysed:
                     await self._failed(document, f"embedding: {exc}")
-                return len(batch)
+                return
         written = await self._store.documents.complete(read, now=self._clock.now())
         self._metrics.documents_indexed("indexed").inc(len(written))
-        return len(batch)
 
     async def _embed(self, semantic: Semantic, documents: Sequence[KnowledgeDocument]) -> None:
         embedded = await semantic.embedder.embed([d.contents for d in documents])

@@ -24,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import struct
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +33,7 @@ import numpy.typing as npt
 
 from botline.domain import bm25
 from botline.domain.knowledge import LexicalHit
+from botline.domain.lexical_row import Frequencies, decode
 
 PAGE = 2_000
 """Log rows read per round trip when a replica catches up."""
@@ -46,35 +46,17 @@ every segment, so a big collection's are applied in a worker thread)."""
 MERGE_FACTOR = 2
 """The newest segments are merged with the one before them while it holds fewer than MERGE_FACTOR times
 their postings: segment sizes grow geometrically, so there are O(log n) of them."""
-MAX_TF = 65_535
 LENGTH_OFFSET = 1
 """Added to a document's length in terms: FTS5, which the scores were first computed by, counted the column
 naming the collection as one more term, and scores stay comparable with those."""
 
-_HEADER = struct.Struct("<II")
 
 TRIM_AFTER = 10_000
 """Log rows after whose catch-up the C allocator is asked to hand freed memory back (see `_trim`)."""
 
 Rows = npt.NDArray[np.int32]
-Frequencies = npt.NDArray[np.uint16]
 Floats = npt.NDArray[np.float64]
 """Scores in double precision: np.bincount sums in it anyway, and scores match domain/bm25.py's to 1e-9."""
-
-
-def encode(counts: Mapping[str, int], length: int) -> bytes:
-    """A document's log row: its length in terms, each distinct term's frequency, the terms themselves
-    (analysed terms hold no newline: they are runs of letters and digits)."""
-    frequencies = np.minimum(np.fromiter(counts.values(), dtype=np.int64, count=len(counts)), MAX_TF).astype("<u2")
-    return _HEADER.pack(length, len(counts)) + frequencies.tobytes() + "\n".join(counts).encode()
-
-
-def decode(blob: bytes) -> tuple[int, Frequencies, list[str]]:
-    length, n = _HEADER.unpack_from(blob)
-    start = _HEADER.size
-    frequencies = np.frombuffer(blob, dtype="<u2", count=n, offset=start)
-    terms = blob[start + 2 * n:].decode().split("\n") if n else []
-    return length, frequencies, terms
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from botline.domain.knowledge import (
 from botline.store.keys import RedisKeys
 from botline.store.knowledge import CollectionRepository, DocumentRepository
 from botline.store.lexical_index import PAGE as LOG_PAGE
-from botline.store.lexical_index import EmbeddedLexical, LogEntry, LogPage, encode
+from botline.store.lexical_index import EmbeddedLexical, LogEntry, LogPage
 from botline.store.redis_base import _dump, _fetch, _fetch_many, _reachable, _reachable_methods, _Repo, _score, _walks
 
 PAGE = 1_000
@@ -363,7 +363,7 @@ class RedisDocuments(_Repo, EmbeddedLexical, DocumentRepository):
         if not entries:
             return set()
         doc_keys = [self._keys.kb_document(e.document_id) for e in entries]
-        encoded = [base64.b64encode(encode(e.counts, e.length)).decode() for e in entries]
+        encoded = [base64.b64encode(e.row).decode() for e in entries]
 
         async def body(pipe: Pipeline) -> set[str]:
             documents = await _fetch_many(pipe, KnowledgeDocument, doc_keys)

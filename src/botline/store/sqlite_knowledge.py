@@ -31,7 +31,7 @@ from botline.domain.knowledge import (
 )
 from botline.store.documents import load_many, wire_time
 from botline.store.knowledge import CollectionRepository, DocumentRepository
-from botline.store.lexical_index import PAGE, EmbeddedLexical, LogEntry, LogPage, encode
+from botline.store.lexical_index import PAGE, EmbeddedLexical, LogEntry, LogPage
 from botline.store.sqlite_base import _dump, _Repo, json_set_fields, reachable_methods
 
 CHUNK = 500
@@ -321,7 +321,7 @@ class SqliteDocuments(_Repo, EmbeddedLexical, DocumentRepository):
         """One transaction for the batch; the documents' JSON is changed in place (json_set), not re-read."""
         expression, values = json_set_fields({"state": IndexState.INDEXED.value, "indexedAt": wire_time(now),
                                               "indexError": None})
-        encoded = {entry.document_id: (entry.version, encode(entry.counts, entry.length)) for entry in entries}
+        encoded = {entry.document_id: (entry.version, entry.row) for entry in entries}
 
         def work(conn: sqlite3.Connection) -> set[str]:
             current: list[tuple[int, str, str]] = []

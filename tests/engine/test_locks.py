@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from botline.engine.locks import LeaseLost, SessionLocks
+from botline.engine.locks import LeaseLost, SessionLocks, Taker
 from botline.store import Store, open_store
 from botline.store.base import LockRepository, StoreError
 from botline.store.redis import RedisStore
@@ -42,12 +42,22 @@ async def test_holders_never_overlap_and_keep_fifo_order_in_a_process(store: Sto
     assert order == [0, 1, 2, 3, 4]
 
 
+def with_history(store: Store) -> Taker:
+    """How a web chat turn takes its session's lease: with the session's history read in the same call."""
+
+    async def take(name: str, ttl_seconds: float) -> str | None:
+        leased = await store.sessions.lease_with_messages("account", "session", name, ttl_seconds=ttl_seconds)
+        return None if leased is None else leased.token
+
+    return take
+
+
 async def test_two_replicas_never_hold_the_same_name_at_once(store: Store) -> None:
     replica_a, replica_b = SessionLocks(store.locks), SessionLocks(store.locks)  # separate local locks
     events: list[str] = []
 
     async def work(locks: SessionLocks, name: str) -> None:
-        async with locks.hold("chat:shared"):
+        async with locks.hold("chat:shared", taking=with_history(store) if name == "a" else None):
             events.append(f"{name} in")
             await asyncio.sleep(0.05)
             events.append(f"{name} out")
@@ -158,17 +168,19 @@ async def test_a_lapsed_lease_is_taken_back_and_one_someone_took_is_lost(redis_u
     await admin.aclose()
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["acquire", "with-history"])
 async def test_a_cancel_while_the_lease_is_being_taken_does_not_keep_the_name_locked(
-    own_redis: tuple[OwnRedis, Store]
+    own_redis: tuple[OwnRedis, Store], history: bool
 ) -> None:
     own, store = own_redis
     admin = Redis.from_url(own.url)
     locks = SessionLocks(store.locks)  # the full 15 s lease
+    taking = with_history(store) if history else None
     try:
         await store.locks.release("chat:cancelled", "no-token")  # a connection is open: the SET is sent at once
         busy = asyncio.ensure_future(admin.eval(BUSY_SCRIPT, 0, BUSY_MICROSECONDS))  # the SET waits behind it
         await asyncio.sleep(BUSY_MICROSECONDS / 4e6)
-        holder = asyncio.create_task(locks.hold("chat:cancelled").__aenter__())
+        holder = asyncio.create_task(locks.hold("chat:cancelled", taking=taking).__aenter__())
         await asyncio.sleep(BUSY_MICROSECONDS / 4e6)
         holder.cancel()  # the SET is sent and is run once the script ends, but its answer goes unread
         await asyncio.gather(holder, busy, return_exceptions=True)

@@ -113,6 +113,30 @@ async def test_a_redis_that_stops_answering_is_store_unavailable_for_reads_write
             await store.locks.acquire("chat", ttl_seconds=15)
 
 
+async def test_calls_to_a_silent_redis_each_get_their_own_deadline(silent_redis: SilentRedis) -> None:
+    """One watchdog holds the deadlines of every call in flight: a call started later fails after the
+    earlier one did, not with it."""
+    async with await RedisStore.from_url(silent_redis.url, timeout_seconds=0.3) as store:
+        first = asyncio.create_task(store.accounts.get("first"))
+        await asyncio.sleep(0.15)
+        second = asyncio.create_task(store.sessions.get_with_messages("account", "session"))
+        with pytest.raises(StoreUnavailable, match=r"no answer within 0\.3 s"):
+            await first
+        assert not second.done()
+        with pytest.raises(StoreUnavailable, match=r"no answer within 0\.3 s"):
+            await second
+
+
+async def test_calls_that_ended_leave_no_deadline_behind(redis_url: str, prefixes: list[str]) -> None:
+    """The watchdog's timer, set for a call that has ended since, cancels nothing when it fires."""
+    prefixes.append(prefix := unique_prefix())
+    async with await RedisStore.from_url(redis_url, prefix=prefix, timeout_seconds=0.1) as store:
+        assert await store.accounts.get("early") is None
+        for _ in range(15):  # across the first call's deadline and the ones after it
+            assert await store.accounts.get("later") is None
+            await asyncio.sleep(0.02)
+
+
 async def test_a_cancel_while_redis_is_silent_stays_a_cancel(silent_redis: SilentRedis) -> None:
     """A caller's own cancel (a stop, a shutdown) waiting on a silent Redis is a cancel, not an outage."""
     async with await RedisStore.from_url(silent_redis.url, timeout_seconds=60) as store:

@@ -87,3 +87,21 @@ async def test_documents_an_fts5_version_indexed_are_indexed_again_and_found(tmp
                                        now=datetime.now(UTC))
         hits = await store.documents.search([collection.id], query_terms("price"), limit=5)
         assert [h.document_id for h in hits] == [document.id]
+
+
+async def test_a_turns_lease_taken_with_its_history_is_given_back_when_the_read_is_cancelled(tmp_path: Path) -> None:
+    """SQLite's leases are kept in the process (`immediate`): SessionLocks calls lease_with_messages with
+    no task to shield it, so a cancel landing during the read must not leave the session locked."""
+    now = datetime.now(UTC)
+    async with await SqliteStore.open(str(tmp_path / "botline.db")) as store:
+        assert store.locks.immediate
+        session = Session(account_id="acc", chat_client_id="client", access_key="wk_test",
+                          expires_at=now + timedelta(days=1))
+        await store.sessions.create(session)
+        read = asyncio.create_task(store.sessions.lease_with_messages("acc", session.id, "lease", ttl_seconds=30))
+        await asyncio.sleep(0)  # the lease is taken and the read sent to SQLite's thread
+        assert await store.locks.acquire("lease", ttl_seconds=30) is None
+        read.cancel()
+        await asyncio.gather(read, return_exceptions=True)
+        assert read.cancelled()
+        assert await store.locks.acquire("lease", ttl_seconds=30) is not None

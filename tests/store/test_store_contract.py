@@ -716,6 +716,38 @@ class TestTurnWrites:
         assert gone is False
         assert await store.locks.acquire("session-lease", ttl_seconds=30) is not None
 
+    async def test_a_turns_lease_is_taken_with_its_history_read_under_it(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        said = [message(chat.id, "one"), message(chat.id, "two")]
+        await store.sessions.add_messages(ALICE, chat.id, said, SessionChange(messages=2))
+        stored = await store.sessions.get(ALICE, chat.id)
+        leased = await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=30)
+        assert leased is not None and leased.found == (stored, said)
+        assert await store.locks.acquire("session-lease", ttl_seconds=30) is None  # one turn at a time
+        assert await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=30) is None
+        await store.locks.release("session-lease", leased.token)  # the token is the lease's, as acquire's
+        again = await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=30)
+        assert again is not None and again.found == (stored, said) and again.token != leased.token
+
+    async def test_a_lease_taken_with_the_history_of_a_session_gone_is_held_all_the_same(self, store: Store) -> None:
+        """The holder finds the session gone (or another account's) and frees the lease on its way out."""
+        chat = session()
+        await store.sessions.create(chat)
+        for account_id, session_id in ((BOB, chat.id), (ALICE, "s-unknown")):
+            leased = await store.sessions.lease_with_messages(account_id, session_id, "session-lease", ttl_seconds=30)
+            assert leased is not None and leased.found is None
+            assert await store.locks.acquire("session-lease", ttl_seconds=30) is None
+            await store.locks.release("session-lease", leased.token)
+
+    async def test_a_lease_taken_with_the_history_expires_when_its_holder_is_gone(self, store: Store) -> None:
+        chat = session()
+        await store.sessions.create(chat)
+        assert await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=0.2) is not None
+        await asyncio.sleep(0.3)  # the holder crashed: nothing refreshed it
+        leased = await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=30)
+        assert leased is not None and leased.found == (chat, [])
+
     async def test_no_messages_still_changes_the_session(self, store: Store) -> None:
         chat = session()
         await store.sessions.create(chat)

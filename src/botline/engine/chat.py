@@ -33,7 +33,7 @@ from botline.gateway.registry import GatewayCache
 from botline.logs import bind_turn
 from botline.metrics import Metrics, Outcome
 from botline.ratelimit import RateLimiter
-from botline.store.base import SessionChange, Store, StoreUnavailable
+from botline.store.base import SessionChange, SessionRepository, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,25 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
             entry[REASONING_FIELD] = message.reasoning
         history.append(entry)
     return history
+
+
+class _HistoryRead:
+    """Takes a turn's session lease and reads the session's history in the same Store call
+    (`lease_with_messages`: one round trip on Redis); `found` is what the read gave once the lease is taken."""
+
+    def __init__(self, sessions: SessionRepository, account_id: str, session_id: str) -> None:
+        self._sessions = sessions
+        self._account_id = account_id
+        self._session_id = session_id
+        self.found: tuple[Session, list[Message]] | None = None
+
+    async def take(self, name: str, ttl_seconds: float) -> str | None:
+        leased = await self._sessions.lease_with_messages(self._account_id, self._session_id, name,
+                                                          ttl_seconds=ttl_seconds)
+        if leased is None:
+            return None
+        self.found = leased.found
+        return leased.token
 
 
 class ChatEngine:
@@ -391,10 +410,11 @@ class ChatEngine:
         self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
         source: CallSource, note: str | None,
     ) -> TurnOutcome:
+        history = _HistoryRead(self._store.sessions, client.account_id, session_id)
         try:
-            async with self._locks.hold(f"session:{session_id}") as lease:
+            async with self._locks.hold(f"session:{session_id}", taking=history.take) as lease:
                 try:
-                    return await self._turn(turn, lease, session_id, client, gateway, content, source, note)
+                    return await self._turn(turn, lease, history.found, client, gateway, content, source, note)
                 except UpstreamError as exc:
                     # The provider's own text can quote keys, URLs or quotas: it goes to the log, and the
                     # person chatting gets a plain sentence.
@@ -422,10 +442,10 @@ class ChatEngine:
             raise
 
     async def _turn(
-        self, turn: ActiveTurn, lease: Lease, session_id: str, client: ChatClient, gateway: Gateway,
-        content: Content | None, source: CallSource, note: str | None,
+        self, turn: ActiveTurn, lease: Lease, found: tuple[Session, list[Message]] | None, client: ChatClient,
+        gateway: Gateway, content: Content | None, source: CallSource, note: str | None,
     ) -> TurnOutcome:
-        found = await self._store.sessions.get_with_messages(client.account_id, session_id)
+        """`found`: the session and its history, read under the lease (None when the session is gone)."""
         if found is None or not found[0].is_live(self._clock.now()):
             raise ChatRefused(404, "This chat session has ended.")
         session, messages = found

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,11 @@ RELEASE_RETRY_SECONDS = 0.5
 REFRESH_RETRIES_PER_LEASE = 30
 """A refresh the Store could not take is tried again a lease/30 later (0.5 s for the default lease),
 so an outage has to last nearly the whole lease before the lease lapses."""
+
+
+Taker = Callable[[str, float], Awaitable[str | None]]
+"""How `SessionLocks.hold` takes a lease: (name, ttl seconds) -> its token, or None while another holder
+has it; `LockRepository.acquire` unless the holder brings its own."""
 
 
 class LeaseLost(Exception):
@@ -70,12 +75,16 @@ class SessionLocks:
         """Releases retried after the holder moved on; cancelled by close()."""
 
     @asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[Lease]:
+    async def hold(self, name: str, *, taking: Taker | None = None) -> AsyncIterator[Lease]:
+        """`taking`: takes the lease instead of `LockRepository.acquire`, at every attempt; for a holder
+        whose first read rides on the same round trip (`SessionRepository.lease_with_messages`). It must
+        take the lease as `acquire` does, and on a store whose leases are `immediate` it is called with
+        no task to shield it: a cancel landing inside it must give the lease back itself."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         self._users[name] = self._users.get(name, 0) + 1
         try:
             async with lock:
-                token = await self._acquire(name)
+                token = await self._acquire(name, taking or self._acquire_lease)
                 lease = Lease(name, token)
                 # Most holds end long before the first refresh is due: a timer, and a refreshing task
                 # only once it fires (a task per hold was measurable on the web chat's prompt path).
@@ -111,20 +120,23 @@ class SessionLocks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _acquire(self, name: str) -> str:
+    def _acquire_lease(self, name: str, ttl_seconds: float) -> Awaitable[str | None]:
+        return self._leases.acquire(name, ttl_seconds=ttl_seconds)
+
+    async def _acquire(self, name: str, taking: Taker) -> str:
         delay = FIRST_POLL_SECONDS
-        while (token := await self._take(name)) is None:
+        while (token := await self._take(name, taking)) is None:
             await asyncio.sleep(delay)  # another replica holds it: there is no wake-up signal to wait on
             delay = min(delay * 2, MAX_POLL_SECONDS)
         return token
 
-    async def _take(self, name: str) -> str | None:
+    async def _take(self, name: str, taking: Taker) -> str | None:
         """Shielded: a cancel landing while the Store takes the lease would lose its token, and the
         name would stay locked for a whole lease; the lease is given back instead. Leases kept in this
-        process are taken without a task: nothing can interrupt them."""
+        process are taken without a task: nothing can interrupt them (`hold` on `taking`)."""
         if self._leases.immediate:
-            return await self._leases.acquire(name, ttl_seconds=self._lease_seconds)
-        attempt = asyncio.ensure_future(self._leases.acquire(name, ttl_seconds=self._lease_seconds))
+            return await taking(name, self._lease_seconds)
+        attempt = asyncio.ensure_future(taking(name, self._lease_seconds))
         try:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:

@@ -313,6 +313,16 @@ class SessionRepository(ABC):
         """The session and its messages (as `MessageRepository.list` gives them) read at once; None like `get`."""
 
     @abstractmethod
+    async def lease_with_messages(
+        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float
+    ) -> LeasedHistory | None:
+        """Takes the lease `lease` of this store's `locks` as `locks.acquire` would and, once it is
+        taken, reads what `get_with_messages` reads under it: a turn's first two steps, in one round
+        trip on Redis. None, with nothing read, while the lease is held. Where the leases are
+        `immediate`, a cancel that lands during the read gives the lease back (callers need no task
+        to shield the call, as with `locks.acquire`)."""
+
+    @abstractmethod
     async def get_by_access_key(self, access_key: str) -> Session | None: ...
 
     @abstractmethod
@@ -601,6 +611,15 @@ class HeldLease:
 
     name: str
     token: str
+
+
+@dataclass(frozen=True)
+class LeasedHistory:
+    """What `SessionRepository.lease_with_messages` gives once it took the lease: its token, and the
+    session with its messages as `get_with_messages` gives them (None when gone or another account's)."""
+
+    token: str
+    found: tuple[Session, list[Message]] | None
 
 
 class LockRepository(ABC):

@@ -33,7 +33,17 @@ from botline.store.base import (
 from botline.store.changes import AccountChange, BalanceOperation
 from botline.store.hours import hour_bucket
 from botline.store.keys import RedisKeys, UsageBucket
-from botline.store.redis_base import _claim, _Deadline, _dump, _fetch, _reachable_methods, _Repo, _repoint, _score
+from botline.store.redis_base import (
+    Deadlines,
+    _claim,
+    _Deadline,
+    _dump,
+    _fetch,
+    _reachable_methods,
+    _Repo,
+    _repoint,
+    _score,
+)
 from botline.store.redis_batch import RedisBatchJobs, RedisBatchWorkflows
 from botline.store.redis_batch_items import RedisBatchItems
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
@@ -328,9 +338,10 @@ class RedisStore(Store, _Deadline):
         self.blobs = RedisBlobs(client, keys)
         self.vectors = RedisVectors(client, keys)
         self.signals = RedisSignals(client, keys)
+        deadlines = None if deadline_seconds is None else Deadlines(deadline_seconds)
         for part in (self, *vars(self).values()):
             if isinstance(part, _Deadline):
-                part.deadline_seconds = deadline_seconds
+                part.deadlines = deadlines
 
     @classmethod
     async def from_url(

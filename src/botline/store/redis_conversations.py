@@ -23,6 +23,7 @@ from botline.store.base import (
     ChatClientRepository,
     ConflictError,
     HeldLease,
+    LeasedHistory,
     MessageRepository,
     SessionChange,
     SessionRepository,
@@ -41,6 +42,7 @@ from botline.store.redis_base import (
     _repoint,
     _score,
 )
+from botline.store.redis_inbound import lease_token, milliseconds
 
 MIN_SCORE = "-inf"
 REMEMBERED_ACCESS_KEYS = 10_000
@@ -60,9 +62,20 @@ def _media_keys(keys: RedisKeys, session_id: str) -> tuple[str, str, str]:
 def _in_order(ids: list[str], documents: dict[str, str]) -> list[Message]:
     return load_many(Message, (documents[i] for i in ids if i in documents))
 
+
+def _session_with_messages(account_id: str, found: list[str]) -> tuple[Session, list[Message]] | None:
+    """What SESSION_WITH_MESSAGES_SCRIPT read: the session (None when gone or another account's) and
+    its messages."""
+    if not found:
+        return None
+    session = Session.model_validate_json(found[0])
+    if session.account_id != account_id:
+        return None
+    return session, load_many(Message, found[1:])
+
 SESSION_WITH_MESSAGES_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
-if not raw then return false end
+if not raw then return {} end
 local out = {raw}
 local ids = redis.call('LRANGE', KEYS[2], 0, -1)
 for first = 1, #ids, 500 do
@@ -73,9 +86,16 @@ for first = 1, #ids, 500 do
 end
 return out
 """
-"""sessions.get_with_messages in one round trip, atomic as every script: false when the session is
+"""sessions.get_with_messages in one round trip, atomic as every script: empty when the session is
 gone, else its document and then its messages' documents in order (HMGET in slices: Lua's
 `unpack` has a stack limit)."""
+
+LEASE_WITH_MESSAGES_SCRIPT = """
+if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+""" + SESSION_WITH_MESSAGES_SCRIPT
+"""sessions.lease_with_messages: the lease taken as RedisLocks.acquire takes it (KEYS[4], token ARGV[1],
+ttl ARGV[2] ms), then, in the same script, the read of SESSION_WITH_MESSAGES_SCRIPT; false when the
+lease is held (nothing read)."""
 
 ADD_MESSAGES_SCRIPT = """
 if ARGV[9] ~= '' and redis.call('GET', KEYS[5]) == ARGV[9] then redis.call('DEL', KEYS[5]) end
@@ -186,6 +206,7 @@ class RedisSessions(_Repo, SessionRepository):
         super().__init__(client, keys)
         self._add_messages_script = client.register_script(ADD_MESSAGES_SCRIPT)
         self._with_messages_script = client.register_script(SESSION_WITH_MESSAGES_SCRIPT)
+        self._lease_with_messages_script = client.register_script(LEASE_WITH_MESSAGES_SCRIPT)
         self._ids_by_access_key: dict[str, str] = {}
         """Remembered pointers (the web chat looks its session up by access key on every request):
         a hit is one read instead of two, and is only trusted when the document read still carries
@@ -236,15 +257,21 @@ class RedisSessions(_Repo, SessionRepository):
 
     async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
         """One script (one round trip, one consistent snapshot, one reply to parse)."""
-        keys = self._keys
-        found = cast(list[str] | None, await self._with_messages_script(
-            keys=[keys.session(session_id), keys.message_ids(session_id), keys.messages(session_id)]))
-        if not found:
-            return None
-        session = Session.model_validate_json(found[0])
-        if session.account_id != account_id:
-            return None
-        return session, load_many(Message, found[1:])
+        found = cast(list[str], await self._with_messages_script(keys=self._history_keys(session_id)))
+        return _session_with_messages(account_id, found)
+
+    async def lease_with_messages(
+        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float
+    ) -> LeasedHistory | None:
+        """One script (LEASE_WITH_MESSAGES_SCRIPT): the lease (the lock key of RedisLocks) and the read
+        of `get_with_messages`, which the turn made one round trip after the other."""
+        token = lease_token()
+        found = cast(list[str] | None, await self._lease_with_messages_script(
+            keys=[*self._history_keys(session_id), self._keys.lock(lease)], args=[token, milliseconds(ttl_seconds)]))
+        return None if found is None else LeasedHistory(token, _session_with_messages(account_id, found))
+
+    def _history_keys(self, session_id: str) -> list[str]:
+        return [self._keys.session(session_id), self._keys.message_ids(session_id), self._keys.messages(session_id)]
 
     async def get_by_access_key(self, access_key: str) -> Session | None:
         remembered = self._ids_by_access_key.get(access_key)

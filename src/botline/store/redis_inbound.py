@@ -81,9 +81,14 @@ def _parse_claim(value: str | None) -> tuple[int, str] | None:
     return int(deadline), record_id
 
 
-def _milliseconds(seconds: float) -> int:
+def milliseconds(seconds: float) -> int:
     """A positive PX/PEXPIRE argument (Redis refuses 0)."""
     return max(1, round(seconds * MS_PER_SECOND))
+
+
+def lease_token() -> str:
+    """A lease's token: random, so no other holder (another replica) can hold the same one."""
+    return secrets.token_hex(TOKEN_BYTES)
 
 
 @_reachable_methods
@@ -220,16 +225,16 @@ class RedisLocks(_Repo, LockRepository):
         self._release_script = client.register_script(RELEASE_SCRIPT)
 
     async def acquire(self, name: str, *, ttl_seconds: float) -> str | None:
-        token = secrets.token_hex(TOKEN_BYTES)
-        taken = await self._redis.set(self._keys.lock(name), token, nx=True, px=_milliseconds(ttl_seconds))
+        token = lease_token()
+        taken = await self._redis.set(self._keys.lock(name), token, nx=True, px=milliseconds(ttl_seconds))
         return token if taken else None
 
     async def refresh(self, name: str, token: str, *, ttl_seconds: float) -> bool:
-        extended = await self._refresh_script(keys=[self._keys.lock(name)], args=[token, _milliseconds(ttl_seconds)])
+        extended = await self._refresh_script(keys=[self._keys.lock(name)], args=[token, milliseconds(ttl_seconds)])
         return bool(extended)
 
     async def reclaim(self, name: str, token: str, *, ttl_seconds: float) -> bool:
-        taken = await self._reclaim_script(keys=[self._keys.lock(name)], args=[token, _milliseconds(ttl_seconds)])
+        taken = await self._reclaim_script(keys=[self._keys.lock(name)], args=[token, milliseconds(ttl_seconds)])
         return bool(taken)
 
     async def release(self, name: str, token: str) -> None:

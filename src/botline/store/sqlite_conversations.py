@@ -17,6 +17,7 @@ from botline.domain.integrations import Integration, IntegrationType
 from botline.store.base import (
     ChatClientRepository,
     HeldLease,
+    LeasedHistory,
     LockRepository,
     MessageRepository,
     SessionChange,
@@ -107,7 +108,7 @@ class SqliteChatClients(_Repo, ChatClientRepository):
 @reachable_methods
 class SqliteSessions(_Repo, SessionRepository):
     def __init__(self, db: aiosqlite.Connection, locks: LockRepository) -> None:
-        """`locks`: the store's leases, which `add_messages` may free."""
+        """`locks`: the store's leases, which `lease_with_messages` takes and `add_messages` may free."""
         super().__init__(db)
         self._locks = locks
 
@@ -133,6 +134,9 @@ class SqliteSessions(_Repo, SessionRepository):
         )
 
     async def get_with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
+        return await self._with_messages(account_id, session_id)
+
+    async def _with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
         def work(conn: sqlite3.Connection) -> tuple[str, list[sqlite3.Row]] | None:
             found = conn.execute(
                 "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
@@ -143,6 +147,20 @@ class SqliteSessions(_Repo, SessionRepository):
 
         read = await self._run(work)
         return None if read is None else (Session.model_validate_json(read[0]), _load_all(Message, read[1]))
+
+    async def lease_with_messages(
+        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float
+    ) -> LeasedHistory | None:
+        """The lease is kept in this process (ProcessLocks: taking it costs no hop), then the read;
+        a read that fails or is cancelled gives the lease back at once (releasing never suspends)."""
+        token = await self._locks.acquire(lease, ttl_seconds=ttl_seconds)
+        if token is None:
+            return None
+        try:
+            return LeasedHistory(token, await self._with_messages(account_id, session_id))
+        except BaseException:
+            await self._locks.release(lease, token)
+            raise
 
     async def get_by_access_key(self, access_key: str) -> Session | None:
         return await self._one(Session, "SELECT data FROM sessions WHERE access_key = ?", (access_key,))

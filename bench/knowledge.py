@@ -7,7 +7,8 @@ Each part runs in a process of its own, so its memory is its own:
 
 - botline: the documents are written through the Store (`documents.write`, batches of 1,000) and
   indexed by botline's own Indexer (`run_once` until the queue is empty: durable queue, analysis in a
-  thread, the index written in one transaction per batch); ingest = documents / that time. Then the
+  worker process as the server does it, or in a thread with `--thread` beside it, each chunk's log rows
+  written in one transaction); ingest = documents / that time. Then the
   store is opened again, as a replica after a restart: its first search reads the index from the
   lexical log (timed on its own), and each query goes through `KnowledgeSearch.search` (top 5, so the
   best 32 per term; analysis, the index, fetching the documents) as /api/v1/query runs it, minus HTTP.
@@ -19,13 +20,14 @@ Memory: the process's resident set before ingest and after it (for botline after
 read the index into memory), current (/proc/self/statm), and for
 botline the SQLite file. SQLite by default; `--redis URL` runs botline on Redis instead.
 
-    .venv/bin/python -m bench.knowledge [--docs 100000] [--redis redis://127.0.0.1:6379/0]
+    .venv/bin/python -m bench.knowledge [--docs 100000] [--redis redis://127.0.0.1:6379/0] [--thread] [--no-peer]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
@@ -93,10 +95,11 @@ def _percentiles(timings: list[float]) -> tuple[float, float]:
     return round(statistics.median(timings), 2), round(timings[int(len(timings) * 0.95)], 2)
 
 
-async def _botline(documents: int, url: str | None) -> Part:
+async def _botline(documents: int, url: str | None, processes: int) -> Part:
     from botline.config import KnowledgeSettings
     from botline.domain.clock import SystemClock
     from botline.domain.knowledge import Collection, DocumentWrite, LabelChanges
+    from botline.knowledge.analysis_pool import Analysis, worker_pool
     from botline.knowledge.indexer import Indexer
     from botline.knowledge.search import KnowledgeSearch, SearchRequest
     from botline.metrics import Metrics
@@ -110,16 +113,20 @@ async def _botline(documents: int, url: str | None) -> Part:
         async with store:
             collection = Collection(account_id="bench", name="bench")
             await store.collections.create(collection)
-            indexer = Indexer(store, clock, KnowledgeSettings(index_batch=BATCH), Metrics())
-            spent = 0.0
-            for start in range(0, documents, BATCH):
-                writes = [DocumentWrite(name=f"d{i}", contents=corpus.text(WORDS))
-                          for i in range(start, min(documents, start + BATCH))]
-                started = time.perf_counter()  # generating the text is not ingest
-                await store.documents.write("bench", collection.id, writes, now=clock.now(), labels=LabelChanges.SKIP)
-                while await indexer.run_once():
-                    pass
-                spent += time.perf_counter() - started
+            settings = KnowledgeSettings(index_batch=BATCH, analysis_processes=processes)
+            pool = worker_pool(settings)
+            async with pool or contextlib.nullcontext():
+                indexer = Indexer(store, clock, settings, Metrics(), analysis=Analysis(pool))
+                spent = 0.0
+                for start in range(0, documents, BATCH):
+                    writes = [DocumentWrite(name=f"d{i}", contents=corpus.text(WORDS))
+                              for i in range(start, min(documents, start + BATCH))]
+                    started = time.perf_counter()  # generating the text is not ingest
+                    await store.documents.write("bench", collection.id, writes, now=clock.now(),
+                                                labels=LabelChanges.SKIP)
+                    while await indexer.run_once():
+                        pass
+                    spent += time.perf_counter() - started
             ingest = documents / spent
         async with await open_store(location, redis_prefix=prefix) as store:  # as a replica after a restart
             search, timings = KnowledgeSearch(store), []
@@ -137,7 +144,8 @@ async def _botline(documents: int, url: str | None) -> Part:
             from tests.support.redis_server import delete_prefix
             await delete_prefix(url, prefix)
     p50, p95 = _percentiles(timings)
-    return Part(name="botline (Redis)" if url else "botline (SQLite)", documents=documents,
+    name = f"botline ({'Redis' if url else 'SQLite'}{'' if processes else ', analysis in a thread'})"
+    return Part(name=name, documents=documents,
                 ingest_per_second=round(ingest), search_p50_ms=p50, search_p95_ms=p95, rss_before_mb=round(before),
                 rss_after_mb=round(after), on_disk_mb=None if disk is None else round(disk),
                 note="durable: store writes, queue, index in transactions", first_search_s=round(first_search, 1))
@@ -184,8 +192,8 @@ def _isolated(target: Callable[..., Any], *args: Any) -> Part:
     return Part(**result)
 
 
-def _run_botline(documents: int, url: str | None) -> Part:
-    return asyncio.run(_botline(documents, url))
+def _run_botline(documents: int, url: str | None, processes: int) -> Part:
+    return asyncio.run(_botline(documents, url, processes))
 
 
 @dataclass
@@ -197,9 +205,11 @@ class Result:
     seconds: float
 
 
-def run(documents: int = 100_000, url: str | None = None, with_peer: bool = True) -> Result:
+def run(documents: int = 100_000, url: str | None = None, with_peer: bool = True, with_thread: bool = False) -> Result:
     started = time.perf_counter()
-    parts = [_isolated(_run_botline, documents, url)]
+    parts = [_isolated(_run_botline, documents, url, 1)]
+    if with_thread:
+        parts.append(_isolated(_run_botline, documents, url, 0))
     if with_peer:
         parts.append(_isolated(_bm25s, documents))
     return Result(documents=documents, words_per_document=WORDS, queries=QUERIES, parts=parts,
@@ -225,8 +235,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--redis", default=None, help="run botline on this Redis instead of SQLite")
     parser.add_argument("--no-peer", action="store_true", help="leave bm25s out")
+    parser.add_argument("--thread", action="store_true",
+                        help="also run botline with analysis in a thread (knowledge.analysis_processes: 0)")
     args = parser.parse_args()
-    print(table(run(args.docs, args.redis, with_peer=not args.no_peer)))
+    print(table(run(args.docs, args.redis, with_peer=not args.no_peer, with_thread=args.thread)))
 
 
 if __name__ == "__main__":

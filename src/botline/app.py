@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -82,7 +83,7 @@ from botline.governance.budget import UsageBudget
 from botline.governance.judge import Judge
 from botline.governance.moderation import Moderator
 from botline.governance.routing import ComplexityRouter
-from botline.knowledge import semantic_setup
+from botline.knowledge import analysis_pool, semantic_setup
 from botline.knowledge.asking import ModelAsker
 from botline.knowledge.chunking import ChunkLimits
 from botline.knowledge.indexer import Indexer
@@ -122,6 +123,7 @@ EGRESS = web.AppKey("egress", Egress)
 CLIENTS = web.AppKey("clients", ClientPool)
 DOCUMENTS = web.AppKey("documents", PdfExtractor)
 FILES = web.AppKey("files", FileSplitter)
+ANALYSIS = web.AppKey("analysis", analysis_pool.Analysis)
 IN_FLIGHT = web.AppKey("in_flight", InFlightRequests)
 SHELL = web.AppKey("shell", ShellFiles)
 SANDBOX = web.AppKey("sandbox", Sandbox)
@@ -190,12 +192,15 @@ def build_app(
             yield
 
     async def parsing_context(app: web.Application) -> AsyncIterator[None]:
-        """Document parsing workers: started with the first document, killed at shutdown."""
+        """Document parsing and analysis workers: started with the first document, killed at shutdown."""
         parsing = settings.parsing
         limits = PoolLimits(workers=parsing.workers, timeout_seconds=parsing.timeout_seconds,
                             max_queued=parsing.max_queued, memory_limit_bytes=parsing.max_memory_mb * 1024 * 1024)
         knowledge = settings.knowledge
-        async with WorkerPool(limits, preload=[PdfExtractor.__module__, FileSplitter.__module__]) as pool:
+        analysis = analysis_pool.worker_pool(knowledge, memory_limit_bytes=limits.memory_limit_bytes)
+        async with (WorkerPool(limits, preload=[PdfExtractor.__module__, FileSplitter.__module__]) as pool,
+                    analysis or contextlib.nullcontext()):
+            app[ANALYSIS] = analysis_pool.Analysis(analysis)
             app[DOCUMENTS] = PdfExtractor(pool, PdfLimits(
                 max_pages=parsing.max_pages, max_chars=parsing.max_chars, max_stream_bytes=parsing.max_stream_bytes,
             ), max_input_bytes=parsing.max_input_bytes)
@@ -264,7 +269,7 @@ def build_app(
         await authenticator.start()
         memory = MemoryService(store, clock, max_per_user=settings.memory.max_per_user)
         semantic = semantic_setup.semantic(settings.knowledge, store, app[CLIENTS])
-        indexer = Indexer(store, clock, settings.knowledge, recorder, semantic=semantic)
+        indexer = Indexer(store, clock, settings.knowledge, recorder, semantic=semantic, analysis=app[ANALYSIS])
         await indexer.start()
         knowledge = KnowledgeSearch(store, None if semantic is None else SemanticSearch(store, semantic, usage=usage,
                                                                                        clock=clock))

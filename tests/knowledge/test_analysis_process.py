@@ -13,8 +13,8 @@ import pytest
 from botline.config import KnowledgeSettings
 from botline.domain.clock import FrozenClock
 from botline.domain.knowledge import Collection, DocumentWrite, LabelChanges
-from botline.knowledge.analysis_pool import analyse
-from botline.knowledge.indexer import ANALYSIS_CHUNK, Indexer
+from botline.knowledge.analysis_pool import CHUNK, WORKER_NAME, Analysis, worker_pool
+from botline.knowledge.indexer import Indexer
 from botline.knowledge.search import KnowledgeSearch, SearchRequest
 from botline.metrics import Metrics
 from botline.store import Store
@@ -22,11 +22,15 @@ from tests.knowledge.corpora import ENGLISH, PORTUGUESE
 
 ACCOUNT = "account-analysis"
 CLOCK = FrozenClock(datetime(2026, 12, 4, tzinfo=UTC))
+SETTINGS = KnowledgeSettings(index_batch=CHUNK * 4)
 
 
 async def test_a_worker_process_makes_the_same_rows_as_a_thread() -> None:
     texts = [*PORTUGUESE.values(), *ENGLISH.values(), "健康保险 preços ÇÃO naïve", ""]
-    assert await analyse(texts, processes=1) == await analyse(texts, processes=0)
+    pool = worker_pool(SETTINGS)
+    assert pool is not None
+    async with pool:
+        assert await Analysis(pool).rows(texts) == await Analysis().rows(texts)
 
 
 async def test_documents_are_all_indexed_and_found_when_the_worker_is_killed_mid_batch(
@@ -34,23 +38,25 @@ async def test_documents_are_all_indexed_and_found_when_the_worker_is_killed_mid
 ) -> None:
     collection = Collection(account_id=ACCOUNT, name="kill")
     await store.collections.create(collection)
-    settings = KnowledgeSettings(index_batch=ANALYSIS_CHUNK * 4)
-    indexer = Indexer(store, CLOCK, settings, Metrics())
-    first = [DocumentWrite(name=f"warm-{i}", contents=f"warm up document {i}") for i in range(3)]
-    await store.documents.write(ACCOUNT, collection.id, first, now=CLOCK.now(), labels=LabelChanges.SKIP)
-    while await indexer.run_once():  # starts the worker
-        pass
-    workers = multiprocessing.active_children()
-    assert workers, "the analysis ran in a worker process"
-    writes = [DocumentWrite(name=f"doc-{i}", contents=f"parcela número {i} do financiamento {'x' * (i % 7)}")
-              for i in range(ANALYSIS_CHUNK * 4)]
-    await store.documents.write(ACCOUNT, collection.id, writes, now=CLOCK.now(), labels=LabelChanges.SKIP)
-    for worker in workers:
-        assert worker.pid is not None
-        os.kill(worker.pid, signal.SIGKILL)
-    while await indexer.run_once():
-        pass
-    assert "the analysis process died" in caplog.text
+    pool = worker_pool(SETTINGS)
+    assert pool is not None
+    async with pool:
+        indexer = Indexer(store, CLOCK, SETTINGS, Metrics(), analysis=Analysis(pool))
+        first = [DocumentWrite(name=f"warm-{i}", contents=f"warm up document {i}") for i in range(3)]
+        await store.documents.write(ACCOUNT, collection.id, first, now=CLOCK.now(), labels=LabelChanges.SKIP)
+        while await indexer.run_once():  # starts the worker
+            pass
+        workers = [p for p in multiprocessing.active_children() if p.name == WORKER_NAME]
+        assert workers, "the analysis ran in a worker process"
+        writes = [DocumentWrite(name=f"doc-{i}", contents=f"parcela número {i} do financiamento {'x' * (i % 7)}")
+                  for i in range(CHUNK * 4)]
+        await store.documents.write(ACCOUNT, collection.id, writes, now=CLOCK.now(), labels=LabelChanges.SKIP)
+        for worker in workers:
+            assert worker.pid is not None
+            os.kill(worker.pid, signal.SIGKILL)
+        while await indexer.run_once():
+            pass
+    assert "died during a job" in caplog.text or "analysed in a thread" in caplog.text
     state = await store.collections.state(collection.id)
     assert (state.indexed, state.queued) == (len(first) + len(writes), 0)
     results = await KnowledgeSearch(store).search(SearchRequest(

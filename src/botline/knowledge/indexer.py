@@ -23,7 +23,7 @@ from datetime import timedelta
 from botline.config import KnowledgeSettings
 from botline.domain.clock import Clock
 from botline.domain.knowledge import IndexedText, KnowledgeDocument
-from botline.knowledge.analysis_pool import Row, analyse
+from botline.knowledge.analysis_pool import CHUNK, Analysis, Row
 from botline.knowledge.embeddings import EmbeddingError
 from botline.knowledge.reembedding import requeue_stale
 from botline.knowledge.semantic import Semantic
@@ -37,9 +37,6 @@ KNOWLEDGE_QUEUED = "knowledge.queued"
 RETRY_BASE_SECONDS = 5.0
 RETRY_MAX_SECONDS = 600.0
 STORE_ERROR_PAUSE = 1.0
-ANALYSIS_CHUNK = 64
-"""Documents analysed per hand-over to the analysis process: a batch's chunks are written one by one while
-the next ones are analysed."""
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -49,8 +46,9 @@ def retry_delay(attempt: int) -> timedelta:
 
 class Indexer:
     def __init__(self, store: Store, clock: Clock, settings: KnowledgeSettings, metrics: Metrics, *,
-                 semantic: Semantic | None = None) -> None:
+                 semantic: Semantic | None = None, analysis: Analysis | None = None) -> None:
         self._store = store
+        self._analysis = analysis or Analysis()
         self._semantic = semantic
         self._clock = clock
         self._settings = settings
@@ -114,10 +112,8 @@ class Indexer:
                                                   limit=self._settings.index_batch)
         if not batch:
             return 0
-        chunks = [batch[start:start + ANALYSIS_CHUNK] for start in range(0, len(batch), ANALYSIS_CHUNK)]
-        processes = self._settings.analysis_processes
-        analyses = [asyncio.ensure_future(analyse([d.contents for d in chunk], processes=processes))
-                    for chunk in chunks]
+        chunks = [batch[start:start + CHUNK] for start in range(0, len(batch), CHUNK)]
+        analyses = [asyncio.ensure_future(self._analysis.rows([d.contents for d in chunk])) for chunk in chunks]
         try:
             for chunk, analysis in zip(chunks, analyses, strict=True):
                 await self._index(chunk, await analysis)

@@ -38,6 +38,8 @@ MAX_RESULT_BYTES = 64 * 1024 * 1024
 """A result frame larger than this is treated as a broken worker (jobs cap their own output far below)."""
 JOIN_SECONDS = 5.0
 READ_FAILURE = "The document could not be read."
+_PRELOAD: dict[str, None] = {"botline.parsing.worker": None}
+"""The modules the forkserver imports before forking workers, in the order pools named them."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,14 @@ class WorkerPool:
     `close()` (also on `async with` exit) kills the workers and waits for them to exit.
     """
 
-    def __init__(self, limits: PoolLimits, *, preload: Sequence[str] = ()) -> None:
+    def __init__(self, limits: PoolLimits, *, preload: Sequence[str] = (), name: str = "botline-parser") -> None:
         self._limits = limits
+        self._name = name
         self._context = multiprocessing.get_context("forkserver")
-        # Process-wide, and only effective before the forkserver starts (the first worker).
-        self._context.set_forkserver_preload(["botline.parsing.worker", *preload])
+        # Process-wide, and only effective before the forkserver starts (the first worker): the modules
+        # of every pool made until then (the file parsers', the indexer's analysis).
+        _PRELOAD.update(dict.fromkeys(preload))
+        self._context.set_forkserver_preload(list(_PRELOAD))
         self._slots = asyncio.Semaphore(limits.workers)
         self._idle: list[_Worker] = []
         self._started: set[BaseProcess] = set()
@@ -128,7 +133,7 @@ class WorkerPool:
     async def _start(self) -> _Worker:
         parent_end, child_end = socket.socketpair()
         process = self._context.Process(
-            target=serve, args=(child_end, self._limits.memory_limit_bytes), name="botline-parser", daemon=True,
+            target=serve, args=(child_end, self._limits.memory_limit_bytes), name=self._name, daemon=True,
         )
         self._started.add(process)  # from here close() kills it, even if this start is abandoned
         try:
@@ -144,7 +149,7 @@ class WorkerPool:
             parent_end.close()
             raise
         reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=MAX_RESULT_BYTES)
-        log.info("parsing worker %s started", process.pid)
+        log.info("%s worker %s started", self._name, process.pid)
         return _Worker(process, reader, writer)
 
     async def _exchange(
@@ -160,11 +165,11 @@ class WorkerPool:
                     raise WorkerCrashed(READ_FAILURE)
                 frame = await worker.reader.readexactly(size)
         except TimeoutError as exc:
-            log.warning("parsing worker %s passed the %s s limit; killed", worker.process.pid,
+            log.warning("%s worker %s passed the %s s limit; killed", self._name, worker.process.pid,
                         self._limits.timeout_seconds)
             raise JobTimedOut("The document could not be read in time.") from exc
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            log.warning("parsing worker %s died during a job (exit code %s)", worker.process.pid,
+            log.warning("%s worker %s died during a job (exit code %s)", self._name, worker.process.pid,
                         worker.process.exitcode)
             raise WorkerCrashed(READ_FAILURE) from exc
         status, value = pickle.loads(frame)

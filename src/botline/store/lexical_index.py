@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from botline.domain import bm25
 from botline.domain.knowledge import LexicalHit
-from botline.domain.lexical_row import Frequencies, decode
+from botline.domain.lexical_row import HEADER
 
 PAGE = 2_000
 """Log rows read per round trip when a replica catches up."""
@@ -55,8 +55,18 @@ TRIM_AFTER = 10_000
 """Log rows after whose catch-up the C allocator is asked to hand freed memory back (see `_trim`)."""
 
 Rows = npt.NDArray[np.int32]
+Frequencies = npt.NDArray[np.uint16]
 Floats = npt.NDArray[np.float64]
 """Scores in double precision: np.bincount sums in it anyway, and scores match domain/bm25.py's to 1e-9."""
+
+
+def decode(row: bytes) -> tuple[int, Frequencies, list[str]]:
+    """(length, frequencies, terms) of a log row (domain/lexical_row.py)."""
+    length, n = HEADER.unpack_from(row)
+    start = HEADER.size
+    frequencies = np.frombuffer(row, dtype="<u2", count=n, offset=start)
+    terms = row[start + 2 * n:].decode().split("\n") if n else []
+    return length, frequencies, terms
 
 
 @dataclass(frozen=True)

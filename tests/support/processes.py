@@ -13,7 +13,8 @@ from pathlib import Path
 
 from tests.support.server import free_port
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 45.0
+"""A hang guard: a start takes 2-3 s on a quiet machine and several times that on a loaded CI machine."""
 STOP_TIMEOUT = 40.0
 
 

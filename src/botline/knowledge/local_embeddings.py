@@ -104,11 +104,11 @@ class MiniLm:
     def encode(self, texts: Sequence[str], batch_size: int) -> tuple[Matrix, int]:
         """Unit vectors of `texts` (in order) and the tokens read; a run holds at most `batch_size` texts.
 
-        Parallel across runs, not within one: every onnxruntime thread of a run waits for the others at
-        each of the graph's ~40 operators, so when another process holds a core (a shared machine) one
-        run over 2 threads went slower than over 1. Independent single-threaded runs (onnxruntime's
-        session is safe to run concurrently and releases the GIL) keep whatever cores are free busy,
-        and do as well on an idle machine."""
+        Parallel across runs, not within one: the threads of one onnxruntime run wait for each other at
+        each of the graph's ~190 operators, so when another process holds a core (a shared machine) a
+        run over 2 threads went slower than over 1. Independent single-threaded runs (a session may run
+        concurrently, and releases the GIL) keep whatever cores are free busy and never wait for each
+        other; one short text is one run, on one core."""
         vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
         runs = _runs(self.tokenizer, texts, batch_size)
         results = self.workers.map(self._embed, runs) if self.workers else map(self._embed, runs)
@@ -152,11 +152,8 @@ def _run(pieces: Sequence[list[int]], rows: list[int]) -> Run:
 
 
 def model_id(*, quantized: bool) -> str:
-    """Quantized vectors differ from float32 ones: switching re-embeds (knowledge/reembedding.py). The
-    int8 id names its scheme: since the fused graph, the attention's Q/K/V product is quantized as one
-    (QAttention), which moved its vectors (cosine ~0.99 to the earlier int8 ones), so those re-embed."""
-    return f"local:{MODEL_NAME}{'-int8-fused' if quantized else ''}:{DIMENSIONS}"
-
+    """Quantized vectors differ from float32 ones: switching re-embeds (knowledge/reembedding.py)."""
+    return f"local:{MODEL_NAME}{'-int8' if quantized else ''}:{DIMENSIONS}"
 
 class LocalEmbedder(Embedder):
     model_name = MODEL_NAME

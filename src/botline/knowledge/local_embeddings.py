@@ -111,7 +111,8 @@ class MiniLm:
         other; one short text is one run, on one core."""
         vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
         runs = _runs(self.tokenizer, texts, batch_size)
-        results = self.workers.map(self._embed, runs) if self.workers else map(self._embed, runs)
+        parallel = self.workers is not None and len(runs) > 1  # one run (a query): no hop to a worker
+        results = self.workers.map(self._embed, runs) if parallel and self.workers else map(self._embed, runs)
         for run, out in zip(runs, results, strict=True):
             vectors[run.rows] = out
         return vectors, sum(int(run.mask.sum()) for run in runs)

@@ -40,8 +40,9 @@ DIMENSIONS = 384
 MAX_TOKENS = 256
 """sentence-transformers' max_seq_length for this model (sentence_bert_config.json)."""
 RUN_TOKENS = 1024
-"""Padded word pieces per onnxruntime run (4 texts of 256 pieces, 16 of 64): on these CPUs a docs/s
-plateau from 256 to about 2,000, lower past it (a run of 32 x 256 pieces does ~10% less per core)."""
+"""Padded word pieces per onnxruntime run (4 texts of 256 pieces, 16 of 64). Measured on 2 Zen 4 cores,
+docs per CPU-second were level from one 64-piece text to ~1,000 pieces a run and 5-15% lower at 32
+texts of 236 or 64 of 64 (the run's activations no longer fit in cache)."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Semantic search (issue 11): local-model embedding rate, vector search and hybrid query latency, memory.
 
 1. Embedding: the local model (all-MiniLM-L6-v2 on onnxruntime) over EMBED_DOCS synthetic documents of
-   200 and of 60 English words (200 words are more than the model's 256 word pieces: cut there), batches
-   of 32, every core, float32 (the default) and int8 weights (`quantized: true`).
+   200 English words (~230 word pieces) and of 60, float32 (the default) and int8 weights (`quantized:
+   true`), every core, as LocalEmbedder runs it (runs of at most 1,024 padded pieces, one per core at
+   once) beside `Before`, the way it ran until then (one run of 32 texts over every core), alternating,
+   REPEATS times each: the median and the range. Then one short query's embedding latency, both ways.
 2. Vector search over DOCS unit vectors of 384 dimensions (random: the cost of a search does not depend on
    what the vectors mean), written through the Store (`vectors.upsert`, SQLite): the embedded index's
    search (generation check, cached matrix, scoring in a worker thread) side by side with a bare numpy
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import resource
 import statistics
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,8 +37,9 @@ from bench.knowledge import Corpus
 from botline.config import KnowledgeSettings
 from botline.domain.clock import SystemClock
 from botline.domain.knowledge import BrowseQuery, Collection, DocumentOrder, DocumentWrite, LabelChanges
+from botline.knowledge import minilm_graph
 from botline.knowledge.indexer import Indexer
-from botline.knowledge.local_embeddings import DIMENSIONS, LocalEmbedder
+from botline.knowledge.local_embeddings import DIMENSIONS, MAX_TOKENS, LocalEmbedder, archive_path
 from botline.knowledge.search import KnowledgeSearch, SearchRequest
 from botline.knowledge.semantic import Semantic, SemanticSearch
 from botline.metrics import Metrics
@@ -42,6 +47,8 @@ from botline.store import Store, open_store
 from botline.store.vectors import VectorEntry
 
 EMBED_DOCS = 64
+REPEATS = 3
+QUERY = "refund policy for damaged items"
 ENGLISH = ["the", "customer", "may", "return", "any", "product", "within", "thirty", "days", "of", "delivery",
            "with", "original", "receipt", "and", "refunds", "are", "paid", "to", "card", "used", "for",
            "purchase", "while", "store", "credit", "never", "expires"]
@@ -55,6 +62,8 @@ ACCOUNT = "bench"
 class Result:
     documents: int
     embedding_docs_per_second: dict[str, float] = field(default_factory=dict)
+    embedding_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    query_embedding_ms: dict[str, float] = field(default_factory=dict)
     vector_search_p50_ms: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
     hybrid_p50_ms: float = 0.0
@@ -74,19 +83,68 @@ def p50(timings: list[float]) -> float:
     return round(statistics.median(timings), 2)
 
 
+class Before:
+    """The local model as it ran before runs in parallel (kept to compare): the same graph in one
+    onnxruntime session over every core, texts sorted by length in runs of 32 padded to the longest."""
+
+    def __init__(self, threads: int, *, quantized: bool) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        with zipfile.ZipFile(archive_path()) as files:
+            config = json.loads(files.read("config.json"))
+            weights = minilm_graph.read_safetensors(files.read("model.safetensors"))
+            self.tokenizer = Tokenizer.from_str(files.read("tokenizer.json").decode())
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        model = minilm_graph.build(weights, config)
+        self.session = onnxruntime.InferenceSession(minilm_graph.quantize(model) if quantized else model, options,
+                                                    providers=["CPUExecutionProvider"])
+
+    def embed(self, texts: list[str]) -> None:
+        ordered = sorted(texts, key=len)
+        for start in range(0, len(ordered), 32):
+            encodings = self.tokenizer.encode_batch(ordered[start:start + 32])
+            self.session.run(["embeddings"], {
+                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)})
+
+
 async def embedding_rate(result: Result, rng: random.Random, count: int) -> None:
     threads = os.cpu_count() or 1
-    for length in (200, 60):
-        texts = [" ".join(rng.choices(ENGLISH, k=length)) for _ in range(count)]
-        for quantized in (False, True):
-            embedder = LocalEmbedder(batch_size=32, threads=threads, quantized=quantized)
-            await embedder.embed(texts[:8])  # loads the model, warms the session
-            started = time.perf_counter()
-            await embedder.embed(texts)
-            rate = count / (time.perf_counter() - started)
-            kind = "int8 weights" if quantized else "float32"
-            result.embedding_docs_per_second[f"{length} words, {kind}, {threads} threads"] = round(rate, 1)
-            await embedder.close()
+    for quantized in (False, True):
+        kind = "int8 weights" if quantized else "float32"
+        embedder = LocalEmbedder(batch_size=32, threads=threads, quantized=quantized)
+        before = Before(threads, quantized=quantized)
+        for length in (200, 60):
+            texts = [" ".join(rng.choices(ENGLISH, k=length)) for _ in range(count)]
+            await embedder.embed(texts)  # loads the model, warms the session at these shapes
+            before.embed(texts)
+            rates: dict[str, list[float]] = {"": [], "before: ": []}
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                await embedder.embed(texts)
+                rates[""].append(count / (time.perf_counter() - started))
+                started = time.perf_counter()
+                await asyncio.to_thread(before.embed, texts)
+                rates["before: "].append(count / (time.perf_counter() - started))
+            for prefix, values in rates.items():
+                key = f"{prefix}{length} words, {kind}, {threads} threads"
+                result.embedding_docs_per_second[key] = round(statistics.median(values), 1)
+                result.embedding_range[key] = (round(min(values), 1), round(max(values), 1))
+        timings: dict[str, list[float]] = {kind: [], f"before: {kind}": []}
+        for _ in range(50):
+            begin = time.perf_counter()
+            await embedder.embed([QUERY])
+            timings[kind].append((time.perf_counter() - begin) * 1000)
+            begin = time.perf_counter()
+            await asyncio.to_thread(before.embed, [QUERY])
+            timings[f"before: {kind}"].append((time.perf_counter() - begin) * 1000)
+        result.query_embedding_ms.update({k: p50(v) for k, v in timings.items()})
+        await embedder.close()
 
 
 def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -202,7 +260,10 @@ async def _ids(store: Store, collection_id: str) -> list[str]:
 def table(result: Result) -> str:
     lines = [f"Semantic search, {result.documents:,} documents x {DIMENSIONS} dimensions (SQLite store)", "",
              "| measure | value |", "| --- | --- |"]
-    lines += [f"| local embedding, {k} | {v} docs/s |" for k, v in result.embedding_docs_per_second.items()]
+    lines += [f"| local embedding, {k} | {v} docs/s ({low}–{high}) |"
+              for (k, v), (low, high) in zip(result.embedding_docs_per_second.items(), result.embedding_range.values(),
+                                             strict=True)]
+    lines += [f"| one short query's embedding p50, {k} | {v} ms |" for k, v in result.query_embedding_ms.items()]
     lines += [f"| vector search p50, {k} | {v} ms |" for k, v in result.vector_search_p50_ms.items()]
     hybrid = f"{result.hybrid_p50_ms} / {result.hybrid_p95_ms} ms"
     lines += [f"| hybrid query p50 / p95 (query embedding included) | {hybrid} |",

@@ -48,6 +48,19 @@ async def test_one_text_alone_or_in_a_batch_gives_the_same_vector(embedder: Loca
     assert abs(float(np.linalg.norm(alone)) - 1.0) < 1e-5
 
 
+async def test_texts_split_into_runs_in_parallel_come_back_in_order(embedder: LocalEmbedder) -> None:
+    """Many texts of mixed lengths (several runs, executed at once on two threads, a run cut both by
+    texts and by padded word pieces): each vector is the one of its text embedded alone."""
+    texts = [" ".join(["refund"] * n) + f" {i}" for i, n in enumerate([300, 3, 40, 1, 120, 7, 250, 2, 60, 15])]
+    parallel = LocalEmbedder(batch_size=3, threads=2)
+    embedded = await parallel.embed(texts)
+    alone = [(await embedder.embed([text])) for text in texts]
+    for text, vector, single in zip(texts, embedded.vectors, alone, strict=True):
+        np.testing.assert_allclose(vector, single.vectors[0], atol=1e-5, err_msg=text)
+    assert embedded.tokens == sum(single.tokens for single in alone)
+    await parallel.close()
+
+
 async def test_similar_texts_are_close_and_unrelated_ones_apart(embedder: LocalEmbedder) -> None:
     # langchain4j's all-MiniLM-L6-v2 test expects cosine("hi", "hello") > 0.8.
     hi, hello, car, automobile, invoice = (await embedder.embed(

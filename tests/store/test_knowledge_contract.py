@@ -300,6 +300,34 @@ class TestSearch:
         assert [names[h.document_id] for h in hits] == ["d2", "d1"]
 
 
+    async def test_a_term_repeated_past_255_times_scores_exactly_after_segments_merge(self, store: Store) -> None:
+        """Postings are held as one byte per frequency where every one fits: a document repeating a term
+        300 times keeps its count when its segment merges with one-byte segments."""
+        c = await collection(store)
+        texts = {"long": " ".join(["alpha"] * 300 + ["beta"])}
+        await write(store, c, DocumentWrite(name="long", contents=texts["long"]))
+        await index_all(store)
+        assert await store.documents.search([c], query_terms("alpha"), limit=5)  # the first segment
+        more = {"d2": "alpha alpha gamma", **{f"f{i}": f"delta epsilon {i}" for i in range(8)}}
+        await write(store, c, *(DocumentWrite(name=name, contents=text) for name, text in more.items()))
+        await index_all(store)
+        texts |= more
+        query = query_terms("alpha gamma")  # gamma's IDF keeps the long document's score under the 1.0 cap
+        lengths = {name: len(terms(text)) + 1 for name, text in texts.items()}
+        average = sum(lengths.values()) / len(lengths)
+        frequencies = [sum(1 for text in texts.values() if term in terms(text)) for term in query]
+        expected = {
+            name: bm25.normalise(sum(
+                bm25.term_score(bm25.idf(len(texts), df), terms(texts[name]).count(term), lengths[name], average)
+                for term, df in zip(query, frequencies, strict=True)), bm25.query_weight(len(texts), frequencies))
+            for name in ("long", "d2")
+        }
+        assert expected["long"] < 1.0
+        hits = await store.documents.search([c], query, limit=5)
+        names = {d.id: d.name for d in await store.documents.many(ALICE, [h.document_id for h in hits])}
+        assert {names[h.document_id]: round(h.score, 9) for h in hits} == {k: round(v, 9) for k, v in expected.items()}
+
+
 class TestTopOfALargerCollection:
     async def test_the_best_documents_and_scores_are_those_of_scoring_every_document(self, store: Store) -> None:
         """The commonest words are looked up only for the documents still in reach (MaxScore over the IDF

@@ -247,6 +247,19 @@ class TestQueue:
         assert await index_all(store) == 1
 
 
+def fts5_scores(texts: dict[str, str], query: list[str], names: list[str]) -> dict[str, float]:
+    """The normalised BM25 scores FTS5's formula gives `names` of the collection `texts` for `query`."""
+    lengths = {name: len(terms(text)) + 1 for name, text in texts.items()}
+    average = sum(lengths.values()) / len(lengths)
+    frequencies = [sum(1 for text in texts.values() if term in terms(text)) for term in query]
+    return {
+        name: bm25.normalise(sum(
+            bm25.term_score(bm25.idf(len(texts), df), terms(texts[name]).count(term), lengths[name], average)
+            for term, df in zip(query, frequencies, strict=True)), bm25.query_weight(len(texts), frequencies))
+        for name in names
+    }
+
+
 class TestSearch:
     async def test_only_indexed_text_of_the_given_collections_is_found(self, store: Store) -> None:
         faq, other = await collection(store), await collection(store, name="Other")
@@ -285,15 +298,7 @@ class TestSearch:
         await write(store, c, *(DocumentWrite(name=name, contents=text) for name, text in texts.items()))
         await index_all(store)
         query = query_terms("alpha")
-        lengths = {name: len(terms(text)) + 1 for name, text in texts.items()}
-        average = sum(lengths.values()) / len(lengths)
-        frequencies = [sum(1 for text in texts.values() if term in terms(text)) for term in query]
-        expected = {
-            name: bm25.normalise(sum(
-                bm25.term_score(bm25.idf(len(texts), df), terms(texts[name]).count(term), lengths[name], average)
-                for term, df in zip(query, frequencies, strict=True)), bm25.query_weight(len(texts), frequencies))
-            for name in ("d1", "d2")
-        }
+        expected = fts5_scores(texts, query, ["d1", "d2"])
         hits = await store.documents.search([c], query, limit=5)
         names = {d.id: d.name for d in await store.documents.many(ALICE, [h.document_id for h in hits])}
         assert {names[h.document_id]: round(h.score, 9) for h in hits} == {k: round(v, 9) for k, v in expected.items()}
@@ -313,15 +318,7 @@ class TestSearch:
         await index_all(store)
         texts |= more
         query = query_terms("alpha gamma")  # gamma's IDF keeps the long document's score under the 1.0 cap
-        lengths = {name: len(terms(text)) + 1 for name, text in texts.items()}
-        average = sum(lengths.values()) / len(lengths)
-        frequencies = [sum(1 for text in texts.values() if term in terms(text)) for term in query]
-        expected = {
-            name: bm25.normalise(sum(
-                bm25.term_score(bm25.idf(len(texts), df), terms(texts[name]).count(term), lengths[name], average)
-                for term, df in zip(query, frequencies, strict=True)), bm25.query_weight(len(texts), frequencies))
-            for name in ("long", "d2")
-        }
+        expected = fts5_scores(texts, query, ["long", "d2"])
         assert expected["long"] < 1.0
         hits = await store.documents.search([c], query, limit=5)
         names = {d.id: d.name for d in await store.documents.many(ALICE, [h.document_id for h in hits])}

@@ -19,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from botline.config import KnowledgeSettings
 from botline.domain.lexical_row import encode
 from botline.knowledge.analysis import counted_terms
 from botline.parsing.errors import JobTimedOut, ParsingError
 from botline.parsing.pool import PoolLimits, WorkerPool
+
+if TYPE_CHECKING:  # the forkserver loads this module: it stays light
+    from botline.config import KnowledgeSettings
 
 log = logging.getLogger(__name__)
 

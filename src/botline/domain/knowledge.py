@@ -10,6 +10,7 @@ so text that was replaced or deleted is never returned, not even before the inde
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -247,10 +248,7 @@ class IndexedText:
     @classmethod
     def of(cls, document_id: str, version: int, terms: Sequence[str]) -> IndexedText:
         """From the terms in text order, with repeats."""
-        counts: dict[str, int] = {}
-        for term in terms:
-            counts[term] = counts.get(term, 0) + 1
-        return cls(document_id, version, encode(counts, len(terms)))
+        return cls(document_id, version, encode(Counter(terms), len(terms)))
 
 
 @dataclass(frozen=True)

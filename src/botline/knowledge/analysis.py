@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from functools import lru_cache
 from itertools import chain
 
@@ -81,25 +82,27 @@ def _terms_of(word: str) -> tuple[str, ...]:
 _cached_terms_of = lru_cache(maxsize=STEM_CACHE)(_terms_of)
 
 
+def _each_term(text: str) -> Iterator[str]:
+    """Every index term of `text`, in order, with repeats. A word's terms are looked up once per distinct
+    word (vocabularies are Zipfian: a few thousand words make most of a text), except runs longer than
+    MAX_WORD (CJK text without spaces), which are not kept in the cache. Without such runs (nearly every
+    text) the lookups and the flattening run in C, with no Python-level loop per word."""
+    words = WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    if words and max(map(len, words)) > MAX_WORD:
+        return chain.from_iterable(_cached_terms_of(word) if len(word) <= MAX_WORD else _terms_of(word)
+                                   for word in words)
+    return chain.from_iterable(map(_cached_terms_of, words))
+
+
 def terms(text: str) -> list[str]:
-    """Every index term of `text`, in order, with repeats (term frequency counts them). A word's terms
-    are looked up once per distinct word (vocabularies are Zipfian: a few thousand words make most of a
-    text), except runs longer than MAX_WORD (CJK text without spaces), which are not kept in the cache."""
-    found: list[str] = []
-    for word in WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
-        found.extend(_cached_terms_of(word) if len(word) <= MAX_WORD else _terms_of(word))
-    return found
+    """Every index term of `text`, in order, with repeats (term frequency counts them)."""
+    return list(_each_term(text))
 
 
 def counted_terms(text: str) -> tuple[dict[str, int], int]:
     """Each index term of `text` with its frequency, and the number of terms in all: what `terms` gives,
-    counted in C (the cached lookup, the flattening and the counting never run a Python-level loop per
-    word: the indexer's ingest rate is mostly this function)."""
-    words = WORD.findall(unicodedata.normalize("NFKC", text).casefold())
-    if words and max(map(len, words)) > MAX_WORD:  # runs the cache must not keep (CJK text without spaces)
-        counts = Counter(terms(text))
-    else:
-        counts = Counter(chain.from_iterable(map(_cached_terms_of, words)))
+    counted in C (the indexer's ingest rate is mostly this function)."""
+    counts = Counter(_each_term(text))
     return dict(counts), counts.total()
 
 

@@ -112,8 +112,8 @@ class MiniLm:
         other; one short text is one run, on one core."""
         vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
         runs = _runs(self.tokenizer, texts, batch_size)
-        parallel = self.workers is not None and len(runs) > 1  # one run (a query): no hop to a worker
-        results = self.workers.map(self._embed, runs) if parallel and self.workers else map(self._embed, runs)
+        # One run (a query) runs here: no hop to a worker.
+        results = self.workers.map(self._embed, runs) if self.workers and len(runs) > 1 else map(self._embed, runs)
         for run, out in zip(runs, results, strict=True):
             vectors[run.rows] = out
         return vectors, sum(int(run.mask.sum()) for run in runs)
@@ -156,6 +156,7 @@ def _run(pieces: Sequence[list[int]], rows: list[int]) -> Run:
 def model_id(*, quantized: bool) -> str:
     """Quantized vectors differ from float32 ones: switching re-embeds (knowledge/reembedding.py)."""
     return f"local:{MODEL_NAME}{'-int8' if quantized else ''}:{DIMENSIONS}"
+
 
 class LocalEmbedder(Embedder):
     model_name = MODEL_NAME

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
@@ -28,6 +29,8 @@ P = ParamSpec("P")
 C = TypeVar("C")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MS_PER_SECOND = 1000
+TOKEN_BYTES = 16
 MICROSECOND = timedelta(microseconds=1)
 # A Redis that is down, slow, full (OOM under noeviction) or a replica mid-failover cannot take writes: all
 # of them answer 503 and are retried, never 500.
@@ -167,6 +170,16 @@ def _reachable_methods(cls: type[C]) -> type[C]:
 
 def _dump(model: BaseModel) -> str:
     return model.model_dump_json(by_alias=True)
+
+
+def milliseconds(seconds: float) -> int:
+    """A positive PX/PEXPIRE argument (Redis refuses 0)."""
+    return max(1, round(seconds * MS_PER_SECOND))
+
+
+def lease_token() -> str:
+    """A lease's token: random, so no other holder (another replica) can hold the same one."""
+    return secrets.token_hex(TOKEN_BYTES)
 
 
 async def _fetch(conn: Redis | Pipeline, model_type: type[ModelT], key: str) -> ModelT | None:

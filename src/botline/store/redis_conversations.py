@@ -41,8 +41,9 @@ from botline.store.redis_base import (
     _Repo,
     _repoint,
     _score,
+    lease_token,
+    milliseconds,
 )
-from botline.store.redis_inbound import lease_token, milliseconds
 
 MIN_SCORE = "-inf"
 REMEMBERED_ACCESS_KEYS = 10_000

@@ -16,7 +16,6 @@ drops the index entries, and returns how many record documents it deleted itself
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
@@ -28,13 +27,20 @@ from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import IntegrationType
 from botline.store.base import InboundRepository, LockRepository
 from botline.store.keys import RedisKeys
-from botline.store.redis_base import _dump, _epoch_seconds, _fetch_many, _reachable_methods, _Repo
+from botline.store.redis_base import (
+    MS_PER_SECOND,
+    _dump,
+    _epoch_seconds,
+    _fetch_many,
+    _reachable_methods,
+    _Repo,
+    lease_token,
+    milliseconds,
+)
 
 MIN_SCORE = "-inf"
 PURGE_BATCH = 500
-MS_PER_SECOND = 1000
 US_PER_MS = 1000
-TOKEN_BYTES = 16
 
 # Compare-and-set scripts: only the holder of a lease (its token) may extend or free it.
 REFRESH_SCRIPT = """
@@ -79,16 +85,6 @@ def _parse_claim(value: str | None) -> tuple[int, str] | None:
         return None
     deadline, _, record_id = value.partition(":")
     return int(deadline), record_id
-
-
-def milliseconds(seconds: float) -> int:
-    """A positive PX/PEXPIRE argument (Redis refuses 0)."""
-    return max(1, round(seconds * MS_PER_SECOND))
-
-
-def lease_token() -> str:
-    """A lease's token: random, so no other holder (another replica) can hold the same one."""
-    return secrets.token_hex(TOKEN_BYTES)
 
 
 @_reachable_methods

@@ -81,13 +81,13 @@ async def test_a_plain_gateways_turns_touch_no_second_wave_store_data_and_start_
 
 PROMPTS = 4
 PER_PROMPT = {
-    "sqlite": {"get_by_access_key": 1, "increment": 1, "lease_with_messages": 1, "add_messages": 2},
-    "redis": {"get_by_access_key": 1, "increment": 1, "lease_with_messages": 1, "add_messages": 2},
+    "sqlite": {"get_by_access_key": 1, "increment": 1, "lease_with_messages": 1, "add_messages": 1},
+    "redis": {"get_by_access_key": 1, "increment": 1, "lease_with_messages": 1, "add_messages": 1},
 }
-"""A steady-state web chat prompt's Store operations (5 on both): the access-key read, the hourly limit's
-counter, the session lease taken with the history read (on Redis one script; on SQLite the lease is kept
-in the process), the prompt written before the model call and the answer after, which frees the lease too.
-Lower these when a round trip goes; never raise them."""
+"""A steady-state web chat prompt's Store operations (4 on both): the access-key read, the hourly limit's
+counter, the session lease taken with the history read and the prompt's write (on Redis one script; on
+SQLite the lease is kept in the process and the rest is one transaction), and the answer, which frees the
+lease too. Lower these when a round trip goes; never raise them."""
 
 
 async def test_a_web_chat_prompt_costs_its_pinned_store_operations(kb_server: RunningServer, fake_llm: FakeLLM) -> None:

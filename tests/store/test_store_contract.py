@@ -18,7 +18,7 @@ from botline.domain.memory import Memory, MemoryFormat
 from botline.domain.schedules import ScheduledItem, ScheduleKind, ScheduleStatus, ScheduleTarget
 from botline.domain.usage import ModelUsage, UsageRecord, UsageTotals
 from botline.store import ConflictError, Store
-from botline.store.base import HeldLease, SessionChange
+from botline.store.base import HeldLease, PromptWrite, SessionChange
 from botline.store.changes import AccountChange, BalanceOperation, ClientSettings, SessionContext
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -747,6 +747,62 @@ class TestTurnWrites:
         await asyncio.sleep(0.3)  # the holder crashed: nothing refreshed it
         leased = await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=30)
         assert leased is not None and leased.found == (chat, [])
+
+    async def test_a_prompt_is_written_with_the_history_read_when_the_turn_takes_it_as_new(self, store: Store) -> None:
+        chat = session(expires_at=at(60))
+        await store.sessions.create(chat)
+        said = [message(chat.id, "q"), Message(session_id=chat.id, role=Role.ASSISTANT, content="a", created_at=T0)]
+        await store.sessions.add_messages(ALICE, chat.id, said, SessionChange(messages=2))
+        stored = await store.sessions.get(ALICE, chat.id)
+        change = SessionChange(messages=1, last_message_at=at(1), last_user_message_at=at(1), expires_at_least=at(90))
+        prompt = PromptWrite(message(chat.id, "next", at(1)), change, now=at(1), max_messages=3)
+        leased = await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=30,
+                                                          prompt=prompt)
+        assert leased is not None and leased.prompt_written
+        assert leased.found == (stored, said)  # as read before the write
+        after = await store.sessions.get(ALICE, chat.id)
+        assert after is not None
+        assert (after.message_count, after.last_user_message_at, after.expires_at) == (3, at(1), at(90))
+        assert [m.content for m in await store.messages.list(chat.id)] == ["q", "a", "next"]
+        assert await store.sessions.delete_expired(at(61)) == 0  # the renewal moved the expiry index too
+        assert await store.sessions.lease_with_messages(ALICE, chat.id, "session-lease", ttl_seconds=30,
+                                                        prompt=prompt) is None  # held: nothing written
+        assert len(await store.messages.list(chat.id)) == 3
+
+    async def test_a_prompt_is_left_to_the_turn_whenever_the_read_gives_it_a_choice(self, store: Store) -> None:
+        """Each case writes nothing, and says so exactly when PromptWrite.fits says so (the Redis script
+        checks the same in Lua); the turn then decides from the read (docs/decisions.md)."""
+        human, bot = (Handoff(state=state, by=HandoffTrigger.OPERATOR, since=T0, until=until)
+                      for state, until in ((Controller.HUMAN, at(0.5)), (Controller.BOT, None)))
+        cases = {  # name: (account reading, expires at, handoff, last message's role, stored count, cap, written)
+            "live": (ALICE, at(60), None, Role.ASSISTANT, 2, 3, True),
+            "given back to the bot": (ALICE, at(60), bot, Role.ASSISTANT, 2, 0, True),
+            "first message": (ALICE, at(60), None, None, 0, 1, True),
+            "expired": (ALICE, at(1), None, Role.ASSISTANT, 2, 0, False),
+            "a takeover on record, though its window passed": (ALICE, at(60), human, Role.ASSISTANT, 2, 0, False),
+            "last message the person's": (ALICE, at(60), None, Role.USER, 2, 0, False),
+            "cap reached": (ALICE, at(60), None, Role.ASSISTANT, 2, 2, False),
+            "another account's": (BOB, at(60), None, Role.ASSISTANT, 2, 0, False),
+        }
+        for n, (name, (reader, expires_at, handoff, last, count, cap, expected)) in enumerate(cases.items()):
+            chat = session(access_key=f"ak-{n}", expires_at=expires_at)
+            await store.sessions.create(chat)
+            history = [] if last is None else [Message(session_id=chat.id, role=last, content="q", created_at=T0)]
+            await store.sessions.add_messages(ALICE, chat.id, history, SessionChange(messages=count))
+            if handoff is not None:
+                await store.sessions.set_handoff(ALICE, chat.id, handoff)
+            before = await store.sessions.get(ALICE, chat.id)
+            prompt = PromptWrite(message(chat.id, "new", at(1)), SessionChange(messages=1, last_message_at=at(1)),
+                                 now=at(1), max_messages=cap)
+            leased = await store.sessions.lease_with_messages(reader, chat.id, f"lease-{n}", ttl_seconds=30,
+                                                              prompt=prompt)
+            assert leased is not None
+            assert leased.prompt_written is expected, name
+            assert leased.found is None or prompt.fits(*leased.found) is expected, name
+            contents = [m.content for m in await store.messages.list(chat.id)]
+            assert contents == [m.content for m in history] + (["new"] if expected else []), name
+            if not expected:
+                assert await store.sessions.get(ALICE, chat.id) == before, name
 
     async def test_no_messages_still_changes_the_session(self, store: Store) -> None:
         chat = session()

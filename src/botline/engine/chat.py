@@ -9,9 +9,12 @@ and marked cancelled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botline.domain.chat_clients import ChatClient
@@ -33,7 +36,7 @@ from botline.gateway.registry import GatewayCache
 from botline.logs import bind_turn
 from botline.metrics import Metrics, Outcome
 from botline.ratelimit import RateLimiter
-from botline.store.base import SessionChange, SessionRepository, Store, StoreUnavailable
+from botline.store.base import PromptWrite, SessionChange, SessionRepository, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -185,21 +188,34 @@ def history_of(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 class _HistoryRead:
-    """Takes a turn's session lease and reads the session's history in the same Store call
-    (`lease_with_messages`: one round trip on Redis); `found` is what the read gave once the lease is taken."""
+    """Takes a turn's session lease, reads the session's history and writes the person's new message in
+    the same Store call (`lease_with_messages`: one round trip on Redis) when the read leaves no other
+    choice (`PromptWrite.fits`). Once the lease is taken: `found` is what the read gave, `written` the
+    message when it was written, and `now` the moment the turn checks the session at."""
 
-    def __init__(self, sessions: SessionRepository, account_id: str, session_id: str) -> None:
+    def __init__(
+        self, sessions: SessionRepository, account_id: str, session_id: str, clock: Clock,
+        prompt_at: Callable[[datetime], PromptWrite] | None,
+    ) -> None:
+        """`prompt_at`: the prompt's write as of a moment (None: the turn stores no message of the person's)."""
         self._sessions = sessions
         self._account_id = account_id
         self._session_id = session_id
+        self._clock = clock
+        self._prompt_at = prompt_at
+        self.now = clock.now()
         self.found: tuple[Session, list[Message]] | None = None
+        self.written: Message | None = None
 
     async def take(self, name: str, ttl_seconds: float) -> str | None:
+        self.now = self._clock.now()  # at every attempt: the message is stamped when the turn takes the chat
+        prompt = None if self._prompt_at is None else self._prompt_at(self.now)
         leased = await self._sessions.lease_with_messages(self._account_id, self._session_id, name,
-                                                          ttl_seconds=ttl_seconds)
+                                                          ttl_seconds=ttl_seconds, prompt=prompt)
         if leased is None:
             return None
         self.found = leased.found
+        self.written = prompt.message if prompt is not None and leased.prompt_written else None
         return leased.token
 
 
@@ -410,11 +426,12 @@ class ChatEngine:
         self, turn: ActiveTurn, session_id: str, client: ChatClient, gateway: Gateway, content: Content | None,
         source: CallSource, note: str | None,
     ) -> TurnOutcome:
-        history = _HistoryRead(self._store.sessions, client.account_id, session_id)
+        prompt_at = None if content is None else functools.partial(self._prompt_at, session_id, client, content)
+        read = _HistoryRead(self._store.sessions, client.account_id, session_id, self._clock, prompt_at)
         try:
-            async with self._locks.hold(f"session:{session_id}", taking=history.take) as lease:
+            async with self._locks.hold(f"session:{session_id}", taking=read.take) as lease:
                 try:
-                    return await self._turn(turn, lease, history.found, client, gateway, content, source, note)
+                    return await self._turn(turn, lease, read, client, gateway, content, source, note)
                 except UpstreamError as exc:
                     # The provider's own text can quote keys, URLs or quotas: it goes to the log, and the
                     # person chatting gets a plain sentence.
@@ -441,15 +458,23 @@ class ChatEngine:
             turn.events.put_nowait(TurnEvent("error", {"message": INTERNAL_ERROR}))
             raise
 
+    def _prompt_at(self, session_id: str, client: ChatClient, content: Content, now: datetime) -> PromptWrite:
+        """The person's message as the turn stores it when the session takes it as new."""
+        message = Message(session_id=session_id, role=Role.USER, content=content, created_at=now)
+        change = SessionChange(messages=1, last_message_at=now, last_user_message_at=now,
+                               expires_at_least=self._sessions.renewal_floor())
+        return PromptWrite(message, change, now, client.limiting_parameters.max_messages)
+
     async def _turn(
-        self, turn: ActiveTurn, lease: Lease, found: tuple[Session, list[Message]] | None, client: ChatClient,
+        self, turn: ActiveTurn, lease: Lease, read: _HistoryRead, client: ChatClient,
         gateway: Gateway, content: Content | None, source: CallSource, note: str | None,
     ) -> TurnOutcome:
-        """`found`: the session and its history, read under the lease (None when the session is gone)."""
-        if found is None or not found[0].is_live(self._clock.now()):
+        """`read`: the session and its history as read under the lease (`found`: None when the session
+        is gone), and the person's message when that read wrote it (`written`): the checks below then pass."""
+        found, now = read.found, read.now
+        if found is None or not found[0].is_live(now):
             raise ChatRefused(404, "This chat session has ended.")
         session, messages = found
-        now = self._clock.now()
         human = session.handoff is not None and session.handoff.is_human(now)
         # Not with a person: unanswered messages are the rule then, and a second "ok" is a new message.
         repeat = not human and bool(messages) and messages[-1].role is Role.USER and messages[-1].content == content
@@ -458,11 +483,13 @@ class ChatEngine:
             raise ChatRefused(403, f"This conversation reached its limit of {cap} messages; start a new one.")
         if human and content is None:  # a scheduled continuation: the person talking to the user decides
             raise ChatRefused(409, WITH_A_PERSON)
-        if content is not None:
+        if read.written is not None:
+            messages.append(read.written)
+        elif content is not None:
             # An unanswered identical last message (retry, failure, restart) is answered instead.
-            new = [] if repeat else [Message(session_id=session.id, role=Role.USER, content=content, created_at=now)]
-            change = SessionChange(messages=len(new), last_message_at=now, last_user_message_at=now,
-                                   expires_at_least=self._sessions.renewal_floor())
+            prompt = self._prompt_at(session.id, client, content, now)
+            new = [] if repeat else [prompt.message]
+            change = dataclasses.replace(prompt.change, messages=len(new))
             if not await self._store.sessions.add_messages(session.account_id, session.id, new, change):
                 raise ChatRefused(404, "This chat session has ended.")
             messages.extend(new)

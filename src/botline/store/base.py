@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from botline.domain.accounts import Account, ApiKey
 from botline.domain.chat_clients import ChatClient
-from botline.domain.conversations import Message, Session
+from botline.domain.conversations import Message, Role, Session
 from botline.domain.gateways import Gateway
-from botline.domain.handoff import Handoff
+from botline.domain.handoff import Controller, Handoff
 from botline.domain.inbound import ChatKey, InboundRecord
 from botline.domain.integrations import Integration, IntegrationType
 from botline.domain.llm_connections import ConnectionStats, LlmConnection
@@ -314,13 +314,14 @@ class SessionRepository(ABC):
 
     @abstractmethod
     async def lease_with_messages(
-        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float
+        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float, prompt: PromptWrite | None = None,
     ) -> LeasedHistory | None:
         """Takes the lease `lease` of this store's `locks` as `locks.acquire` would and, once it is
-        taken, reads what `get_with_messages` reads under it: a turn's first two steps, in one round
-        trip on Redis. None, with nothing read, while the lease is held. Where the leases are
-        `immediate`, a cancel that lands during the read gives the lease back (callers need no task
-        to shield the call, as with `locks.acquire`)."""
+        taken, reads what `get_with_messages` reads under it and, when `prompt.fits` what it read,
+        appends `prompt.message` as `add_messages` would with `prompt.change`, in one transaction: a
+        turn's first three steps, in one round trip on Redis. None, with nothing read or written, while
+        the lease is held. Where the leases are `immediate`, a cancel that lands during the call gives
+        the lease back (callers need no task to shield the call, as with `locks.acquire`)."""
 
     @abstractmethod
     async def get_by_access_key(self, access_key: str) -> Session | None: ...
@@ -614,12 +615,41 @@ class HeldLease:
 
 
 @dataclass(frozen=True)
+class PromptWrite:
+    """A person's new message, written by `lease_with_messages` under the lease it takes, in the same
+    round trip, when what it reads leaves the turn no other choice (`fits`). Otherwise nothing is written
+    and the turn decides from the read (a repeat, a refusal, a person having the chat)."""
+
+    message: Message
+    change: SessionChange
+    now: datetime
+    """When the turn checks the session: a session that expired by then is not written to."""
+    max_messages: int = 0
+    """The chat client's maxMessages (0: none)."""
+
+    def fits(self, session: Session, messages: Sequence[Message]) -> bool:
+        """True when the turn would store `message` as new and ask the model: the session is live, no
+        takeover is on record, the last message is not the person's (a repeat is answered, not stored)
+        and the cap leaves room."""
+        return self.fits_stored(session.expires_at.timestamp(), None if session.handoff is None else
+                                session.handoff.state, messages[-1].role if messages else None, session.message_count)
+
+    def fits_stored(self, expires_ts: float, handoff_state: str | None, last_role: str | None, count: int) -> bool:
+        """`fits` on the stored values it needs, so a backend checks it without decoding the session (the
+        Redis script checks the same in Lua: store/redis_conversations.py)."""
+        return (expires_ts > self.now.timestamp() and handoff_state != Controller.HUMAN and last_role != Role.USER
+                and (not self.max_messages or count < self.max_messages))
+
+
+@dataclass(frozen=True)
 class LeasedHistory:
     """What `SessionRepository.lease_with_messages` gives once it took the lease: its token, and the
-    session with its messages as `get_with_messages` gives them (None when gone or another account's)."""
+    session with its messages as `get_with_messages` gives them (None when gone or another account's),
+    read before the prompt's write, which `prompt_written` says happened."""
 
     token: str
     found: tuple[Session, list[Message]] | None
+    prompt_written: bool = False
 
 
 class LockRepository(ABC):

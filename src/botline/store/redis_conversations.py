@@ -25,6 +25,7 @@ from botline.store.base import (
     HeldLease,
     LeasedHistory,
     MessageRepository,
+    PromptWrite,
     SessionChange,
     SessionRepository,
 )
@@ -74,31 +75,84 @@ def _session_with_messages(account_id: str, found: list[str]) -> tuple[Session, 
         return None
     return session, load_many(Message, found[1:])
 
-SESSION_WITH_MESSAGES_SCRIPT = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return {} end
-local out = {raw}
-local ids = redis.call('LRANGE', KEYS[2], 0, -1)
-for first = 1, #ids, 500 do
-  local documents = redis.call('HMGET', KEYS[3], unpack(ids, first, math.min(first + 499, #ids)))
-  for i = 1, #documents do
-    if documents[i] then out[#out + 1] = documents[i] end
+READ_WITH_MESSAGES = """
+local function read_with_messages(out, session_key, order, documents)
+  local raw = redis.call('GET', session_key)
+  if not raw then return false end
+  out[#out + 1] = raw
+  local ids = redis.call('LRANGE', order, 0, -1)
+  for first = 1, #ids, 500 do
+    local found = redis.call('HMGET', documents, unpack(ids, first, math.min(first + 499, #ids)))
+    for i = 1, #found do
+      if found[i] then out[#out + 1] = found[i] end
+    end
   end
+  return true
 end
+"""
+"""Adds a session's document, then its messages' documents in order, to `out` (false when the session
+is gone); HMGET in slices, because Lua's `unpack` has a stack limit."""
+
+APPEND = """
+local function append(session_key, session, documents, order, expiry, session_id, at, first)
+  session['messageCount'] = session['messageCount'] + tonumber(ARGV[at])
+  session['tokenCount'] = session['tokenCount'] + tonumber(ARGV[at + 1])
+  if ARGV[at + 2] ~= '' then session['lastMessageAt'] = ARGV[at + 2] end
+  if ARGV[at + 3] ~= '' then session['lastUserMessageAt'] = ARGV[at + 3] end
+  if ARGV[at + 4] ~= '' then
+    local current = tonumber(redis.call('ZSCORE', expiry, session_id))
+    if current == nil or current < tonumber(ARGV[at + 4]) then
+      session['expiresAt'] = ARGV[at + 5]
+      redis.call('ZADD', expiry, ARGV[at + 4], session_id)
+    end
+  end
+  for i = first, #ARGV, 2 do
+    redis.call('HSET', documents, ARGV[i], ARGV[i + 1])
+    redis.call('RPUSH', order, ARGV[i])
+  end
+  redis.call('SET', session_key, cjson.encode(session))
+end
+"""
+"""A SessionChange (`_change_args`: ARGV[at] to ARGV[at + 5]) applied to the decoded `session`, and the
+(id, document) pairs from ARGV[first] on appended. The session's own expiry is its score in the expiry
+index (kept equal to expiresAt by every write)."""
+
+SESSION_WITH_MESSAGES_SCRIPT = READ_WITH_MESSAGES + """
+local out = {}
+read_with_messages(out, KEYS[1], KEYS[2], KEYS[3])
 return out
 """
 """sessions.get_with_messages in one round trip, atomic as every script: empty when the session is
-gone, else its document and then its messages' documents in order (HMGET in slices: Lua's
-`unpack` has a stack limit)."""
+gone, else its document and then its messages' documents in order."""
 
-LEASE_WITH_MESSAGES_SCRIPT = """
+LEASE_WITH_MESSAGES_SCRIPT = READ_WITH_MESSAGES + APPEND + """
 if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-""" + SESSION_WITH_MESSAGES_SCRIPT
+local out = {'0'}
+if not read_with_messages(out, KEYS[1], KEYS[2], KEYS[3]) then return {} end
+if #ARGV == 2 then return out end
+local session = cjson.decode(out[2])
+local handoff = session['handoff']
+local cap = tonumber(ARGV[6])
+local fits = session['accountId'] == ARGV[3]
+  and (tonumber(redis.call('ZSCORE', KEYS[5], ARGV[4])) or 0) > tonumber(ARGV[5])
+  and not (type(handoff) == 'table' and handoff['state'] == 'human')
+  and (#out == 2 or cjson.decode(out[#out])['role'] ~= 'user')
+  and (cap == 0 or session['messageCount'] < cap)
+  and redis.call('HEXISTS', KEYS[3], ARGV[13]) == 0
+if fits then
+  append(KEYS[1], session, KEYS[3], KEYS[2], KEYS[5], ARGV[4], 7, 13)
+  out[1] = '1'
+end
+return out
+"""
 """sessions.lease_with_messages: the lease taken as RedisLocks.acquire takes it (KEYS[4], token ARGV[1],
-ttl ARGV[2] ms), then, in the same script, the read of SESSION_WITH_MESSAGES_SCRIPT; false when the
-lease is held (nothing read)."""
+ttl ARGV[2] ms), then, in the same script, the read of SESSION_WITH_MESSAGES_SCRIPT and, with a prompt
+(ARGV[3] on: account, session id, now in epoch seconds, maxMessages, its change, its id and document),
+the prompt appended when it fits as PromptWrite.fits says (liveness by the expiry index, KEYS[5]).
+False when the lease is held (nothing read); else '1' when the prompt was written ('0' otherwise),
+then what SESSION_WITH_MESSAGES_SCRIPT gives, read before the write; empty when the session is gone."""
 
-ADD_MESSAGES_SCRIPT = """
+ADD_MESSAGES_SCRIPT = APPEND + """
 if ARGV[9] ~= '' and redis.call('GET', KEYS[5]) == ARGV[9] then redis.call('DEL', KEYS[5]) end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
@@ -107,29 +161,21 @@ if session['accountId'] ~= ARGV[1] then return false end
 for i = 10, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
 end
-session['messageCount'] = session['messageCount'] + tonumber(ARGV[3])
-session['tokenCount'] = session['tokenCount'] + tonumber(ARGV[4])
-if ARGV[5] ~= '' then session['lastMessageAt'] = ARGV[5] end
-if ARGV[6] ~= '' then session['lastUserMessageAt'] = ARGV[6] end
-if ARGV[7] ~= '' then
-  local current = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]))
-  if current == nil or current < tonumber(ARGV[7]) then
-    session['expiresAt'] = ARGV[8]
-    redis.call('ZADD', KEYS[4], ARGV[7], ARGV[2])
-  end
-end
-for i = 10, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  redis.call('RPUSH', KEYS[3], ARGV[i])
-end
-redis.call('SET', KEYS[1], cjson.encode(session))
+append(KEYS[1], session, KEYS[2], KEYS[3], KEYS[4], ARGV[2], 3, 10)
 return 1
 """
 """sessions.add_messages in one round trip, atomic as every script: false when the session is gone or
-another account's, 0 when a message id is taken (nothing written), else 1. The
-session's own expiry is its score in the expiry index (kept equal to expiresAt by every write).
-With a lease to free (KEYS[5], its token ARGV[9]; '' for none) it is freed as RELEASE_SCRIPT does,
-whatever the write finds: first, which inside a script is the same moment as last."""
+another account's, 0 when a message id is taken (nothing written), else 1. With a lease to free
+(KEYS[5], its token ARGV[9]; '' for none) it is freed as RELEASE_SCRIPT does, whatever the write
+finds: first, which inside a script is the same moment as last."""
+
+
+def _change_args(change: SessionChange) -> list[EncodableT]:
+    """A SessionChange as APPEND reads it: six script arguments ('' where unchanged)."""
+    floor = change.expires_at_least
+    return [change.messages, change.tokens, wire_time(change.last_message_at) or "",
+            wire_time(change.last_user_message_at) or "", "" if floor is None else _epoch_seconds(floor),
+            wire_time(floor) or ""]
 
 
 @_reachable_methods
@@ -262,14 +308,21 @@ class RedisSessions(_Repo, SessionRepository):
         return _session_with_messages(account_id, found)
 
     async def lease_with_messages(
-        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float
+        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float, prompt: PromptWrite | None = None,
     ) -> LeasedHistory | None:
-        """One script (LEASE_WITH_MESSAGES_SCRIPT): the lease (the lock key of RedisLocks) and the read
-        of `get_with_messages`, which the turn made one round trip after the other."""
+        """One script (LEASE_WITH_MESSAGES_SCRIPT): the lease (the lock key of RedisLocks), the read of
+        `get_with_messages` and the prompt's write, which the turn made one round trip after the other."""
         token = lease_token()
-        found = cast(list[str] | None, await self._lease_with_messages_script(
-            keys=[*self._history_keys(session_id), self._keys.lock(lease)], args=[token, milliseconds(ttl_seconds)]))
-        return None if found is None else LeasedHistory(token, _session_with_messages(account_id, found))
+        keys = [*self._history_keys(session_id), self._keys.lock(lease), self._keys.sessions_by_expiry()]
+        args: list[EncodableT] = [token, milliseconds(ttl_seconds)]
+        if prompt is not None:
+            message = prompt.message
+            args += [account_id, session_id, _epoch_seconds(prompt.now), prompt.max_messages,
+                     *_change_args(prompt.change), message.id, _dump(message)]
+        found = cast(list[str] | None, await self._lease_with_messages_script(keys=keys, args=args))
+        if found is None:
+            return None
+        return LeasedHistory(token, _session_with_messages(account_id, found[1:]), prompt_written=found[:1] == ["1"])
 
     def _history_keys(self, session_id: str) -> list[str]:
         return [self._keys.session(session_id), self._keys.message_ids(session_id), self._keys.messages(session_id)]
@@ -368,12 +421,8 @@ class RedisSessions(_Repo, SessionRepository):
         """One script (ADD_MESSAGES_SCRIPT): the access key, tag and client stay as stored, so only
         the expiry index can move; a lease to free rides on it (the lock key of RedisLocks)."""
         keys = self._keys
-        floor = change.expires_at_least
-        args: list[EncodableT] = [
-            account_id, session_id, change.messages, change.tokens, wire_time(change.last_message_at) or "",
-            wire_time(change.last_user_message_at) or "", "" if floor is None else _epoch_seconds(floor),
-            wire_time(floor) or "", "" if freeing is None else freeing.token,
-        ]
+        token = "" if freeing is None else freeing.token
+        args: list[EncodableT] = [account_id, session_id, *_change_args(change), token]
         for message in messages:
             args += [message.id, _dump(message)]
         script_keys = [keys.session(session_id), keys.messages(session_id), keys.message_ids(session_id),

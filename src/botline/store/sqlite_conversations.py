@@ -20,6 +20,7 @@ from botline.store.base import (
     LeasedHistory,
     LockRepository,
     MessageRepository,
+    PromptWrite,
     SessionChange,
     SessionRepository,
 )
@@ -105,6 +106,56 @@ class SqliteChatClients(_Repo, ChatClientRepository):
         )
 
 
+def _read_with_messages(
+    conn: sqlite3.Connection, account_id: str, session_id: str
+) -> tuple[str, list[sqlite3.Row]] | None:
+    """The session's document and its messages' rows (None when gone or another account's)."""
+    found = conn.execute(
+        "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)).fetchone()
+    if found is None:
+        return None
+    return found[0], conn.execute(MESSAGES_OF_SESSION, (session_id,)).fetchall()
+
+
+def _append(
+    conn: sqlite3.Connection, account_id: str, session_id: str, rows: Sequence[tuple[str, str, str]],
+    change: SessionChange,
+) -> bool:
+    """Within a transaction: `change` applied to the session and the message rows inserted; False, with
+    nothing written, when the session is gone or another account's."""
+    floor = change.expires_at_least
+    renewal = (None, None) if floor is None else (floor.timestamp(), wire_time(floor))
+    params = (change.messages, change.tokens, wire_time(change.last_message_at),
+              wire_time(change.last_user_message_at), renewal[0], renewal[1], renewal[0], session_id, account_id)
+    if conn.execute(APPLY_SESSION_CHANGE, params).rowcount == 0:
+        return False
+    conn.executemany("INSERT INTO messages (id, session_id, data) VALUES (?, ?, ?)", rows)
+    return True
+
+
+PROMPT_CHECK = (
+    "SELECT expires_ts, json_extract(data, '$.handoff.state'),"
+    " (SELECT json_extract(m.data, '$.role') FROM messages m WHERE m.session_id = sessions.id"
+    "  ORDER BY m.seq DESC LIMIT 1), json_extract(data, '$.messageCount')"
+    " FROM sessions WHERE id = ? AND account_id = ?"
+)
+"""What PromptWrite.fits_stored needs, read in SQL so the connection's thread decodes no JSON in Python
+(it would hold the GIL the event loop wants)."""
+
+
+def _read_and_prompt(
+    conn: sqlite3.Connection, account_id: str, session_id: str, prompt: PromptWrite
+) -> tuple[tuple[str, list[sqlite3.Row]] | None, bool]:
+    """lease_with_messages' transaction with a prompt: the read, then the write when it fits."""
+    read = _read_with_messages(conn, account_id, session_id)
+    if read is None:
+        return None, False
+    message = prompt.message
+    written = prompt.fits_stored(*conn.execute(PROMPT_CHECK, (session_id, account_id)).fetchone()) and _append(
+        conn, account_id, session_id, [(message.id, session_id, _dump(message))], prompt.change)
+    return read, written
+
+
 @reachable_methods
 class SqliteSessions(_Repo, SessionRepository):
     def __init__(self, db: aiosqlite.Connection, locks: LockRepository) -> None:
@@ -137,27 +188,24 @@ class SqliteSessions(_Repo, SessionRepository):
         return await self._with_messages(account_id, session_id)
 
     async def _with_messages(self, account_id: str, session_id: str) -> tuple[Session, list[Message]] | None:
-        def work(conn: sqlite3.Connection) -> tuple[str, list[sqlite3.Row]] | None:
-            found = conn.execute(
-                "SELECT data FROM sessions WHERE id = ? AND account_id = ?", (session_id, account_id)
-            ).fetchone()
-            if found is None:
-                return None
-            return found[0], conn.execute(MESSAGES_OF_SESSION, (session_id,)).fetchall()
-
-        read = await self._run(work)
+        read = await self._run(lambda conn: _read_with_messages(conn, account_id, session_id))
         return None if read is None else (Session.model_validate_json(read[0]), _load_all(Message, read[1]))
 
     async def lease_with_messages(
-        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float
+        self, account_id: str, session_id: str, lease: str, *, ttl_seconds: float, prompt: PromptWrite | None = None,
     ) -> LeasedHistory | None:
-        """The lease is kept in this process (ProcessLocks: taking it costs no hop), then the read;
-        a read that fails or is cancelled gives the lease back at once (releasing never suspends)."""
+        """The lease is kept in this process (ProcessLocks: taking it costs no hop), then the read and
+        the prompt's write in one transaction; a call that fails or is cancelled gives the lease back at
+        once (releasing never suspends)."""
         token = await self._locks.acquire(lease, ttl_seconds=ttl_seconds)
         if token is None:
             return None
         try:
-            return LeasedHistory(token, await self._with_messages(account_id, session_id))
+            if prompt is None:
+                return LeasedHistory(token, await self._with_messages(account_id, session_id))
+            read, written = await self._run(lambda conn: _read_and_prompt(conn, account_id, session_id, prompt))
+            found = None if read is None else (Session.model_validate_json(read[0]), _load_all(Message, read[1]))
+            return LeasedHistory(token, found, written)
         except BaseException:
             await self._locks.release(lease, token)
             raise
@@ -217,19 +265,8 @@ class SqliteSessions(_Repo, SessionRepository):
         """A lease to free is freed after the commit (or the failed write): leases of this backend are
         kept in this process (ProcessLocks), so freeing one costs no hop, and nothing runs between."""
         rows = [(m.id, session_id, _dump(m)) for m in messages]
-        floor = change.expires_at_least
-        renewal = (None, None) if floor is None else (floor.timestamp(), wire_time(floor))
-        params = (change.messages, change.tokens, wire_time(change.last_message_at),
-                  wire_time(change.last_user_message_at), renewal[0], renewal[1], renewal[0], session_id, account_id)
-
-        def work(conn: sqlite3.Connection) -> bool:
-            if conn.execute(APPLY_SESSION_CHANGE, params).rowcount == 0:
-                return False
-            conn.executemany("INSERT INTO messages (id, session_id, data) VALUES (?, ?, ?)", rows)
-            return True
-
         try:
-            return await self._run(work)
+            return await self._run(lambda conn: _append(conn, account_id, session_id, rows, change))
         finally:
             if freeing is not None:
                 await self._locks.release(freeing.name, freeing.token)

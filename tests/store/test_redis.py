@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+from redis.typing import EncodableT
 
 from botline.domain.accounts import Account
 from botline.domain.chat_clients import ChatClient, ClientParameters
@@ -21,6 +23,7 @@ from botline.store import StoreUnavailable
 from botline.store.changes import AccountChange
 from botline.store.keys import RedisKeys
 from botline.store.redis import RedisStore
+from botline.store.redis_pool import WaitingConnectionPool
 from tests.support.redis_server import delete_prefix, unique_prefix
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
@@ -173,6 +176,27 @@ async def test_a_caller_waiting_for_a_connection_held_by_a_silent_redis_gets_its
     async with await RedisStore.from_url(silent_redis.url, timeout_seconds=0.05, max_connections=1) as store:
         outcomes = await asyncio.gather(store.ping(), store.accounts.get("any"), return_exceptions=True)
         assert [type(outcome) for outcome in outcomes] == [StoreUnavailable, StoreUnavailable]
+
+
+async def test_commands_packed_directly_are_the_bytes_redis_py_would_send(redis_url: str) -> None:
+    """The pool's connections pack plain commands with hiredis in one call (redis_pool.DirectPacker)."""
+    pool = WaitingConnectionPool.from_url(redis_url, decode_responses=True)
+    plain = Connection()
+    commands: list[tuple[EncodableT, ...]] = [
+        ("EVALSHA", "f" * 40, 2, "k:é", b"\x00\xff", 1764870000.123456, 0.1, -3, 1e20, float("inf"), ""),
+        ("CLIENT SETNAME", "botline"), ("SET", "k", memoryview(b"view")), ("GET", "ключ"),
+    ]
+    try:
+        connection = pool.make_connection()
+        for command in commands:
+            assert b"".join(connection.pack_command(*command)) == b"".join(plain.pack_command(*command))
+        for refused in (("SET", "k", True), ("SET", "k", None)):
+            with pytest.raises(redis_errors.DataError):
+                plain.pack_command(*refused)
+            with pytest.raises(redis_errors.DataError):
+                connection.pack_command(*refused)
+    finally:
+        await pool.aclose()
 
 
 async def test_a_client_that_returns_bytes_is_refused(redis_url: str) -> None:

@@ -39,7 +39,7 @@ class DirectPacker:
 
     def pack(self, *args: EncodableT) -> list[bytes]:
         name = args[0]
-        if type(name) is str and " " not in name and all(type(arg) in PLAIN for arg in args):
+        if type(name) is str and " " not in name and PLAIN.issuperset(map(type, args)):
             return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # its stub types a 1-tuple
         return self._packer.pack(*args)  # "CLIENT SETNAME"-style names, memoryviews, refused types
 

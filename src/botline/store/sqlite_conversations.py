@@ -133,27 +133,28 @@ def _append(
     return True
 
 
-PROMPT_CHECK = (
-    "SELECT expires_ts, json_extract(data, '$.handoff.state'),"
-    " (SELECT json_extract(m.data, '$.role') FROM messages m WHERE m.session_id = sessions.id"
-    "  ORDER BY m.seq DESC LIMIT 1), json_extract(data, '$.messageCount')"
+SESSION_FOR_PROMPT = (
+    "SELECT data, expires_ts, json_extract(data, '$.handoff.state'), json_extract(data, '$.messageCount')"
     " FROM sessions WHERE id = ? AND account_id = ?"
 )
-"""What PromptWrite.fits_stored needs, read in SQL so the connection's thread decodes no JSON in Python
-(it would hold the GIL the event loop wants)."""
+"""The session's document with what PromptWrite.fits_stored needs of it, read in SQL so the connection's
+thread validates no model in Python (it would hold the GIL the event loop wants)."""
 
 
 def _read_and_prompt(
-    conn: sqlite3.Connection, account_id: str, session_id: str, prompt: PromptWrite
+    conn: sqlite3.Connection, account_id: str, session_id: str, prompt: PromptWrite, row: tuple[str, str, str]
 ) -> tuple[tuple[str, list[sqlite3.Row]] | None, bool]:
-    """lease_with_messages' transaction with a prompt: the read, then the write when it fits."""
-    read = _read_with_messages(conn, account_id, session_id)
-    if read is None:
+    """lease_with_messages' transaction with a prompt (`row`: its message's, made before): the read, then the
+    write when it fits."""
+    found = conn.execute(SESSION_FOR_PROMPT, (session_id, account_id)).fetchone()
+    if found is None:
         return None, False
-    message = prompt.message
-    written = prompt.fits_stored(*conn.execute(PROMPT_CHECK, (session_id, account_id)).fetchone()) and _append(
-        conn, account_id, session_id, [(message.id, session_id, _dump(message))], prompt.change)
-    return read, written
+    document, expires_ts, handoff_state, count = found
+    messages = conn.execute(MESSAGES_OF_SESSION, (session_id,)).fetchall()
+    last_role = orjson.loads(messages[-1][0])["role"] if messages else None
+    written = prompt.fits_stored(expires_ts, handoff_state, last_role, count) and _append(
+        conn, account_id, session_id, [row], prompt.change)
+    return (document, messages), written
 
 
 @reachable_methods
@@ -203,7 +204,8 @@ class SqliteSessions(_Repo, SessionRepository):
         try:
             if prompt is None:
                 return LeasedHistory(token, await self._with_messages(account_id, session_id))
-            read, written = await self._run(lambda conn: _read_and_prompt(conn, account_id, session_id, prompt))
+            row = (prompt.message.id, session_id, _dump(prompt.message))
+            read, written = await self._run(lambda conn: _read_and_prompt(conn, account_id, session_id, prompt, row))
             found = None if read is None else (Session.model_validate_json(read[0]), _load_all(Message, read[1]))
             return LeasedHistory(token, found, written)
         except BaseException:

@@ -14,7 +14,7 @@ kernel time), and instruction costs differ (a cache miss is one instruction). So
 trees does less work per prompt, not how many prompts per second either serves.
 
     .venv/bin/python -m bench.instructions [--store sqlite|redis ...] [--baseline /tmp/old/src]
-        [--prompts 200] [--concurrency 1 --concurrency 50]
+        [--prompts 200] [--concurrency 1 --concurrency 50] [--keep]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from bench import api, servers
-from bench.webchat import JSON_HEADERS, PROMPT, PROMPTS_PER_SESSION, SessionPool, prompt_batch
+from bench.webchat import PROMPTS_PER_SESSION, SessionPool, prompt_batch
 
 WARMUP = 40
 """Prompts run instrumented before the counts are zeroed (valgrind translates code on first use)."""
@@ -72,8 +72,16 @@ async def _count(base: str, pid: int, out_prefix: Path, prompts: int, concurrenc
     return _dumped_instructions(out_prefix) / prompts
 
 
-def measure(store: str, source: Path | None, prompts: int, concurrency: int) -> float:
-    """Instructions per prompt of botline (from `source`, else this tree) on `store`."""
+def _keep_dump(out_prefix: Path, name: str) -> None:
+    """Copies the newest dump to bench/results, for `callgrind_annotate --inclusive=yes <file>`."""
+    newest = max(out_prefix.parent.glob(out_prefix.name + ".*"), key=lambda path: path.stat().st_mtime)
+    servers.RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(newest, servers.RESULTS / f"callgrind-{time.strftime('%Y%m%d-%H%M%S')}-{name}.out")
+
+
+def measure(store: str, source: Path | None, prompts: int, concurrency: int, keep: str | None = None) -> float:
+    """Instructions per prompt of botline (from `source`, else this tree) on `store`; `keep`: save the
+    dump under this name."""
     with ExitStack() as stack:
         work = stack.enter_context(servers.workdir("instructions"))
         fake = stack.enter_context(servers.fake_llm(work))
@@ -94,7 +102,10 @@ def measure(store: str, source: Path | None, prompts: int, concurrency: int) -> 
             except RuntimeError:
                 if server.process.poll() is not None or time.monotonic() > deadline:
                     raise
-        return asyncio.run(_count(server.base_url, server.pid, out_prefix, prompts, concurrency))
+        per_prompt = asyncio.run(_count(server.base_url, server.pid, out_prefix, prompts, concurrency))
+        if keep is not None:
+            _keep_dump(out_prefix, keep)
+        return per_prompt
 
 
 def main() -> None:
@@ -103,6 +114,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a `src` folder of the tree to compare with")
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, action="append")
+    parser.add_argument("--keep", action="store_true", help="save each callgrind dump to bench/results")
     args = parser.parse_args()
     if shutil.which("callgrind_control") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -116,7 +128,8 @@ def main() -> None:
             continue
         for concurrency in args.concurrency or [1, 50]:
             for name, source in trees:
-                per_prompt = measure(store, source, args.prompts, concurrency)
+                keep = f"{store}-c{concurrency}-{name}" if args.keep else None
+                per_prompt = measure(store, source, args.prompts, concurrency, keep)
                 rows.append({"store": store, "clients": concurrency, "tree": name, "instructions": per_prompt})
                 print(f"  {store:6} c={concurrency:<3} {name:9} {per_prompt / 1e6:8.3f} M instructions per prompt",
                       flush=True)

@@ -68,6 +68,20 @@ async def test_the_web_answer_has_audio_from_the_speech_endpoint_once(
     assert info["messages"][-1]["audio"] is True and info["client"]["audioSynthesisEnabled"] is True
 
 
+async def test_a_head_request_on_the_audio_pays_for_no_synthesis(server: RunningServer, fake_llm: FakeLLM) -> None:
+    client_id = await create_client(server, fake_llm, **SPEAKS)
+    key = (await open_session(server, client_id))["accessKey"]
+    done = await done_of(server, key, "hello")
+    url = server.url + public(key, f"/messages/{done['messageId']}/audio")
+    async with server.http.head(url) as response:
+        assert (response.status, response.content_type) == (200, "audio/mpeg")
+    assert fake_llm.speech_requests() == []
+    assert await audio_of(server, key, done["messageId"]) == (200, "audio/mpeg", mp3(1.0))
+    async with server.http.head(url) as response:  # kept now: its length is known
+        assert response.status == 200 and response.content_length == len(mp3(1.0))
+    assert len(fake_llm.speech_requests()) == 1
+
+
 async def test_the_audio_streams_as_the_endpoint_sends_it_and_is_kept_with_the_answer(
     server: RunningServer, fake_llm: FakeLLM
 ) -> None:

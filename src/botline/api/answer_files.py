@@ -79,6 +79,8 @@ async def answer_audio(request: web.Request) -> web.StreamResponse:
         svc.metrics.speech(client.client_parameters.audio_synthesis_source, SpeechOutcome.CACHED)
         media, data = kept
         return web.Response(body=data, content_type=media.content_type, headers=SAFE_HEADERS)
+    if request.method == "HEAD":  # a link checker or a prefetch: no synthesis is paid for what no one plays
+        return web.Response(content_type="audio/mpeg", headers=SAFE_HEADERS)
     try:
         flight = await svc.speech.stream(client, str(message.content), AudioFormat.MP3)
         chunks = flight.chunks()

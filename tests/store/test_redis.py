@@ -116,6 +116,17 @@ async def test_a_redis_that_stops_answering_is_store_unavailable_for_reads_write
             await store.locks.acquire("chat", ttl_seconds=15)
 
 
+async def test_calls_that_walk_whole_collections_fail_on_a_silent_redis_too(silent_redis: SilentRedis) -> None:
+    """A walk has no deadline as a whole, but each command it sends has the store's (redis_base.Walk)."""
+    async with await RedisStore.from_url(silent_redis.url, timeout_seconds=0.05) as store:
+        walks = [store.documents.all_of("collection"), store.documents.clear("account", "collection"),
+                 store.documents.search(["collection"], ["word"], limit=5),
+                 store.collections.state("collection")]
+        for walk in walks:
+            with pytest.raises(StoreUnavailable, match=r"no answer within 0\.05 s"):
+                await asyncio.wait_for(walk, timeout=30)
+
+
 async def test_calls_to_a_silent_redis_each_get_their_own_deadline(silent_redis: SilentRedis) -> None:
     """One watchdog holds the deadlines of every call in flight: a call started later fails after the
     earlier one did, not with it."""

@@ -8,6 +8,7 @@ The client must decode replies (checked by RedisStore), hence the `cast(str, ...
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -118,10 +119,40 @@ Walker = TypeVar("Walker", bound=Callable[..., Awaitable[Any]])
 def _walks(method: Walker) -> Walker:
     """Marks a Store call whose length grows with the data it walks (a whole collection cleared,
     re-queued or browsed, an index read into memory): `_reachable` bounds it by no deadline as a whole,
-    which would fail it on big data however healthy Redis is; the page reads it is made of are bounded
-    one by one where they are `_reachable` helpers of their own."""
+    which would fail it on big data however healthy Redis is, but bounds each Redis command it sends
+    (`Walk`), so a Redis that stops answering fails it as it fails any other call."""
     setattr(method, WALKS, True)
     return method
+
+
+class Walk:
+    """The deadlines of a walk's commands: each command (from taking a pooled connection to giving it
+    back, redis_pool.py) runs under the store's deadline, one at a time; the time between them, the
+    walk's own work on what it read, has none."""
+
+    __slots__ = ("_call", "_deadlines", "_open", "expired")
+
+    def __init__(self, deadlines: Deadlines) -> None:
+        self._deadlines = deadlines
+        self._call: _Call | None = None
+        self._open = 0
+        self.expired = False
+        """A command's deadline cancelled the walk (its CancelledError is then an outage)."""
+
+    def command_started(self) -> None:
+        self._open += 1
+        if self._call is None:
+            self._call = self._deadlines.enter()
+
+    def command_ended(self) -> None:
+        self._open = max(self._open - 1, 0)
+        if self._open == 0 and self._call is not None:
+            self.expired = self._deadlines.leave(self._call) or self.expired
+            self._call = None
+
+
+WALK: contextvars.ContextVar[Walk | None] = contextvars.ContextVar("botline_redis_walk", default=None)
+"""The walk the running code is part of (None outside walks, and inside a bounded call a walk makes)."""
 
 
 def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -135,21 +166,27 @@ def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, 
     marking a reply answered) would swallow it and never end (a shutdown that hangs). The deadline's
     own cancel is taken back first (`Deadlines.leave`), so it is reported as the outage it is.
     """
-    bounded = method.__name__ != "close" and not getattr(method, WALKS, False)
+    walks = getattr(method, WALKS, False)
+    bounded = method.__name__ != "close" and not walks
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         owner = args[0] if args else None
-        deadlines = owner.deadlines if bounded and isinstance(owner, _Deadline) else None
+        store_deadlines = owner.deadlines if isinstance(owner, _Deadline) else None
+        deadlines = store_deadlines if bounded else None
+        walk = Walk(store_deadlines) if walks and store_deadlines is not None else None
+        # Inside a walk a bounded call has its own deadline, and its commands no second one.
+        context = WALK.set(walk) if walk is not None or (bounded and WALK.get() is not None) else None
         call = None if deadlines is None else deadlines.enter()
         try:
             return await method(*args, **kwargs)
         except BaseException as exc:
             timed_out = deadlines is not None and call is not None and deadlines.leave(call)
             call = None
-            if timed_out and isinstance(exc, asyncio.CancelledError):
-                assert deadlines is not None
-                raise StoreUnavailable(f"Redis is unavailable: no answer within {deadlines.seconds:g} s") from exc
+            if (timed_out or (walk is not None and walk.expired)) and isinstance(exc, asyncio.CancelledError):
+                assert store_deadlines is not None
+                raise StoreUnavailable(
+                    f"Redis is unavailable: no answer within {store_deadlines.seconds:g} s") from exc
             if isinstance(exc, UNAVAILABLE_ERRORS):
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
@@ -159,6 +196,8 @@ def _reachable(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, 
         finally:
             if deadlines is not None and call is not None:
                 deadlines.leave(call)
+            if context is not None:
+                WALK.reset(context)
 
     return wrapper
 

@@ -22,6 +22,8 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.typing import EncodableT
 
+from botline.store.redis_base import WALK
+
 PLAIN = frozenset({str, bytes, int, float})
 """Argument types hiredis packs exactly as redis-py's encoder does (UTF-8, strict; numbers by repr).
 `bool`, which redis-py refuses, is not among them: type() is compared, not isinstance."""
@@ -63,12 +65,23 @@ class WaitingConnectionPool(ConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         """A connected connection; waits while `max_connections` are in use. The arguments (all
-        deprecated by redis-py) are ignored, as its own pools ignore them."""
-        await self._free.acquire()
+        deprecated by redis-py) are ignored, as its own pools ignore them. Within a walk
+        (redis_base.Walk) the command's deadline starts here, the wait for a connection included."""
+        walk = WALK.get()
+        if walk is not None:
+            walk.command_started()
+        try:
+            await self._free.acquire()
+        except BaseException:
+            if walk is not None:
+                walk.command_ended()
+            raise
         try:
             connection: AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
         except BaseException:
             self._free.release()
+            if walk is not None:
+                walk.command_ended()
             raise
         self._handed_out.add(connection)
         try:
@@ -82,6 +95,9 @@ class WaitingConnectionPool(ConnectionPool):
         try:
             await super().release(connection)
         finally:
-            if connection in self._handed_out:
+            if connection in self._handed_out:  # the first release only (see _handed_out)
                 self._handed_out.discard(connection)
                 self._free.release()
+                walk = WALK.get()
+                if walk is not None:
+                    walk.command_ended()

@@ -246,7 +246,10 @@ class LocalFileStore(FileStore):
                     seen += 1
                     if seen > limit:
                         return FULL
-                    info = item.stat(follow_symlinks=False)
+                    try:
+                        info = item.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # gone since the listing (a finished upload's staging file)
+                        continue
                     if stat.S_ISDIR(info.st_mode):
                         pending.append(Path(item.path))
                     elif stat.S_ISREG(info.st_mode):

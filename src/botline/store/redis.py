@@ -46,6 +46,7 @@ from botline.store.redis_base import (
 )
 from botline.store.redis_batch import RedisBatchJobs, RedisBatchWorkflows
 from botline.store.redis_batch_items import RedisBatchItems
+from botline.store.redis_coalesce import Coalescer
 from botline.store.redis_conversations import RedisChatClients, RedisMessages, RedisSessions
 from botline.store.redis_governance import RedisLlmConnections, RedisPolicies
 from botline.store.redis_inbound import RedisInbound, RedisLocks
@@ -274,8 +275,9 @@ hourly limit."""
 
 @_reachable_methods
 class RedisCounters(_Repo, CounterRepository):
-    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+    def __init__(self, client: Redis, keys: RedisKeys, coalescer: Coalescer) -> None:
         super().__init__(client, keys)
+        self._coalescer = coalescer
         self._add_script = client.register_script(ADD_SCRIPT)
 
     async def increment(self, key: str, *, ttl_seconds: int) -> int:
@@ -285,7 +287,8 @@ class RedisCounters(_Repo, CounterRepository):
         return await self._add(key, amount, ttl_seconds)
 
     async def _add(self, key: str, amount: int, ttl_seconds: int) -> int:
-        return int(cast(int, await self._add_script(keys=[self._keys.counter(key)], args=[amount, ttl_seconds])))
+        return int(cast(int, await self._coalescer.script(self._add_script, [self._keys.counter(key)],
+                                                          [amount, ttl_seconds])))
 
     async def values(self, keys: Sequence[str]) -> list[int]:
         if not keys:
@@ -325,10 +328,11 @@ class RedisStore(Store, _Deadline):
         self.llm_connections = RedisLlmConnections(client, keys)
         self.policies = RedisPolicies(client, keys)
         self.chat_clients = RedisChatClients(client, keys)
-        self.sessions = RedisSessions(client, keys)
+        self._coalescer = Coalescer(client)
+        self.sessions = RedisSessions(client, keys, self._coalescer)
         self.messages = RedisMessages(client, keys)
         self.usage = RedisUsage(client, keys)
-        self.counters = RedisCounters(client, keys)
+        self.counters = RedisCounters(client, keys, self._coalescer)
         self.inbound = RedisInbound(client, keys)
         self.locks = RedisLocks(client, keys)
         self.server_values = RedisServerValues(client, keys)
@@ -346,6 +350,7 @@ class RedisStore(Store, _Deadline):
         self.vectors = RedisVectors(client, keys)
         self.signals = RedisSignals(client, keys)
         deadlines = None if deadline_seconds is None else Deadlines(deadline_seconds)
+        self._coalescer.seconds = deadline_seconds
         for part in (self, *vars(self).values()):
             if isinstance(part, _Deadline):
                 part.deadlines = deadlines

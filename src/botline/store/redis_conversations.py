@@ -45,6 +45,7 @@ from botline.store.redis_base import (
     lease_token,
     milliseconds,
 )
+from botline.store.redis_coalesce import Coalescer
 
 MIN_SCORE = "-inf"
 REMEMBERED_ACCESS_KEYS = 10_000
@@ -249,8 +250,10 @@ class RedisSessions(_Repo, SessionRepository):
     that tag by created_at, whose last member is what `get_by_tag` returns. Scores of the
     created_at indexes keep the created_at of `create`, as SQLite keeps its `created_at` column."""
 
-    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+    def __init__(self, client: Redis, keys: RedisKeys, coalescer: Coalescer) -> None:
+        """`coalescer`: sends the web chat's hot-path commands of concurrent turns together."""
         super().__init__(client, keys)
+        self._coalescer = coalescer
         self._add_messages_script = client.register_script(ADD_MESSAGES_SCRIPT)
         self._with_messages_script = client.register_script(SESSION_WITH_MESSAGES_SCRIPT)
         self._lease_with_messages_script = client.register_script(LEASE_WITH_MESSAGES_SCRIPT)
@@ -319,7 +322,7 @@ class RedisSessions(_Repo, SessionRepository):
             message = prompt.message
             args += [account_id, session_id, _epoch_seconds(prompt.now), prompt.max_messages,
                      *_change_args(prompt.change), message.id, _dump(message)]
-        found = cast(list[str] | None, await self._lease_with_messages_script(keys=keys, args=args))
+        found = cast(list[str] | None, await self._coalescer.script(self._lease_with_messages_script, keys, args))
         if found is None:
             return None
         return LeasedHistory(token, _session_with_messages(account_id, found[1:]), prompt_written=found[:1] == ["1"])
@@ -330,7 +333,8 @@ class RedisSessions(_Repo, SessionRepository):
     async def get_by_access_key(self, access_key: str) -> Session | None:
         remembered = self._ids_by_access_key.get(access_key)
         if remembered is not None:
-            session = await self._get(Session, self._keys.session(remembered))
+            raw = cast(str | None, await self._coalescer.command("GET", self._keys.session(remembered)))
+            session = None if raw is None else Session.model_validate_json(raw)
             if session is not None and session.access_key == access_key:
                 return session
             self._ids_by_access_key.pop(access_key, None)
@@ -429,7 +433,7 @@ class RedisSessions(_Repo, SessionRepository):
                        keys.sessions_by_expiry()]
         if freeing is not None:
             script_keys.append(keys.lock(freeing.name))
-        written = await self._add_messages_script(keys=script_keys, args=args)
+        written = await self._coalescer.script(self._add_messages_script, script_keys, args)
         if written == 0:
             raise ConflictError("a message with that id already exists")
         return written is not None

@@ -23,6 +23,7 @@ from botline.store import StoreUnavailable
 from botline.store.changes import AccountChange
 from botline.store.keys import RedisKeys
 from botline.store.redis import RedisStore
+from botline.store.redis_coalesce import Coalescer
 from botline.store.redis_pool import WaitingConnectionPool
 from tests.support.redis_server import delete_prefix, unique_prefix
 
@@ -358,3 +359,37 @@ async def test_calls_that_walk_a_whole_collection_outlast_the_per_call_deadline(
     assert len(hits) == 1, "the first search read 6,000 rows"
     assert await replica.documents.clear("acc", collection.id) == 6_000
     assert await replica.documents.search([collection.id], ["word1"], limit=5) == []
+
+
+async def test_coalesced_callers_each_get_their_own_reply_or_error(client: Redis, prefixes: list[str]) -> None:
+    """The hot-path commands of concurrent Store calls share round trips (store/redis_coalesce.py)."""
+    prefixes.append(prefix := unique_prefix())
+    coalescer = Coalescer(client)
+    await client.set(f"{prefix}:text", "not a number")
+    calls = [coalescer.command("INCR", f"{prefix}:n{i % 5}") for i in range(100)]
+    calls.insert(50, coalescer.command("INCR", f"{prefix}:text"))
+    replies = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(replies[50], redis_errors.ResponseError)
+    assert sum(isinstance(reply, Exception) for reply in replies) == 1
+    counts = [reply for reply in replies if not isinstance(reply, Exception)]
+    assert sorted(counts) == sorted(list(range(1, 21)) * 5)  # every increment once, none lost or doubled
+    assert [int(await client.get(f"{prefix}:n{k}")) for k in range(5)] == [20] * 5
+
+
+async def test_coalesced_scripts_are_served_again_after_redis_lost_them(
+    client: Redis, redis_url: str, prefixes: list[str]
+) -> None:
+    prefixes.append(prefix := unique_prefix())
+    async with await RedisStore.from_url(redis_url, prefix=prefix) as store:
+        assert await store.counters.increment("hits", ttl_seconds=60) == 1
+        await client.script_flush()  # as after a Redis restart
+        counts = await asyncio.gather(*(store.counters.increment("hits", ttl_seconds=60) for _ in range(30)))
+        assert sorted(counts) == list(range(2, 32))
+
+
+async def test_a_silent_redis_fails_every_coalesced_caller_within_the_deadline(silent_redis: SilentRedis) -> None:
+    async with await RedisStore.from_url(silent_redis.url, timeout_seconds=0.1) as store:
+        calls = [store.counters.increment(f"k{i}", ttl_seconds=60) for i in range(10)]
+        calls += [store.sessions.lease_with_messages("a", f"s{i}", f"lease{i}", ttl_seconds=15) for i in range(10)]
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=30)
+        assert [type(outcome) for outcome in outcomes] == [StoreUnavailable] * 20

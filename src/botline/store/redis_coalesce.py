@@ -76,6 +76,11 @@ class Coalescer:
                 for args, _ in batch:
                     pipe.execute_command(*args)
                 replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:  # the loop is going away: no caller waits on for a reply never read
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(redis_errors.ConnectionError("the batch was cancelled at shutdown"))
+            raise
         except TimeoutError:
             failure: BaseException = redis_errors.TimeoutError(f"no answer within {self.seconds:g} s")
         except Exception as exc:  # the connection's failure is every command's

@@ -364,7 +364,7 @@ async def test_calls_that_walk_a_whole_collection_outlast_the_per_call_deadline(
 async def test_coalesced_callers_each_get_their_own_reply_or_error(client: Redis, prefixes: list[str]) -> None:
     """The hot-path commands of concurrent Store calls share round trips (store/redis_coalesce.py)."""
     prefixes.append(prefix := unique_prefix())
-    coalescer = Coalescer(client)
+    coalescer = Coalescer(client, None)
     await client.set(f"{prefix}:text", "not a number")
     calls = [coalescer.command("INCR", f"{prefix}:n{i % 5}") for i in range(100)]
     calls.insert(50, coalescer.command("INCR", f"{prefix}:text"))

@@ -328,7 +328,7 @@ class RedisStore(Store, _Deadline):
         self.llm_connections = RedisLlmConnections(client, keys)
         self.policies = RedisPolicies(client, keys)
         self.chat_clients = RedisChatClients(client, keys)
-        self._coalescer = Coalescer(client)
+        self._coalescer = Coalescer(client, deadline_seconds)
         self.sessions = RedisSessions(client, keys, self._coalescer)
         self.messages = RedisMessages(client, keys)
         self.usage = RedisUsage(client, keys)
@@ -350,7 +350,6 @@ class RedisStore(Store, _Deadline):
         self.vectors = RedisVectors(client, keys)
         self.signals = RedisSignals(client, keys)
         deadlines = None if deadline_seconds is None else Deadlines(deadline_seconds)
-        self._coalescer.seconds = deadline_seconds
         for part in (self, *vars(self).values()):
             if isinstance(part, _Deadline):
                 part.deadlines = deadlines

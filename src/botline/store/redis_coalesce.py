@@ -25,14 +25,14 @@ from redis.typing import EncodableT
 
 
 class Coalescer:
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, seconds: float | None) -> None:
+        """`seconds`: the store's deadline, for a whole batch (None: none)."""
         self._client = client
+        self._seconds = seconds
         self._queued: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]] = []
         self._busy = False
         """A command or a batch is in flight: what arrives now waits for the next batch."""
         self._sender: asyncio.Task[None] | None = None
-        self.seconds: float | None = None
-        """The store's deadline, for a whole batch (set with the repositories' deadlines)."""
 
     async def command(self, *args: EncodableT) -> Any:
         if not self._busy:  # nothing in flight: sent at once, from the caller's task, as without batching
@@ -72,7 +72,7 @@ class Coalescer:
 
     async def _send_batch(self, batch: list[tuple[tuple[EncodableT, ...], asyncio.Future[Any]]]) -> None:
         try:
-            async with asyncio.timeout(self.seconds), self._client.pipeline(transaction=False) as pipe:
+            async with asyncio.timeout(self._seconds), self._client.pipeline(transaction=False) as pipe:
                 for args, _ in batch:
                     pipe.execute_command(*args)
                 replies = await pipe.execute(raise_on_error=False)
@@ -82,7 +82,7 @@ class Coalescer:
                     future.set_exception(redis_errors.ConnectionError("the batch was cancelled at shutdown"))
             raise
         except TimeoutError:
-            failure: BaseException = redis_errors.TimeoutError(f"no answer within {self.seconds:g} s")
+            failure: BaseException = redis_errors.TimeoutError(f"no answer within {self._seconds:g} s")
         except Exception as exc:  # the connection's failure is every command's
             failure = exc
         else:
